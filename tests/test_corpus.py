@@ -1,0 +1,573 @@
+"""Tests of textvae.corpus: readers, tokenizer, vocabulary and error messages."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import gzip
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from textvae.corpus import (
+    FIRST_WORD_ID,
+    OOV_ID,
+    PAD_ID,
+    RESERVED,
+    START_ID,
+    AclImdbCorpus,
+    CsvCorpus,
+    JsonlCorpus,
+    KerasImdbCorpus,
+    Vocabulary,
+    download_keras_imdb,
+    find_imdb,
+    open_corpus,
+    tokenize,
+)
+from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+
+TRAIN = [
+    ("A good film. Good acting!", 1),
+    ("Bad, bad film.<br /><br />Awful.", 0),
+    ("Good fun, it's good.", 1),
+]
+TEST = [("A bad plot: zebra!", 0), ("Good.", 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Writers of small corpora
+
+
+def write_jsonl(path: Path, reviews, *, compress: bool = False) -> Path:
+    lines = "".join(
+        json.dumps({"text": t, "label": y, "id": i}) + "\n" for i, (t, y) in enumerate(reviews)
+    )
+    data = lines.encode("utf-8")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def write_csv(path: Path, reviews, header=("review", "sentiment"), labels=None) -> Path:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", *header])
+        for i, (text, label) in enumerate(reviews):
+            writer.writerow([i, text, labels[label] if labels else label])
+    return path
+
+
+def write_acl(root: Path, splits) -> Path:
+    for split, reviews in splits.items():
+        for sub in ("pos", "neg"):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+        # Numeric ids out of lexicographic order: 10 must come after 2.
+        counters = {0: 0, 1: 0}
+        for text, label in reviews:
+            i = counters[label]
+            counters[label] += 1
+            rid = [2, 10, 1][i] if i < 3 else i * 100
+            sub = "pos" if label else "neg"
+            (root / split / sub / f"{rid}_{7 if label else 3}.txt").write_text(text, "utf-8")
+    (root / "train" / "unsup").mkdir()
+    (root / "train" / "unsup" / "0_0.txt").write_text("unlabelled, ignored", "utf-8")
+    return root
+
+
+def object_array(seqs) -> np.ndarray:
+    out = np.empty(len(seqs), dtype=object)
+    for i, s in enumerate(seqs):
+        out[i] = list(s)
+    return out
+
+
+WORD_INDEX = {"the": 1, "and": 2, "a": 3, "of": 4, "film": 5, "good": 6, "bad": 7}
+X_TRAIN = [[1, 5, 6], [3, 7, 5, 7], [2, 4, 1, 6, 6]]  # raw ranks, as in Keras' imdb.npz
+X_TEST = [[7, 7, 1], [6]]
+
+
+def write_keras(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "imdb.npz",
+        x_train=object_array(X_TRAIN),
+        y_train=np.array([1, 0, 1], dtype=np.int64),
+        x_test=object_array(X_TEST),
+        y_test=np.array([0, 1], dtype=np.int64),
+    )
+    (folder / "imdb_word_index.json").write_text(json.dumps(WORD_INDEX), "utf-8")
+    return folder / "imdb.npz"
+
+
+def keras_load_data_reference(xs, num_words, start_char=1, oov_char=2, index_from=3):
+    """The id mapping of keras.datasets.imdb.load_data (Keras 3.15), without the shuffle."""
+    xs = [[start_char] + [w + index_from for w in x] for x in xs]
+    return [[w if w < num_words else oov_char for w in x] for x in xs]
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello World", ["hello", "world"]),
+        ("a<br />b<br/>c<br>d<BR />e", ["a", "b", "c", "d", "e"]),
+        ("Wow!!! Great, really.", ["wow", "!", "!", "!", "great", ",", "really", "."]),
+        ("Don't, it's rock'n'roll", ["don't", ",", "it's", "rock'n'roll"]),
+        ("'quoted' students'", ["'", "quoted", "'", "students", "'"]),
+        ("Café NAÏVE über 3.5", ["café", "naïve", "über", "3", ".", "5"]),
+        ("日本 映画", ["日本", "映画"]),
+        ("   \t\n ", []),
+    ],
+    ids=[
+        "words",
+        "br-tags",
+        "punctuation",
+        "apostrophes",
+        "outer-quotes",
+        "unicode",
+        "cjk",
+        "blank",
+    ],
+)
+def test_tokenize_rule(text, expected):
+    assert tokenize(text) == expected
+
+
+@given(st.text())
+def test_tokenize_tokens_are_nonempty_and_spaceless(text):
+    for token in tokenize(text):
+        assert token
+        assert not any(ch.isspace() for ch in token)
+
+
+@given(st.text(alphabet=st.characters(exclude_characters="<")))
+def test_tokenize_keeps_every_nonspace_character(text):
+    lowered = text.lower()
+    assert "".join(tokenize(text)) == "".join(ch for ch in lowered if not ch.isspace())
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+def test_vocabulary_from_counts_orders_by_frequency_then_token():
+    counts = collections.Counter({"b": 5, "a": 5, "c": 9, "d": 1, "e": 5})
+    vocab = Vocabulary.from_counts(counts, 6)
+    assert vocab.tokens == (*RESERVED, "c", "a", "b")  # ties a, b, e broken by string
+    assert vocab.size == 6  # vocab_size counts the reserved ids, like Keras' num_words
+    assert vocab.tokens.index("<pad>") == PAD_ID == 0
+    assert vocab.tokens.index("<start>") == START_ID == 1
+    assert vocab.tokens.index("<oov>") == OOV_ID == 2
+    assert vocab.index()["c"] == FIRST_WORD_ID == 3
+    # reserved names are not words: text that spells them encodes as out-of-vocabulary
+    assert "<pad>" not in vocab.index()
+    assert vocab.encode(["<pad>", "c"]) == [START_ID, OOV_ID, FIRST_WORD_ID]
+
+
+def test_vocabulary_smaller_than_vocab_size_when_few_words():
+    vocab = Vocabulary.from_counts({"x": 2, "y": 1}, 100)
+    assert vocab.tokens == (*RESERVED, "x", "y")
+    assert vocab.size == 5
+
+
+def test_vocabulary_is_independent_of_count_order():
+    items = [(f"w{i}", i % 4) for i in range(40)]
+    a = Vocabulary.from_counts(dict(items), 20)
+    b = Vocabulary.from_counts(dict(reversed(items)), 20)
+    assert a == b
+
+
+@pytest.mark.parametrize("bad", [3, 0, -1, 2.5, True, "10"])
+def test_vocabulary_rejects_small_vocab_size(bad):
+    with pytest.raises(ValueError, match="vocab_size"):
+        Vocabulary.from_counts({"a": 1}, bad)
+
+
+def test_vocabulary_rejects_bad_tokens():
+    with pytest.raises(ValueError, match="must start with"):
+        Vocabulary(("a", "b", "c"))
+    with pytest.raises(ValueError, match="repeats at id 4"):
+        Vocabulary((*RESERVED, "a", "a"))
+
+
+def test_encode_decode_round_trip():
+    vocab = Vocabulary.from_counts({"good": 3, "film": 2, "bad": 1}, 5)
+    ids = vocab.encode(tokenize("Good film, bad"))
+    assert ids == [START_ID, 3, 4, OOV_ID, OOV_ID]
+    assert vocab.decode(ids) == ["good", "film", "<oov>", "<oov>"]
+    assert vocab.decode([0, 0, *ids], skip_special=False) == [
+        "<pad>",
+        "<pad>",
+        "<start>",
+        "good",
+        "film",
+        "<oov>",
+        "<oov>",
+    ]
+    with pytest.raises(ValueError, match=r"position 1.*Received: 5"):
+        vocab.decode([1, 5])
+
+
+@given(st.lists(st.text(min_size=1, max_size=5), max_size=30))
+def test_encode_length_and_round_trip(tokens):
+    vocab = Vocabulary.from_counts(collections.Counter(tokens), 10)
+    ids = vocab.encode(tokens)
+    assert len(ids) == len(tokens) + 1
+    assert ids[0] == START_ID
+    assert all(0 <= i < vocab.size for i in ids)
+    decoded = vocab.decode(ids)
+    assert decoded == [t if t in vocab.index() and t not in RESERVED else "<oov>" for t in tokens]
+
+
+def test_from_word_index_uses_keras_ids():
+    # Keras numbers rank r as r + 3: "the" is 4 and id 3 is never used (Keras' "<UNUSED>").
+    vocab = Vocabulary.from_word_index(WORD_INDEX, 7)
+    assert vocab.tokens == (*RESERVED, "<unused:3>", "the", "and", "a")
+    full = Vocabulary.from_word_index(WORD_INDEX, 1000)
+    assert full.size == 4 + len(WORD_INDEX)
+    assert Vocabulary.from_word_index({"the": 1, "film": 3}, 10).tokens == (
+        *RESERVED,
+        "<unused:3>",
+        "the",
+        "<unused:5>",
+        "film",
+    )
+    with pytest.raises(ValueError, match="rank 1"):
+        Vocabulary.from_word_index({"the": 1, "a": 1}, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+
+
+def check_texts(corpus):
+    assert corpus.splits == ("train", "test")
+    assert list(corpus.reviews("train")) == TRAIN
+    assert list(corpus.reviews("test")) == TEST
+
+
+def test_jsonl_folder(tmp_path):
+    write_jsonl(tmp_path / "imdb_train.jsonl", TRAIN)
+    write_jsonl(tmp_path / "imdb_test.jsonl", TEST)
+    corpus = open_corpus(tmp_path)
+    assert isinstance(corpus, JsonlCorpus)
+    check_texts(corpus)
+    assert "imdb_train.jsonl" in corpus.source
+
+
+def test_jsonl_gz_folder_and_single_file(tmp_path):
+    write_jsonl(tmp_path / "imdb_train.jsonl.gz", TRAIN, compress=True)
+    write_jsonl(tmp_path / "imdb_test.jsonl.gz", TEST, compress=True)
+    (tmp_path / "imdb_word_index.json").write_text("{}", "utf-8")  # ignored, as in shared/
+    check_texts(open_corpus(tmp_path))
+    single = open_corpus(str(tmp_path / "imdb_test.jsonl.gz"))
+    assert single.splits == ("train",)
+    assert list(single.reviews("train")) == TEST
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "labels"),
+    [
+        ("csv", ("review", "sentiment"), {0: "negative", 1: "positive"}),
+        ("csv.gz", ("Text", "Label"), None),
+        ("csv", ("text", "label"), {0: "neg", 1: "pos"}),
+    ],
+    ids=["review-sentiment-words", "gzip-text-label-ints", "text-label-pos-neg"],
+)
+def test_csv_folder(tmp_path, name, header, labels):
+    write_csv(tmp_path / f"train.{name}", TRAIN, header, labels)
+    write_csv(tmp_path / f"test.{name}", TEST, header, labels)
+    corpus = open_corpus(tmp_path)
+    assert isinstance(corpus, CsvCorpus)
+    check_texts(corpus)
+
+
+def test_csv_multiline_and_bom(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_bytes('\ufefftext,label\n"line one,\nline two",1\n'.encode())
+    assert list(open_corpus(path).reviews("train")) == [("line one,\nline two", 1)]
+
+
+def test_acl_imdb_folder_order_and_labels(tmp_path):
+    root = write_acl(tmp_path / "aclImdb", {"train": TRAIN, "test": TEST})
+    for path in (root, tmp_path):  # the folder itself, or the one holding aclImdb/
+        corpus = open_corpus(path)
+        assert isinstance(corpus, AclImdbCorpus)
+        assert corpus.splits == ("train", "test")
+        # neg first, then pos; each by numeric id (2 < 10), never unsup
+        assert list(corpus.reviews("train")) == [TRAIN[1], TRAIN[0], TRAIN[2]]
+        assert list(corpus.reviews("test")) == TEST
+
+
+def test_keras_npz_reader(tmp_path):
+    npz = write_keras(tmp_path / "keras")
+    for source in (npz, tmp_path / "keras"):
+        corpus = open_corpus(source)
+        assert isinstance(corpus, KerasImdbCorpus)
+        assert corpus.splits == ("train", "test")
+    vocab = corpus.vocabulary(7)
+    assert vocab.tokens == (*RESERVED, "<unused:3>", "the", "and", "a")
+    for split, xs, ys in (("train", X_TRAIN, [1, 0, 1]), ("test", X_TEST, [0, 1])):
+        got = list(corpus.encoded(split, vocab))
+        assert [ids for ids, _ in got] == keras_load_data_reference(xs, num_words=7)
+        assert [label for _, label in got] == ys
+        assert all(max(ids) < 7 for ids, _ in got)
+    assert next(corpus.reviews("train")) == ("the film good", 1)
+    assert corpus.count_words()["film"] == 2
+
+
+def test_keras_reader_rejects_a_text_vocabulary(tmp_path):
+    corpus = open_corpus(write_keras(tmp_path))
+    with pytest.raises(CorpusError, match="not Keras'"):
+        next(corpus.encoded("train", Vocabulary.from_counts({"zzz": 9, "film": 1}, 10)))
+
+
+def test_keras_npz_refuses_other_pickled_objects(tmp_path):
+    npz = write_keras(tmp_path)
+    np.savez(
+        npz, x_train=np.array([collections.OrderedDict()], dtype=object), y_train=np.array([1])
+    )
+    with pytest.raises(CorpusError, match=r"imdb\.npz: cannot read x_train"):
+        list(open_corpus(npz).encoded("train", Vocabulary.from_word_index(WORD_INDEX, 10)))
+
+
+# --------------------------------------------------------------------------------------------
+# Counting, vocabulary from train only, encoding
+
+
+def test_vocabulary_built_from_train_only(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", TRAIN)
+    write_jsonl(tmp_path / "test.jsonl", TEST)
+    corpus = open_corpus(tmp_path)
+    calls = []
+    vocab = corpus.vocabulary(1000, progress=calls.append)
+    assert calls[-1] == len(TRAIN)
+    assert "zebra" not in vocab.index()  # only in test
+    assert vocab.tokens[3:5] == (".", "good")  # 4 each: the tie goes to the smaller string
+    test_ids = [ids for ids, _ in corpus.encoded("test", vocab)]
+    assert test_ids[0] == vocab.encode(tokenize(TEST[0][0]))
+    assert test_ids[0][tokenize(TEST[0][0]).index("zebra") + 1] == OOV_ID
+    labels = [label for _, label in corpus.encoded("train", vocab)]
+    assert labels == [1, 0, 1]
+
+
+def test_count_words_reports_progress_every_1000(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [("w", i % 2) for i in range(2500)])
+    calls = []
+    counts = open_corpus(tmp_path / "train.jsonl").count_words(progress=calls.append)
+    assert counts == {"w": 2500}
+    assert calls == [1000, 2000, 2500]
+
+
+def test_unknown_split(tmp_path):
+    corpus = open_corpus(write_jsonl(tmp_path / "train.jsonl", TRAIN))
+    with pytest.raises(CorpusError, match="no split 'test'"):
+        next(corpus.reviews("test"))
+
+
+# --------------------------------------------------------------------------------------------
+# Bad inputs: the exception class and a message naming the file
+
+
+def test_missing_path(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(CorpusNotFoundError, match=r"nope does not exist: pass"):
+        open_corpus(missing)
+    with pytest.raises(FileNotFoundError):
+        open_corpus(missing)
+
+
+def test_keras_npz_without_word_index(tmp_path):
+    npz = write_keras(tmp_path)
+    (tmp_path / "imdb_word_index.json").unlink()
+    with pytest.raises(CorpusNotFoundError, match=r"imdb_word_index\.json does not exist"):
+        open_corpus(npz)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "acl"])
+def test_non_utf8_file(tmp_path, fmt):
+    bad = "Caf\xe9 cr\xe8me".encode("latin-1")
+    if fmt == "acl":
+        root = write_acl(tmp_path, {"train": TRAIN})
+        path = root / "train" / "neg" / "2_3.txt"
+        path.write_bytes(bad)
+        expected = r"2_3\.txt is not UTF-8 \(byte 0xe9 at offset 3\)"
+    elif fmt == "csv":
+        path = tmp_path / "train.csv"
+        path.write_bytes(b"text,label\nfine,1\n" + bad + b",0\n")
+        expected = r"train\.csv:3 is not UTF-8 \(byte 0xe9 at offset 21\)"
+    else:
+        data = b'{"text": "ok", "label": 1}\n{"text": "' + bad + b'", "label": 0}\n'
+        path = tmp_path / f"train.{fmt}"
+        path.write_bytes(gzip.compress(data) if fmt.endswith("gz") else data)
+        expected = rf"train\.{fmt}:2 is not UTF-8 \(byte 0xe9 at offset 40\)"
+    with pytest.raises(CorpusError, match=expected) as info:
+        list(open_corpus(tmp_path if fmt == "acl" else path).reviews("train"))
+    assert "iconv -f latin1 -t utf-8" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"text": "no label"}', r"train\.jsonl:2: review has no label"),
+        ('{"text": "x", "label": null}', r"train\.jsonl:2: review has no label"),
+        ('{"text": "x", "label": 5}', r"train\.jsonl:2: unknown label 5"),
+        ('{"text": "x", "label": "great"}', r"train\.jsonl:2: unknown label 'great'"),
+        ('{"text": "x", "label": 1', r"train\.jsonl:2: invalid JSON"),
+        ('["x", 1]', r"train\.jsonl:2: expected a JSON object"),
+        ('{"label": 1}', r"train\.jsonl:2: no `text` string field"),
+    ],
+    ids=["missing-label", "null-label", "bad-int", "bad-string", "bad-json", "array", "no-text"],
+)
+def test_bad_jsonl_records(tmp_path, line, expected):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "ok", "label": 1}\n' + line + "\n", "utf-8")
+    with pytest.raises(CorpusError, match=expected) as info:
+        list(open_corpus(path).reviews("train"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ("text,label\nok,1\nnothing,\n", r"train\.csv:3: review has no label"),
+        ("text,label\nok,1\nx,maybe\n", r"train\.csv:3: unknown label 'maybe'"),
+        ("text,label\nok,1\nshort\n", r"train\.csv:3: expected at least 2 columns"),
+    ],
+    ids=["missing-label", "bad-label", "short-row"],
+)
+def test_bad_csv_records(tmp_path, rows, expected):
+    path = tmp_path / "train.csv"
+    path.write_text(rows, "utf-8")
+    with pytest.raises(CorpusError, match=expected):
+        list(open_corpus(path).reviews("train"))
+
+
+def test_csv_without_label_column_fails_at_open(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("text,stars\nok,5\n", "utf-8")
+    with pytest.raises(CorpusError, match=r"train\.csv:1: header .* lacks a label\|sentiment"):
+        open_corpus(path)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "acl"])
+def test_empty_corpus(tmp_path, fmt):
+    if fmt == "jsonl":
+        source = tmp_path / "train.jsonl"
+        source.write_text("\n\n", "utf-8")
+        name = "train.jsonl"
+    elif fmt == "csv":
+        source = tmp_path / "train.csv"
+        source.write_text("text,label\n", "utf-8")
+        name = "train.csv"
+    else:
+        (tmp_path / "train" / "pos").mkdir(parents=True)
+        source, name = tmp_path, "train"
+    corpus = open_corpus(source)
+    with pytest.raises(CorpusError, match=rf"{name} holds no reviews in split 'train'"):
+        corpus.vocabulary(100)
+
+
+def test_empty_csv_file(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusError, match=r"train\.csv is empty"):
+        open_corpus(path)
+
+
+def test_folder_without_training_split(tmp_path):
+    write_jsonl(tmp_path / "imdb_test.jsonl", TEST)
+    with pytest.raises(CorpusError, match=r"has no training split.*imdb_test\.jsonl"):
+        open_corpus(tmp_path)
+    acl = tmp_path / "acl"
+    (acl / "test" / "pos").mkdir(parents=True)
+    with pytest.raises(CorpusError, match=r"acl has no training split"):
+        open_corpus(acl)
+
+
+def test_two_training_files(tmp_path):
+    write_jsonl(tmp_path / "a_train.jsonl", TRAIN)
+    write_jsonl(tmp_path / "b_train.jsonl.gz", TRAIN, compress=True)
+    with pytest.raises(CorpusError, match="two train files"):
+        open_corpus(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["reviews.txt", "data.parquet", "folder"])
+def test_unknown_layout(tmp_path, name):
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+        (path / "notes.txt").write_text("x", "utf-8")
+    else:
+        path.write_text("x", "utf-8")
+    with pytest.raises(CorpusError, match=rf"{name}: unknown corpus layout: expected an aclImdb"):
+        open_corpus(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Finding and downloading IMDB
+
+
+def test_find_imdb_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TEXTVAE_IMDB", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert find_imdb() is None
+    npz = write_keras(tmp_path / "kh" / "datasets")
+    assert find_imdb() == npz
+    (tmp_path / "shared" / "data" / "imdb").mkdir(parents=True)
+    assert find_imdb() == (tmp_path / "shared" / "data" / "imdb").resolve()
+    monkeypatch.setenv("TEXTVAE_IMDB", str(tmp_path / "env"))
+    assert find_imdb() == tmp_path / "env"
+    assert find_imdb("explicit") == Path("explicit")
+
+
+def test_download_offline_raises_dataset_unavailable(monkeypatch, tmp_path):
+    def get_file(**kwargs):
+        raise Exception("URL fetch failure on https://...: None -- [Errno -3]\nTemporary failure")
+
+    fake = types.ModuleType("keras")
+    fake.utils = types.SimpleNamespace(get_file=get_file)
+    monkeypatch.setitem(sys.modules, "keras", fake)
+    with pytest.raises(
+        DatasetUnavailableError, match=r"URL fetch failure.*TEXTVAE_IMDB.*--data"
+    ) as info:
+        download_keras_imdb(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_download_returns_npz_path(monkeypatch, tmp_path):
+    calls = []
+
+    def get_file(fname, origin, file_hash, cache_dir=None):
+        calls.append((fname, origin, file_hash, cache_dir))
+        return str(tmp_path / "datasets" / fname)
+
+    fake = types.ModuleType("keras")
+    fake.utils = types.SimpleNamespace(get_file=get_file)
+    monkeypatch.setitem(sys.modules, "keras", fake)
+    assert download_keras_imdb(tmp_path) == tmp_path / "datasets" / "imdb.npz"
+    assert [c[0] for c in calls] == ["imdb.npz", "imdb_word_index.json"]
+    assert calls[1][2] == "bfafd718b763782e994055a2d397834f"
+    assert all(c[3] == str(tmp_path) for c in calls)
+
+
+def test_import_does_not_load_tensorflow():
+    code = (
+        "import sys, textvae.corpus; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

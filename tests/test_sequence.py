@@ -1,0 +1,265 @@
+"""OneHotSequence: batches against a NumPy reference, epochs, shards, workers and Keras' path."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+
+import keras
+import numpy as np
+import pytest
+from reference import onehot_reference
+
+from textvae.errors import StoreMismatchError
+from textvae.sequence import OneHotSequence
+from textvae.store import TokenStore
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def expected_batch(store: TokenStore, split: str, rows: np.ndarray, dtype="float32"):
+    ids = store.read(split, rows).astype(np.int64)
+    return ids, onehot_reference(ids, store.vocab_size, dtype), store.labels(split, rows)
+
+
+@pytest.mark.parametrize("targets", ["onehot", "sparse"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_batches_match_reference(small_store, targets, dtype):
+    seq = OneHotSequence(small_store, "train", batch_size=5, targets=targets, dtype=dtype)
+    for i in range(len(seq)):
+        rows = seq.batch_rows(i)
+        ids, outputs = seq[i]
+        ref_ids, ref_onehot, ref_labels = expected_batch(small_store, "train", rows, dtype)
+        assert ids.dtype == np.int32 and ids.shape == (len(rows), 16)
+        np.testing.assert_array_equal(ids, ref_ids)
+        recon = outputs["reconstruction"]
+        if targets == "sparse":
+            np.testing.assert_array_equal(recon, ref_ids)
+        else:
+            assert recon.dtype == np.dtype(dtype) and recon.ctypes.data % 64 == 0
+            np.testing.assert_array_equal(recon, ref_onehot)
+        assert outputs["sentiment"].shape == (len(rows), 1)
+        np.testing.assert_array_equal(outputs["sentiment"].ravel(), ref_labels)
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+@pytest.mark.parametrize("num_shards", [1, 2, 3])
+@pytest.mark.parametrize("batch_size", [4, 7, 37, 64])
+@pytest.mark.parametrize("drop_remainder", [False, True], ids=["keep", "drop"])
+def test_epoch_covers_rows_once(small_store, shuffle, num_shards, batch_size, drop_remainder):
+    n = small_store.num_rows("train")  # 37
+    served = []
+    lengths = set()
+    for shard in range(num_shards):
+        seq = OneHotSequence(
+            small_store,
+            "train",
+            batch_size,
+            targets="sparse",
+            shuffle=shuffle,
+            shard_index=shard,
+            num_shards=num_shards,
+            drop_remainder=drop_remainder,
+            window_chunks=2,
+        )
+        lengths.add(len(seq))
+        rows = [seq.batch_rows(i) for i in range(len(seq))]
+        with pytest.raises(IndexError):
+            seq.batch_rows(len(seq))
+        if drop_remainder:
+            assert all(r.size == batch_size for r in rows)
+        served.append(np.concatenate(rows) if rows else np.array([], dtype=np.int64))
+        if not drop_remainder:
+            assert served[-1].size == n // num_shards
+    assert len(lengths) == 1, "every shard must take the same number of steps"
+    everything = np.concatenate(served)
+    assert np.unique(everything).size == everything.size, "a row was served twice"
+    assert set(everything) <= set(range(n))
+    if not drop_remainder:
+        assert everything.size == (n // num_shards) * num_shards
+    if not shuffle and num_shards == 1 and not drop_remainder:
+        np.testing.assert_array_equal(everything, np.arange(n))
+
+
+def test_shuffle_is_chunk_aware(small_store):
+    # 5 chunks of (at most) 8 rows, windows of 1 chunk: a batch of 6 lies in one window or
+    # straddles two, so it touches at most 2 chunks (a row-wise shuffle would touch 3-5).
+    seq = OneHotSequence(small_store, "train", batch_size=6, window_chunks=1, targets="sparse")
+    for i in range(len(seq)):
+        assert np.unique(seq.batch_rows(i) // 8).size <= 2
+    order = seq.epoch_rows()
+    assert not np.array_equal(np.sort(order[:8]), order[:8]), "rows within a window are shuffled"
+
+
+def test_shuffle_keyed_on_seed_and_epoch(small_store):
+    a = OneHotSequence(small_store, "train", 8, seed=3)
+    b = OneHotSequence(small_store.path, "train", 8, seed=3)
+    np.testing.assert_array_equal(a.epoch_rows(), b.epoch_rows())
+    first = a.epoch_rows().copy()
+    a.on_epoch_end()
+    assert not np.array_equal(a.epoch_rows(), first)
+    b.set_epoch(1)
+    np.testing.assert_array_equal(a.epoch_rows(), b.epoch_rows())
+    c = OneHotSequence(small_store, "train", 8, seed=4)
+    assert not np.array_equal(c.epoch_rows(0), first)
+
+
+def _rows_in_child(payload: bytes) -> list[int]:
+    seq = pickle.loads(payload)
+    return [int(r) for i in range(len(seq)) for r in seq[i][0][:, -1]]
+
+
+def test_same_batches_in_another_process(small_store):
+    seq = OneHotSequence(small_store, "train", 8, seed=11)
+    seq.set_epoch(2)
+    here = [int(r) for i in range(len(seq)) for r in seq[i][0][:, -1]]
+    with _SPAWN.Pool(1) as pool:
+        there = pool.apply(_rows_in_child, (pickle.dumps(seq),))
+    assert here == there
+
+
+def test_index_out_of_range_names_range(small_store):
+    seq = OneHotSequence(small_store, "train", 10)
+    assert len(seq) == 4
+    with pytest.raises(IndexError, match=r"valid indices are \[0, 4\)"):
+        seq[4]
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        seq[-1]
+
+
+def test_store_expectations(small_store):
+    with pytest.raises(StoreMismatchError, match="vocab_size=12"):
+        OneHotSequence(small_store.path, vocab_size=20000)
+    with pytest.raises(StoreMismatchError, match="max_len=16"):
+        OneHotSequence(small_store, max_len=300)
+    with pytest.raises(StoreMismatchError, match="no split"):
+        OneHotSequence(small_store, split="valid")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"targets": "dense"}, "targets"),
+        ({"dtype": "int64"}, "dtype"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"shard_index": 2, "num_shards": 2}, "shard_index"),
+        ({"seed": None}, "seed"),
+        ({"num_shards": 0}, "num_shards"),
+    ],
+)
+def test_bad_arguments(small_store, kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        OneHotSequence(small_store, **kwargs)
+
+
+def test_output_names_configurable(small_store):
+    seq = OneHotSequence(small_store, reconstruction_name=None, sentiment_name="label")
+    _, outputs = seq[0]
+    assert list(outputs) == ["label"]
+    seq = OneHotSequence(small_store, reconstruction_name="decoded", sentiment_name=None)
+    assert list(seq[0][1]) == ["decoded"]
+
+
+def test_pickles_without_store(small_store):
+    seq = OneHotSequence(small_store, "test", 4, workers=2, max_queue_size=3)
+    clone = pickle.loads(pickle.dumps(seq))
+    assert (clone.workers, clone.max_queue_size, len(clone)) == (2, 3, len(seq))
+    np.testing.assert_array_equal(clone[1][0], seq[1][0])
+
+
+def test_buffer_recycled_only_when_released(small_store):
+    seq = OneHotSequence(small_store, "train", 4, pool_size=2)
+    _, first = seq[0]
+    first_ptr = first["reconstruction"].ctypes.data
+    view = first["reconstruction"][1:]  # a view keeps the buffer alive
+    del first
+    _, second = seq[1]
+    assert second["reconstruction"].ctypes.data != first_ptr
+    snapshot = view.copy()
+    _, third = seq[2]  # pool full (2 held): a fresh, unpooled buffer
+    np.testing.assert_array_equal(view, snapshot)
+    assert seq._pool.allocations == 3 and len(seq._pool) == 2
+    del view, second, third
+    _, fourth = seq[3]
+    assert fourth["reconstruction"].ctypes.data == first_ptr
+    assert seq._pool.allocations == 3
+
+
+def _delivered(seq: OneHotSequence) -> list[tuple]:
+    """Batches as `model.fit` receives them: Keras' PyDataset adapter -> tf.data -> tensors."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(seq, shuffle=False)
+    dataset = adapter.get_tf_dataset()
+    adapter.on_epoch_begin()
+    held = list(dataset)  # hold every tensor: nothing may be recycled under them
+    adapter.on_epoch_end()
+    return held
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_keras_path_delivers_exact_batches(small_store, workers):
+    seq = OneHotSequence(
+        small_store, "train", 4, shuffle=True, seed=5, workers=workers, max_queue_size=2
+    )
+    rows = [seq.batch_rows(i) for i in range(len(seq))]
+    held = _delivered(seq)
+    assert len(held) == len(seq)
+    for i, (ids, outputs) in enumerate(held):
+        ref_ids, ref_onehot, ref_labels = expected_batch(small_store, "train", rows[i])
+        np.testing.assert_array_equal(ids.numpy(), ref_ids)
+        np.testing.assert_array_equal(outputs["reconstruction"].numpy(), ref_onehot)
+        np.testing.assert_array_equal(outputs["sentiment"].numpy().ravel(), ref_labels)
+    assert len(seq._pool) <= seq.max_queue_size + workers + 2
+
+
+def _tiny_vae_like(vocab_size: int, max_len: int) -> keras.Model:
+    ids = keras.Input((max_len,), dtype="int32")
+    h = keras.layers.Embedding(vocab_size, 8)(ids)
+    recon = keras.layers.Dense(vocab_size, activation="softmax", name="reconstruction")(h)
+    pooled = keras.layers.GlobalAveragePooling1D()(h)
+    senti = keras.layers.Dense(1, activation="sigmoid", name="sentiment")(pooled)
+    model = keras.Model(ids, {"reconstruction": recon, "sentiment": senti})
+    model.compile(
+        "adam",
+        loss={"reconstruction": "categorical_crossentropy", "sentiment": "binary_crossentropy"},
+    )
+    return model
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("use_multiprocessing", [False, True], ids=["threads", "processes"])
+def test_fit_with_two_workers(small_store, use_multiprocessing):
+    keras.utils.set_random_seed(0)
+    seq = OneHotSequence(
+        small_store,
+        "train",
+        8,
+        workers=2,
+        use_multiprocessing=use_multiprocessing,
+        max_queue_size=2,
+    )
+    model = _tiny_vae_like(small_store.vocab_size, small_store.max_len)
+    history = model.fit(seq, epochs=2, steps_per_epoch=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.timeout(120)
+def test_reuse_in_a_sentiment_classifier(small_store):
+    """The README's reuse example: ids -> sentiment only, a model that is not the VAE."""
+    keras.utils.set_random_seed(0)
+    seq = OneHotSequence(
+        small_store, "train", 8, reconstruction_name=None, sentiment_name="label", workers=2
+    )
+    ids = keras.Input((small_store.max_len,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(
+        keras.layers.Embedding(small_store.vocab_size, 8)(ids)
+    )
+    model = keras.Model(
+        ids, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(h)}
+    )
+    model.compile("adam", loss={"label": "binary_crossentropy"}, metrics={"label": ["accuracy"]})
+    history = model.fit(seq, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -1,0 +1,81 @@
+"""textvae: a text VAE on IMDB at full vocabulary.
+
+Token ids live in chunked zarr stores (:mod:`textvae.store`), numba kernels expand a batch to
+one-hot (:mod:`textvae.kernels`), and :class:`OneHotSequence` serves batches to Keras.
+
+``import textvae`` does not import TensorFlow (it costs seconds and 0.5 GB): the Keras-facing
+names (``OneHotSequence``, ``TextVAE``, ``build_vae``, ...) are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from textvae.corpus import Vocabulary, open_corpus, tokenize
+from textvae.errors import (
+    CheckpointError,
+    CorpusError,
+    CorpusNotFoundError,
+    DatasetUnavailableError,
+    IncompleteStoreError,
+    OutputDirError,
+    StoreExistsError,
+    StoreFormatError,
+    StoreMismatchError,
+    StoreNotFoundError,
+    TextVAEError,
+)
+from textvae.kernels import onehot
+from textvae.store import TokenStore, build_store
+
+try:
+    __version__ = version("textvae")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+# Names whose modules import Keras/TensorFlow: resolved lazily by __getattr__.
+_LAZY = {
+    "OneHotSequence": "textvae.sequence",
+    "TextVAE": "textvae.model",
+    "build_vae": "textvae.model",
+    "KLAnnealing": "textvae.model",
+    "train": "textvae.train",
+    "TrainConfig": "textvae.config",
+    "ModelConfig": "textvae.config",
+}
+
+__all__ = [
+    "CheckpointError",
+    "CorpusError",
+    "CorpusNotFoundError",
+    "DatasetUnavailableError",
+    "IncompleteStoreError",
+    "KLAnnealing",
+    "ModelConfig",
+    "OneHotSequence",
+    "OutputDirError",
+    "StoreExistsError",
+    "StoreFormatError",
+    "StoreMismatchError",
+    "StoreNotFoundError",
+    "TextVAE",
+    "TextVAEError",
+    "TokenStore",
+    "TrainConfig",
+    "Vocabulary",
+    "__version__",
+    "build_store",
+    "build_vae",
+    "onehot",
+    "open_corpus",
+    "tokenize",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'textvae' has no attribute {name!r}")

@@ -1,0 +1,903 @@
+"""Reading labelled review corpora and building the vocabulary.
+
+Four layouts are read, all streaming (memory grows with the vocabulary, not with the corpus):
+
+- an ``aclImdb`` folder: ``<root>/train|test/pos|neg/<id>_<rating>.txt`` (``unsup`` is ignored);
+- JSON Lines, plain or gzipped, one ``{"text": ..., "label": ...}`` object a line: one file (the
+  ``train`` split) or a folder holding a ``*train*`` and a ``*test*`` file;
+- CSV, plain or gzipped, with a header naming a ``text`` (or ``review``) and a ``label`` (or
+  ``sentiment``) column: one file or a folder, as for JSON Lines;
+- Keras' pre-tokenised ``imdb.npz`` with ``imdb_word_index.json`` beside it.
+
+:func:`open_corpus` detects the layout. Labels are 1 positive, 0 negative; ``0``/``1``,
+``"0"``/``"1"``, ``pos``/``neg`` and ``positive``/``negative`` are accepted.
+
+Ids follow ``keras.datasets.imdb``: 0 padding, 1 start, 2 out-of-vocabulary, words from 3 in
+descending training-set frequency; ``vocab_size`` counts every id, like Keras' ``num_words``.
+(Keras' own pre-tokenised ids start words at 4, leaving 3 unused: the Keras reader keeps them.)
+
+This module never imports TensorFlow or Keras at import time (that costs seconds and 0.5 GB);
+only :func:`download_keras_imdb` imports Keras, when called.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import csv
+import functools
+import gzip
+import heapq
+import io
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+
+__all__ = [
+    "ENV_VAR",
+    "FIRST_WORD_ID",
+    "OOV_ID",
+    "PAD_ID",
+    "RESERVED",
+    "START_ID",
+    "TOKEN_RE",
+    "AclImdbCorpus",
+    "Corpus",
+    "CsvCorpus",
+    "JsonlCorpus",
+    "KerasImdbCorpus",
+    "Vocabulary",
+    "download_keras_imdb",
+    "find_imdb",
+    "open_corpus",
+    "tokenize",
+]
+
+PAD_ID, START_ID, OOV_ID = 0, 1, 2
+FIRST_WORD_ID = 3
+RESERVED = ("<pad>", "<start>", "<oov>")
+
+#: Environment variable naming a local IMDB copy (any layout :func:`open_corpus` reads).
+ENV_VAR = "TEXTVAE_IMDB"
+
+#: ``progress`` callbacks are called after every this many reviews (and once at the end).
+PROGRESS_EVERY = 1000
+
+#: A word (a run of word characters, apostrophes inside it kept) or one other non-space character.
+TOKEN_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+_BR_RE = re.compile(r"<br\s*/?>")
+
+_KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+_KERAS_NPZ_HASH = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
+_KERAS_WORD_INDEX_HASH = "bfafd718b763782e994055a2d397834f"
+_KERAS_WORD_INDEX = "imdb_word_index.json"
+
+_ACCEPTED = (
+    "an aclImdb folder (train/pos, train/neg, ...), a .jsonl[.gz] or .csv[.gz] file or a folder "
+    "of *train*/*test* ones, or a Keras imdb.npz with imdb_word_index.json beside it"
+)
+
+Progress = Callable[[int], Any]
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a review into lowercase tokens.
+
+    The rule: lowercase the text, replace HTML line breaks (``<br />``, ``<br/>``, ``<br>``) by
+    spaces, then take every match of :data:`TOKEN_RE`, which is either
+
+    - a run of word characters (Unicode ``\\w``: letters, digits, underscore) in which single
+      ASCII apostrophes between word characters are kept (``don't``, ``it's``, ``rock'n'roll``),
+    - or a single character that is neither a word character nor whitespace (``!``, ``.``,
+      ``,``, a quote or apostrophe outside a word).
+
+    Whitespace only separates tokens, so every non-space character lands in exactly one token.
+
+    Examples
+    --------
+    >>> tokenize("It's GREAT!<br /><br />Don't miss it...")
+    ["it's", 'great', '!', "don't", 'miss', 'it', '.', '.', '.']
+    """
+    text = text.lower()
+    if "<br" in text:
+        text = _BR_RE.sub(" ", text)
+    return TOKEN_RE.findall(text)
+
+
+def _check_vocab_size(vocab_size: int) -> None:
+    if (
+        isinstance(vocab_size, bool)
+        or not isinstance(vocab_size, (int, np.integer))
+        or vocab_size < 4
+    ):
+        raise ValueError(
+            "`vocab_size` must be an integer >= 4 (it counts the 3 reserved ids "
+            f"<pad>, <start>, <oov> and at least one word). Received: vocab_size={vocab_size!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token of every id, with Keras' imdb conventions.
+
+    ``tokens[i]`` is the token of id ``i``; ids 0, 1, 2 are ``<pad>``, ``<start>``, ``<oov>``
+    (:data:`RESERVED`), words start at :data:`FIRST_WORD_ID`.
+    """
+
+    tokens: tuple[str, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        tokens = tuple(self.tokens)
+        object.__setattr__(self, "tokens", tokens)
+        if tokens[: len(RESERVED)] != RESERVED:
+            raise ValueError(
+                f"`tokens` must start with {RESERVED}. Received: {tokens[: len(RESERVED)]}"
+            )
+        if len(set(tokens)) != len(tokens):
+            seen: set[str] = set()
+            for i, token in enumerate(tokens):
+                if token in seen:
+                    raise ValueError(f"`tokens` must be unique. Token {token!r} repeats at id {i}")
+                seen.add(token)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(t) for t in self.tokens[:6])
+        more = ", ..." if self.size > 6 else ""
+        return f"Vocabulary(size={self.size}, tokens=({head}{more}))"
+
+    @property
+    def size(self) -> int:
+        """Number of ids, reserved ones included."""
+        return len(self.tokens)
+
+    @classmethod
+    def from_counts(
+        cls, counts: collections.Counter[str] | Mapping[str, int], vocab_size: int
+    ) -> Vocabulary:
+        """Keep the ``vocab_size - 3`` most frequent words.
+
+        Words are ordered by descending count, ties by the token string ascending, so the result
+        does not depend on the order of ``counts``. With fewer distinct words than that the
+        vocabulary is smaller: its size is 3 plus the number of words.
+        """
+        _check_vocab_size(vocab_size)
+        words = (
+            (word, count) for word, count in counts.items() if count > 0 and word not in RESERVED
+        )
+        top = heapq.nsmallest(
+            int(vocab_size) - FIRST_WORD_ID, words, key=lambda wc: (-wc[1], wc[0])
+        )
+        return cls(RESERVED + tuple(word for word, _ in top))
+
+    @classmethod
+    def from_word_index(cls, word_index: Mapping[str, int], vocab_size: int) -> Vocabulary:
+        """Vocabulary of Keras' ``imdb_word_index.json`` (word -> rank, ``the`` = 1).
+
+        The word of rank ``r`` gets id ``r + 3``, as ``keras.datasets.imdb.load_data`` numbers
+        it (``the`` is 4); ids ``>= vocab_size`` are dropped, so at most ``vocab_size - 4``
+        words are kept, like Keras' ``num_words``. Id 3 and any rank missing from the index get
+        a placeholder token ``<unused:ID>`` (Keras leaves id 3 unused too).
+        """
+        _check_vocab_size(vocab_size)
+        by_id: dict[int, str] = {}
+        for word, rank in word_index.items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+                raise ValueError(
+                    f"word index ranks must be integers >= 1. Received: {word!r} -> {rank!r}"
+                )
+            i = rank + FIRST_WORD_ID
+            if i < vocab_size:
+                if i in by_id:
+                    raise ValueError(
+                        f"word index gives rank {rank} to both {by_id[i]!r} and {word!r}"
+                    )
+                by_id[i] = word
+        n = max(by_id, default=FIRST_WORD_ID - 1) + 1
+        words = tuple(by_id.get(i, f"<unused:{i}>") for i in range(FIRST_WORD_ID, n))
+        return cls(RESERVED + words)
+
+    def index(self) -> dict[str, int]:
+        """Word -> id (ids >= 3; the reserved names are not words). Built once and cached: do
+        not modify the returned dict."""
+        return self._index
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        # Reserved names are not words: a text token "<pad>" must encode as OOV, not as padding.
+        return {token: i for i, token in enumerate(self.tokens) if i >= FIRST_WORD_ID}
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        """``[START_ID]`` followed by the id of every token; unknown tokens get ``OOV_ID``."""
+        get = self._index.get
+        ids = [START_ID]
+        ids.extend([get(token, OOV_ID) for token in tokens])
+        return ids
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> list[str]:
+        """Tokens of ``ids``. ``skip_special`` drops padding and start ids (``<oov>`` is kept:
+        it stands for a word)."""
+        out = []
+        size = self.size
+        for pos, i in enumerate(ids):
+            i = int(i)
+            if not 0 <= i < size:
+                raise ValueError(f"id out of range [0, {size}) at position {pos}. Received: {i}")
+            if skip_special and i in (PAD_ID, START_ID):
+                continue
+            out.append(self.tokens[i])
+        return out
+
+
+class Corpus(abc.ABC):
+    """A labelled corpus with named splits (``"train"`` first).
+
+    Attributes
+    ----------
+    source:
+        Human-readable description (layout and path), stored in a token store's attributes.
+    splits:
+        Names of the splits present, ``"train"`` first.
+    """
+
+    source: str
+    splits: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, splits={self.splits})"
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise CorpusError(
+                f"{self.source} has no split {split!r}: choose one of {list(self.splits)}"
+            )
+
+    @abc.abstractmethod
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        """(text, label) of one split in source order; the split name is already checked."""
+
+    def _where(self, split: str) -> str:
+        """Where a split's reviews come from, for error messages."""
+        return self.source
+
+    def reviews(self, split: str = "train") -> Iterator[tuple[str, int]]:
+        """(text, label) of every review of ``split``, in source order.
+
+        Raises :class:`CorpusError` at the end of an empty split, or at the bad record.
+        """
+        self._check_split(split)
+        n = 0
+        for review in self._reviews(split):
+            n += 1
+            yield review
+        if n == 0:
+            raise CorpusError(
+                f"{self._where(split)} holds no reviews in split {split!r}: "
+                f"check that it is the right file (expected {_ACCEPTED})"
+            )
+
+    def count_words(
+        self, split: str = "train", progress: Progress | None = None
+    ) -> collections.Counter[str]:
+        """Token counts of ``split``, streaming; ``progress(n_reviews_done)`` is called
+        every :data:`PROGRESS_EVERY` reviews and at the end."""
+        counts: collections.Counter[str] = collections.Counter()
+        update = counts.update
+        n = 0
+        for n, (text, _) in enumerate(self.reviews(split), 1):
+            update(tokenize(text))
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                progress(n)
+        if progress is not None:
+            progress(n)
+        return counts
+
+    def vocabulary(self, vocab_size: int, progress: Progress | None = None) -> Vocabulary:
+        """The ``vocab_size`` ids (reserved ones included) of the training split's words."""
+        _check_vocab_size(vocab_size)
+        return Vocabulary.from_counts(self.count_words("train", progress), vocab_size)
+
+    def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
+        """(ids, label) of every review of ``split`` in source order; ids start with
+        ``START_ID``, unknown words are ``OOV_ID``."""
+        get = vocab.index().get
+        for text, label in self.reviews(split):
+            ids = [START_ID]
+            ids.extend([get(token, OOV_ID) for token in tokenize(text)])
+            yield ids, label
+
+
+# --------------------------------------------------------------------------------------------
+# Error helpers
+
+
+def _not_utf8(where: str, offset: int, byte: int) -> CorpusError:
+    return CorpusError(
+        f"{where} is not UTF-8 (byte 0x{byte:02x} at offset {offset}): re-encode it, "
+        "e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
+    )
+
+
+def _first_bad_utf8(path: Path) -> CorpusError:
+    """Locate the first non-UTF-8 byte of a (possibly gzipped) file, by line."""
+    offset = 0
+    with _open_binary(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return _not_utf8(f"{path}:{lineno}", offset + e.start, raw[e.start])
+            offset += len(raw)
+    return CorpusError(f"{path} is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`")
+
+
+_MISSING = object()
+_LABELS = {
+    "0": 0,
+    "1": 1,
+    "neg": 0,
+    "pos": 1,
+    "negative": 0,
+    "positive": 1,
+}
+
+
+def _parse_label(value: Any, where: str, field_name: str = "label") -> int:
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str):
+        label = _LABELS.get(value.strip().lower())
+        if label is not None:
+            return label
+    if value is _MISSING or value is None or value == "":
+        raise CorpusError(
+            f"{where}: review has no {field_name}: give every review a `{field_name}` "
+            "of 1 (positive) or 0 (negative)"
+        )
+    raise CorpusError(
+        f"{where}: unknown {field_name} {value!r}: use 1/0, pos/neg or positive/negative"
+    )
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+# --------------------------------------------------------------------------------------------
+# aclImdb folders
+
+
+def _acl_file_key(name: str) -> tuple[int, int, str]:
+    head = name.split("_", 1)[0].split(".", 1)[0]
+    if head.isdigit():
+        return (0, int(head), name)
+    return (1, 0, name)
+
+
+class AclImdbCorpus(Corpus):
+    """The original ``aclImdb`` folder layout.
+
+    Reviews come from ``<root>/<split>/neg/*.txt`` (label 0) then ``<root>/<split>/pos/*.txt``
+    (label 1), each folder in the order of the numeric review id of ``<id>_<rating>.txt`` (names
+    without a numeric id after those, by name): the same order as the JSONL files of
+    ``shared/data/imdb``. ``unsup`` is ignored. Only file names are held in memory, not texts.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise CorpusNotFoundError(
+                f"aclImdb folder {self.root} does not exist: pass {_ACCEPTED}"
+            )
+        splits = [s for s in ("train", "test") if self._has_split(s)]
+        if "train" not in splits:
+            raise CorpusError(
+                f"{self.root} has no training split: expected {self.root / 'train' / 'pos'} "
+                f"and {self.root / 'train' / 'neg'} folders of .txt reviews"
+            )
+        self.splits = tuple(splits)
+        self.source = f"aclImdb folder {self.root}"
+
+    def _has_split(self, split: str) -> bool:
+        return any((self.root / split / label).is_dir() for label in ("neg", "pos"))
+
+    def _where(self, split: str) -> str:
+        return str(self.root / split)
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        for label, sub in ((0, "neg"), (1, "pos")):
+            folder = self.root / split / sub
+            if not folder.is_dir():
+                continue
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if e.name.endswith(".txt") and e.is_file()]
+            names.sort(key=_acl_file_key)
+            for name in names:
+                path = folder / name
+                raw = path.read_bytes()
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise _not_utf8(str(path), e.start, raw[e.start]) from None
+                yield text.removeprefix("\ufeff"), label
+
+
+# --------------------------------------------------------------------------------------------
+# JSONL and CSV files
+
+
+def _split_of(name: str) -> str | None:
+    name = name.lower()
+    if "train" in name:
+        return "train"
+    if "test" in name:
+        return "test"
+    return None
+
+
+class _FileCorpus(Corpus):
+    """A corpus with one file per split."""
+
+    kind: str = ""
+    suffixes: tuple[str, ...] = ()
+
+    def __init__(self, paths: Mapping[str, str | os.PathLike[str]]) -> None:
+        self.paths = {split: Path(p) for split, p in paths.items()}
+        if "train" not in self.paths:
+            raise CorpusError(f"{self.kind} corpus has no training file: got {self.paths}")
+        for path in self.paths.values():
+            if not path.is_file():
+                raise CorpusNotFoundError(
+                    f"{self.kind} file {path} does not exist: pass {_ACCEPTED}"
+                )
+        self.splits = tuple(s for s in ("train", "test") if s in self.paths) + tuple(
+            s for s in self.paths if s not in ("train", "test")
+        )
+        self.source = f"{self.kind} " + ", ".join(str(self.paths[s]) for s in self.splits)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> _FileCorpus:
+        """One file (the ``train`` split) or a folder of ``*train*`` / ``*test*`` files."""
+        path = Path(path)
+        if path.is_file():
+            return cls({"train": path})
+        if not path.is_dir():
+            raise CorpusNotFoundError(f"{cls.kind} source {path} does not exist: pass {_ACCEPTED}")
+        files = sorted(p for p in path.iterdir() if p.is_file() and cls.matches(p))
+        found: dict[str, Path] = {}
+        for p in files:
+            split = _split_of(p.name)
+            if split is None:
+                continue
+            if split in found:
+                raise CorpusError(
+                    f"{path} holds two {split} files, {found[split].name} and {p.name}: "
+                    "keep one, or pass the file itself"
+                )
+            found[split] = p
+        if "train" not in found:
+            names = ", ".join(p.name for p in files) or "none"
+            raise CorpusError(
+                f"{path} has no training split: no {cls.kind} file with 'train' in its name "
+                f"(found: {names}); name it e.g. imdb_train{cls.suffixes[0]}"
+            )
+        return cls(found)
+
+    @classmethod
+    def matches(cls, path: Path) -> bool:
+        return path.name.lower().endswith(cls.suffixes)
+
+    def _where(self, split: str) -> str:
+        return str(self.paths[split])
+
+
+class JsonlCorpus(_FileCorpus):
+    """JSON Lines (optionally gzipped): one object a line with ``text`` (or ``review``) and
+    ``label`` (or ``sentiment``) fields; other fields are ignored, blank lines skipped."""
+
+    kind = "JSONL"
+    suffixes = (".jsonl", ".jsonl.gz")
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        path = self.paths[split]
+        loads = json.loads
+        offset = 0
+        try:
+            with _open_binary(path) as f:
+                for lineno, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise _not_utf8(
+                            f"{path}:{lineno}", offset + e.start, raw[e.start]
+                        ) from None
+                    offset += len(raw)
+                    if lineno == 1:
+                        line = line.removeprefix("\ufeff")
+                    if not line or line.isspace():
+                        continue
+                    try:
+                        record = loads(line)
+                    except json.JSONDecodeError as e:
+                        raise CorpusError(
+                            f"{path}:{lineno}: invalid JSON ({e.msg}, column {e.colno}): write one "
+                            'object a line, like {"text": "...", "label": 1}'
+                        ) from None
+                    if not isinstance(record, dict):
+                        raise CorpusError(
+                            f"{path}:{lineno}: expected a JSON object, got "
+                            f"{type(record).__name__}: write one object a line, like "
+                            '{"text": "...", "label": 1}'
+                        )
+                    text = record.get("text", record.get("review"))
+                    if not isinstance(text, str):
+                        raise CorpusError(
+                            f"{path}:{lineno}: no `text` string field: give every review a "
+                            '"text" (or "review") field'
+                        )
+                    label = record.get("label", record.get("sentiment", _MISSING))
+                    yield text, _parse_label(label, f"{path}:{lineno}")
+        except (gzip.BadGzipFile, EOFError, zipfile.BadZipFile) as e:
+            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+
+
+_TEXT_COLUMNS = ("text", "review")
+_LABEL_COLUMNS = ("label", "sentiment")
+
+
+class CsvCorpus(_FileCorpus):
+    """CSV (optionally gzipped) with a header row naming a ``text`` (or ``review``) column and a
+    ``label`` (or ``sentiment``) column, case-insensitive; other columns are ignored. Quoted
+    fields may span lines; error messages give the line where the record ends."""
+
+    kind = "CSV"
+    suffixes = (".csv", ".csv.gz")
+
+    def __init__(self, paths: Mapping[str, str | os.PathLike[str]]) -> None:
+        super().__init__(paths)
+        self._columns = {split: self._read_header(path) for split, path in self.paths.items()}
+
+    @staticmethod
+    def _read_header(path: Path) -> tuple[int, int]:
+        try:
+            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
+                header = next(csv.reader(f), None)
+        except UnicodeDecodeError:
+            raise _first_bad_utf8(path) from None
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+        except csv.Error as e:
+            raise CorpusError(f"{path}:1: unreadable CSV header ({e})") from None
+        if header is None:
+            raise CorpusError(f"{path} is empty: expected a header row with text and label columns")
+        names = [h.strip().lower() for h in header]
+        text_col = next((names.index(c) for c in _TEXT_COLUMNS if c in names), None)
+        label_col = next((names.index(c) for c in _LABEL_COLUMNS if c in names), None)
+        if text_col is None or label_col is None:
+            raise CorpusError(
+                f"{path}:1: header {header} lacks a "
+                + ("text|review" if text_col is None else "label|sentiment")
+                + " column: name the columns text,label"
+            )
+        return text_col, label_col
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        path = self.paths[split]
+        text_col, label_col = self._columns[split]
+        width = max(text_col, label_col) + 1
+        try:
+            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
+                reader = csv.reader(f)
+                next(reader, None)  # header, checked at open time
+                for row in reader:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    if len(row) < width:
+                        raise CorpusError(
+                            f"{path}:{reader.line_num}: expected at least {width} columns, "
+                            f"found {len(row)}: quote texts that hold commas"
+                        )
+                    yield row[text_col], _parse_label(row[label_col], f"{path}:{reader.line_num}")
+        except UnicodeDecodeError:
+            raise _first_bad_utf8(path) from None
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+        except csv.Error as e:
+            raise CorpusError(f"{path}: unreadable CSV ({e})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Keras' pre-tokenised imdb.npz
+
+# Rebuilding the object arrays of Keras' imdb.npz needs exactly these globals (the lists and ints
+# inside are pickle opcodes); refusing every other one keeps a tampered file from running code,
+# which ``np.load(allow_pickle=True)`` would allow. Both numpy < 2 and >= 2 spellings.
+_ALLOWED_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def _load_npz_member(path: Path, name: str) -> np.ndarray:
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
+            buffer = io.BytesIO(member.read())
+        try:
+            return np.lib.format.read_array(buffer, allow_pickle=False)
+        except ValueError:  # an object array: a pickle stream after the header
+            buffer.seek(0)
+            major, _ = np.lib.format.read_magic(buffer)
+            if major == 1:
+                np.lib.format.read_array_header_1_0(buffer)
+            else:  # 2.0 and 3.0 share the header layout
+                np.lib.format.read_array_header_2_0(buffer)
+            return _ArrayUnpickler(buffer).load()
+    except (zipfile.BadZipFile, KeyError, ValueError, pickle.UnpicklingError, EOFError) as e:
+        raise CorpusError(
+            f"{path}: cannot read {name} ({e}): expected Keras' imdb.npz; download it again"
+        ) from None
+
+
+class KerasImdbCorpus(Corpus):
+    """Keras' pre-tokenised IMDB: ``imdb.npz`` and ``imdb_word_index.json``.
+
+    The npz holds raw word ranks (``the`` = 1); :meth:`encoded` numbers them exactly as
+    ``keras.datasets.imdb.load_data(num_words=vocab.size)`` does: ``[1] + [rank + 3, ...]``,
+    every id ``>= vocab.size`` replaced by 2. Reviews stay in the file's order (``load_data``
+    shuffles them with seed 113). Reading needs no Keras. The npz stores each split as one
+    pickled object array, so a split is held in memory while it is read (~250 MB for IMDB
+    train); :meth:`reviews` yields the words joined by spaces, for inspection.
+    """
+
+    def __init__(
+        self,
+        npz_path: str | os.PathLike[str],
+        word_index_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.npz_path = Path(npz_path)
+        if not self.npz_path.is_file():
+            raise CorpusNotFoundError(
+                f"Keras IMDB file {self.npz_path} does not exist: pass {_ACCEPTED}"
+            )
+        self.word_index_path = (
+            Path(word_index_path)
+            if word_index_path is not None
+            else self.npz_path.with_name(_KERAS_WORD_INDEX)
+        )
+        if not self.word_index_path.is_file():
+            raise CorpusNotFoundError(
+                f"Keras word index {self.word_index_path} does not exist: put "
+                f"{_KERAS_WORD_INDEX} beside {self.npz_path.name}"
+            )
+        try:
+            with zipfile.ZipFile(self.npz_path) as archive:
+                members = set(archive.namelist())
+        except zipfile.BadZipFile as e:
+            raise CorpusError(
+                f"{self.npz_path} is not a valid .npz ({e}): expected Keras' imdb.npz"
+            ) from None
+        splits = tuple(s for s in ("train", "test") if {f"x_{s}.npy", f"y_{s}.npy"} <= members)
+        if "train" not in splits:
+            raise CorpusError(
+                f"{self.npz_path} has no training split: expected arrays x_train and y_train"
+            )
+        self.splits = splits
+        self.source = f"Keras imdb {self.npz_path}"
+
+    def _where(self, split: str) -> str:
+        return f"{self.npz_path} (x_{split})"
+
+    @functools.cached_property
+    def word_index(self) -> dict[str, int]:
+        """Keras' word -> rank mapping (``the`` = 1)."""
+        try:
+            with open(self.word_index_path, "rb") as f:
+                raw = f.read()
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise _not_utf8(str(self.word_index_path), e.start, raw[e.start]) from None
+        except json.JSONDecodeError as e:
+            raise CorpusError(
+                f"{self.word_index_path}:{e.lineno}: invalid JSON ({e.msg}): expected Keras' "
+                f"{_KERAS_WORD_INDEX}"
+            ) from None
+
+    def _ranks(self, split: str) -> Iterator[tuple[list[int], int]]:
+        """(raw ranks, label) of every review of ``split``."""
+        self._check_split(split)
+        x = _load_npz_member(self.npz_path, f"x_{split}")
+        y = _load_npz_member(self.npz_path, f"y_{split}")
+        if len(x) != len(y):
+            raise CorpusError(
+                f"{self.npz_path}: x_{split} has {len(x)} reviews but y_{split} {len(y)} labels"
+            )
+        if len(x) == 0:
+            raise CorpusError(f"{self._where(split)} holds no reviews in split {split!r}")
+        where = f"{self.npz_path} (y_{split})"
+        for seq, label in zip(x, y.tolist(), strict=True):
+            yield seq, _parse_label(label, where)
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        words = {rank: word for word, rank in self.word_index.items()}
+        for seq, label in self._ranks(split):
+            yield " ".join(words.get(r, RESERVED[OOV_ID]) for r in seq), label
+
+    def count_words(
+        self, split: str = "train", progress: Progress | None = None
+    ) -> collections.Counter[str]:
+        """Word counts of ``split`` (words of the word index; unknown ranks as ``<oov>``)."""
+        ranks: collections.Counter[int] = collections.Counter()
+        n = 0
+        for n, (seq, _) in enumerate(self._ranks(split), 1):
+            ranks.update(seq)
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                progress(n)
+        if progress is not None:
+            progress(n)
+        words = {rank: word for word, rank in self.word_index.items()}
+        counts: collections.Counter[str] = collections.Counter()
+        for rank, count in ranks.items():
+            counts[words.get(rank, RESERVED[OOV_ID])] += count
+        return counts
+
+    def vocabulary(self, vocab_size: int, progress: Progress | None = None) -> Vocabulary:
+        """Keras' own vocabulary: :meth:`Vocabulary.from_word_index` of the word index."""
+        vocab = Vocabulary.from_word_index(self.word_index, vocab_size)
+        if progress is not None:
+            progress(0)
+        return vocab
+
+    def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
+        """(ids, label) as ``keras.datasets.imdb.load_data(num_words=vocab.size)`` gives them
+        (in file order): ``[1] + [rank + 3 ...]`` with every id ``>= vocab.size`` set to 2."""
+        self._check_vocab(vocab)
+        cap = vocab.size - FIRST_WORD_ID  # rank r is kept when r + 3 < size
+        for seq, label in self._ranks(split):
+            ids = [START_ID]
+            ids.extend([r + FIRST_WORD_ID if r < cap else OOV_ID for r in seq])
+            yield ids, label
+
+    def _check_vocab(self, vocab: Vocabulary) -> None:
+        words = {rank: word for word, rank in self.word_index.items() if rank <= 10}
+        for i in range(FIRST_WORD_ID, min(vocab.size, FIRST_WORD_ID + 10)):
+            expected = words.get(i - FIRST_WORD_ID)
+            if expected is not None and vocab.tokens[i] != expected:
+                raise CorpusError(
+                    f"{self.source}: the vocabulary is not Keras' (id {i} is "
+                    f"{vocab.tokens[i]!r}, Keras has {expected!r}): build it with "
+                    "corpus.vocabulary(vocab_size)"
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Detection, discovery, download
+
+
+def _acl_root(folder: Path) -> Path | None:
+    for root in (folder, folder / "aclImdb"):
+        if any((root / "train" / label).is_dir() for label in ("neg", "pos")):
+            return root
+    return None
+
+
+def open_corpus(source: str | os.PathLike[str]) -> Corpus:
+    """Open a corpus, detecting its layout.
+
+    - a folder with ``train/pos`` or ``train/neg`` (or ``aclImdb/train/...``):
+      :class:`AclImdbCorpus`;
+    - a folder holding ``imdb.npz``, or a ``*.npz`` file: :class:`KerasImdbCorpus`;
+    - a ``*.jsonl[.gz]`` file, or a folder of ``*train*`` / ``*test*`` ones: :class:`JsonlCorpus`;
+    - a ``*.csv[.gz]`` file, or a folder of them: :class:`CsvCorpus`.
+
+    Checked in that order. Raises :class:`CorpusNotFoundError` for a missing path and
+    :class:`CorpusError` for an unknown layout or a folder without a training split.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise CorpusNotFoundError(
+            f"corpus {path} does not exist: pass {_ACCEPTED} (or set {ENV_VAR})"
+        )
+    if path.is_dir():
+        root = _acl_root(path)
+        if root is not None:
+            return AclImdbCorpus(root)
+        if (path / "imdb.npz").is_file():
+            return KerasImdbCorpus(path / "imdb.npz")
+        files = [p for p in path.iterdir() if p.is_file()]
+        for cls in (JsonlCorpus, CsvCorpus):
+            if any(cls.matches(p) for p in files):
+                return cls.from_path(path)
+        if any((path / "test" / label).is_dir() for label in ("neg", "pos")):
+            raise CorpusError(
+                f"{path} has no training split: expected {path / 'train' / 'pos'} and "
+                f"{path / 'train' / 'neg'} beside test/"
+            )
+        raise CorpusError(f"{path}: unknown corpus layout: expected {_ACCEPTED}")
+    name = path.name.lower()
+    if JsonlCorpus.matches(path):
+        return JsonlCorpus({"train": path})
+    if CsvCorpus.matches(path):
+        return CsvCorpus({"train": path})
+    if name.endswith(".npz"):
+        return KerasImdbCorpus(path)
+    raise CorpusError(f"{path}: unknown corpus layout: expected {_ACCEPTED}")
+
+
+def find_imdb(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where IMDB lies locally, or None.
+
+    In order: ``explicit``; the ``TEXTVAE_IMDB`` environment variable; ``shared/data/imdb`` and
+    ``../shared/data/imdb`` relative to the current directory; ``imdb.npz`` with
+    ``imdb_word_index.json`` beside it in ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``.
+    An explicit path or the variable is returned even if it does not exist, so that
+    :func:`open_corpus` reports it rather than another copy being used silently.
+    """
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    for candidate in (Path("shared/data/imdb"), Path("../shared/data/imdb")):
+        if candidate.is_dir():
+            return candidate.resolve()
+    homes = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
+    homes.append(Path.home() / ".keras")
+    for home in homes:
+        npz = home / "datasets" / "imdb.npz"
+        if npz.is_file() and npz.with_name(_KERAS_WORD_INDEX).is_file():
+            return npz
+    return None
+
+
+def download_keras_imdb(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Download Keras' ``imdb.npz`` and ``imdb_word_index.json`` with ``keras.utils.get_file``
+    (into ``cache_dir``/datasets, default ``~/.keras/datasets``); returns the npz's path.
+
+    Raises :class:`DatasetUnavailableError` when that fails (offline, Keras missing, ...).
+    """
+    try:
+        # Lazy: importing Keras costs seconds and 0.5 GB.
+        import keras
+
+        kwargs = {"cache_dir": os.fspath(cache_dir)} if cache_dir is not None else {}
+        npz = keras.utils.get_file(
+            fname="imdb.npz",
+            origin=f"{_KERAS_ORIGIN}imdb.npz",
+            file_hash=_KERAS_NPZ_HASH,
+            **kwargs,
+        )
+        keras.utils.get_file(
+            fname=_KERAS_WORD_INDEX,
+            origin=f"{_KERAS_ORIGIN}{_KERAS_WORD_INDEX}",
+            file_hash=_KERAS_WORD_INDEX_HASH,
+            **kwargs,
+        )
+    except Exception as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DatasetUnavailableError(
+            f"cannot download Keras IMDB ({reason}): point textvae at a local copy with "
+            f"{ENV_VAR}=PATH or --data PATH ({_ACCEPTED})"
+        ) from e
+    return Path(npz)
