@@ -243,7 +243,9 @@ def test_onehot_refuses_ids_that_are_not_2d(shape):
         onehot(np.zeros(shape, dtype=np.int32), 5)
 
 
-@pytest.mark.parametrize("vocab_size", [0, -1, 2.0, True, "10", None, np.float32(3)], ids=repr)
+@pytest.mark.parametrize(
+    "vocab_size", [0, -1, 2**70, 2.0, True, "10", None, np.float32(3)], ids=repr
+)
 def test_onehot_refuses_bad_vocab_size(vocab_size):
     with pytest.raises(ValueError, match=re.escape(f"Received: vocab_size={vocab_size!r}")):
         onehot(np.zeros((2, 3), dtype=np.int32), vocab_size)

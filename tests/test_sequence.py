@@ -263,3 +263,25 @@ def test_reuse_in_a_sentiment_classifier(small_store):
     model.compile("adam", loss={"label": "binary_crossentropy"}, metrics={"label": ["accuracy"]})
     history = model.fit(seq, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+def test_max_rows_limits_each_epoch(small_store, shuffle):
+    seq = OneHotSequence(
+        small_store,
+        "train",
+        4,
+        max_rows=10,
+        shuffle=shuffle,
+        num_shards=2,
+        shard_index=1,
+        targets="sparse",
+    )
+    assert (seq.rows_per_shard, len(seq)) == (5, 2)
+    rows = np.concatenate([seq.batch_rows(i) for i in range(len(seq))])
+    assert np.unique(rows).size == 5
+    seq.on_epoch_end()
+    later = np.concatenate([seq.batch_rows(i) for i in range(len(seq))])
+    assert np.array_equal(np.sort(rows), np.sort(later)) != shuffle
+    if not shuffle:
+        np.testing.assert_array_equal(rows, np.arange(5, 10))

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import random_reviews, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from textvae.errors import (
     TextVAEError,
 )
 from textvae.store import TokenStore, build_store
+from textvae.testing import random_reviews, write_jsonl
 
 
 def reference_encoding(

@@ -8,6 +8,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,8 @@ class Progress:
 
 
 def _run(fn: Callable[[], int]) -> int:
+    # TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine) is not for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return fn()
     except TextVAEError as err:
@@ -146,18 +149,196 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     return _run(run)
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    from textvae.config import QUICK, ModelConfig, TrainConfig
+
+    d, m = TrainConfig(), ModelConfig()
+    p = argparse.ArgumentParser(
+        prog="textvae-train",
+        description="Train the text VAE from a token store (or a corpus it ingests first).",
+        epilog="Without --data, IMDB is taken from $TEXTVAE_IMDB, shared/data/imdb or "
+        "../shared/data/imdb, or Keras' cache, else downloaded through keras.datasets.",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a token store (path or s3:// URL) or a corpus source to ingest first",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        help="where to keep the store ingested from --data (default: a cache folder)",
+    )
+    p.add_argument("--out", default=d.out, help=f"output directory (default {d.out})")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small preset that finishes in minutes on a 2-core CPU: "
+        + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
+    )
+    p.add_argument(
+        "--vocab",
+        dest="vocab_size",
+        type=int,
+        default=None,
+        help=f"vocabulary size, reserved ids included (default {d.vocab_size})",
+    )
+    p.add_argument(
+        "--max-len", type=int, default=None, help=f"ids per review (default {d.max_len})"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    p.add_argument(
+        "--train-rows",
+        type=int,
+        default=None,
+        help="reviews per epoch (a fresh random subset each epoch; default all)",
+    )
+    p.add_argument(
+        "--eval-rows",
+        type=int,
+        default=None,
+        help="test reviews to evaluate (a random subset; default all)",
+    )
+    p.add_argument(
+        "--targets",
+        choices=("onehot", "sparse"),
+        default=None,
+        help=f"one-hot targets from the kernels, or integer ids (default {d.targets})",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "uint8"),
+        default=None,
+        help=f"one-hot dtype (default {d.dtype})",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help=f"batch-building threads (default {d.workers})"
+    )
+    p.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=None,
+        help=f"batches prepared ahead (default {d.max_queue_size})",
+    )
+    p.add_argument("--embedding-dim", type=int, default=None, help=f"default {m.embedding_dim}")
+    p.add_argument("--hidden", type=int, default=None, help=f"LSTM/GRU units (default {m.hidden})")
+    p.add_argument("--dense", type=int, default=None, help=f"default {m.dense}")
+    p.add_argument("--latent", type=int, default=None, help=f"default {m.latent}")
+    p.add_argument(
+        "--epsilon-std",
+        type=float,
+        default=None,
+        help=f"sampling noise (default {m.epsilon_std}; the seed used 0.01)",
+    )
+    p.add_argument(
+        "--sentiment-weight", type=float, default=None, help=f"default {m.sentiment_weight}"
+    )
+    p.add_argument("--free-bits", type=float, default=None, help=f"default {m.free_bits}")
+    p.add_argument("--learning-rate", type=float, default=None, help=f"default {m.learning_rate}")
+    p.add_argument(
+        "--kl-warmup-epochs",
+        type=float,
+        default=None,
+        help=f"epochs over which the KL weight rises 0 -> 1 (default {d.kl_warmup_epochs})",
+    )
+    p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="Keras' verbosity: 0 silent, 1 progress bar (default), 2 a line per epoch",
+    )
+    return p
+
+
+def train_config_from_args(argv: Sequence[str] | None = None):
+    """The :class:`~textvae.config.TrainConfig` that ``textvae-train ARGS`` runs."""
+    from textvae.config import QUICK, TrainConfig
+
+    args = vars(_train_parser().parse_args(argv))
+    quick = args.pop("quick")
+    changes = dict(QUICK) if quick else {}
+    changes.update({k: v for k, v in args.items() if v is not None and v is not False})
+    try:
+        return TrainConfig().replace(**changes)
+    except ValueError as err:
+        _train_parser().error(str(err))
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-train``: see ``textvae-train --help``."""
-    from textvae.train_cli import main
+    config = train_config_from_args(argv)
 
-    return _run(lambda: main(argv))
+    def run() -> int:
+        from textvae.train import train
+
+        metrics = train(config, progress=Progress())
+        print(
+            f"test: sentiment accuracy {metrics['sentiment_accuracy']:.3f}, KL "
+            f"{metrics['kl']:.2f} nats, {metrics['active_units']}/{metrics['latent']} active "
+            f"units, token accuracy {metrics['token_accuracy']:.3f} -> {config.out}/metrics.json"
+        )
+        return 0
+
+    return _run(run)
+
+
+def _sample_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="textvae-sample",
+        description="Use a trained run (the --out folder of textvae-train): print words.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reconstruct", help="encode reviews and decode them back")
+    r.add_argument("run", help="the --out folder of a textvae-train run")
+    r.add_argument("texts", nargs="+", help="review texts")
+    pr = sub.add_parser("prior", help="decode random draws from the prior N(0, I)")
+    pr.add_argument("run")
+    pr.add_argument("--n", type=int, default=5, help="how many draws (default 5)")
+    pr.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("interpolate", help="decode points between two reviews' latent codes")
+    i.add_argument("run")
+    i.add_argument("text_a")
+    i.add_argument("text_b")
+    i.add_argument("--steps", type=int, default=5, help="points on the line (default 5)")
+    for parser in (r, pr, i):
+        parser.add_argument(
+            "--checkpoint", default="best.keras", help="which model of the run (default best.keras)"
+        )
+    return p
 
 
 def sample_main(argv: Sequence[str] | None = None) -> int:
-    """``textvae-sample``: reconstruct, sample from the prior, interpolate."""
-    from textvae.sample_cli import main
+    """``textvae-sample reconstruct|prior|interpolate RUN ...``: print decoded words."""
+    args = _sample_parser().parse_args(argv)
 
-    return _run(lambda: main(argv))
+    def run() -> int:
+        from textvae import sample
+
+        model, vocab, padding, truncating = sample.load_run(args.run, args.checkpoint)
+        if args.command == "reconstruct":
+            for text, decoded in zip(
+                args.texts,
+                sample.reconstruct(model, vocab, args.texts, padding, truncating),
+                strict=True,
+            ):
+                print(f"input:  {text}\noutput: {decoded}")
+        elif args.command == "prior":
+            for k, decoded in enumerate(sample.prior(model, vocab, args.n, args.seed)):
+                print(f"{k}: {decoded}")
+        else:
+            lines = sample.interpolate(
+                model, vocab, args.text_a, args.text_b, args.steps, padding, truncating
+            )
+            for k, decoded in enumerate(lines):
+                print(f"{k / max(len(lines) - 1, 1):.2f}: {decoded}")
+        return 0
+
+    return _run(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,7 +55,7 @@ class IncompleteStoreError(StoreFormatError):
 
 
 class StoreMismatchError(StoreFormatError):
-    """A valid store whose vocabulary size, max_len or splits differ from what the caller expects."""
+    """A valid store whose vocab_size, max_len or splits differ from what the caller expects."""
 
 
 class OutputDirError(TextVAEError, OSError):

@@ -116,6 +116,9 @@ class OneHotSequence(keras.utils.PyDataset):
         Serve the ``shard_index``-th of ``num_shards`` disjoint, equally long shares of every
         epoch (one per training process). ``N % num_shards`` rows are left out of each epoch
         (different ones each epoch when shuffled).
+    max_rows
+        Use only the first ``max_rows`` rows of each epoch's order (a fresh random subset each
+        epoch when shuffled; the first rows of the split otherwise), before sharding.
     reconstruction_name, sentiment_name
         Keys of the targets dict (the model's output names); ``None`` leaves that output out.
     vocab_size, max_len
@@ -140,6 +143,7 @@ class OneHotSequence(keras.utils.PyDataset):
         drop_remainder: bool = False,
         shard_index: int = 0,
         num_shards: int = 1,
+        max_rows: int | None = None,
         window_chunks: int = 8,
         reconstruction_name: str | None = "reconstruction",
         sentiment_name: str | None = "sentiment",
@@ -173,7 +177,12 @@ class OneHotSequence(keras.utils.PyDataset):
             )
         if not isinstance(window_chunks, int) or window_chunks < 1:
             raise ValueError(
-                f"`window_chunks` must be a positive integer. Received: window_chunks={window_chunks!r}"
+                "`window_chunks` must be a positive integer. "
+                f"Received: window_chunks={window_chunks!r}"
+            )
+        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+            raise ValueError(
+                f"`max_rows` must be a positive integer or None. Received: max_rows={max_rows!r}"
             )
         if reconstruction_name is None and sentiment_name is None:
             raise ValueError(
@@ -194,6 +203,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.drop_remainder = drop_remainder
         self.shard_index = shard_index
         self.num_shards = num_shards
+        self.max_rows = max_rows
         self.window_chunks = window_chunks
         self.reconstruction_name = reconstruction_name
         self.sentiment_name = sentiment_name
@@ -206,7 +216,8 @@ class OneHotSequence(keras.utils.PyDataset):
         self.max_len = opened.max_len
         self.num_rows = opened.num_rows(split)
         self.chunk_rows = opened.chunk_rows(split)
-        self.rows_per_shard = self.num_rows // num_shards
+        used = self.num_rows if max_rows is None else min(max_rows, self.num_rows)
+        self.rows_per_shard = used // num_shards
         if self.rows_per_shard == 0:
             raise ValueError(
                 f"split {split!r} has {self.num_rows} rows, fewer than num_shards={num_shards}"

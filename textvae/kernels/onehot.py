@@ -167,7 +167,7 @@ def onehot(ids, vocab_size: int, *, dtype="float32", out=None) -> np.ndarray:
             f"`vocab_size` must be a positive integer. Received: vocab_size={vocab_size!r}"
         )
     vocab_size = int(vocab_size)
-    if vocab_size <= 0:
+    if not 0 < vocab_size <= np.iinfo(np.intp).max:
         raise ValueError(
             f"`vocab_size` must be a positive integer. Received: vocab_size={vocab_size}"
         )

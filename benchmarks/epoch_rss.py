@@ -1,0 +1,81 @@
+"""One epoch of OneHotSequence through Keras' PyDataset path, in a fresh process: peak RSS.
+
+Run by ``test_bench_sequence.py::test_epoch_peak_rss`` (a process of its own, so that the
+peak belongs to this epoch alone)::
+
+    python benchmarks/epoch_rss.py STORE [--batch-size 64] [--targets onehot] [--dtype float32]
+        [--workers 2] [--max-queue-size 2]
+
+Prints one JSON line: ``batches``, ``rows``, ``seconds``, ``maxrss_mb`` (``ru_maxrss``),
+``rss_before_mb`` (after imports and the first batches, before the epoch) and
+``pool_buffers`` (one-hot buffers the sequence allocated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--targets", default="onehot", choices=["onehot", "sparse"])
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-queue-size", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from textvae.sequence import OneHotSequence
+
+    seq = OneHotSequence(
+        args.store,
+        "train",
+        args.batch_size,
+        targets=args.targets,
+        dtype=args.dtype,
+        shuffle=True,
+        seed=0,
+        workers=args.workers,
+        max_queue_size=args.max_queue_size,
+    )
+    adapter = PyDatasetAdapter(seq, shuffle=False)
+    dataset = adapter.get_tf_dataset()  # reads a few batches for the tensor spec
+    rss_before = _rss_mb()
+    adapter.on_epoch_begin()
+    batches = rows = 0
+    start = time.perf_counter()
+    for ids, _targets in dataset:  # as model.fit holds them: one batch at a time
+        batches += 1
+        rows += int(ids.shape[0])
+    seconds = time.perf_counter() - start
+    adapter.on_epoch_end()
+    pool = getattr(seq, "_pool", None)
+    result = {
+        "batches": batches,
+        "expected_batches": len(seq),
+        "rows": rows,
+        "seconds": seconds,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": rss_before,
+        "pool_buffers": getattr(pool, "allocations", None),
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""End-to-end benchmarks of OneHotSequence beside the pipelines a Keras user would write instead.
+
+Three kinds of case, each kind grouped by target (one-hot float32, one-hot uint8, sparse ids)
+so that the table reads as ratios:
+
+- ``seq[i]`` alone: OneHotSequence over the shuffled, compressed store, beside a plain
+  ``keras.utils.PyDataset`` that reads random rows and builds targets with ``np.zeros`` + fancy
+  indexing, and the bare ``store.read`` of the same random rows;
+- batches through Keras' own PyDataset path, ``PyDatasetAdapter(seq).get_tf_dataset()``, which
+  is what ``model.fit`` consumes: OneHotSequence (1 and 2 thread workers), a ``tf.data``
+  pipeline over the same ids that calls ``tf.one_hot`` in a parallel ``map``, and the plain
+  PyDataset (2 workers). One round is one batch pulled from the iterator and dropped, as ``fit``
+  does; every pipeline is warmed up first (a cold ``tf.data`` pipeline spends its first ~10
+  batches growing its allocator), so the mean is the steady-state time per batch;
+- peak RSS of a whole epoch (``epoch_rss.py`` in a fresh process) over a small and a large
+  synthetic store: it must not grow with the corpus.
+
+``--full``: batches of (64, 300, 20000) from the real IMDB train store; the default is a small
+synthetic store and batches of (8, 50, 2000), fast enough to run every case as a plain test
+with ``--benchmark-disable``. Each case checks the batch it ends on against the store.
+The throughput ratios are printed at the end of the run (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from synthetic import cached_synthetic_store
+
+from textvae.sequence import OneHotSequence
+from textvae.store import TokenStore
+
+SPLIT = "train"
+TARGETS = ["float32", "uint8", "sparse"]  # one-hot float32, one-hot uint8, sparse ids
+MAX_QUEUE_SIZE = 2  # a (64, 300, 20000) float32 batch is 1.5 GB: keep few in flight
+
+
+def _targets_dtype(target: str) -> tuple[str, str]:
+    return ("sparse", "float32") if target == "sparse" else ("onehot", target)
+
+
+@pytest.fixture(scope="module")
+def shape(train_store: TokenStore, full: bool) -> tuple[int, int, int]:
+    """(batch, max_len, vocab_size) of the batches."""
+    return (64 if full else 8, train_store.max_len, train_store.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def all_ids(train_store: TokenStore) -> np.ndarray:
+    return train_store.read(SPLIT, slice(None)).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def all_labels(train_store: TokenStore) -> np.ndarray:
+    return train_store.labels(SPLIT).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def rounds(full: bool) -> tuple[int, int]:
+    """(warm-up batches, timed batches) of every pipeline case."""
+    return (10, 24) if full else (2, 5)
+
+
+def _name(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape))
+
+
+class NumpyPyDataset(keras.utils.PyDataset):
+    """The plain PyDataset a Keras user writes: random rows, targets by ``np.zeros`` + indexing."""
+
+    def __init__(self, store, split, batch_size, *, target="float32", seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.store = store
+        self.split = split
+        self.batch_size = batch_size
+        self.target = target
+        self.order = np.random.default_rng(seed).permutation(store.num_rows(split))
+
+    def __len__(self) -> int:
+        return math.ceil(self.order.size / self.batch_size)
+
+    def batch_rows(self, index: int) -> np.ndarray:
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def __getitem__(self, index):
+        rows = self.batch_rows(index)
+        ids = self.store.read(self.split, rows).astype(np.int32)
+        labels = self.store.labels(self.split, rows).astype(np.float32).reshape(-1, 1)
+        if self.target == "sparse":
+            targets = ids
+        else:
+            batch, max_len = ids.shape
+            targets = np.zeros((batch, max_len, self.store.vocab_size), dtype=self.target)
+            targets[np.arange(batch)[:, None], np.arange(max_len)[None, :], ids] = 1
+        return ids, {"reconstruction": targets, "sentiment": labels}
+
+
+def _sequence(store, shape, target, **kwargs) -> OneHotSequence:
+    targets, dtype = _targets_dtype(target)
+    return OneHotSequence(
+        store, SPLIT, shape[0], targets=targets, dtype=dtype, shuffle=True, seed=0, **kwargs
+    )
+
+
+def check_batch(batch, target, shape, all_ids, all_labels, rows=None) -> None:
+    """Check a delivered batch against the store: its ids (those of ``rows`` when known, else
+    real rows of the split), its targets (one-hot of the ids, or the ids) and its labels."""
+    ids, outputs = batch
+    ids = np.asarray(ids)
+    recon, labels = outputs["reconstruction"], np.asarray(outputs["sentiment"]).ravel()
+    if rows is not None:
+        np.testing.assert_array_equal(ids, all_ids[rows])
+        np.testing.assert_array_equal(labels, all_labels[rows])
+    else:
+        for r in (0, -1):
+            matches = np.flatnonzero((all_ids == ids[r]).all(axis=1))
+            assert matches.size > 0, "a delivered row is no row of the store"
+            assert labels[r] in all_labels[matches]
+    if target == "sparse":
+        np.testing.assert_array_equal(np.asarray(recon), ids)
+        return
+    assert recon.dtype == target or getattr(recon.dtype, "name", None) == target
+    assert ids.shape[1:] == shape[1:2] and tuple(recon.shape) == (*ids.shape, shape[2])
+    for r in (0, -1):
+        row = np.asarray(recon[r])
+        np.testing.assert_array_equal(row.argmax(axis=-1), ids[r])
+        np.testing.assert_array_equal(row.sum(axis=-1, dtype=np.int64), 1)
+
+
+def _record_mean(benchmark, results: dict, key: tuple[str, str]) -> None:
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:  # --benchmark-disable
+        return
+    mean = stats.stats.mean
+    benchmark.extra_info["ms_per_batch"] = round(mean * 1e3, 2)
+    benchmark.extra_info["batches_per_s"] = round(1 / mean, 2)
+    results[key] = mean
+
+
+# -- seq[i] alone -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_getitem_sequence(benchmark, train_store, shape, target, full, all_ids, all_labels):
+    benchmark.group = f"seq[i] {_name(shape)} {target}"
+    seq = _sequence(train_store, shape, target)
+    indices = itertools.cycle(range(len(seq)))
+    last = {}
+
+    def getitem():
+        i = last["i"] = next(indices)
+        return seq[i]
+
+    seq[0]  # compile, open the store, build the epoch plan
+    batch = benchmark.pedantic(getitem, rounds=30 if full else 3, warmup_rounds=2, iterations=1)
+    check_batch(batch, target, shape, all_ids, all_labels, rows=seq.batch_rows(last["i"]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_getitem_numpy_reference(
+    benchmark, train_store, shape, target, full, all_ids, all_labels
+):
+    benchmark.group = f"seq[i] {_name(shape)} {target}"
+    dataset = NumpyPyDataset(train_store, SPLIT, shape[0], target=target)
+    indices = itertools.cycle(range(len(dataset)))
+    last = {}
+
+    def getitem():
+        i = last["i"] = next(indices)
+        return dataset[i]
+
+    batch = benchmark.pedantic(getitem, rounds=10 if full else 3, warmup_rounds=1, iterations=1)
+    check_batch(batch, target, shape, all_ids, all_labels, rows=dataset.batch_rows(last["i"]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_getitem_store_read_reference(benchmark, train_store, shape, target, full, all_ids):
+    # The bare read of the same random rows: the floor of the plain PyDataset, and of sparse.
+    benchmark.group = f"seq[i] {_name(shape)} {target}"
+    dataset = NumpyPyDataset(train_store, SPLIT, shape[0])
+    indices = itertools.cycle(range(len(dataset)))
+    last = {}
+
+    def read():
+        i = last["i"] = next(indices)
+        return train_store.read(SPLIT, dataset.batch_rows(i))
+
+    ids = benchmark.pedantic(read, rounds=30 if full else 3, warmup_rounds=1, iterations=1)
+    np.testing.assert_array_equal(ids, all_ids[dataset.batch_rows(last["i"])])
+
+
+# -- through Keras' PyDataset path ------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """A running pipeline: its batch iterator, the rows of its j-th batch (None: unknown) and
+    how to stop it."""
+
+    iterator: Iterator
+    rows_of: Callable[[int], np.ndarray] | None
+    close: Callable[[], None]
+
+
+def _keras_path(dataset: keras.utils.PyDataset) -> Pipeline:
+    """Batches as ``model.fit`` receives them: Keras' adapter -> tf.data -> tensors."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(dataset, shuffle=False)
+    tf_dataset = adapter.get_tf_dataset()
+    adapter.on_epoch_begin()
+    return Pipeline(iter(tf_dataset), dataset.batch_rows, adapter.on_epoch_end)
+
+
+def _tf_data(all_ids, all_labels, shape, target) -> Pipeline:
+    """The tf.data pipeline a Keras user writes: shuffle ids, batch, ``tf.one_hot`` in a map."""
+    import tensorflow as tf
+
+    vocab_size = shape[2]
+
+    if target == "sparse":
+
+        def targets(x, y):
+            return x, {"reconstruction": x, "sentiment": y}
+    else:
+        tf_dtype = tf.dtypes.as_dtype(target)
+
+        def targets(x, y):
+            onehot = tf.one_hot(x, vocab_size, dtype=tf_dtype)
+            return x, {"reconstruction": onehot, "sentiment": y}
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((all_ids, all_labels.reshape(-1, 1)))
+        .shuffle(all_ids.shape[0], seed=0)
+        .batch(shape[0])
+        .map(targets, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return Pipeline(iter(dataset), None, lambda: None)
+
+
+PIPELINES = ["textvae-w1", "textvae-w2", "tf.data", "numpy-pydataset-w2"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_keras_path(
+    benchmark,
+    train_store,
+    shape,
+    target,
+    pipeline,
+    rounds,
+    all_ids,
+    all_labels,
+    pipeline_results,
+):
+    benchmark.group = f"batches via Keras PyDataset path {_name(shape)} {target}"
+    if pipeline == "tf.data":
+        running = _tf_data(all_ids, all_labels, shape, target)
+    elif pipeline.startswith("textvae"):
+        workers = int(pipeline[-1])
+        seq = _sequence(train_store, shape, target, workers=workers, max_queue_size=MAX_QUEUE_SIZE)
+        running = _keras_path(seq)
+    else:
+        dataset = NumpyPyDataset(
+            train_store, SPLIT, shape[0], target=target, workers=2, max_queue_size=MAX_QUEUE_SIZE
+        )
+        running = _keras_path(dataset)
+    pulled = 0
+
+    def next_batch():
+        nonlocal pulled
+        ids, _outputs = next(running.iterator)  # dropped on return, as fit drops each batch
+        pulled += 1
+        return int(ids.shape[0])
+
+    warmup, timed = rounds
+    try:
+        rows = benchmark.pedantic(next_batch, rounds=timed, warmup_rounds=warmup, iterations=1)
+        assert rows == shape[0]
+        _record_mean(benchmark, pipeline_results, (benchmark.group, pipeline))
+        batch = next(running.iterator)
+        row_index = running.rows_of(pulled) if running.rows_of else None
+        check_batch(batch, target, shape, all_ids, all_labels, rows=row_index)
+        del batch
+    finally:
+        running.iterator = None
+        gc.collect()
+        running.close()
+        gc.collect()
+
+
+# -- peak RSS over an epoch ---------------------------------------------------------------------
+
+
+def _epoch(store: TokenStore, timeout: float) -> dict:
+    script = Path(__file__).with_name("epoch_rss.py")
+    command = [sys.executable, str(script), store.path, "--batch-size", "64"]
+    command += ["--targets", "onehot", "--dtype", "float32", "--workers", "2"]
+    command += ["--max-queue-size", str(MAX_QUEUE_SIZE)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["batches"] == result["expected_batches"] == math.ceil(
+        store.num_rows(SPLIT) / 64
+    )
+    assert result["rows"] == store.num_rows(SPLIT)
+    return result
+
+
+def test_epoch_peak_rss(benchmark, full):
+    # One-hot float32 at vocab 2,000 (154 MB a batch): the buffer pool is in play, and an epoch
+    # of 1M rows (15,625 batches) takes ~3 minutes; at vocab 20,000 it would take over an hour.
+    benchmark.group = "epoch peak RSS (onehot float32, vocab 2000, batch 64, 2 workers)"
+    small_rows, large_rows, max_len = (10_000, 1_000_000, 300) if full else (1_000, 20_000, 50)
+    small_store = cached_synthetic_store(small_rows, vocab_size=2000, max_len=max_len)
+    large_store = cached_synthetic_store(large_rows, vocab_size=2000, max_len=max_len)
+    small = _epoch(small_store, timeout=600)
+    large = benchmark.pedantic(_epoch, args=(large_store, 1800), rounds=1, iterations=1)
+    ratio = large["maxrss_mb"] / small["maxrss_mb"]
+    benchmark.extra_info.update(
+        {
+            "rows_small": small_rows,
+            "rows_large": large_rows,
+            "max_len": max_len,
+            "maxrss_mb_small": round(small["maxrss_mb"], 1),
+            "maxrss_mb_large": round(large["maxrss_mb"], 1),
+            "rss_ratio": round(ratio, 3),
+            "pool_buffers_small": small["pool_buffers"],
+            "pool_buffers_large": large["pool_buffers"],
+            "epoch_s_large": round(large["seconds"], 1),
+        }
+    )
+    print(
+        f"\nepoch peak RSS: {small_rows} rows {small['maxrss_mb']:.0f} MB, {large_rows} rows "
+        f"{large['maxrss_mb']:.0f} MB, ratio {ratio:.3f}"
+    )
+    if full:
+        assert ratio <= 1.15, f"peak RSS grew {ratio:.2f}x with the corpus (target <= 1.15)"

@@ -1,0 +1,365 @@
+"""Tests of textvae.model at tiny sizes (vocab 50, max_len 12, hidden 16, latent 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from textvae.model import (
+    KLAnnealing,
+    ReconstructionLoss,
+    Sampling,
+    TextVAE,
+    active_units,
+    build_vae,
+    kl_divergence,
+    token_accuracy,
+)
+
+VOCAB, MAX_LEN, BATCH = 50, 12, 16
+TINY = {"embedding_dim": 8, "hidden": 16, "dense": 16, "latent": 4}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+
+
+def make_batch(rng: np.random.Generator, n: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Ids with some leading padding (like ``padding="pre"``) and 0/1 labels of shape (n, 1)."""
+    ids = rng.integers(3, VOCAB, size=(n, MAX_LEN)).astype(np.int32)
+    lengths = rng.integers(4, MAX_LEN + 1, size=n)
+    for row, length in zip(ids, lengths, strict=True):
+        row[: MAX_LEN - length] = 0
+    labels = rng.integers(0, 2, size=(n, 1)).astype(np.float32)
+    return ids, labels
+
+
+def onehot(ids: np.ndarray, dtype=np.float32) -> np.ndarray:
+    return np.eye(VOCAB, dtype=dtype)[ids]
+
+
+def targets_for(model: TextVAE, ids: np.ndarray, labels: np.ndarray) -> dict:
+    recon = ids if model.targets == "sparse" else onehot(ids)
+    return {"reconstruction": recon, "sentiment": labels}
+
+
+class _RecordKLWeight(keras.callbacks.Callback):
+    """Records the model's ``kl_weight`` at the start of every training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.append(float(self.model.kl_weight.numpy()))
+
+
+class _Batches(keras.utils.PyDataset):
+    """What textvae's Sequence yields: ``(ids, {"reconstruction": uint8 one-hot, "sentiment"})``."""
+
+    def __init__(self, ids: np.ndarray, labels: np.ndarray, batch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.ids, self.labels, self.batch_size = ids, labels, batch_size
+
+    def __len__(self):
+        return len(self.ids) // self.batch_size
+
+    def __getitem__(self, i):
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        targets = {
+            "reconstruction": onehot(self.ids[rows], np.uint8),
+            "sentiment": self.labels[rows],
+        }
+        return self.ids[rows], targets
+
+
+EPOCHS, WARMUP, SENTIMENT_WEIGHT = 25, 20, 3.0
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One model trained on one fixed batch (one step an epoch) with KL annealing.
+
+    Shared by several tests because tracing a training step of the RNNs costs ~6 s here;
+    the tests only read it (predict, evaluate, save), never train it further.
+    """
+    keras.utils.set_random_seed(0)
+    ids, labels = make_batch(np.random.default_rng(0))
+    model = build_vae(VOCAB, MAX_LEN, learning_rate=1e-2, sentiment_weight=SENTIMENT_WEIGHT, **TINY)
+    y = targets_for(model, ids, labels)
+    before = model.evaluate(ids, y, verbose=0, return_dict=True)
+    record = _RecordKLWeight()
+    history = model.fit(
+        ids, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=[KLAnnealing(WARMUP), record]
+    ).history
+    after = model.evaluate(ids, y, verbose=0, return_dict=True)
+    return SimpleNamespace(
+        model=model,
+        ids=ids,
+        labels=labels,
+        y=y,
+        before=before,
+        after=after,
+        history=history,
+        kl_weights=record.seen,
+    )
+
+
+def test_training_lowers_loss_and_reports_kl(trained):
+    history = trained.history
+    assert set(history) == {
+        "loss",
+        "reconstruction_loss",
+        "sentiment_loss",
+        "sentiment_accuracy",
+        "kl",
+    }
+    assert trained.after["loss"] < 0.9 * trained.before["loss"]
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["kl"][-1] > 0.01
+    assert trained.after["kl"] > 0.01
+
+
+def test_kl_annealing_is_linear_per_batch(trained):
+    expected = [min(step / WARMUP, 1.0) for step in range(EPOCHS)]
+    np.testing.assert_allclose(trained.kl_weights, expected, atol=1e-6)
+
+
+def test_kl_term_counts_in_fit(trained):
+    # One batch an epoch: every logged value of an epoch comes from the same forward pass.
+    for epoch, kl_weight in enumerate(trained.kl_weights):
+        logs = {key: values[epoch] for key, values in trained.history.items()}
+        expected = (
+            logs["reconstruction_loss"]
+            + SENTIMENT_WEIGHT * logs["sentiment_loss"]
+            + kl_weight * logs["kl"]
+        )
+        np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5, err_msg=f"epoch {epoch}")
+
+
+@pytest.mark.parametrize("free_bits", [0.0, 0.5], ids=["no-free-bits", "free-bits"])
+def test_kl_term_counts_in_evaluate(trained, free_bits):
+    model = build_vae(
+        VOCAB,
+        MAX_LEN,
+        kl_weight=2.0,
+        sentiment_weight=SENTIMENT_WEIGHT,
+        free_bits=free_bits,
+        **TINY,
+    )
+    model.set_weights(trained.model.get_weights())
+    model.kl_weight.assign(2.0)
+    logs = model.evaluate(trained.ids, trained.y, verbose=0, return_dict=True)
+
+    # evaluate is deterministic (z = z_mean), so the KL can be recomputed here.
+    z_mean, z_log_var, _ = model.encoder.predict(trained.ids, verbose=0)
+    per_dim = np.asarray(kl_divergence(z_mean, z_log_var))
+    np.testing.assert_allclose(logs["kl"], per_dim.sum(axis=1).mean(), rtol=1e-5)
+    penalty = np.maximum(per_dim.mean(axis=0), free_bits).sum()
+    expected = (
+        logs["reconstruction_loss"] + SENTIMENT_WEIGHT * logs["sentiment_loss"] + 2.0 * penalty
+    )
+    np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+
+
+def test_onehot_and_sparse_targets_give_the_same_loss(trained):
+    ids, labels = trained.ids, trained.labels
+    dense = build_vae(VOCAB, MAX_LEN, targets="onehot", **TINY)
+    sparse = build_vae(VOCAB, MAX_LEN, targets="sparse", **TINY)
+    dense.set_weights(trained.model.get_weights())
+    sparse.set_weights(trained.model.get_weights())
+
+    want = sparse.evaluate(
+        ids, {"reconstruction": ids, "sentiment": labels}, verbose=0, return_dict=True
+    )
+    for dtype in (np.float32, np.float16, np.uint8):
+        y = {"reconstruction": onehot(ids, dtype), "sentiment": labels}
+        got = dense.evaluate(ids, y, verbose=0, return_dict=True)
+        for key in ("loss", "reconstruction_loss", "sentiment_loss", "kl"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=f"{dtype} {key}")
+    # The summed reconstruction loss is nats per review: max_len * log(vocab) at chance.
+    assert 0.3 * MAX_LEN * np.log(VOCAB) < want["reconstruction_loss"] < 2 * MAX_LEN * np.log(VOCAB)
+
+
+def test_submodels_have_the_right_shapes_and_share_weights(trained):
+    model, ids = trained.model, trained.ids[:5]
+    z_mean, z_log_var, z = model.encoder.predict(ids, verbose=0)
+    assert z_mean.shape == z_log_var.shape == z.shape == (5, TINY["latent"])
+    np.testing.assert_array_equal(z, z_mean)  # no noise at inference
+    recon = model.decoder.predict(z_mean, verbose=0)
+    assert recon.shape == (5, MAX_LEN, VOCAB)
+    np.testing.assert_allclose(recon.sum(axis=-1), 1.0, rtol=1e-5)
+    sentiment = model.sentiment_predictor.predict(ids, verbose=0)
+    assert sentiment.shape == (5, 1)
+
+    outputs = model(ids, training=False)
+    assert set(outputs) == {"reconstruction", "sentiment"}
+    np.testing.assert_allclose(np.asarray(outputs["reconstruction"]), recon, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(outputs["sentiment"]), sentiment, rtol=1e-5)
+
+    # The same variable objects, not copies, and none of them twice.
+    model_ids = {id(w) for w in model.weights}
+    assert len(model.weights) == len(model_ids)
+    for sub in (model.encoder, model.decoder, model.sentiment_predictor):
+        assert sub.weights and {id(w) for w in sub.weights} <= model_ids
+
+
+def test_save_load_round_trip_and_resume(trained, tmp_path: Path):
+    model = trained.model
+    path = tmp_path / "vae.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+
+    assert isinstance(loaded, TextVAE)
+    assert loaded.get_config() == model.get_config()
+    assert float(loaded.kl_weight.numpy()) == pytest.approx(1.0)
+    expected, got = model.predict(trained.ids, verbose=0), loaded.predict(trained.ids, verbose=0)
+    for key in ("reconstruction", "sentiment"):
+        np.testing.assert_array_equal(got[key], expected[key])
+    # The compile configuration comes back: evaluation gives the same numbers.
+    logs = loaded.evaluate(trained.ids, trained.y, verbose=0, return_dict=True)
+    assert logs == pytest.approx(trained.after, rel=1e-6)
+
+    # Resuming with a fresh callback continues the schedule from the optimizer's iterations,
+    # here fed by a PyDataset shaped like textvae's Sequence (2 batches an epoch).
+    assert int(loaded.optimizer.iterations.numpy()) == EPOCHS
+    record = _RecordKLWeight()
+    batches = _Batches(trained.ids, trained.labels, batch_size=8)
+    history = loaded.fit(
+        batches, epochs=2, verbose=0, callbacks=[KLAnnealing(2 * EPOCHS), record]
+    ).history
+    steps = np.arange(EPOCHS, EPOCHS + 4)
+    np.testing.assert_allclose(record.seen, steps / (2 * EPOCHS), atol=1e-6)
+    assert np.all(np.isfinite(history["loss"])) and history["kl"][-1] > 0
+
+
+def test_get_config_from_config_round_trips():
+    model = TextVAE(
+        VOCAB,
+        MAX_LEN,
+        epsilon_std=0.01,
+        sentiment_weight=200.0,
+        kl_weight=0.5,
+        free_bits=0.25,
+        targets="sparse",
+        seed=7,
+        **TINY,
+    )
+    config = model.get_config()
+    assert config["vocab_size"] == VOCAB and config["max_len"] == MAX_LEN
+    assert config["kl_weight"] == 0.5 and config["targets"] == "sparse"
+    clone = TextVAE.from_config(config)
+    assert clone.get_config() == config
+    assert float(clone.kl_weight.numpy()) == 0.5
+
+    sampling = Sampling(epsilon_std=0.01, seed=1, name="s")
+    assert Sampling.from_config(sampling.get_config()).get_config() == sampling.get_config()
+    loss = ReconstructionLoss(sparse=True)
+    assert ReconstructionLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+
+
+def test_kl_annealing_schedule_values():
+    schedule = KLAnnealing(4, start=0.2, end=1.0)
+    assert [schedule.value(s) for s in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert KLAnnealing(0, end=0.5).value(0) == 0.5
+    with pytest.raises(ValueError, match="warmup_steps"):
+        KLAnnealing(-1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        KLAnnealing(2.5)
+
+
+def test_sampling_draws_with_the_given_std_only_when_training():
+    layer = Sampling(epsilon_std=0.5, seed=0)
+    z_mean = np.full((20000, 2), 3.0, dtype=np.float32)
+    z_log_var = np.log(np.full((20000, 2), 4.0, dtype=np.float32))  # std 2
+    np.testing.assert_array_equal(np.asarray(layer([z_mean, z_log_var], training=False)), z_mean)
+    z = np.asarray(layer([z_mean, z_log_var], training=True))
+    assert z.mean() == pytest.approx(3.0, abs=0.03)
+    assert z.std() == pytest.approx(2.0 * 0.5, rel=0.03)
+
+
+def test_kl_divergence_matches_the_closed_form():
+    z_mean = np.array([[0.0, 1.0], [2.0, -1.0]], dtype=np.float32)
+    z_log_var = np.array([[0.0, 0.0], [np.log(2.0), -1.0]], dtype=np.float32)
+    expected = 0.5 * (np.exp(z_log_var) + z_mean**2 - 1.0 - z_log_var)
+    np.testing.assert_allclose(np.asarray(kl_divergence(z_mean, z_log_var)), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(Sampling.kl(z_mean, z_log_var)), expected.sum(axis=1), rtol=1e-6
+    )
+    assert np.asarray(kl_divergence(np.zeros((1, 3)), np.zeros((1, 3)))).sum() == 0.0
+
+
+def test_active_units_counts_dims_whose_mean_varies():
+    z_means = np.array(
+        [
+            [0.0, 1.0, 5.0, 0.00],
+            [1.0, 1.0, 5.1, 0.01],
+            [2.0, 1.0, 4.9, 0.02],
+            [3.0, 1.0, 5.0, 0.03],
+        ]
+    )
+    # Population variances: 1.25, 0, 0.005, 0.000125.
+    assert active_units(z_means) == 1
+    assert active_units(z_means, threshold=0.001) == 2
+    assert active_units(z_means, threshold=0.0) == 3
+    with pytest.raises(ValueError, match="z_means"):
+        active_units(np.zeros(4))
+
+
+def test_token_accuracy_skips_padding():
+    ids = np.array([[0, 0, 5, 6], [0, 7, 8, 9]])
+    pred = np.array([[5, 5, 5, 1], [0, 7, 1, 9]])
+    # Non-padding positions: 5 of them, 3 right (5, 7, 9).
+    assert token_accuracy(pred, ids) == pytest.approx(3 / 5)
+    # Every position: the two padding positions at [0, 0], [0, 1] are wrong, [1, 0] is right.
+    assert token_accuracy(pred, ids, pad_id=None) == pytest.approx(4 / 8)
+    probs = np.eye(10)[pred] * 0.9 + 0.01
+    assert token_accuracy(probs, ids) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="shape"):
+        token_accuracy(pred[:, :3], ids)
+    with pytest.raises(ValueError, match="padding"):
+        token_accuracy(np.zeros((1, 2)), np.zeros((1, 2), dtype=int))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"max_len": -1}, "max_len"),
+        ({"hidden": 1.5}, "hidden"),
+        ({"targets": "dense"}, "targets"),
+        ({"epsilon_std": 0.0}, "epsilon_std"),
+        ({"free_bits": -1.0}, "free_bits"),
+        ({"kl_weight": -0.1}, "kl_weight"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    args = {"vocab_size": VOCAB, "max_len": MAX_LEN, **TINY, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        TextVAE(**args)
+
+
+def test_mixed_float16_keeps_outputs_and_loss_in_float32(rng):
+    ids, labels = make_batch(rng, 4)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_vae(VOCAB, MAX_LEN, kl_weight=1.0, **TINY)
+        outputs = model(ids, training=False)
+        assert keras.backend.standardize_dtype(outputs["reconstruction"].dtype) == "float32"
+        assert keras.backend.standardize_dtype(outputs["sentiment"].dtype) == "float32"
+        logs = model.evaluate(
+            ids,
+            {"reconstruction": onehot(ids, np.float16), "sentiment": labels},
+            verbose=0,
+            return_dict=True,
+        )
+        assert all(np.isfinite(v) for v in logs.values())
+    finally:
+        keras.config.set_dtype_policy(previous)
