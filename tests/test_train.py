@@ -1,0 +1,239 @@
+"""textvae-train and textvae-sample end to end on a small store, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import zarr
+
+from textvae.cli import EXIT_USER_ERROR, sample_main, train_config_from_args, train_main
+from textvae.config import QUICK, TrainConfig
+
+TINY = [
+    "--vocab",
+    "12",
+    "--max-len",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--hidden",
+    "8",
+    "--dense",
+    "8",
+    "--latent",
+    "4",
+    "--batch-size",
+    "8",
+    "--verbose",
+    "0",
+    "--workers",
+    "2",
+]
+
+
+def _train(store_path: str, out: Path, *extra: str) -> int:
+    return train_main(["--data", store_path, "--out", str(out), *TINY, *extra])
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One 1-epoch run on a small store, shared by the tests that only read its artefacts."""
+    import numpy as np
+
+    from textvae.corpus import open_corpus
+    from textvae.store import build_store
+    from textvae.testing import random_reviews, write_jsonl
+
+    root = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(1)
+    write_jsonl(root / "c" / "c_train.jsonl", random_reviews(rng, 40))
+    write_jsonl(root / "c" / "c_test.jsonl", random_reviews(rng, 12))
+    store = build_store(
+        root / "s.zarr", open_corpus(root / "c"), vocab_size=12, max_len=16, chunk_rows=8
+    )
+    out = root / "out"
+    assert _train(store.path, out, "--epochs", "1", "--targets", "onehot") == 0
+    return store, out
+
+
+def test_run_writes_every_artefact(finished_run):
+    store, out = finished_run
+    for name in (
+        "config.json",
+        "vocab.json",
+        "best.keras",
+        "last.keras",
+        "state.json",
+        "history.csv",
+        "metrics.json",
+        "latents.png",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["reviews"] == 12 and metrics["split"] == "test"
+    assert metrics["kl"] > 0
+    assert 0 <= metrics["token_accuracy"] <= 1 and 0 <= metrics["sentiment_accuracy"] <= 1
+    assert 0 <= metrics["active_units"] <= metrics["latent"] == 4
+    assert metrics["reconstruction_ce_per_token"] > 0
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["kl"]) > 0
+    assert json.loads((out / "vocab.json").read_text()) == list(store.vocab)
+    assert (out / "latents.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_at_next_epoch(finished_run, tmp_path):
+    store, out = finished_run
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for name in ("config.json", "vocab.json", "last.keras", "state.json", "history.csv"):
+        (resumed / name).write_bytes((out / name).read_bytes())
+    assert _train(store.path, resumed, "--epochs", "2", "--resume") == 0
+    rows = list(csv.DictReader((resumed / "history.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert json.loads((resumed / "state.json").read_text()) == {"epochs_done": 2}
+
+
+def test_sample_commands_print_words(finished_run, capsys):
+    _, out = finished_run
+    vocab = set(json.loads((out / "vocab.json").read_text()))
+    assert sample_main(["reconstruct", str(out), "a good film !"]) == 0
+    printed = capsys.readouterr().out
+    assert "input:  a good film !" in printed
+    words = printed.split("output:")[1].split()
+    assert words and set(words) <= vocab
+    assert sample_main(["prior", str(out), "--n", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert sample_main(["interpolate", str(out), "good", "bad", "--steps", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["0.00", "0.33", "0.67", "1.00"]
+
+
+def test_existing_run_not_overwritten(finished_run, capsys):
+    store, out = finished_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert _train(store.path, out) == EXIT_USER_ERROR
+    assert "--resume" in _one_error_line(capsys)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_checkpoint_of_another_shape_refused(finished_run, capsys):
+    store, out = finished_run
+    before = (out / "last.keras").read_bytes()
+    assert _train(store.path, out, "--resume", "--epochs", "2", "--hidden", "16") == EXIT_USER_ERROR
+    assert "hidden=8" in _one_error_line(capsys)
+    assert (out / "last.keras").read_bytes() == before
+
+
+def test_resume_without_checkpoint(small_store, tmp_path, capsys):
+    assert _train(small_store.path, tmp_path / "new", "--resume") == EXIT_USER_ERROR
+    assert "no checkpoint" in _one_error_line(capsys)
+
+
+def test_store_with_other_vocab(small_store, tmp_path, capsys):
+    code = train_main(
+        [
+            "--data",
+            small_store.path,
+            "--out",
+            str(tmp_path / "o"),
+            "--vocab",
+            "20000",
+            "--max-len",
+            "16",
+            "--verbose",
+            "0",
+        ]
+    )
+    assert code == EXIT_USER_ERROR
+    assert "vocab_size=12" in _one_error_line(capsys)
+
+
+def test_incomplete_store(small_store, tmp_path, capsys):
+    group = zarr.open_group(small_store.path, mode="r+")
+    group.attrs["textvae"] = {**group.attrs["textvae"], "complete": False}
+    assert _train(small_store.path, tmp_path / "o") == EXIT_USER_ERROR
+    assert "incomplete" in _one_error_line(capsys)
+
+
+def test_unwritable_out(small_store, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert _train(small_store.path, blocker / "out") == EXIT_USER_ERROR
+    assert "cannot write to --out" in _one_error_line(capsys)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_ingests_a_corpus_once_then_reuses_the_store(corpus_dir, tmp_path, capsys):
+    store = tmp_path / "ingested.zarr"
+    args = [
+        "--data",
+        str(corpus_dir),
+        "--store",
+        str(store),
+        *TINY,
+        "--epochs",
+        "1",
+        "--targets",
+        "sparse",
+        "--train-rows",
+        "16",
+        "--eval-rows",
+        "8",
+    ]
+    assert train_main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "ingesting" in capsys.readouterr().out
+    stamp = (store / "zarr.json").stat().st_mtime_ns
+    assert train_main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "using the store" in capsys.readouterr().out
+    assert (store / "zarr.json").stat().st_mtime_ns == stamp
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["reviews"] == 8 and metrics["train_rows_per_epoch"] == 16
+
+
+def test_offline_without_local_imdb(monkeypatch, tmp_path, capsys):
+    """No --data, no local copy, no network: one line saying how to point at a copy."""
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
+
+    monkeypatch.delenv("TEXTVAE_IMDB", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    assert train_main(["--out", str(tmp_path / "o"), *TINY]) == EXIT_USER_ERROR
+    line = _one_error_line(capsys)
+    assert "TEXTVAE_IMDB" in line and "--data" in line
+
+
+def test_quick_preset_and_overrides():
+    config = train_config_from_args(["--quick", "--vocab", "20000", "--hidden", "32"])
+    assert config.vocab_size == 20000
+    assert config.model.hidden == 32  # an explicit flag beats the preset
+    assert config.max_len == QUICK["max_len"] and config.model.latent == QUICK["latent"]
+    assert train_config_from_args([]) == TrainConfig()
+
+
+def test_bad_flag_values_exit_with_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(["--batch-size", "0"])
+    assert exc.value.code == 2
+    assert "batch_size" in capsys.readouterr().err
+
+
+def test_missing_data_path(tmp_path, capsys):
+    assert (
+        train_main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *TINY])
+        == EXIT_USER_ERROR
+    )
+    assert "does not exist" in _one_error_line(capsys)
