@@ -211,7 +211,14 @@ def test_keras_path_delivers_exact_batches(small_store, workers):
         np.testing.assert_array_equal(ids.numpy(), ref_ids)
         np.testing.assert_array_equal(outputs["reconstruction"].numpy(), ref_onehot)
         np.testing.assert_array_equal(outputs["sentiment"].numpy().ravel(), ref_labels)
-    assert len(seq._pool) <= seq.max_queue_size + workers + 2
+    pool = seq._pool._buffers
+    assert 0 < len(pool) <= seq.max_queue_size + workers + 2
+    # Zero-copy hand-off, and no buffer under two held batches: mark every pooled buffer; each
+    # mark must show through exactly one delivered tensor (TensorFlow wraps our memory).
+    for buf in pool:
+        buf[0, 0, 0] = 7
+    marked = [float(out["reconstruction"][0, 0, 0]) == 7 for _, out in held]
+    assert sum(marked) == len(pool)
 
 
 def _tiny_vae_like(vocab_size: int, max_len: int) -> keras.Model:

@@ -109,13 +109,42 @@ def _ingest_parser() -> argparse.ArgumentParser:
         "--chunk-rows", type=int, default=None, help="rows per zarr chunk (default 1024)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at STORE")
+    p.add_argument(
+        "--storage-option",
+        dest="storage_options",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=None,
+        help="fsspec option for an s3:// STORE, repeatable (e.g. endpoint_url=http://host:9000, "
+        "anon=true; a JSON VALUE is decoded). Credentials and the endpoint also come from "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE and AWS_ENDPOINT_URL",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
+def _storage_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value); VALUE is JSON-decoded when it parses (true, 3, {...})."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
+    try:
+        decoded: object = json.loads(value)
+    except ValueError:
+        decoded = value
+    return key.strip(), decoded
+
+
 def ingest_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-ingest SOURCE STORE --vocab N --max-len L``."""
-    args = _ingest_parser().parse_args(argv)
+    parser = _ingest_parser()
+    args = parser.parse_args(argv)
+    storage_options = dict(args.storage_options or ())
+    if storage_options and ("://" not in args.store or args.store.startswith("file://")):
+        parser.error(f"--storage-option applies to a URL STORE (s3://...), not to {args.store!r}")
 
     def run() -> int:
         from textvae.corpus import open_corpus
@@ -135,6 +164,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS,
                 overwrite=args.overwrite,
                 progress=progress,
+                storage_options=storage_options or None,
             )
         finally:
             if progress is not None:

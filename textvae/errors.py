@@ -14,6 +14,7 @@ __all__ = [
     "DatasetUnavailableError",
     "IncompleteStoreError",
     "OutputDirError",
+    "StoreAccessError",
     "StoreExistsError",
     "StoreFormatError",
     "StoreMismatchError",
@@ -40,6 +41,10 @@ class DatasetUnavailableError(TextVAEError, RuntimeError):
 
 class StoreNotFoundError(TextVAEError, FileNotFoundError):
     """No token store at the given path or URL."""
+
+
+class StoreAccessError(TextVAEError, PermissionError):
+    """The store's location refused access (object storage: wrong credentials or no permission)."""
 
 
 class StoreExistsError(TextVAEError, FileExistsError):

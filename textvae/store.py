@@ -29,6 +29,7 @@ from zarr.codecs import ZstdCodec
 from textvae.corpus import OOV_ID, PAD_ID, START_ID, Corpus, Vocabulary
 from textvae.errors import (
     IncompleteStoreError,
+    StoreAccessError,
     StoreExistsError,
     StoreFormatError,
     StoreMismatchError,
@@ -99,7 +100,9 @@ class TokenStore:
         Raises
         ------
         StoreNotFoundError
-            Nothing at ``path``.
+            Nothing at ``path`` (or, for a URL, no such bucket).
+        StoreAccessError
+            Object storage refused access (credentials, permissions).
         IncompleteStoreError
             The build never finished (no ``complete`` flag).
         StoreFormatError
@@ -113,10 +116,14 @@ class TokenStore:
                 f"no token store at {path}: build one with `textvae-ingest SOURCE {path} "
                 "--vocab N --max-len L`"
             )
+        if _is_url(path):
+            _check_remote(path, storage_options)
         try:
             group = zarr.open_group(
                 store=path, mode="r", storage_options=_opts(path, storage_options)
             )
+        except PermissionError as err:
+            raise _access_error(path, err) from err
         except FileNotFoundError as err:
             if not _is_url(path):
                 raise StoreFormatError(
@@ -146,7 +153,7 @@ class TokenStore:
         if meta.get("complete") is not True:
             raise IncompleteStoreError(
                 f"{path} is an incomplete store (its build was interrupted or failed): delete it "
-                "and run `textvae-ingest` again"
+                "and run `textvae-ingest` again, or run it with --overwrite"
             )
         store = cls(group, path)
         store._validate()
@@ -345,6 +352,61 @@ class TokenStore:
         )
 
 
+def _remote_fs(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    """The fsspec filesystem of a URL and the path within it (s3fs for ``s3://``)."""
+    from fsspec.core import url_to_fs
+
+    try:
+        return url_to_fs(path, **(storage_options or {}))
+    except ImportError as err:
+        raise ImportError(
+            f"{path} needs an fsspec backend that is not installed ({err}): for s3:// URLs "
+            "install s3fs (`pip install 'textvae[s3]'`)"
+        ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _access_error(path: str, err: BaseException) -> StoreAccessError:
+    return StoreAccessError(
+        f"access to {path} was denied ({_one_line(err)}): check the credentials "
+        "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), the endpoint "
+        "(AWS_ENDPOINT_URL) and the bucket's permissions"
+    )
+
+
+def _check_remote(
+    path: str, storage_options: Mapping[str, Any] | None, *, exists: bool = False
+) -> bool:
+    """Check that the bucket of URL ``path`` exists and is readable; with ``exists``, also
+    return whether anything is at ``path`` (else False, saving a listing).
+
+    zarr reports a missing bucket, a missing store and a missing group alike ("no group found"),
+    and a denied request as a bare ``PermissionError``: look first, so the errors say which.
+    """
+    fs, inner = _remote_fs(path, storage_options)
+    split_path = getattr(fs, "split_path", None)  # object stores (s3fs, gcsfs): bucket + key
+    try:
+        if split_path is not None:
+            bucket = split_path(inner)[0]
+            try:
+                fs.info(bucket)
+            except FileNotFoundError:
+                raise StoreNotFoundError(
+                    f"bucket {bucket!r} of {path} does not exist: create it (`aws s3 mb "
+                    f"s3://{bucket}`), or check the URL and the endpoint (AWS_ENDPOINT_URL or "
+                    "--storage-option endpoint_url=...)"
+                ) from None
+        if not exists:
+            return False
+        fs.invalidate_cache(inner)  # fsspec caches listings across calls; look afresh
+        return bool(fs.exists(inner))
+    except PermissionError as err:
+        raise _access_error(path, err) from err
+
+
 def _opts(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if storage_options and not _is_url(path):
         raise ValueError(
@@ -389,7 +451,20 @@ def build_store(
         ``progress(stage, n)`` is called as work advances: stage ``"vocab"`` while counting
         words, then the split name while encoding its rows (n = rows done so far).
     overwrite
-        Replace whatever is at ``path``. Without it an existing path raises StoreExistsError.
+        Replace whatever is at ``path``. Without it an existing path raises StoreExistsError
+        (for a URL: any object under the ``path/`` prefix).
+    storage_options
+        Passed to fsspec for URLs (``endpoint_url``, ``key``/``secret``, ...); s3fs also reads
+        the usual ``AWS_*`` environment variables, ``AWS_ENDPOINT_URL`` included.
+
+    Raises
+    ------
+    StoreExistsError
+        Something is at ``path`` and ``overwrite`` is false.
+    StoreNotFoundError
+        The bucket of an ``s3://`` URL does not exist.
+    StoreAccessError
+        Object storage refused access (credentials, permissions).
     """
     path = os.fspath(path)
     if not isinstance(vocab_size, int) or vocab_size < 4:
@@ -408,7 +483,8 @@ def build_store(
         if value not in _PADDING:
             raise ValueError(f"`{name}` must be 'pre' or 'post'. Received: {name}={value!r}")
     local = not _is_url(path)
-    existed = local and Path(path).exists()
+    _opts(path, storage_options)  # refuse storage options for a local path before any work
+    existed = Path(path).exists() if local else _check_remote(path, storage_options, exists=True)
     if existed and not overwrite:
         raise StoreExistsError(
             f"{path} already exists: choose another path, delete it, or pass --overwrite"
@@ -423,7 +499,7 @@ def build_store(
         )
     tokens = list(vocab.tokens) + [UNUSED_TOKEN.format(id=i) for i in range(vocab.size, vocab_size)]
 
-    if existed:
+    if existed and local:  # zarr's mode "w" clears a URL's keys itself
         shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
     try:
         group = zarr.open_group(
@@ -461,9 +537,11 @@ def build_store(
                 progress,
             )
         group.attrs[_ATTR] = {**meta, "complete": True}
-    except BaseException:
+    except BaseException as err:
         if local and Path(path).exists():
             shutil.rmtree(path, ignore_errors=True)
+        if isinstance(err, PermissionError) and not local:
+            raise _access_error(path, err) from err
         raise
     return TokenStore.open(path, storage_options=storage_options)
 

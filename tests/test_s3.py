@@ -1,0 +1,326 @@
+"""Stores on object storage: s3:// URLs against a real S3-compatible server (moto, local).
+
+A session-scoped moto server runs as a subprocess on 127.0.0.1; every test points the AWS_*
+variables at it with fake credentials, so nothing here can reach the internet. moto and s3fs
+come with the ``test`` extra: if either is missing the tests fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import s3fs  # a missing s3fs fails this module: the test extra installs it
+
+from textvae.cli import EXIT_USER_ERROR, ingest_main
+from textvae.corpus import open_corpus
+from textvae.errors import (
+    IncompleteStoreError,
+    StoreAccessError,
+    StoreExistsError,
+    StoreNotFoundError,
+    TextVAEError,
+)
+from textvae.store import TokenStore, build_store
+from textvae.testing import random_reviews, write_jsonl
+
+SERVER_START_S = 30
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+INGEST_ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _moto_server(log: Path, **env: str) -> Iterator[str]:
+    """Run ``python -m moto.server`` on a free local port; yield its endpoint URL."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **FAKE_CREDENTIALS, **env},
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"moto server exited with code {proc.returncode} (is moto[server] installed? "
+                    f"pip install -e '.[test]'):\n{log.read_text(errors='replace')[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except urllib.error.HTTPError:  # an HTTP answer of any status: it is up
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not answer on {endpoint} in {SERVER_START_S} s")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A local S3-compatible server for the whole session (no authentication)."""
+    with _moto_server(tmp_path_factory.mktemp("moto") / "server.log") as endpoint:
+        yield endpoint
+
+
+def _isolate_aws(monkeypatch, tmp_path: Path) -> None:
+    """Fake credentials only: no profile, config file or instance metadata from the machine."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch, tmp_path) -> str:
+    """The test's environment points at the local server through AWS_ENDPOINT_URL."""
+    _isolate_aws(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return s3_endpoint
+
+
+@pytest.fixture
+def bucket(s3_env) -> str:
+    """A fresh, empty bucket of its own for each test."""
+    name = f"textvae-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True).mkdir(name)
+    return name
+
+
+@pytest.fixture
+def corpus(tmp_path, rng) -> Path:
+    """37 train and 11 test reviews (odd sizes: partial chunks and batches)."""
+    root = tmp_path / "corpus"
+    write_jsonl(root / "small_train.jsonl", random_reviews(rng, 37))
+    write_jsonl(root / "small_test.jsonl", random_reviews(rng, 11))
+    return root
+
+
+def _build(path: str | Path, corpus: Path, **kwargs) -> TokenStore:
+    return build_store(path, open_corpus(corpus), vocab_size=12, max_len=16, chunk_rows=8, **kwargs)
+
+
+def _assert_same_store(a: TokenStore, b: TokenStore) -> None:
+    assert a.attrs == b.attrs
+    assert a.vocab == b.vocab
+    for split in a.splits:
+        np.testing.assert_array_equal(a.read(split, slice(None)), b.read(split, slice(None)))
+        np.testing.assert_array_equal(a.labels(split), b.labels(split))
+        np.testing.assert_array_equal(a.lengths(split), b.lengths(split))
+        assert a.chunk_rows(split) == b.chunk_rows(split)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+# -- ingest and read back --------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_ingest_to_s3_equals_local(bucket, corpus, tmp_path, capsys):
+    url = f"s3://{bucket}/x.zarr"
+    local = tmp_path / "x.zarr"
+    assert ingest_main([str(corpus), str(local), *INGEST_ARGS]) == 0
+    assert ingest_main([str(corpus), url, *INGEST_ARGS]) == 0
+    assert f"wrote {url}" in capsys.readouterr().out
+    remote = TokenStore.open(url, vocab_size=12, max_len=16)
+    assert remote.path == url
+    _assert_same_store(remote, TokenStore.open(local))
+
+
+@pytest.mark.timeout(60)
+def test_storage_option_endpoint_from_cli(bucket, s3_env, corpus, tmp_path, monkeypatch):
+    # No AWS_ENDPOINT_URL: only --storage-option says where the server is.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    url = f"s3://{bucket}/opts.zarr"
+    option = f"endpoint_url={s3_env}"
+    assert ingest_main([str(corpus), url, *INGEST_ARGS, "--storage-option", option]) == 0
+    remote = TokenStore.open(url, storage_options={"endpoint_url": s3_env})
+    _assert_same_store(remote, _build(tmp_path / "local.zarr", corpus))
+
+
+def test_storage_option_parsing(tmp_path, corpus, capsys):
+    for argv in (
+        [str(corpus), str(tmp_path / "local.zarr"), "--storage-option", "anon=true"],
+        [str(corpus), "s3://bucket/x.zarr", "--storage-option", "no-equals-sign"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            ingest_main(argv)
+        assert exc.value.code == EXIT_USER_ERROR
+    assert "--storage-option" in capsys.readouterr().err
+    assert not (tmp_path / "local.zarr").exists()
+
+
+@pytest.mark.timeout(60)
+def test_sequence_over_s3_equals_local(bucket, corpus, tmp_path):
+    from textvae.sequence import OneHotSequence
+
+    url = f"s3://{bucket}/seq.zarr"
+    _build(url, corpus)
+    local = _build(tmp_path / "seq.zarr", corpus)
+    kwargs = {"batch_size": 5, "shuffle": True, "seed": 3, "window_chunks": 2}
+    remote_seq = OneHotSequence(url, "train", **kwargs)
+    local_seq = OneHotSequence(local, "train", **kwargs)
+    clone = pickle.loads(pickle.dumps(remote_seq))
+    assert clone._store is None  # reopened lazily, on first use, in whichever process
+    assert len(remote_seq) == len(local_seq) == len(clone) == 8
+    for seq in (remote_seq, clone):
+        for i in range(len(local_seq)):
+            ids, outputs = seq[i]
+            ref_ids, ref_outputs = local_seq[i]
+            np.testing.assert_array_equal(ids, ref_ids)
+            for name in ("reconstruction", "sentiment"):
+                np.testing.assert_array_equal(outputs[name], ref_outputs[name])
+
+
+@pytest.mark.timeout(60)
+def test_sequence_reads_only_the_chunks_it_needs(bucket, corpus, monkeypatch):
+    from zarr.storage import FsspecStore
+
+    from textvae.sequence import OneHotSequence
+
+    url = f"s3://{bucket}/chunks.zarr"
+    _build(url, corpus)  # train: 37 rows in 5 chunks of 8
+    fetched: list[str] = []
+    get = FsspecStore.get
+
+    async def recording_get(self, key, *args, **kwargs):
+        fetched.append(key)
+        return await get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(FsspecStore, "get", recording_get)
+    seq = OneHotSequence(url, "train", batch_size=4, shuffle=False, targets="sparse")
+    fetched.clear()  # opening reads metadata (zarr.json) only; count the batch's reads
+    seq[4]  # rows 16..19: all in chunk 2 (rows 16..23)
+    token_chunks = [key for key in fetched if key.startswith("train/tokens/")]
+    assert token_chunks == ["train/tokens/c/2/0"]
+    assert not any(key.startswith("train/lengths/") for key in fetched)
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_missing_bucket(s3_env, corpus, capsys):
+    from textvae.sequence import OneHotSequence
+
+    url = "s3://textvae-no-such-bucket/x.zarr"
+    with pytest.raises(StoreNotFoundError, match=r"bucket 'textvae-no-such-bucket'.*create it"):
+        TokenStore.open(url)
+    with pytest.raises(StoreNotFoundError, match="textvae-no-such-bucket"):
+        OneHotSequence(url, "train")
+    assert ingest_main([str(corpus), url, *INGEST_ARGS]) == EXIT_USER_ERROR
+    assert "textvae-no-such-bucket" in _one_error_line(capsys)
+
+
+@pytest.mark.timeout(60)
+def test_missing_store_in_existing_bucket(bucket):
+    with pytest.raises(StoreNotFoundError, match=f"no token store at s3://{bucket}/absent.zarr"):
+        TokenStore.open(f"s3://{bucket}/absent.zarr")
+
+
+@pytest.mark.timeout(60)
+def test_existing_store_not_overwritten(bucket, corpus, capsys):
+    url = f"s3://{bucket}/x.zarr"
+    assert ingest_main([str(corpus), url, *INGEST_ARGS]) == 0
+    before = TokenStore.open(url).read("train", slice(None))
+    capsys.readouterr()
+    assert ingest_main([str(corpus), url, *INGEST_ARGS[2:], "--vocab", "10"]) == EXIT_USER_ERROR
+    assert "--overwrite" in _one_error_line(capsys)
+    store = TokenStore.open(url)
+    assert store.vocab_size == 12
+    np.testing.assert_array_equal(store.read("train", slice(None)), before)
+
+    # --overwrite replaces it, leaving nothing of the old store behind.
+    argv = [str(corpus), url, *INGEST_ARGS[2:], "--vocab", "10", "--overwrite"]
+    assert ingest_main(argv) == 0
+    assert TokenStore.open(url).vocab_size == 10
+
+
+@pytest.mark.timeout(60)
+def test_any_object_under_the_prefix_counts_as_existing(bucket, s3_env, corpus):
+    fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
+    fs.pipe(f"{bucket}/x.zarr/notes.txt", b"not a store")
+    with pytest.raises(StoreExistsError, match="--overwrite"):
+        _build(f"s3://{bucket}/x.zarr", corpus)
+    assert fs.cat(f"{bucket}/x.zarr/notes.txt") == b"not a store"
+    _build(f"s3://{bucket}/x.zarr", corpus, overwrite=True)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{bucket}/x.zarr/notes.txt")
+
+
+@pytest.mark.timeout(60)
+def test_interrupted_build_is_refused(bucket, corpus, capsys):
+    url = f"s3://{bucket}/cut.zarr"
+
+    def interrupt(stage: str, done: int) -> None:
+        if stage == "train" and done >= 16:  # two chunks of train written, test not started
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _build(url, corpus, progress=interrupt)
+    with pytest.raises(IncompleteStoreError, match="--overwrite"):
+        TokenStore.open(url)
+    # The left-over store is not silently reused: a rebuild needs --overwrite, then opens.
+    assert ingest_main([str(corpus), url, *INGEST_ARGS]) == EXIT_USER_ERROR
+    assert "--overwrite" in _one_error_line(capsys)
+    assert ingest_main([str(corpus), url, *INGEST_ARGS, "--overwrite"]) == 0
+    assert TokenStore.open(url).num_rows("train") == 37
+
+
+@pytest.mark.timeout(90)
+def test_denied_access(monkeypatch, tmp_path, corpus, capsys):
+    # A moto server with authentication on knows no access key, so it denies every request,
+    # as S3 does for wrong credentials (403 InvalidAccessKeyId / Forbidden).
+    _isolate_aws(monkeypatch, tmp_path)
+    with _moto_server(tmp_path / "auth.log", INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        url = "s3://textvae-private/x.zarr"
+        options = {"endpoint_url": endpoint}  # its own fsspec instance, not a cached one
+        with pytest.raises(StoreAccessError) as exc:
+            TokenStore.open(url, storage_options=options)
+        assert isinstance(exc.value, PermissionError) and isinstance(exc.value, TextVAEError)
+        message = str(exc.value)
+        assert "\n" not in message and "denied" in message and "AWS_ACCESS_KEY_ID" in message
+        with pytest.raises(StoreAccessError):
+            _build(url, corpus, storage_options=options)
+        argv = [str(corpus), url, *INGEST_ARGS, "--storage-option", f"endpoint_url={endpoint}"]
+        assert ingest_main(argv) == EXIT_USER_ERROR
+        assert "denied" in _one_error_line(capsys)
