@@ -111,7 +111,9 @@ class OneHotSequence(keras.utils.PyDataset):
         Shuffle rows each epoch, keyed on ``(seed, epoch)``: every worker, process and resume
         gives the same batches. Shuffling is chunk-aware: the chunks are permuted, then rows are
         permuted within windows of ``window_chunks`` chunks, so a batch decompresses at most
-        that many chunks (and they are cached while the window lasts).
+        that many chunks (and they are cached while the window lasts). Call
+        ``model.fit(seq, shuffle=False)``: Keras' own ``shuffle`` would reorder the batches,
+        losing that locality and the (seed, epoch) order.
     shard_index, num_shards
         Serve the ``shard_index``-th of ``num_shards`` disjoint, equally long shares of every
         epoch (one per training process). ``N % num_shards`` rows are left out of each epoch

@@ -256,6 +256,7 @@ def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=config.verbose,
+            shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
         )
     else:
         log(f"{out} already finished {initial_epoch} epochs: evaluating only")
