@@ -6,9 +6,12 @@ peak belongs to this epoch alone)::
     python benchmarks/epoch_rss.py STORE [--batch-size 64] [--targets onehot] [--dtype float32]
         [--workers 2] [--max-queue-size 2]
 
-Prints one JSON line: ``batches``, ``rows``, ``seconds``, ``maxrss_mb`` (``ru_maxrss``),
-``rss_before_mb`` (after imports and the first batches, before the epoch) and
-``pool_buffers`` (one-hot buffers the sequence allocated).
+Prints one JSON line: ``batches``, ``rows``, ``seconds``, ``peak_rss_mb`` (``VmHWM``: the
+peak of this process's own memory), ``maxrss_mb`` (``ru_maxrss``), ``rss_before_mb`` (after
+imports and the first batches, before the epoch) and ``pool_buffers`` (one-hot buffers the
+sequence allocated). ``ru_maxrss`` is not this process's alone: Linux carries the high-water
+mark across ``execve``, so a child of a large parent (pytest holding GBs) reports at least the
+parent's RSS at fork time; ``VmHWM`` belongs to the new address space only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ import time
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "expected_batches": len(seq),
         "rows": rows,
         "seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb(),
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_mb": rss_before,
         "pool_buffers": getattr(pool, "allocations", None),

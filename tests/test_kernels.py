@@ -462,3 +462,70 @@ def test_kernels_import_and_run_where_numba_cannot_cache_in_tree(
     assert not (copy.parent / "__pycache__").exists()
     cache_files = list((tmp_path / "cache").rglob("*.nbi"))
     assert bool(cache_files) is cache_files_expected
+
+
+# -- recycled buffers: `previous` clears only the cells that hold ones ----------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_onehot_update_with_previous_matches_reference(rng, dtype):
+    vocab, shape = 23, (5, 7)
+    out = aligned_empty((*shape, vocab), dtype)
+    out[...] = 0
+    previous = np.full(shape, -1, dtype=np.int32)
+    for _ in range(6):
+        ids = rng.integers(0, vocab, size=shape)
+        result = onehot(ids, vocab, dtype=dtype, out=out, previous=previous)
+        assert result is out
+        np.testing.assert_array_equal(out, onehot_reference(ids, vocab, dtype))
+        np.testing.assert_array_equal(previous, ids)
+
+
+def test_onehot_update_of_leading_rows_leaves_the_rest(rng):
+    """A partial batch updates the first rows of a recycled buffer; the others keep their ones."""
+    vocab = 11
+    full = aligned_empty((4, 3, vocab), "uint8")
+    record = np.full((4, 3), -1, dtype=np.int32)
+    full[...] = 0
+    first = rng.integers(0, vocab, size=(4, 3))
+    onehot(first, vocab, dtype="uint8", out=full, previous=record)
+    second = rng.integers(0, vocab, size=(2, 3))
+    onehot(second, vocab, dtype="uint8", out=full[:2], previous=record[:2])
+    expected = np.concatenate([second, first[2:]])
+    np.testing.assert_array_equal(full, onehot_reference(expected, vocab, "uint8"))
+    np.testing.assert_array_equal(record, expected)
+
+
+@pytest.mark.parametrize(
+    ("make_previous", "error", "match"),
+    [
+        (lambda: np.full((2, 3), 5, dtype=np.int32), ValueError, r"holds 5 at position \(0, 0\)"),
+        (lambda: np.full((2, 3), -2, dtype=np.int32), ValueError, r"outside \[-1, 5\)"),
+        (lambda: np.zeros((2, 3), dtype=np.int64), TypeError, "int32"),
+        (lambda: np.zeros((3, 2), dtype=np.int32), ValueError, "shape"),
+        (lambda: np.zeros((2, 6), dtype=np.int32)[:, ::2], ValueError, "C-contiguous"),
+    ],
+    ids=["too-large", "below-minus-one", "int64", "wrong-shape", "strided"],
+)
+def test_onehot_refuses_bad_previous_and_writes_nothing(make_previous, error, match):
+    out = np.full((2, 3, 5), 7, dtype=np.uint8)
+    previous = make_previous()
+    before = previous.copy()
+    with pytest.raises(error, match=match):
+        onehot(np.zeros((2, 3), dtype=np.int32), 5, dtype="uint8", out=out, previous=previous)
+    assert (out == 7).all()
+    np.testing.assert_array_equal(previous, before)
+
+
+def test_onehot_previous_needs_out():
+    with pytest.raises(ValueError, match="pass `out`"):
+        onehot([[1]], 3, previous=np.zeros((1, 1), dtype=np.int32))
+
+
+def test_onehot_update_refuses_bad_ids_before_writing():
+    out = aligned_empty((1, 2, 4), "uint8")
+    out[...] = 0
+    previous = np.full((1, 2), -1, dtype=np.int32)
+    with pytest.raises(ValueError, match=r"token id 4 at position \(0, 1\)"):
+        onehot([[1, 4]], 4, dtype="uint8", out=out, previous=previous)
+    assert not out.any() and (previous == -1).all()

@@ -167,6 +167,25 @@ def test_pickles_without_store(small_store):
     np.testing.assert_array_equal(clone[1][0], seq[1][0])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_recycled_buffers_exact_in_any_access_order(small_store, dtype, rng):
+    """Recycled buffers are cleared cell by cell (not zeroed whole): whatever order batches are
+    asked in (full after partial, the same twice), each equals the reference."""
+    seq = OneHotSequence(small_store, "train", 6, dtype=dtype, pool_size=2)
+    order = [len(seq) - 1, 0, len(seq) - 1, 3, *rng.integers(0, len(seq), 20)]
+    for i in order:
+        ids, outputs = seq[int(i)]
+        ref = onehot_reference(ids.astype(np.int64), small_store.vocab_size, dtype)
+        np.testing.assert_array_equal(outputs["reconstruction"], ref)
+    assert seq._pool.allocations <= 2, "released buffers must be reused"
+
+
+def test_batches_are_read_only(small_store):
+    _, outputs = OneHotSequence(small_store, "train", 4)[0]
+    with pytest.raises(ValueError, match="read-only"):
+        outputs["reconstruction"][0, 0, 0] = 5
+
+
 def test_buffer_recycled_only_when_released(small_store):
     seq = OneHotSequence(small_store, "train", 4, pool_size=2)
     _, first = seq[0]
@@ -185,16 +204,19 @@ def test_buffer_recycled_only_when_released(small_store):
     assert seq._pool.allocations == 3
 
 
-def _delivered(seq: OneHotSequence) -> list[tuple]:
-    """Batches as `model.fit` receives them: Keras' PyDataset adapter -> tf.data -> tensors."""
+def _delivered(seq: OneHotSequence) -> tuple[list[tuple], list]:
+    """Batches as `model.fit` receives them: Keras' PyDataset adapter -> tf.data -> tensors;
+    and the pool's buffers as they were before the epoch ended (which lets the pool go)."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     adapter = PyDatasetAdapter(seq, shuffle=False)
     dataset = adapter.get_tf_dataset()
     adapter.on_epoch_begin()
     held = list(dataset)  # hold every tensor: nothing may be recycled under them
+    pool = [buf for buf, _ in seq._pool._buffers]
     adapter.on_epoch_end()
-    return held
+    assert seq._pool is None, "the pool must be let go at the end of an epoch"
+    return held, pool
 
 
 @pytest.mark.timeout(120)
@@ -204,14 +226,13 @@ def test_keras_path_delivers_exact_batches(small_store, workers):
         small_store, "train", 4, shuffle=True, seed=5, workers=workers, max_queue_size=2
     )
     rows = [seq.batch_rows(i) for i in range(len(seq))]
-    held = _delivered(seq)
+    held, pool = _delivered(seq)
     assert len(held) == len(seq)
     for i, (ids, outputs) in enumerate(held):
         ref_ids, ref_onehot, ref_labels = expected_batch(small_store, "train", rows[i])
         np.testing.assert_array_equal(ids.numpy(), ref_ids)
         np.testing.assert_array_equal(outputs["reconstruction"].numpy(), ref_onehot)
         np.testing.assert_array_equal(outputs["sentiment"].numpy().ravel(), ref_labels)
-    pool = seq._pool._buffers
     assert 0 < len(pool) <= seq.max_queue_size + workers + 2
     # Zero-copy hand-off, and no buffer under two held batches: mark every pooled buffer; each
     # mark must show through exactly one delivered tensor (TensorFlow wraps our memory).

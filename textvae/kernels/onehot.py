@@ -75,6 +75,38 @@ def _fill_onehot(ids, vocab_size, out_bytes, out_units, one):
     return -1
 
 
+@_njit
+def _first_outside(values, low, high):
+    """Flat index of the first value outside [low, high), or -1."""
+    for i in range(values.size):
+        v = values[i]
+        if v < low or v >= high:
+            return i
+    return -1
+
+
+@_njit
+def _update_onehot(ids, vocab_size, previous, out_units, one):
+    """Clear the one at ``previous[i]`` and set the one at ``ids[i]`` for every position i,
+    then record ``previous[i] = ids[i]``: O(batch * max_len), whatever the vocabulary.
+
+    ``out_units`` must hold exactly the ones ``previous`` records (-1: an all-zero position).
+    Every index is checked before its write, so not even a ``previous`` or ``ids`` changed by
+    another thread can send a write outside the buffer; the flat index of a bad id is returned
+    (-1 when every id was written).
+    """
+    for i in range(ids.size):
+        token = ids[i]
+        if token < 0 or token >= vocab_size:
+            return i
+        old = previous[i]
+        if old >= 0 and old < vocab_size:
+            out_units[i * vocab_size + np.intp(old)] = 0
+        out_units[i * vocab_size + np.intp(token)] = one
+        previous[i] = token
+    return -1
+
+
 def aligned_empty(shape, dtype, alignment: int = ALIGNMENT) -> np.ndarray:
     """Return an uninitialised C-contiguous array whose data starts on an `alignment` boundary.
 
@@ -124,7 +156,7 @@ def aligned_empty(shape, dtype, alignment: int = ALIGNMENT) -> np.ndarray:
     return np.ndarray(shape, dtype=dtype, buffer=raw, offset=start)
 
 
-def onehot(ids, vocab_size: int, *, dtype="float32", out=None) -> np.ndarray:
+def onehot(ids, vocab_size: int, *, dtype="float32", out=None, previous=None) -> np.ndarray:
     """Expand a batch of token ids to one-hot vectors.
 
     Parameters
@@ -140,6 +172,12 @@ def onehot(ids, vocab_size: int, *, dtype="float32", out=None) -> np.ndarray:
         Writeable C-contiguous array of shape ``(batch, max_len, vocab_size)`` and dtype `dtype`
         to write into. It is left untouched when the call raises. By default a fresh
         64-byte-aligned array (:func:`aligned_empty`) is allocated.
+    previous : numpy.ndarray of int32, shape (batch, max_len), optional
+        For a recycled `out`: the ids whose ones `out` holds now (-1 where a position is all
+        zero). Only those cells are cleared, instead of zeroing the whole of `out`, and
+        `previous` is then set to `ids`: the work no longer grows with `vocab_size`. The caller
+        keeps `previous` true to `out` (nobody else may write `out`); a value outside
+        ``[-1, vocab_size)`` raises ``ValueError``. Requires `out`.
 
     Returns
     -------
@@ -198,6 +236,10 @@ def onehot(ids, vocab_size: int, *, dtype="float32", out=None) -> np.ndarray:
         # The kernel zeroes `out` before it reads `ids`: ids living inside `out` must move.
         if np.may_share_memory(ids, out):
             ids = ids.copy()
+    if previous is not None:
+        _check_previous(previous, ids.shape, out, vocab_size)
+        if np.may_share_memory(ids, previous):
+            ids = ids.copy()
     flat_ids = np.ascontiguousarray(ids).reshape(-1)
 
     # Unsigned 64-bit ids against a signed bound would compare as float64; keep it exact.
@@ -209,13 +251,22 @@ def onehot(ids, vocab_size: int, *, dtype="float32", out=None) -> np.ndarray:
     if out is None:
         out = aligned_empty(shape, out_dtype)
     flat_out = out.reshape(-1)
-    bad = _fill_onehot(
-        flat_ids,
-        np.int64(vocab_size),
-        flat_out.view(np.uint8),
-        flat_out.view(unit_dtype),
-        unit_dtype.type(one_bits),
-    )
+    if previous is not None:
+        bad = _update_onehot(
+            flat_ids,
+            np.int64(vocab_size),
+            previous.reshape(-1),
+            flat_out.view(unit_dtype),
+            unit_dtype.type(one_bits),
+        )
+    else:
+        bad = _fill_onehot(
+            flat_ids,
+            np.int64(vocab_size),
+            flat_out.view(np.uint8),
+            flat_out.view(unit_dtype),
+            unit_dtype.type(one_bits),
+        )
     if bad >= 0:  # only when another thread rewrote `ids` during this call
         raise RuntimeError(
             "`ids` changed while onehot was reading them: "
@@ -244,6 +295,32 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
         )
     if not out.flags.writeable:
         raise ValueError("`out` must be writeable. Received: a read-only array")
+
+
+def _check_previous(previous: Any, shape: tuple[int, ...], out: Any, vocab_size: int) -> None:
+    if out is None:
+        raise ValueError("`previous` describes a recycled `out`: pass `out` as well")
+    if not isinstance(previous, np.ndarray) or previous.dtype != np.int32:
+        raise TypeError(
+            "`previous` must be an int32 NumPy array. Received: "
+            f"{getattr(previous, 'dtype', type(previous).__name__)}"
+        )
+    if previous.shape != shape:
+        raise ValueError(
+            f"`previous` must have the shape of `ids`, {shape}. Received: {previous.shape}"
+        )
+    if not (previous.flags.c_contiguous and previous.flags.writeable):
+        raise ValueError("`previous` must be C-contiguous and writeable (it is updated)")
+    if np.may_share_memory(previous, out):
+        raise ValueError("`previous` must not live inside `out`")
+    bad = _first_outside(previous.reshape(-1), np.int64(-1), np.int64(vocab_size))
+    if bad >= 0:
+        row, col = divmod(int(bad), shape[1])
+        raise ValueError(
+            f"`previous` holds {int(previous.reshape(-1)[bad])} at position ({row}, {col}), "
+            f"outside [-1, {vocab_size}): it does not describe `out`; zero `out` and pass "
+            "previous filled with -1"
+        )
 
 
 def _range_message(ids: np.ndarray, flat_ids: np.ndarray, bad: int, vocab_size: int) -> str:

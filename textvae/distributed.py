@@ -1,0 +1,434 @@
+"""Training on several replicas with TensorFlow's own engine: a custom step, not ``model.fit``.
+
+``model.fit`` under ``tf.distribute.MultiWorkerMirroredStrategy`` fails with Keras 3.15.1 /
+TF 2.21 ("Attempt to convert a value (PerReplica ...) with an unsupported type ... to a
+Tensor", for PyDataset and ``tf.data`` input alike; keras-team/keras#20585). This module trains
+the same compiled :class:`~textvae.model.TextVAE` with a step of its own::
+
+    strategy.run(replica_step)             # one replica per device of every worker
+      loss = model.compute_loss(x, y, model(x, training=True))   # compiled losses + add_loss KL
+      grads = tape.gradient(loss)
+      model.optimizer.apply(grads)          # Keras sums the gradients over all replicas
+    strategy.reduce(SUM, loss)              # the global batch's mean loss
+
+Input: every worker reads its own shard of every epoch from a :class:`OneHotSequence`
+(``shard_index`` = the worker's position, ``num_shards`` = the number of workers; every shard
+has the same length, so every worker takes the same number of steps). ``tf.data`` auto-sharding
+is not involved: each worker's NumPy batch goes to its local replicas through
+``strategy.experimental_distribute_values_from_function`` (split evenly when a worker has
+several devices).
+
+Loss scaling: Keras' ``compute_loss`` already divides each replica's loss by
+``num_replicas_in_sync`` under a ``tf.distribute`` strategy (both the compiled losses and the
+``add_loss`` KL term), and the optimizer sums the replicas' gradients, so with equal replica
+batches the update is the gradient of the global batch's mean loss, as one process would take
+it. Unequal replica batches (a worker's batch split unevenly over its devices) are weighted by
+``rows / (global rows / replicas)`` so the sum stays the global mean. The KL term is a batch mean
+per replica, so with ``free_bits > 0`` its floor applies to each replica's batch, not the
+global one. Gradient clipping: Keras' optimizer clips each replica's gradient *before* summing
+them (as ``fit`` under a strategy does too), which is not the single-process update; when the
+optimizer clips and there is more than one replica, the step sums the gradients itself, clips
+the sum as the optimizer would, and hands ``clipped / replicas`` to the optimizer (whose own
+clipping then leaves it unchanged and whose sum restores ``clipped``): one more all-reduce per
+step, for the single-process update exactly.
+
+Call :func:`strategy_from_env` before any other TensorFlow work in the process: the
+multi-worker strategy must configure TensorFlow's runtime before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from textvae.model import KLAnnealing, TextVAE
+from textvae.sequence import OneHotSequence
+
+__all__ = ["fit_distributed", "make_train_step", "strategy_from_env", "worker_info"]
+
+#: The upstream issue that keeps ``model.fit`` from running under MultiWorkerMirroredStrategy.
+FIT_ISSUE = "https://github.com/keras-team/keras/issues/20585"
+
+Log = Callable[[str], None]
+
+
+def _parse_tf_config(tf_config: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    if tf_config is None:
+        tf_config = os.environ.get("TF_CONFIG", "")
+    if isinstance(tf_config, Mapping):
+        return dict(tf_config)
+    if not tf_config.strip():
+        return {}
+    try:
+        parsed = json.loads(tf_config)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"`TF_CONFIG` must be JSON. Received: {tf_config!r} ({err})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"`TF_CONFIG` must be a JSON object. Received: {tf_config!r}")
+    return parsed
+
+
+def worker_info(tf_config: str | Mapping[str, Any] | None = None) -> tuple[int, int, bool]:
+    """``(task_index, num_workers, is_chief)`` of this process from ``TF_CONFIG``.
+
+    ``task_index`` counts the cluster's ``chief`` (if any) first, then its ``worker`` tasks:
+    it is the shard this process reads. Without ``TF_CONFIG`` (or without a cluster) the
+    process is alone: ``(0, 1, True)``. The chief is the ``chief`` task, or worker 0 when the
+    cluster has none (TensorFlow's rule).
+
+    Parameters
+    ----------
+    tf_config
+        The JSON text or its parsed dict; default ``os.environ["TF_CONFIG"]``.
+    """
+    config = _parse_tf_config(tf_config)
+    cluster = config.get("cluster") or {}
+    chiefs = list(cluster.get("chief") or [])
+    workers = list(cluster.get("worker") or [])
+    others = sorted(set(cluster) - {"chief", "worker"})
+    if others:
+        raise ValueError(
+            f"`TF_CONFIG` may only hold `chief` and `worker` tasks for data-parallel training. "
+            f"Received: cluster tasks {sorted(cluster)}"
+        )
+    if len(chiefs) > 1:
+        raise ValueError(f"`TF_CONFIG` may hold at most one chief. Received: chief={chiefs}")
+    num_workers = len(chiefs) + len(workers)
+    if num_workers == 0:
+        return 0, 1, True
+    task = config.get("task") or {}
+    task_type = task.get("type", "worker")
+    index = task.get("index", 0)
+    size = {"chief": len(chiefs), "worker": len(workers)}.get(task_type, 0)
+    if not isinstance(index, int) or not 0 <= index < size:
+        raise ValueError(
+            f"`TF_CONFIG` task {task!r} is not in the cluster: expected type `chief` or `worker` "
+            f"with index in [0, {size}). Received: task={task!r}"
+        )
+    position = index if task_type == "chief" else len(chiefs) + index
+    return position, num_workers, position == 0
+
+
+def strategy_from_env() -> tf.distribute.Strategy | None:
+    """The strategy this process should train under, or ``None`` for plain ``model.fit``.
+
+    - ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker (one process
+      per host; it starts this process's gRPC server on the address ``TF_CONFIG`` gives it);
+    - ``MirroredStrategy`` when one process sees several GPUs;
+    - ``None`` otherwise: one replica, where ``model.fit`` works and is what the caller keeps.
+
+    Call it before any other TensorFlow work in the process.
+    """
+    _, num_workers, _ = worker_info()
+    if num_workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def _position(strategy: tf.distribute.Strategy) -> tuple[int, int, bool]:
+    """``(task_index, num_workers, is_chief)`` as ``strategy`` sees the cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 0, 1, True
+    spec = resolver.cluster_spec().as_dict()
+    return worker_info(
+        {"cluster": spec, "task": {"type": resolver.task_type, "index": int(resolver.task_id)}}
+    )
+
+
+def _clip_like(optimizer: keras.optimizers.Optimizer, grads: list) -> list:
+    """Clip ``grads`` as ``optimizer`` would (``clipnorm``, ``global_clipnorm``, ``clipvalue``)."""
+    if optimizer.clipnorm and optimizer.clipnorm > 0:
+        return [tf.clip_by_norm(g, optimizer.clipnorm) for g in grads]
+    if optimizer.global_clipnorm and optimizer.global_clipnorm > 0:
+        return list(tf.clip_by_global_norm(grads, optimizer.global_clipnorm)[0])
+    if optimizer.clipvalue and optimizer.clipvalue > 0:
+        v = optimizer.clipvalue
+        return [tf.clip_by_value(g, -v, v) for g in grads]
+    return grads
+
+
+def _divide(grad, n: int):
+    if isinstance(grad, tf.IndexedSlices):  # the embedding's gradient
+        return tf.IndexedSlices(grad.values / n, grad.indices, grad.dense_shape)
+    return grad / n
+
+
+def _clips(optimizer: keras.optimizers.Optimizer) -> bool:
+    return any(
+        (value or 0) > 0
+        for value in (optimizer.clipnorm, optimizer.global_clipnorm, optimizer.clipvalue)
+    )
+
+
+def make_train_step(
+    model: TextVAE, strategy: tf.distribute.Strategy | None = None
+) -> Callable[[Any, Any], float]:
+    """A training step on ``strategy``'s replicas: ``step(x, y) -> loss`` of the global batch.
+
+    ``x`` and ``y`` are this worker's batch as :class:`OneHotSequence` gives it (NumPy); the
+    worker's local replicas each take an even share of it. Every worker must call the step
+    the same number of times with batches of the same size (collective operations). The
+    returned loss is the global batch's mean loss (compiled losses + the ``add_loss`` KL term,
+    as ``fit`` reports it), the same number on every worker.
+
+    ``model`` must be compiled and built inside ``strategy.scope()``. The optimizer is built
+    here (in that scope) if it is not yet.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    optimizer = model.optimizer
+    if optimizer is None:
+        raise ValueError("`model` must be compiled (it has no optimizer): use build_vae()")
+    if optimizer.loss_scale_factor is not None or optimizer.gradient_accumulation_steps:
+        raise ValueError(
+            "the distributed step does not support `loss_scale_factor` or "
+            "`gradient_accumulation_steps`. Received: "
+            f"loss_scale_factor={optimizer.loss_scale_factor}, "
+            f"gradient_accumulation_steps={optimizer.gradient_accumulation_steps}"
+        )
+    replicas = strategy.num_replicas_in_sync
+    task_index, num_workers, _ = _position(strategy)
+    if replicas % num_workers:
+        raise ValueError(
+            f"{replicas} replicas cannot be spread evenly over {num_workers} workers: "
+            "give every worker the same number of devices"
+        )
+    local_replicas = replicas // num_workers
+    reduce_clipped = replicas > 1 and _clips(optimizer)
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+    def replica_step(x, y, weight):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            # Already divided by num_replicas_in_sync by Keras under a strategy.
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True) * weight
+        variables = model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        if reduce_clipped:
+            present = [i for i, g in enumerate(grads) if g is not None]
+            ctx = tf.distribute.get_replica_context()
+            summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+            clipped = _clip_like(optimizer, summed)
+            grads = list(grads)
+            for i, g in zip(present, clipped, strict=True):
+                grads[i] = _divide(g, replicas)  # the optimizer's own sum restores `g`
+        optimizer.apply(grads, variables)
+        model.compute_metrics(x, y, y_pred)
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def distributed_step(x, y, weight):
+        per_replica = strategy.run(replica_step, args=(x, y, weight))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    built = []
+
+    def step(x, y) -> float:
+        if not built:
+            _build_metrics(model, strategy, x, y)
+            built.append(True)
+        rows = len(x)
+        if rows < local_replicas:
+            raise ValueError(
+                f"a batch of {rows} rows cannot feed {local_replicas} local replicas: "
+                "use a larger batch or drop_remainder=True"
+            )
+        bounds = np.linspace(0, rows, local_replicas + 1).round().astype(int)
+        global_rows = rows * num_workers  # every worker's batch has the same size
+
+        def value_fn(ctx: tf.distribute.ValueContext):
+            local = ctx.replica_id_in_sync_group - task_index * local_replicas
+            if not 0 <= local < local_replicas:
+                raise RuntimeError(
+                    f"replica {ctx.replica_id_in_sync_group} is not one of worker "
+                    f"{task_index}'s {local_replicas} replicas"
+                )
+            part = slice(bounds[local], bounds[local + 1])
+            share = (bounds[local + 1] - bounds[local]) * replicas / global_rows
+            return (
+                tf.nest.map_structure(lambda a: a[part], x),
+                tf.nest.map_structure(lambda a: a[part], y),
+                tf.constant(share, dtype="float32"),
+            )
+
+        dx, dy, dw = strategy.experimental_distribute_values_from_function(value_fn)
+        return float(distributed_step(dx, dy, dw))
+
+    return step
+
+
+def _build_metrics(model: keras.Model, strategy: tf.distribute.Strategy, x, y) -> None:
+    """Create the compiled losses' and metrics' variables before the step is traced.
+
+    Keras builds them on their first use; inside the traced step that would create variables
+    in a replica context (``fit`` builds them symbolically first). One eager pass on a single
+    row builds them; the metrics are reset afterwards.
+    """
+    one = tf.nest.map_structure(lambda a: a[:1], (x, y))
+    with strategy.scope():
+        y_pred = model(one[0], training=False)
+        model.compute_loss(x=one[0], y=one[1], y_pred=y_pred, training=False)
+        model.compute_metrics(one[0], one[1], y_pred)
+    model.reset_metrics()
+
+
+def _check_same_steps(strategy: tf.distribute.Strategy, steps: int, replicas: int) -> None:
+    """Raise on every worker unless every worker takes ``steps`` steps (else collectives hang)."""
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(float(steps))
+    )
+    total = float(strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None))
+    if total != steps * replicas:
+        raise ValueError(
+            f"workers disagree on the number of steps per epoch: this one takes {steps}, the "
+            f"mean over replicas is {total / replicas:g}; give every worker the same sequence "
+            "settings (batch_size, max_rows, drop_remainder) and num_shards = number of workers"
+        )
+
+
+def _save(model: keras.Model, path: Path) -> None:
+    """Write ``path`` atomically (the chief only: saving a Keras 3 model is not collective).
+
+    Checked with MultiWorkerMirroredStrategy on CPU, Keras 3.15.1 / TF 2.21: the chief saving
+    alone while the other worker went on to its next collective step did not hang.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def fit_distributed(
+    strategy: tf.distribute.Strategy | None,
+    build_model: Callable[[], TextVAE],
+    make_sequence: Callable[[int, int], OneHotSequence],
+    epochs: int,
+    *,
+    initial_epoch: int = 0,
+    kl_warmup_steps: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    log: Log = print,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    verbose: int = 1,
+) -> tuple[TextVAE, dict[str, list[float]]]:
+    """Train on every replica of ``strategy``, each worker on its own shard of every epoch.
+
+    Parameters
+    ----------
+    strategy
+        From :func:`strategy_from_env`; ``None`` trains on TensorFlow's default (one-replica)
+        strategy with the same step.
+    build_model
+        Returns the compiled model (e.g. ``build_vae(...)`` or a loaded checkpoint); called
+        inside ``strategy.scope()``.
+    make_sequence
+        ``make_sequence(shard_index, num_shards)`` returns this worker's training sequence
+        (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``).
+    epochs, initial_epoch
+        Train epochs ``initial_epoch .. epochs - 1`` (``set_epoch`` is called on the sequence).
+    kl_warmup_steps
+        ``model.kl_weight`` follows ``KLAnnealing(kl_warmup_steps).value`` of the optimizer's
+        iterations before each step, as the ``fit`` callback does.
+    checkpoint_dir
+        If given, ``checkpoint_dir / "last.keras"`` is written by the chief after every epoch.
+    log
+        Receives one line per epoch on the chief (``None``: silent).
+    on_epoch_end
+        ``on_epoch_end(epoch, logs)`` after every epoch, on every worker, with the same logs.
+    verbose
+        1 shows a ``keras.utils.Progbar`` per epoch on the chief; 0 none.
+
+    Returns
+    -------
+    ``(model, history)``: ``history[key]`` lists one value per epoch trained here, for ``loss``
+    (mean over the epoch's global batches, weighted by rows), the model's metrics
+    (``reconstruction_loss``, ``sentiment_loss``, ``sentiment_accuracy``, ``kl``: over every
+    worker's rows), ``kl_weight`` (at the epoch's end), ``steps`` and ``seconds``.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
+    if not isinstance(initial_epoch, int) or not 0 <= initial_epoch <= epochs:
+        raise ValueError(
+            f"`initial_epoch` must be in [0, {epochs}]. Received: initial_epoch={initial_epoch!r}"
+        )
+    strategy = strategy or tf.distribute.get_strategy()
+    task_index, num_workers, is_chief = _position(strategy)
+    say = log if (log is not None and is_chief) else (lambda line: None)
+    with strategy.scope():
+        model = build_model()
+    if not isinstance(model, keras.Model) or model.optimizer is None:
+        raise ValueError(
+            f"`build_model` must return a compiled Keras model. Received: {type(model).__name__}"
+        )
+    seq = make_sequence(task_index, num_workers)
+    if (seq.shard_index, seq.num_shards) != (task_index, num_workers):
+        raise ValueError(
+            f"`make_sequence({task_index}, {num_workers})` returned shard "
+            f"{seq.shard_index}/{seq.num_shards}: pass shard_index and num_shards through"
+        )
+    steps = len(seq)
+    _check_same_steps(strategy, steps, strategy.num_replicas_in_sync)
+    step = make_train_step(model, strategy)
+    annealing = KLAnnealing(kl_warmup_steps)
+    checkpoint = Path(checkpoint_dir) / "last.keras" if checkpoint_dir is not None else None
+    history: dict[str, list[float]] = {}
+    say(
+        f"distributed training: {num_workers} worker(s), {strategy.num_replicas_in_sync} "
+        f"replica(s), {steps} steps/epoch of {seq.batch_size} rows per worker"
+    )
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        for epoch in range(initial_epoch, epochs):
+            started = time.perf_counter()
+            seq.set_epoch(epoch)
+            model.reset_metrics()
+            bar = keras.utils.Progbar(steps) if (verbose and is_chief) else None
+            total, rows = 0.0, 0
+            pending = prefetch.submit(seq.__getitem__, 0)
+            for i in range(steps):
+                x, y = pending.result()
+                if i + 1 < steps:
+                    pending = prefetch.submit(seq.__getitem__, i + 1)
+                model.kl_weight.assign(annealing.value(int(model.optimizer.iterations.numpy())))
+                loss = step(x, y)
+                total += loss * len(x)
+                rows += len(x)
+                if bar is not None:
+                    bar.update(i + 1, values=[("loss", loss)])
+                del x, y  # hand the one-hot buffer back to the sequence's pool
+            # Every worker reads the metrics (a collective for sync-on-read variables).
+            logs = {
+                key: float(value)
+                for key, value in model.get_metrics_result().items()
+                if key != "loss"
+            }
+            logs = {
+                "loss": total / rows,
+                **logs,
+                "kl_weight": float(model.kl_weight.numpy()),
+                "steps": float(steps),
+                "seconds": time.perf_counter() - started,
+            }
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            if checkpoint is not None and is_chief:
+                _save(model, checkpoint)
+            say(
+                f"epoch {epoch + 1}/{epochs}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "steps")
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+    return model, history
