@@ -7,7 +7,8 @@
     down): the test runs this command under ``unshare --net``, because TensorFlow's gRPC server
     listens on every interface (``[::]:port``) whatever address ``TF_CONFIG`` gives it.
 ``python distributed_worker.py worker MODE STORE OUT.npz EPOCHS BATCH``
-    One worker. MODE ``train``: :func:`textvae.distributed.fit_distributed` on this worker's
+    One worker. MODE ``cli``: ``textvae-train`` itself (writes OUTDIR/run on the chief). MODE
+    ``train``: :func:`textvae.distributed.fit_distributed` on this worker's
     shard; OUT.npz gets the rows it read per epoch, its steps, history, timings and final
     weights. MODE ``fit``: plain ``model.fit`` under MultiWorkerMirroredStrategy (fails with
     Keras 3.15.1, keras-team/keras#20585); OUT.npz gets the final weights.
@@ -83,6 +84,25 @@ def launch(mode: str, store: str, outdir: str, epochs: str, batch: str, timeout:
 
 def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int:
     started = time.perf_counter()
+    if mode == "cli":  # the real command: `textvae-train` with TF_CONFIG set
+        from textvae.cli import train_main
+
+        sizes = [f"--{k.replace('_', '-')}={v}" for k, v in SIZES.items()]
+        return train_main(
+            [
+                "--data",
+                store,
+                "--out",
+                os.path.join(os.path.dirname(out), "run"),
+                f"--vocab={VOCAB}",
+                f"--max-len={MAX_LEN}",
+                f"--epochs={epochs}",
+                f"--batch-size={batch_size}",
+                "--verbose=0",
+                "--kl-warmup-epochs=0.5",
+                *sizes,
+            ]
+        )
     from textvae.distributed import fit_distributed, strategy_from_env, worker_info
 
     strategy = strategy_from_env()  # before any other TensorFlow work
@@ -178,8 +198,8 @@ def mirrored(store: str, out: str) -> int:
     # clipnorm=1 is active here (some gradients' norms are 1.4-3.7): the test covers it.
     seq = OneHotSequence(store, "train", 8, seed=0)
     batches = [seq[i] for i in range(3)]
-    # Each replica draws the same sampling noise for its half of the batch (one seed state),
-    # one process draws one array for the whole batch: near-zero noise makes them comparable.
+    # Two replicas draw the sampling noise for their halves of the batch, one process draws
+    # it for the whole batch in one array: near-zero noise makes the two comparable.
     sizes = dict(SIZES, epsilon_std=1e-6)
     keras.utils.set_random_seed(0)
     with strategy.scope():

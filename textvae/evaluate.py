@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -12,6 +13,17 @@ from textvae.model import active_units
 from textvae.sequence import OneHotSequence
 
 __all__ = ["evaluate_vae", "plot_latents"]
+
+
+def _eval_model(model: Any) -> keras.Model:
+    """ids -> (z_mean, z_log_var, p(true id), arg-max id, sentiment), compiled by ``predict``:
+    the (batch, max_len, vocab) probabilities never leave the graph."""
+    ids = keras.Input((model.max_len,), dtype="int32")
+    z_mean, z_log_var, _ = model.encoder(ids)
+    probs = model.decoder(z_mean)
+    p_true = ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(ids, -1), axis=-1), -1)
+    predicted = ops.argmax(probs, axis=-1)
+    return keras.Model(ids, [z_mean, z_log_var, p_true, predicted, model.sentiment_head(z_mean)])
 
 
 def evaluate_vae(
@@ -30,6 +42,7 @@ def evaluate_vae(
     - ``sentiment_accuracy``: accuracy of the sentiment head on the latent mean;
     - ``reviews``: how many reviews were evaluated.
     """
+    evaluator = _eval_model(model)
     ce_sum = 0.0
     correct_tokens = 0
     tokens = 0
@@ -39,20 +52,13 @@ def evaluate_vae(
     for i in range(len(sequence)):
         ids, outputs = sequence[i]
         label = outputs[sequence.sentiment_name].ravel()
-        z_mean, z_log_var, _ = model.encoder(ids, training=False)
-        probs = model.decoder(z_mean, training=False)
-        ids_t = ops.convert_to_tensor(ids[..., None])
-        p_true = ops.convert_to_numpy(ops.take_along_axis(probs, ids_t, axis=-1))[..., 0]
-        predicted = ops.convert_to_numpy(ops.argmax(probs, axis=-1))
+        zm, zlv, p_true, predicted, sentiment = evaluator.predict_on_batch(ids)
         keep = ids != 0
         ce_sum += float(-np.log(np.clip(p_true[keep], 1e-12, None)).sum())
         correct_tokens += int(np.count_nonzero((predicted == ids) & keep))
         tokens += int(np.count_nonzero(keep))
-        zm = ops.convert_to_numpy(z_mean)
-        zlv = ops.convert_to_numpy(z_log_var)
         kl_sum += float((-0.5 * (1 + zlv - zm**2 - np.exp(zlv))).sum())
-        sentiment = ops.convert_to_numpy(model.sentiment_head(z_mean)).ravel()
-        correct_sentiment += int(np.count_nonzero((sentiment > 0.5) == (label > 0.5)))
+        correct_sentiment += int(np.count_nonzero((sentiment.ravel() > 0.5) == (label > 0.5)))
         z_means.append(zm)
         labels.append(label)
     z = np.concatenate(z_means)

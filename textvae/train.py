@@ -28,6 +28,7 @@ import keras
 
 from textvae.config import TrainConfig
 from textvae.corpus import download_keras_imdb, find_imdb, open_corpus
+from textvae.distributed import fit_distributed, strategy_from_env, worker_info
 from textvae.errors import CheckpointError, IncompleteStoreError, OutputDirError
 from textvae.evaluate import evaluate_vae, plot_latents
 from textvae.model import KLAnnealing, TextVAE, build_vae
@@ -189,21 +190,10 @@ def _eval_split(store: TokenStore) -> str:
     return "test" if "test" in others else (others[-1] if others else "train")
 
 
-def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any]:
-    """Train the text VAE as ``config`` says; return the test metrics (also in metrics.json)."""
-    started = time.perf_counter()
-    out = _prepare_out(config)
-    initial_epoch = _check_resumable(config, out) if config.resume else 0
-    store = resolve_store(config, log=log, progress=progress)
-    if hasattr(progress, "close"):
-        progress.close()
-    keras.utils.set_random_seed(config.seed)
-    if not config.resume:
-        saved = {**config.to_dict(), "store_attrs": store.attrs}
-        (out / "config.json").write_text(json.dumps(saved, indent=2))
-        (out / "vocab.json").write_text(json.dumps(list(store.vocab)))
-
-    train_seq = OneHotSequence(
+def _train_sequence(
+    config: TrainConfig, store: TokenStore, shard_index: int = 0, num_shards: int = 1
+) -> OneHotSequence:
+    return OneHotSequence(
         store,
         "train",
         config.batch_size,
@@ -212,54 +202,152 @@ def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any
         shuffle=True,
         seed=config.seed,
         max_rows=config.train_rows,
+        shard_index=shard_index,
+        num_shards=num_shards,
         workers=config.workers,
         max_queue_size=config.max_queue_size,
     )
-    train_seq.set_epoch(initial_epoch)
+
+
+def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
     m = config.model
+    return build_vae(
+        store.vocab_size,
+        store.max_len,
+        learning_rate=m.learning_rate,
+        embedding_dim=m.embedding_dim,
+        hidden=m.hidden,
+        dense=m.dense,
+        latent=m.latent,
+        epsilon_std=m.epsilon_std,
+        sentiment_weight=m.sentiment_weight,
+        free_bits=m.free_bits,
+        targets=config.targets,
+        seed=config.seed,
+    )
+
+
+class _ChiefEpochEnd:
+    """What the fit callbacks do, for the multi-worker loop: best.keras when the loss
+    improved, state.json after last.keras, a history.csv row (on the chief only)."""
+
+    def __init__(self, out: Path, model_ref: list, append: bool) -> None:
+        self.out, self.model_ref = out, model_ref
+        self.best = float("inf")
+        self.history = out / "history.csv"
+        if not append:
+            self.history.unlink(missing_ok=True)
+
+    def __call__(self, epoch: int, logs: dict[str, float]) -> None:
+        model = self.model_ref[0]
+        if logs["loss"] < self.best:
+            self.best = logs["loss"]
+            model.save(self.out / "best.keras")
+        _StateWriter(self.out / "state.json").on_epoch_end(epoch)
+        keys = ["epoch", *sorted(logs)]
+        new = not self.history.exists()
+        with self.history.open("a") as f:
+            if new:
+                f.write(",".join(keys) + "\n")
+            f.write(",".join([str(epoch), *(repr(logs[k]) for k in keys[1:])]) + "\n")
+
+
+def _fit_multi_worker(config, strategy, store, out, initial_epoch, log) -> tuple[TextVAE, bool]:
+    """Train under ``strategy`` with the custom step; returns (model, is_chief)."""
+    _, num_workers, is_chief = worker_info()
+    model_ref: list = []
+
+    def build_model() -> TextVAE:
+        model = _load_checkpoint(out / "last.keras") if config.resume else _new_model(config, store)
+        model_ref.append(model)
+        return model
+
+    steps = len(_train_sequence(config, store, 0, num_workers))
+    model, _ = fit_distributed(
+        strategy,
+        build_model,
+        lambda index, count: _train_sequence(config, store, index, count),
+        config.epochs,
+        initial_epoch=initial_epoch,
+        kl_warmup_steps=round(config.kl_warmup_epochs * steps),
+        checkpoint_dir=out if is_chief else None,
+        log=log,
+        on_epoch_end=_ChiefEpochEnd(out, model_ref, config.resume) if is_chief else None,
+        verbose=config.verbose,
+    )
+    return model, is_chief
+
+
+def _fit_one_process(config, store, out, initial_epoch, log) -> TextVAE:
+    train_seq = _train_sequence(config, store)
+    train_seq.set_epoch(initial_epoch)
     if config.resume:
         model = _load_checkpoint(out / "last.keras")
-        log(f"resuming {out} at epoch {initial_epoch + 1} of {config.epochs}")
     else:
-        model = build_vae(
-            store.vocab_size,
-            store.max_len,
-            learning_rate=m.learning_rate,
-            embedding_dim=m.embedding_dim,
-            hidden=m.hidden,
-            dense=m.dense,
-            latent=m.latent,
-            epsilon_std=m.epsilon_std,
-            sentiment_weight=m.sentiment_weight,
-            free_bits=m.free_bits,
-            targets=config.targets,
-            seed=config.seed,
-        )
-    warmup = round(config.kl_warmup_epochs * len(train_seq))
+        model = _new_model(config, store)
     callbacks = [
-        KLAnnealing(warmup),
+        KLAnnealing(round(config.kl_warmup_epochs * len(train_seq))),
         keras.callbacks.ModelCheckpoint(out / "best.keras", monitor="loss", save_best_only=True),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
         _StateWriter(out / "state.json"),
         keras.callbacks.CSVLogger(out / "history.csv", append=config.resume),
     ]
+    log(
+        f"training: {train_seq.rows_per_shard:,} reviews/epoch, {len(train_seq)} steps of "
+        f"{config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}, "
+        f"targets={config.targets}"
+    )
+    model.fit(
+        train_seq,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
+    )
+    return model
+
+
+def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any]:
+    """Train the text VAE as ``config`` says; return the test metrics (also in metrics.json).
+
+    With ``TF_CONFIG`` naming several workers (or on one host with several GPUs) training runs
+    under a ``tf.distribute`` strategy with :func:`textvae.distributed.fit_distributed`, each
+    worker on its own shard; the chief writes the artefacts and evaluates. Otherwise
+    ``model.fit``.
+    """
+    started = time.perf_counter()
+    strategy = strategy_from_env()  # before any other TensorFlow work
+    _, num_workers, is_chief = worker_info()
+    if strategy is not None and num_workers > 1 and not (config.data and _is_store(config.data)):
+        raise OutputDirError(
+            "multi-worker training reads an existing store: build it once with `textvae-ingest` "
+            "and pass it as --data"
+        )
+    out = _prepare_out(config) if is_chief else Path(config.out)
+    initial_epoch = _check_resumable(config, out) if config.resume else 0
+    store = resolve_store(config, log=log, progress=progress)
+    if hasattr(progress, "close"):
+        progress.close()
+    keras.utils.set_random_seed(config.seed)
+    if is_chief and not config.resume:
+        saved = {**config.to_dict(), "store_attrs": store.attrs}
+        (out / "config.json").write_text(json.dumps(saved, indent=2))
+        (out / "vocab.json").write_text(json.dumps(list(store.vocab)))
+    if config.resume:
+        log(f"resuming {out} at epoch {initial_epoch + 1} of {config.epochs}")
+
     fit_started = time.perf_counter()
-    if initial_epoch < config.epochs:
-        log(
-            f"training: {train_seq.rows_per_shard:,} reviews/epoch, {len(train_seq)} steps of "
-            f"{config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}, "
-            f"targets={config.targets}"
-        )
-        model.fit(
-            train_seq,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=config.verbose,
-            shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
-        )
-    else:
+    if initial_epoch >= config.epochs:
         log(f"{out} already finished {initial_epoch} epochs: evaluating only")
+        model = _load_checkpoint(out / "last.keras")
+    elif strategy is None:
+        model = _fit_one_process(config, store, out, initial_epoch, log)
+    else:
+        model, _ = _fit_multi_worker(config, strategy, store, out, initial_epoch, log)
+        if not is_chief:
+            return {}
+        model = _load_checkpoint(out / "last.keras")  # evaluate outside the strategy
     fit_seconds = time.perf_counter() - fit_started
 
     split = _eval_split(store)
@@ -278,7 +366,9 @@ def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any
     metrics.update(
         split=split,
         epochs=config.epochs,
-        train_rows_per_epoch=train_seq.rows_per_shard,
+        workers=num_workers,
+        train_rows_per_epoch=_train_sequence(config, store, 0, num_workers).rows_per_shard
+        * num_workers,
         fit_seconds=round(fit_seconds, 1),
         total_seconds=round(time.perf_counter() - started, 1),
     )

@@ -1,0 +1,49 @@
+"""evaluate_vae against a direct NumPy computation from the model's own sub-models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from textvae.evaluate import evaluate_vae, plot_latents
+from textvae.model import build_vae
+from textvae.sequence import OneHotSequence
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return build_vae(12, 16, embedding_dim=8, hidden=8, dense=8, latent=4)
+
+
+def test_metrics_match_direct_computation(model, small_store):
+    seq = OneHotSequence(small_store, "test", 4, targets="sparse", shuffle=False)
+    metrics, z, labels = evaluate_vae(model, seq)
+    ids = small_store.read("test", slice(None)).astype(np.int32)
+    z_mean, z_log_var, _ = (np.asarray(t) for t in model.encoder(ids, training=False))
+    probs = np.asarray(model.decoder(z_mean, training=False))
+    keep = ids != 0
+    p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
+    sentiment = np.asarray(model.sentiment_head(z_mean)).ravel()
+    expected_kl = (-0.5 * (1 + z_log_var - z_mean**2 - np.exp(z_log_var))).sum(axis=1).mean()
+    assert metrics["reviews"] == 11
+    np.testing.assert_allclose(
+        metrics["reconstruction_ce_per_token"], -np.log(p_true[keep]).mean(), rtol=1e-5
+    )
+    assert metrics["token_accuracy"] == pytest.approx(
+        (probs.argmax(-1) == ids)[keep].mean(), abs=1e-9
+    )
+    np.testing.assert_allclose(metrics["kl"], expected_kl, rtol=1e-4)
+    labels_ref = small_store.labels("test")
+    assert metrics["sentiment_accuracy"] == pytest.approx(
+        ((sentiment > 0.5) == (labels_ref > 0.5)).mean()
+    )
+    np.testing.assert_allclose(z, z_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, labels_ref)
+
+
+def test_plot_latents_writes_png(tmp_path, rng):
+    path = tmp_path / "latents.png"
+    plot_latents(rng.normal(size=(50, 4)), rng.integers(0, 2, 50).astype(np.float32), path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
