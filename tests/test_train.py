@@ -237,3 +237,28 @@ def test_missing_data_path(tmp_path, capsys):
         == EXIT_USER_ERROR
     )
     assert "does not exist" in _one_error_line(capsys)
+
+
+def test_fit_epoch_k_reads_sequence_epoch_k(small_store):
+    """Keras calls on_epoch_end once more than it runs epochs; train's callback pins epoch k
+    of fit to epoch k of the Sequence, so a resumed run reads what an unbroken one would."""
+    import keras
+
+    from textvae.sequence import OneHotSequence
+    from textvae.train import _SequenceEpoch
+
+    class Recording(OneHotSequence):
+        def __getitem__(self, index):
+            self.fetched.append((self.epoch, int(index)))
+            return super().__getitem__(index)
+
+    seq = Recording(small_store, "train", 8, targets="sparse", reconstruction_name=None)
+    seq.fetched = []
+    ids = keras.Input((small_store.max_len,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(12, 4)(ids))
+    model = keras.Model(ids, {"sentiment": keras.layers.Dense(1, name="sentiment")(h)})
+    model.compile("sgd", loss={"sentiment": "mse"})
+    model.fit(seq, epochs=2, verbose=0, shuffle=False, callbacks=[_SequenceEpoch(seq)])
+    for epoch in (0, 1):
+        served = {i for e, i in seq.fetched if e == epoch}
+        assert served == set(range(len(seq))), f"fit epoch {epoch} read sequence epoch {epoch}"

@@ -272,7 +272,9 @@ class OneHotSequence(keras.utils.PyDataset):
         return full + (1 if rest and not self.drop_remainder else 0)
 
     def on_epoch_end(self) -> None:
-        """Advance to the next epoch (Keras calls this after every epoch).
+        """Advance to the next epoch. Keras calls this after every epoch, and once more after
+        peeking at the first batches before training: to tie fit's epoch k to this sequence's
+        epoch k, call :meth:`set_epoch` from a callback's ``on_epoch_begin`` (textvae-train does).
 
         The buffer pool is let go too: Keras keeps a finished dataset adapter (and so this
         sequence) alive, and its pool would otherwise hold its buffers (GBs) until exit.

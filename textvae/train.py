@@ -172,6 +172,19 @@ def _load_checkpoint(path: Path) -> TextVAE:
     return model
 
 
+class _SequenceEpoch(keras.callbacks.Callback):
+    """Serve epoch k's order in fit's epoch k, however often Keras calls ``on_epoch_end``
+    (it also does once after peeking at batches before training), so a resumed run reads the
+    same batches as an uninterrupted one."""
+
+    def __init__(self, sequence: OneHotSequence) -> None:
+        super().__init__()
+        self.sequence = sequence
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.sequence.set_epoch(epoch)
+
+
 class _StateWriter(keras.callbacks.Callback):
     """Record finished epochs after ``last.keras`` is written (the callback after it)."""
 
@@ -280,12 +293,12 @@ def _fit_multi_worker(config, strategy, store, out, initial_epoch, log) -> tuple
 
 def _fit_one_process(config, store, out, initial_epoch, log) -> TextVAE:
     train_seq = _train_sequence(config, store)
-    train_seq.set_epoch(initial_epoch)
     if config.resume:
         model = _load_checkpoint(out / "last.keras")
     else:
         model = _new_model(config, store)
     callbacks = [
+        _SequenceEpoch(train_seq),
         KLAnnealing(round(config.kl_warmup_epochs * len(train_seq))),
         keras.callbacks.ModelCheckpoint(out / "best.keras", monitor="loss", save_best_only=True),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
