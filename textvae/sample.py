@@ -12,6 +12,7 @@ import numpy as np
 from textvae.corpus import PAD_ID, START_ID, Vocabulary, tokenize
 from textvae.errors import CheckpointError
 from textvae.model import TextVAE  # noqa: F401  (registers the Keras classes for loading)
+from textvae.store import pad_row
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
 
@@ -38,13 +39,7 @@ def encode_texts(texts, vocab: Vocabulary, max_len: int, padding="pre", truncati
     """Token ids (len(texts), max_len) int32, padded and truncated as the store was."""
     ids = np.zeros((len(texts), max_len), dtype=np.int32)
     for row, text in enumerate(texts):
-        seq = vocab.encode(tokenize(text))
-        if len(seq) > max_len:
-            seq = seq[-max_len:] if truncating == "pre" else seq[:max_len]
-        if padding == "pre":
-            ids[row, max_len - len(seq) :] = seq
-        else:
-            ids[row, : len(seq)] = seq
+        pad_row(vocab.encode(tokenize(text)), max_len, padding, truncating, ids[row])
     return ids
 
 

@@ -252,7 +252,7 @@ class OneHotSequence(keras.utils.PyDataset):
                 **expected,
             )
         elif expected:
-            self._store._check_expected(split=self.split, **expected)
+            self._store.check_expected(split=self.split, **expected)
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from textvae.errors import (
     StoreNotFoundError,
 )
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "FORMAT", "TokenStore", "build_store"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "FORMAT", "TokenStore", "build_store", "pad_row"]
 
 FORMAT = 1
 #: Rows per chunk. 1024 rows x 300 ids is 600 kB raw, about 150 kB compressed for IMDB.
@@ -157,7 +157,7 @@ class TokenStore:
             )
         store = cls(group, path)
         store._validate()
-        store._check_expected(vocab_size=vocab_size, max_len=max_len, split=split)
+        store.check_expected(vocab_size=vocab_size, max_len=max_len, split=split)
         return store
 
     def _validate(self) -> None:
@@ -210,13 +210,14 @@ class TokenStore:
                     f"{labels.shape} and lengths {lengths.shape}: rebuild the store"
                 )
 
-    def _check_expected(
+    def check_expected(
         self,
         *,
         vocab_size: int | None = None,
         max_len: int | None = None,
         split: str | None = None,
     ) -> None:
+        """Raise :class:`StoreMismatchError` unless the store has what the caller expects."""
         if vocab_size is not None and vocab_size != self.vocab_size:
             raise StoreMismatchError(
                 f"the store at {self.path} was built with vocab_size={self.vocab_size}, but "
@@ -415,7 +416,9 @@ def _opts(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any
     return dict(storage_options) if storage_options else None
 
 
-def _pad_row(ids: list[int], max_len: int, padding: str, truncating: str, out: np.ndarray) -> None:
+def pad_row(
+    ids: Sequence[int], max_len: int, padding: str, truncating: str, out: np.ndarray
+) -> None:
     """Write ``ids`` padded/truncated to ``max_len`` into the zeroed row ``out`` (Keras rules)."""
     if len(ids) > max_len:
         ids = ids[-max_len:] if truncating == "pre" else ids[:max_len]
@@ -606,7 +609,7 @@ def _write_split(
             progress(split, n_rows)
 
     for ids, label in corpus.encoded(split, vocab):
-        _pad_row(ids, max_len, padding, truncating, block[filled])
+        pad_row(ids, max_len, padding, truncating, block[filled])
         block_labels[filled] = label
         block_lengths[filled] = len(ids)
         filled += 1

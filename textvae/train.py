@@ -144,7 +144,7 @@ def _check_resumable(config: TrainConfig, out: Path) -> int:
         )
     saved = json.loads((out / "config.json").read_text())
     ours = config.to_dict()
-    for key in ("vocab_size", "max_len"):
+    for key in ("vocab_size", "max_len", "targets"):  # the checkpoint is compiled for its targets
         if saved.get(key) != ours[key]:
             raise CheckpointError(
                 f"--resume: the checkpoint in {out} has {key}={saved.get(key)}, this run asks "
