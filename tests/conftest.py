@@ -6,8 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from textvae.testing import random_reviews, write_jsonl
+
+# CI machines are small and busy: a slow example is not a failure.
+settings.register_profile("textvae", deadline=None)
+settings.load_profile("textvae")
 
 
 @pytest.fixture
