@@ -63,6 +63,7 @@ VOCAB_IN_GROUP = re.compile(r"vocab (\d+)")
 #: Kernel-group test -> (label, its role); the order is the table's and the plot's.
 KERNEL_METHODS = {
     "test_kernel": "textvae kernel",
+    "test_kernel_recycled": "textvae kernel, recycled buffer",
     "test_memset": "memset floor",
     "test_numpy_zeros_fancy_indexing": "np.zeros + fancy",
     "test_tf_one_hot": "tf.one_hot",

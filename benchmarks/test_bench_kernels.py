@@ -77,6 +77,29 @@ def test_kernel(benchmark, ids, size, dtype):
     assert np.count_nonzero(out[1:3]) == 2 * size[1]
 
 
+def test_kernel_recycled(benchmark, ids, size, dtype, rng):
+    """What OneHotSequence does with a pooled buffer: clear the previous batch's ones (its
+    record), write the new ones. Alternates two batches so every round really changes cells."""
+    _group(benchmark, size, dtype)
+    vocab_size = size[2]
+    other = rng.integers(0, vocab_size, size=ids.shape).astype(ids.dtype)
+    out = aligned_empty(size, dtype)
+    out.view(np.uint8).fill(0)
+    previous = np.full(ids.shape, -1, dtype=np.int32)
+    onehot(ids, vocab_size, dtype=dtype, out=out, previous=previous)  # compile before timing
+    batches = [other, ids]
+
+    def step():
+        batches.reverse()
+        return onehot(batches[0], vocab_size, dtype=dtype, out=out, previous=previous)
+
+    benchmark(step)
+    last = batches[0]
+    assert_rows_onehot(out, last, vocab_size)
+    np.testing.assert_array_equal(previous, last)
+    assert np.count_nonzero(out) == last.size
+
+
 def test_memset(benchmark, size, dtype):
     _group(benchmark, size, dtype)
     out = aligned_empty(size, dtype)
