@@ -15,7 +15,7 @@ import numpy as np
 from textvae.kernels import aligned_empty, onehot
 from textvae.store import TokenStore
 
-__all__ = ["OneHotSequence"]
+__all__ = ["OneHotSequence", "chunk_windows"]
 
 _TARGETS = ("onehot", "sparse")
 _DTYPES = ("float32", "float16", "uint8")
@@ -94,6 +94,19 @@ class _ChunkCache:
         return chunk
 
 
+def chunk_windows(n_chunks: int, window_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The chunks of one shuffled epoch, grouped into windows whose rows are shuffled together.
+
+    The chunks are permuted, then cut into ``ceil(n_chunks / window_chunks)`` windows of
+    balanced sizes (they differ by one at most). Balanced, because a corpus stored in source
+    order is often sorted (IMDB's files: all negative reviews, then all positive): a short last
+    window of one or two chunks would end every epoch with batches of a single label, and
+    that is enough to collapse a classifier head in its last steps.
+    """
+    order = rng.permutation(n_chunks)
+    return np.array_split(order, -(-n_chunks // window_chunks)) if n_chunks else []
+
+
 class OneHotSequence(keras.utils.PyDataset):
     """Batches of one split of a token store, as Keras wants them.
 
@@ -119,7 +132,8 @@ class OneHotSequence(keras.utils.PyDataset):
     shuffle, seed
         Shuffle rows each epoch, keyed on ``(seed, epoch)``: every worker, process and resume
         gives the same batches. Shuffling is chunk-aware: the chunks are permuted, then rows are
-        permuted within windows of ``window_chunks`` chunks, so a batch decompresses at most
+        permuted within windows of at most ``window_chunks`` chunks (balanced sizes: see
+        :func:`chunk_windows`), so a batch decompresses at most
         that many chunks (and they are cached while the window lasts). Call
         ``model.fit(seq, shuffle=False)``: Keras' own ``shuffle`` would reorder the batches,
         losing that locality and the (seed, epoch) order.
@@ -155,7 +169,7 @@ class OneHotSequence(keras.utils.PyDataset):
         shard_index: int = 0,
         num_shards: int = 1,
         max_rows: int | None = None,
-        window_chunks: int = 8,
+        window_chunks: int = 16,
         reconstruction_name: str | None = "reconstruction",
         sentiment_name: str | None = "sentiment",
         vocab_size: int | None = None,
@@ -304,17 +318,12 @@ class OneHotSequence(keras.utils.PyDataset):
             order = np.arange(n, dtype=index_dtype)
         else:
             rng = np.random.default_rng([self.seed, epoch])
-            n_chunks = -(-n // c)
-            chunk_order = rng.permutation(n_chunks)
             parts = []
-            for w in range(0, n_chunks, self.window_chunks):
-                window = np.concatenate(
-                    [
-                        np.arange(k * c, min((k + 1) * c, n), dtype=index_dtype)
-                        for k in chunk_order[w : w + self.window_chunks]
-                    ]
+            for window in chunk_windows(-(-n // c), self.window_chunks, rng):
+                rows = np.concatenate(
+                    [np.arange(k * c, min((k + 1) * c, n), dtype=index_dtype) for k in window]
                 )
-                parts.append(rng.permutation(window))
+                parts.append(rng.permutation(rows))
             order = np.concatenate(parts)
         start = self.shard_index * self.rows_per_shard
         return order[start : start + self.rows_per_shard]
