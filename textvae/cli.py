@@ -307,6 +307,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         from textvae.train import train
 
         metrics = train(config, progress=Progress())
+        if not metrics:  # a non-chief worker of a multi-worker run: the chief evaluates
+            print("worker finished; the chief writes the results")
+            return 0
         print(
             f"test: sentiment accuracy {metrics['sentiment_accuracy']:.3f}, KL "
             f"{metrics['kl']:.2f} nats, {metrics['active_units']}/{metrics['latent']} active "

@@ -322,7 +322,8 @@ def _fit_one_process(config, store, out, initial_epoch, log) -> TextVAE:
 
 
 def train(config: TrainConfig, log: Log = print, progress=None) -> dict[str, Any]:
-    """Train the text VAE as ``config`` says; return the test metrics (also in metrics.json).
+    """Train the text VAE as ``config`` says; return the test metrics (also in metrics.json),
+    or ``{}`` on a worker of a multi-worker run that is not the chief.
 
     With ``TF_CONFIG`` naming several workers (or on one host with several GPUs) training runs
     under a ``tf.distribute`` strategy with :func:`textvae.distributed.fit_distributed`, each
