@@ -13,6 +13,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from textvae.config import ModelConfig, TrainConfig
 from textvae.corpus import Vocabulary, open_corpus, tokenize
 from textvae.errors import (
     CheckpointError,
@@ -42,10 +43,9 @@ _LAZY = {
     "TextVAE": "textvae.model",
     "build_vae": "textvae.model",
     "KLAnnealing": "textvae.model",
-    "train": "textvae.train",
-    "TrainConfig": "textvae.config",
-    "ModelConfig": "textvae.config",
 }
+# No lazy `train` here: importing the submodule textvae.train would rebind the name to the
+# module. Call `from textvae.train import train`.
 
 __all__ = [
     "CheckpointError",
@@ -73,7 +73,6 @@ __all__ = [
     "onehot",
     "open_corpus",
     "tokenize",
-    "train",
 ]
 
 
