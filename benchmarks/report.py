@@ -602,7 +602,7 @@ def build_report(data: dict, *, command: str, machine_info: dict[str, str]) -> s
         )
     if data.get("datetime"):
         header.append(f"- run at: {data['datetime']}")
-    header += ["", "Command:", "", "```", command, "```"]
+    header += ["", "Command (from the repository root):", "", "```", command, "```"]
     measured_shapes = {shape for shape, _ in [*kernel_groups(cases), *keras_groups(cases)]}
     if TARGET_SHAPE not in measured_shapes:
         header += [
@@ -759,10 +759,24 @@ def write_report(
 # -- command line --------------------------------------------------------------------------------
 
 
-def pytest_command(out: Path, *, full: bool) -> list[str]:
-    command = [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only"]
+def pytest_command(out: Path, *, full: bool, python: str = sys.executable) -> list[str]:
+    """The pytest command line, run from the repository root (:data:`ROOT`)."""
+    command = [python, "-m", "pytest", "benchmarks", "--benchmark-only"]
     command += ["--benchmark-json", str(out / "results.json"), "-p", "no:cacheprovider", "-q"]
     return [*command, "--full"] if full else command
+
+
+def shown_command(out: Path, *, full: bool, log_level: str) -> str:
+    """:func:`pytest_command` as the report quotes it: ``python`` and paths relative to the
+    repository root, so it reads the same on every machine (absolute paths of the machine that
+    ran it would say nothing elsewhere, and leak its layout)."""
+    out = Path(out).resolve()
+    try:
+        out = out.relative_to(ROOT)
+    except ValueError:  # an --out outside the repository: only its absolute path says where
+        pass
+    command = pytest_command(out, full=full, python="python")
+    return f"TF_CPP_MIN_LOG_LEVEL={log_level} " + shlex.join(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -782,8 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source.unlink(missing_ok=True)  # never report on a previous run's results
         command_list = pytest_command(out, full=args.full)
         log_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        command = f"cd {shlex.quote(str(ROOT))} && TF_CPP_MIN_LOG_LEVEL={log_level} "
-        command += shlex.join(command_list)
+        command = shown_command(out, full=args.full, log_level=log_level)
         print(command, flush=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": log_level}
         rc = subprocess.run(command_list, cwd=ROOT, env=env, check=False).returncode

@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from textvae.corpus import FIRST_WORD_ID, RESERVED, START_ID, Corpus, Vocabulary
+from textvae.corpus import Corpus, find_imdb
 from textvae.errors import TextVAEError
 from textvae.store import FORMAT, TokenStore, build_store
+from textvae.vocab import FIRST_WORD_ID, RESERVED, START_ID, Vocabulary
 
 __all__ = [
     "BENCH_DIR_ENV",
     "DEFAULT_BENCH_DIR",
     "IMDB_DIR",
+    "REPO_ROOT",
     "SyntheticCorpus",
     "bench_dir",
     "cached_synthetic_store",
@@ -38,8 +40,20 @@ __all__ = [
 #: Environment variable naming the cache folder of benchmark stores.
 BENCH_DIR_ENV = "TEXTVAE_BENCH_DIR"
 DEFAULT_BENCH_DIR = "/tmp/textvae-bench"
-#: The real IMDB corpus (JSONL), when this machine has it.
-IMDB_DIR = Path("/work/shared/data/imdb")
+#: The repository's root: ``shared/data/imdb`` is looked up from here, wherever pytest runs.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imdb_dir() -> Path | None:
+    # The CLI's search (TEXTVAE_IMDB, then shared/data/imdb and ../shared/data/imdb), relative
+    # to the repository rather than the current directory; only a folder of text reviews will
+    # do (Keras' pre-tokenised imdb.npz has another vocabulary).
+    found = find_imdb(root=REPO_ROOT)
+    return found if found is not None and found.is_dir() else None
+
+
+#: The real IMDB corpus (a folder of JSONL files or aclImdb), or None when none is found.
+IMDB_DIR = _imdb_dir()
 
 #: Bump when the generator changes, so cached stores of the old generator are not reused.
 GENERATOR_VERSION = 1
@@ -145,7 +159,7 @@ def cached_synthetic_store(
 def imdb_store(vocab_size: int = 20000, max_len: int = 300) -> TokenStore:
     """The real IMDB store (train and test) in :func:`bench_dir`, built once from
     :data:`IMDB_DIR`; a synthetic store of IMDB train's size where that folder is missing."""
-    if not IMDB_DIR.is_dir():
+    if IMDB_DIR is None:
         return cached_synthetic_store(25000, vocab_size, max_len)
     from textvae.corpus import open_corpus
 

@@ -108,8 +108,8 @@ def _ingest(benchmark, path, corpus, *, vocab_size: int, max_len: int) -> TokenS
 
 @pytest.mark.full
 def test_ingest_imdb(benchmark, tmp_path):
-    if not IMDB_DIR.is_dir():
-        pytest.skip(f"no IMDB corpus at {IMDB_DIR}")
+    if IMDB_DIR is None:
+        pytest.skip("no IMDB corpus found ($TEXTVAE_IMDB, shared/data/imdb, ../shared/data/imdb)")
     from textvae.corpus import open_corpus
 
     benchmark.group = "ingest"

@@ -103,7 +103,8 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
                 *sizes,
             ]
         )
-    from textvae.distributed import fit_distributed, strategy_from_env, worker_info
+    from textvae.cluster import worker_info
+    from textvae.distributed import fit_distributed, strategy_from_env
 
     strategy = strategy_from_env()  # before any other TensorFlow work
     import keras
@@ -145,18 +146,22 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
         seqs.append(seq)
         return seq
 
+    from textvae.callbacks import KLAnnealing
+
     ended: list[int] = []
-    checkpoint_dir = os.path.join(os.path.dirname(out), f"checkpoint{task_index}")
+    run = os.path.join(os.path.dirname(out), f"checkpoint{task_index}")
     fit_started = time.perf_counter()
     model, history = fit_distributed(
         strategy,
         build_model,
         make_sequence,
         epochs,
-        kl_warmup_steps=4,
-        checkpoint_dir=checkpoint_dir,
+        callbacks=[
+            KLAnnealing(4),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ended.append(epoch)),
+        ],
+        out=run,  # written by the chief only
         log=None,
-        on_epoch_end=lambda epoch, logs: ended.append(epoch),
         verbose=0,
     )
     fit_seconds = time.perf_counter() - fit_started

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from textvae.cli import EXIT_USER_ERROR, ingest_main
+from textvae.cli import EXIT_USER_ERROR, ingest_config_from_args, ingest_main
+from textvae.config import IngestConfig
 from textvae.store import TokenStore
 
 
@@ -81,3 +82,111 @@ def test_console_script_exit_code(tmp_path):
     assert proc.returncode == EXIT_USER_ERROR
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
     assert "tensorflow" not in proc.stderr.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Bad values: a usage error (exit 2, one `error:` line), never a traceback
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--vocab", "3"], "`vocab_size` must be an integer >= 4 ("),
+        (["--max-len", "0"], "`max_len` must be a positive integer. Received: max_len=0"),
+        (
+            ["--chunk-rows", "-5"],
+            "`chunk_rows` must be a positive integer. Received: chunk_rows=-5",
+        ),
+        (["--chunk-rows", "0"], "`chunk_rows` must be a positive integer. Received: chunk_rows=0"),
+    ],
+    ids=["vocab-3", "max-len-0", "chunk-rows-negative", "chunk-rows-0"],
+)
+def test_bad_values_are_usage_errors(tmp_path, corpus_dir, capsys, flags, message):
+    target = tmp_path / "s.zarr"
+    with pytest.raises(SystemExit) as exc:
+        ingest_main([str(corpus_dir), str(target), *flags])
+    assert exc.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert not target.exists()
+
+
+def test_chunk_rows_default_and_explicit(tmp_path, corpus_dir):
+    for name, flags, expected in (("default", [], 1024), ("five", ["--chunk-rows", "5"], 5)):
+        target = tmp_path / f"{name}.zarr"
+        argv = [str(corpus_dir), str(target), "--vocab", "12", "--max-len", "8", "--quiet"]
+        assert ingest_main(argv + flags) == 0
+        assert TokenStore.open(target).chunk_rows("train") == expected
+
+
+def test_unwritable_store_is_one_line(tmp_path, corpus_dir, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "s.zarr"
+    code = ingest_main([str(corpus_dir), str(target), "--vocab", "12", "--max-len", "8"])
+    assert code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the store at")
+    assert str(target) in lines[0] and "choose a STORE path" in lines[0]
+
+
+def test_config_from_args(tmp_path):
+    options = ["--storage-option", "anon=true", "--storage-option", "endpoint_url=http://h:9000"]
+    config = ingest_config_from_args(
+        ["src", "s3://bucket/s.zarr", "--vocab", "50", "--padding", "post", *options]
+    )
+    assert config == IngestConfig(
+        source="src",
+        store="s3://bucket/s.zarr",
+        vocab_size=50,
+        padding="post",
+        storage_options={"anon": True, "endpoint_url": "http://h:9000"},
+    )
+    assert config.to_dict()["storage_options"] == {"anon": "***", "endpoint_url": "***"}
+    assert ingest_config_from_args(["src", "out.zarr"]) == IngestConfig("src", "out.zarr")
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"vocab_size": 3}, "vocab_size"),
+        ({"max_len": 0}, "max_len"),
+        ({"chunk_rows": 0}, "chunk_rows"),
+        ({"chunk_rows": True}, "chunk_rows"),
+        ({"padding": "middle"}, "padding"),
+        ({"truncating": None}, "truncating"),
+        ({"storage_options": {"anon": True}}, "storage_options"),
+    ],
+    ids=["vocab", "max-len", "chunk-rows", "chunk-rows-bool", "padding", "truncating", "opts"],
+)
+def test_ingest_config_validates(changes, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        IngestConfig("src", "local.zarr", **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# --storage-option: one parser for every command that opens a store
+
+
+def test_train_takes_storage_options(capsys):
+    from textvae.cli import train_config_from_args
+
+    config = train_config_from_args(
+        ["--data", "s3://b/imdb.zarr", "--storage-option", "anon=true", "--storage-option", "x=1"]
+    )
+    assert config.storage_options == {"anon": True, "x": 1}
+    assert config.to_dict()["storage_options"] == {"anon": "***", "x": "***"}
+    assert hash(config) == hash(config.replace(storage_options=None))  # not part of the hash
+    local_store = train_config_from_args(
+        ["--data", "corpus/", "--store", "s3://b/c.zarr", "--storage-option", "anon=true"]
+    )
+    assert local_store.storage_options == {"anon": True}
+    assert train_config_from_args([]).storage_options is None
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(["--data", "runs/store.zarr", "--storage-option", "anon=true"])
+    assert exc.value.code == EXIT_USER_ERROR
+    assert "--storage-option applies to a URL store" in capsys.readouterr().err

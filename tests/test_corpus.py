@@ -1,4 +1,4 @@
-"""Tests of textvae.corpus: readers, tokenizer, vocabulary and error messages."""
+"""Tests of textvae.corpus: readers, counting words, and error messages."""
 
 from __future__ import annotations
 
@@ -13,26 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from textvae.corpus import (
-    FIRST_WORD_ID,
-    OOV_ID,
-    PAD_ID,
-    RESERVED,
-    START_ID,
     AclImdbCorpus,
     CsvCorpus,
     JsonlCorpus,
     KerasImdbCorpus,
-    Vocabulary,
     download_keras_imdb,
     find_imdb,
     open_corpus,
-    tokenize,
 )
 from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+from textvae.progress import VOCAB_STAGE
+from textvae.vocab import OOV_ID, RESERVED, Vocabulary, tokenize
 
 TRAIN = [
     ("A good film. Good acting!", 1),
@@ -114,140 +107,6 @@ def keras_load_data_reference(xs, num_words, start_char=1, oov_char=2, index_fro
 
 
 # --------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Hello World", ["hello", "world"]),
-        ("a<br />b<br/>c<br>d<BR />e", ["a", "b", "c", "d", "e"]),
-        ("Wow!!! Great, really.", ["wow", "!", "!", "!", "great", ",", "really", "."]),
-        ("Don't, it's rock'n'roll", ["don't", ",", "it's", "rock'n'roll"]),
-        ("'quoted' students'", ["'", "quoted", "'", "students", "'"]),
-        ("Café NAÏVE über 3.5", ["café", "naïve", "über", "3", ".", "5"]),
-        ("日本 映画", ["日本", "映画"]),
-        ("   \t\n ", []),
-    ],
-    ids=[
-        "words",
-        "br-tags",
-        "punctuation",
-        "apostrophes",
-        "outer-quotes",
-        "unicode",
-        "cjk",
-        "blank",
-    ],
-)
-def test_tokenize_rule(text, expected):
-    assert tokenize(text) == expected
-
-
-@given(st.text())
-def test_tokenize_tokens_are_nonempty_and_spaceless(text):
-    for token in tokenize(text):
-        assert token
-        assert not any(ch.isspace() for ch in token)
-
-
-@given(st.text(alphabet=st.characters(exclude_characters="<")))
-def test_tokenize_keeps_every_nonspace_character(text):
-    lowered = text.lower()
-    assert "".join(tokenize(text)) == "".join(ch for ch in lowered if not ch.isspace())
-
-
-# --------------------------------------------------------------------------------------------
-# Vocabulary
-
-
-def test_vocabulary_from_counts_orders_by_frequency_then_token():
-    counts = collections.Counter({"b": 5, "a": 5, "c": 9, "d": 1, "e": 5})
-    vocab = Vocabulary.from_counts(counts, 6)
-    assert vocab.tokens == (*RESERVED, "c", "a", "b")  # ties a, b, e broken by string
-    assert vocab.size == 6  # vocab_size counts the reserved ids, like Keras' num_words
-    assert vocab.tokens.index("<pad>") == PAD_ID == 0
-    assert vocab.tokens.index("<start>") == START_ID == 1
-    assert vocab.tokens.index("<oov>") == OOV_ID == 2
-    assert vocab.index()["c"] == FIRST_WORD_ID == 3
-    # reserved names are not words: text that spells them encodes as out-of-vocabulary
-    assert "<pad>" not in vocab.index()
-    assert vocab.encode(["<pad>", "c"]) == [START_ID, OOV_ID, FIRST_WORD_ID]
-
-
-def test_vocabulary_smaller_than_vocab_size_when_few_words():
-    vocab = Vocabulary.from_counts({"x": 2, "y": 1}, 100)
-    assert vocab.tokens == (*RESERVED, "x", "y")
-    assert vocab.size == 5
-
-
-def test_vocabulary_is_independent_of_count_order():
-    items = [(f"w{i}", i % 4) for i in range(40)]
-    a = Vocabulary.from_counts(dict(items), 20)
-    b = Vocabulary.from_counts(dict(reversed(items)), 20)
-    assert a == b
-
-
-@pytest.mark.parametrize("bad", [3, 0, -1, 2.5, True, "10"])
-def test_vocabulary_rejects_small_vocab_size(bad):
-    with pytest.raises(ValueError, match="vocab_size"):
-        Vocabulary.from_counts({"a": 1}, bad)
-
-
-def test_vocabulary_rejects_bad_tokens():
-    with pytest.raises(ValueError, match="must start with"):
-        Vocabulary(("a", "b", "c"))
-    with pytest.raises(ValueError, match="repeats at id 4"):
-        Vocabulary((*RESERVED, "a", "a"))
-
-
-def test_encode_decode_round_trip():
-    vocab = Vocabulary.from_counts({"good": 3, "film": 2, "bad": 1}, 5)
-    ids = vocab.encode(tokenize("Good film, bad"))
-    assert ids == [START_ID, 3, 4, OOV_ID, OOV_ID]
-    assert vocab.decode(ids) == ["good", "film", "<oov>", "<oov>"]
-    assert vocab.decode([0, 0, *ids], skip_special=False) == [
-        "<pad>",
-        "<pad>",
-        "<start>",
-        "good",
-        "film",
-        "<oov>",
-        "<oov>",
-    ]
-    with pytest.raises(ValueError, match=r"position 1.*Received: 5"):
-        vocab.decode([1, 5])
-
-
-@given(st.lists(st.text(min_size=1, max_size=5), max_size=30))
-def test_encode_length_and_round_trip(tokens):
-    vocab = Vocabulary.from_counts(collections.Counter(tokens), 10)
-    ids = vocab.encode(tokens)
-    assert len(ids) == len(tokens) + 1
-    assert ids[0] == START_ID
-    assert all(0 <= i < vocab.size for i in ids)
-    decoded = vocab.decode(ids)
-    assert decoded == [t if t in vocab.index() and t not in RESERVED else "<oov>" for t in tokens]
-
-
-def test_from_word_index_uses_keras_ids():
-    # Keras numbers rank r as r + 3: "the" is 4 and id 3 is never used (Keras' "<UNUSED>").
-    vocab = Vocabulary.from_word_index(WORD_INDEX, 7)
-    assert vocab.tokens == (*RESERVED, "<unused:3>", "the", "and", "a")
-    full = Vocabulary.from_word_index(WORD_INDEX, 1000)
-    assert full.size == 4 + len(WORD_INDEX)
-    assert Vocabulary.from_word_index({"the": 1, "film": 3}, 10).tokens == (
-        *RESERVED,
-        "<unused:3>",
-        "the",
-        "<unused:5>",
-        "film",
-    )
-    with pytest.raises(ValueError, match="rank 1"):
-        Vocabulary.from_word_index({"the": 1, "a": 1}, 10)
-
-
-# --------------------------------------------------------------------------------------------
 # Readers
 
 
@@ -324,7 +183,11 @@ def test_keras_npz_reader(tmp_path):
         assert [label for _, label in got] == ys
         assert all(max(ids) < 7 for ids, _ in got)
     assert next(corpus.reviews("train")) == ("the film good", 1)
-    assert corpus.count_words()["film"] == 2
+    calls = []
+    assert corpus.count_words(progress=lambda *call: calls.append(call))["film"] == 2
+    assert calls == [(VOCAB_STAGE, len(X_TRAIN))]
+    corpus.vocabulary(7, progress=lambda *call: calls.append(call))
+    assert calls[-1] == (VOCAB_STAGE, 0)  # Keras' own vocabulary: nothing to count
 
 
 def test_keras_reader_rejects_a_text_vocabulary(tmp_path):
@@ -351,8 +214,8 @@ def test_vocabulary_built_from_train_only(tmp_path):
     write_jsonl(tmp_path / "test.jsonl", TEST)
     corpus = open_corpus(tmp_path)
     calls = []
-    vocab = corpus.vocabulary(1000, progress=calls.append)
-    assert calls[-1] == len(TRAIN)
+    vocab = corpus.vocabulary(1000, progress=lambda stage, n: calls.append((stage, n)))
+    assert calls[-1] == (VOCAB_STAGE, len(TRAIN))
     assert "zebra" not in vocab.index()  # only in test
     assert vocab.tokens[3:5] == (".", "good")  # 4 each: the tie goes to the smaller string
     test_ids = [ids for ids, _ in corpus.encoded("test", vocab)]
@@ -365,9 +228,10 @@ def test_vocabulary_built_from_train_only(tmp_path):
 def test_count_words_reports_progress_every_1000(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", [("w", i % 2) for i in range(2500)])
     calls = []
-    counts = open_corpus(tmp_path / "train.jsonl").count_words(progress=calls.append)
+    corpus = open_corpus(tmp_path / "train.jsonl")
+    counts = corpus.count_words(progress=lambda stage, n: calls.append((stage, n)))
     assert counts == {"w": 2500}
-    assert calls == [1000, 2000, 2500]
+    assert calls == [("vocab", 1000), ("vocab", 2000), ("vocab", 2500)]
 
 
 def test_unknown_split(tmp_path):
@@ -533,6 +397,22 @@ def test_find_imdb_order(tmp_path, monkeypatch):
     monkeypatch.setenv("TEXTVAE_IMDB", str(tmp_path / "env"))
     assert find_imdb() == tmp_path / "env"
     assert find_imdb("explicit") == Path("explicit")
+
+
+def test_find_imdb_relative_to_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEXTVAE_IMDB", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    repo = tmp_path / "work" / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    monkeypatch.chdir(repo / "benchmarks")  # run from a subfolder of the repository
+    shared = tmp_path / "work" / "shared" / "data" / "imdb"
+    shared.mkdir(parents=True)
+    assert find_imdb() is None
+    assert find_imdb(root=repo) == shared.resolve()
+    inside = repo / "shared" / "data" / "imdb"
+    inside.mkdir(parents=True)
+    assert find_imdb(root=repo) == inside.resolve()  # the repository's own copy first
 
 
 def test_download_offline_raises_dataset_unavailable(monkeypatch, tmp_path):

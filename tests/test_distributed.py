@@ -1,4 +1,4 @@
-"""textvae.distributed: TF_CONFIG parsing, the custom step against Keras' own, and real replicas.
+"""textvae.distributed: the custom step against Keras' own, its callbacks, and real replicas.
 
 The multi-replica tests run in subprocesses (``tests/distributed_worker.py``): TensorFlow's
 device layout and the multi-worker strategy must be set before TensorFlow starts. The
@@ -10,6 +10,7 @@ test is skipped rather than exposing such a server.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -21,72 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae.distributed import FIT_ISSUE, worker_info
+from textvae.distributed import FIT_ISSUE
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 EPOCHS, BATCH = 2, 8  # 64 reviews: 32 per worker and epoch, 4 steps each
 SIZES = {"embedding_dim": 8, "hidden": 8, "dense": 8, "latent": 4, "sentiment_weight": 2.0}
-
-
-def _cluster(n: int) -> dict:
-    return {"worker": [f"127.0.0.1:{2000 + i}" for i in range(n)]}
-
-
-# -- worker_info ------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("tf_config", "expected"),
-    [
-        pytest.param("", (0, 1, True), id="unset"),
-        pytest.param({"cluster": {}}, (0, 1, True), id="no-cluster"),
-        pytest.param(
-            {"cluster": _cluster(3), "task": {"type": "worker", "index": 0}}, (0, 3, True), id="w0"
-        ),
-        pytest.param(
-            {"cluster": _cluster(3), "task": {"type": "worker", "index": 2}}, (2, 3, False), id="w2"
-        ),
-        pytest.param(
-            {"cluster": {"chief": ["h:1"], **_cluster(2)}, "task": {"type": "chief", "index": 0}},
-            (0, 3, True),
-            id="chief",
-        ),
-        pytest.param(
-            {"cluster": {"chief": ["h:1"], **_cluster(2)}, "task": {"type": "worker", "index": 0}},
-            (1, 3, False),
-            id="worker-after-chief",
-        ),
-    ],
-)
-def test_worker_info(tf_config, expected):
-    assert worker_info(tf_config) == expected
-
-
-def test_worker_info_reads_the_environment(monkeypatch):
-    config = {"cluster": _cluster(2), "task": {"type": "worker", "index": 1}}
-    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    assert worker_info() == (1, 2, False)
-    monkeypatch.delenv("TF_CONFIG")
-    assert worker_info() == (0, 1, True)
-
-
-@pytest.mark.parametrize(
-    ("tf_config", "match"),
-    [
-        pytest.param("{not json", "must be JSON", id="not-json"),
-        pytest.param("[1]", "JSON object", id="not-object"),
-        pytest.param({"cluster": {**_cluster(2), "ps": ["h:1"]}}, "chief` and `worker", id="ps"),
-        pytest.param(
-            {"cluster": _cluster(2), "task": {"type": "worker", "index": 2}}, r"\[0, 2\)", id="idx"
-        ),
-        pytest.param(
-            {"cluster": _cluster(2), "task": {"type": "evaluator", "index": 0}},
-            "not in the cluster",
-            id="evaluator",
-        ),
-    ],
-)
-def test_worker_info_refuses_bad_configs(tf_config, match):
-    with pytest.raises(ValueError, match=match):
-        worker_info(tf_config)
 
 
 def test_strategy_from_env_single_process_is_none(monkeypatch):
@@ -148,10 +88,18 @@ def test_custom_step_equals_train_on_batch(store64):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def _history(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
 def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
-    """On the default strategy, fit_distributed trains exactly as ``fit`` + KLAnnealing."""
+    """On the default strategy, fit_distributed trains exactly as ``fit`` with the same
+    callbacks, and writes the same run files through them."""
+    import keras
+
+    from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
     from textvae.distributed import fit_distributed
-    from textvae.model import KLAnnealing
+    from textvae.run import BEST, HISTORY, LAST, RunDir
     from textvae.sequence import OneHotSequence
 
     def make_sequence(shard_index, num_shards):
@@ -159,27 +107,40 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
             store64, "train", BATCH, seed=0, shard_index=shard_index, num_shards=num_shards
         )
 
-    # Keras 3.15.1's fit calls the sequence's on_epoch_end once before its first epoch (after
-    # peeking at two batches), so fit's epochs 0, 1 read the sequence's orders 1, 2;
-    # fit_distributed's epoch e reads order e. Epochs 1-2 here meet fit's 0-1.
     ended, lines = [], []
+    # Resumed at epoch 1 (as after a first epoch): history.csv is continued, not restarted.
+    run = RunDir(tmp_path / "run")
     model, history = fit_distributed(
         None,
         _model,
         make_sequence,
         EPOCHS + 1,
         initial_epoch=1,
-        kl_warmup_steps=5,
-        checkpoint_dir=tmp_path / "ckpt",
+        callbacks=[
+            KLAnnealing(5),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ended.append(epoch)),
+        ],
+        out=run,
         log=lines.append,
-        on_epoch_end=lambda epoch, logs: ended.append(epoch),
         verbose=0,
     )
     reference = _model()
+    reference_run = RunDir(tmp_path / "reference")
+    reference_run.prepare()
+    reference_seq = make_sequence(0, 1)
     # shuffle=False: fit would also permute the batch order (Python's `random`); the sequence
     # already shuffles, keyed on (seed, epoch), and fit_distributed keeps its order.
     fit = reference.fit(
-        make_sequence(0, 1), epochs=EPOCHS, callbacks=[KLAnnealing(5)], shuffle=False, verbose=0
+        reference_seq,
+        epochs=EPOCHS + 1,
+        initial_epoch=1,
+        callbacks=[
+            EpochSync(reference_seq),
+            KLAnnealing(5),
+            RunCheckpoint(reference_run, append=True),
+        ],
+        shuffle=False,
+        verbose=0,
     )
 
     assert ended == [1, 2] and len(lines) == EPOCHS + 1
@@ -189,7 +150,52 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
     assert history["kl_weight"] == [1.0, 1.0] and history["steps"] == [8.0, 8.0]
     for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # The same callback wrote the same files on both paths.
+    for r in (run, reference_run):
+        assert r.read_state() == EPOCHS + 1
+        assert r.file(BEST).is_file() and r.file(LAST).is_file()
+    ours, theirs = _history(run.file(HISTORY)), _history(reference_run.file(HISTORY))
+    assert [row["epoch"] for row in ours] == [row["epoch"] for row in theirs] == ["1", "2"]
+    for key in ("loss", "kl", "sentiment_accuracy"):
+        np.testing.assert_allclose(
+            [float(row[key]) for row in ours], [float(row[key]) for row in theirs], rtol=1e-5
+        )
+    loaded = run.load_model(LAST)
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
+    """``checkpoint_dir``, ``kl_warmup_steps`` and ``on_epoch_end``: one more release, warned."""
+    from textvae.distributed import fit_distributed
+    from textvae.sequence import OneHotSequence
+
+    ended = []
+    with pytest.warns(DeprecationWarning) as warned:
+        _, history = fit_distributed(
+            None,
+            _model,
+            lambda i, n: OneHotSequence(store64, "train", BATCH, shard_index=i, num_shards=n),
+            1,
+            kl_warmup_steps=16,
+            checkpoint_dir=tmp_path / "ckpt",
+            on_epoch_end=lambda epoch, logs: ended.append(epoch),
+            log=None,
+            verbose=0,
+        )
+    ours = [str(w.message) for w in warned if str(w.message).startswith("fit_distributed's")]
+    assert sorted(message.split("`")[1] for message in ours) == [
+        "checkpoint_dir",
+        "kl_warmup_steps",
+        "on_epoch_end",
+    ]
+    assert ended == [0]
+    assert history["kl_weight"] == [pytest.approx(7 / 16)]  # set before step 8 of 16
     assert (tmp_path / "ckpt" / "last.keras").is_file()
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text()) == {"epochs_done": 1}
+    with pytest.raises(ValueError, match="pass `out` only"):
+        fit_distributed(None, _model, None, 1, out=tmp_path, checkpoint_dir=tmp_path)
 
 
 def test_fit_distributed_refuses_a_sequence_of_another_shard(store64):
@@ -300,8 +306,12 @@ def test_two_workers_train_their_own_shards_to_identical_weights(store64, tmp_pa
     assert weights and weights == sorted(k for k in w[1].files if k.startswith("weight_"))
     for key in weights:
         np.testing.assert_allclose(w[0][key], w[1][key], rtol=1e-6, atol=1e-7, err_msg=key)
-    assert (tmp_path / "checkpoint0" / "last.keras").is_file()  # the chief saves
-    assert not (tmp_path / "checkpoint1").exists()  # the other worker does not
+    # The chief writes the run folder through the same callbacks as fit; the other does not.
+    run = tmp_path / "checkpoint0"
+    assert (run / "best.keras").is_file() and (run / "last.keras").is_file()
+    assert json.loads((run / "state.json").read_text()) == {"epochs_done": EPOCHS}
+    assert [row["epoch"] for row in _history(run / "history.csv")] == ["0", "1"]
+    assert not (tmp_path / "checkpoint1").exists()
     print(
         f"\ntwo workers: {EPOCHS} epochs x 4 steps of {BATCH} rows each, wall {wall:.1f} s "
         f"(fit_distributed {float(w[0]['fit_seconds']):.1f} / {float(w[1]['fit_seconds']):.1f} s, "
@@ -332,5 +342,6 @@ def test_textvae_train_with_two_workers(store64, tmp_path):
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["workers"] == 2 and metrics["train_rows_per_epoch"] == 64
+    assert metrics["processes"] == 2 and metrics["train_rows"] == 64
+    assert metrics["workers"] == 2 and metrics["train_rows_per_epoch"] == 64  # old names
     assert metrics["kl"] > 0

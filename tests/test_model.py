@@ -9,15 +9,14 @@ import keras
 import numpy as np
 import pytest
 
+from textvae.callbacks import KLAnnealing
+from textvae.config import ModelConfig
 from textvae.model import (
-    KLAnnealing,
     ReconstructionLoss,
     Sampling,
     TextVAE,
-    active_units,
     build_vae,
     kl_divergence,
-    token_accuracy,
 )
 
 VOCAB, MAX_LEN, BATCH = 50, 12, 16
@@ -288,42 +287,23 @@ def test_kl_divergence_matches_the_closed_form():
     z_log_var = np.array([[0.0, 0.0], [np.log(2.0), -1.0]], dtype=np.float32)
     expected = 0.5 * (np.exp(z_log_var) + z_mean**2 - 1.0 - z_log_var)
     np.testing.assert_allclose(np.asarray(kl_divergence(z_mean, z_log_var)), expected, rtol=1e-6)
-    np.testing.assert_allclose(
-        np.asarray(Sampling.kl(z_mean, z_log_var)), expected.sum(axis=1), rtol=1e-6
-    )
     assert np.asarray(kl_divergence(np.zeros((1, 3)), np.zeros((1, 3)))).sum() == 0.0
 
 
-def test_active_units_counts_dims_whose_mean_varies():
-    z_means = np.array(
-        [
-            [0.0, 1.0, 5.0, 0.00],
-            [1.0, 1.0, 5.1, 0.01],
-            [2.0, 1.0, 4.9, 0.02],
-            [3.0, 1.0, 5.0, 0.03],
-        ]
-    )
-    # Population variances: 1.25, 0, 0.005, 0.000125.
-    assert active_units(z_means) == 1
-    assert active_units(z_means, threshold=0.001) == 2
-    assert active_units(z_means, threshold=0.0) == 3
-    with pytest.raises(ValueError, match="z_means"):
-        active_units(np.zeros(4))
+def test_default_sentiment_weight_is_the_configs():
+    assert TextVAE(VOCAB, MAX_LEN, **TINY).sentiment_weight == ModelConfig().sentiment_weight
 
 
-def test_token_accuracy_skips_padding():
-    ids = np.array([[0, 0, 5, 6], [0, 7, 8, 9]])
-    pred = np.array([[5, 5, 5, 1], [0, 7, 1, 9]])
-    # Non-padding positions: 5 of them, 3 right (5, 7, 9).
-    assert token_accuracy(pred, ids) == pytest.approx(3 / 5)
-    # Every position: the two padding positions at [0, 0], [0, 1] are wrong, [1, 0] is right.
-    assert token_accuracy(pred, ids, pad_id=None) == pytest.approx(4 / 8)
-    probs = np.eye(10)[pred] * 0.9 + 0.01
-    assert token_accuracy(probs, ids) == pytest.approx(3 / 5)
-    with pytest.raises(ValueError, match="shape"):
-        token_accuracy(pred[:, :3], ids)
-    with pytest.raises(ValueError, match="padding"):
-        token_accuracy(np.zeros((1, 2)), np.zeros((1, 2), dtype=int))
+@pytest.mark.parametrize("name", ["KLAnnealing", "active_units", "token_accuracy"])
+def test_moved_names_still_import_from_model_with_a_warning(name):
+    import importlib
+
+    import textvae.model
+
+    with pytest.warns(DeprecationWarning, match=f"textvae.model.{name} moved"):
+        old = getattr(textvae.model, name)
+    new_home = "textvae.callbacks" if name == "KLAnnealing" else "textvae.metrics"
+    assert old is getattr(importlib.import_module(new_home), name)
 
 
 @pytest.mark.parametrize(

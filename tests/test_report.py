@@ -184,3 +184,21 @@ def test_plots_are_pngs(report, data, tmp_path):
     empty = report.load_cases({"benchmarks": []})
     for plot in (report.plot_throughput, report.plot_rss):
         assert plot(empty, tmp_path / f"{plot.__name__}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["small", "full"])
+def test_shown_command_is_relative_to_the_repository(report, full):
+    out = report.ROOT / "benchmarks" / "report"
+    command = report.shown_command(out, full=full, log_level="2")
+    assert command.startswith("TF_CPP_MIN_LOG_LEVEL=2 python -m pytest benchmarks ")
+    assert "--benchmark-json benchmarks/report/results.json" in command
+    assert str(report.ROOT) not in command and sys.executable not in command
+    assert command.endswith("--full") == full
+    # the command that runs is the same but for the interpreter and the absolute paths
+    ran = report.pytest_command(out, full=full)
+    assert ran[0] == sys.executable and str(out / "results.json") in ran
+
+
+def test_shown_command_outside_the_repository_keeps_the_path(report, tmp_path):
+    command = report.shown_command(tmp_path, full=False, log_level="2")
+    assert f"--benchmark-json {tmp_path / 'results.json'}" in command

@@ -324,3 +324,36 @@ def test_denied_access(monkeypatch, tmp_path, corpus, capsys):
         argv = [str(corpus), url, *INGEST_ARGS, "--storage-option", f"endpoint_url={endpoint}"]
         assert ingest_main(argv) == EXIT_USER_ERROR
         assert "denied" in _one_error_line(capsys)
+
+
+@pytest.mark.timeout(60)
+def test_resolve_store_ingests_into_a_url_with_storage_options(
+    bucket, s3_env, corpus, tmp_path, monkeypatch
+):
+    from textvae.store import resolve_store
+
+    # No AWS_ENDPOINT_URL: only storage_options say where the server is.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    options = {"endpoint_url": s3_env}
+    url = f"s3://{bucket}/resolved.zarr"
+    logs = []
+    built = resolve_store(
+        corpus,
+        vocab_size=12,
+        max_len=16,
+        store_path=url,
+        storage_options=options,
+        log=logs.append,
+    )
+    assert built.path == url and "ingesting" in logs[-1]
+    again = resolve_store(
+        corpus, vocab_size=12, max_len=16, store_path=url, storage_options=options, log=logs.append
+    )
+    assert logs[-1].startswith(f"using the store {url}")
+    opened = resolve_store(url, vocab_size=12, max_len=16, storage_options=options)
+    local = build_store(tmp_path / "local.zarr", open_corpus(corpus), vocab_size=12, max_len=16)
+    for store in (again, opened):
+        for split in ("train", "test"):
+            np.testing.assert_array_equal(
+                store.read(split, slice(None)), local.read(split, slice(None))
+            )

@@ -11,7 +11,7 @@ import pytest
 from reference import onehot_reference
 
 from textvae.errors import StoreMismatchError
-from textvae.sequence import OneHotSequence
+from textvae.sequence import OneHotSequence, holdout_rows
 from textvae.store import TokenStore
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -145,6 +145,10 @@ def test_store_expectations(small_store):
         ({"shard_index": 2, "num_shards": 2}, "shard_index"),
         ({"seed": None}, "seed"),
         ({"num_shards": 0}, "num_shards"),
+        ({"rows": 0}, "rows"),
+        ({"rows": 2.5}, "rows"),
+        ({"window_chunks": 0}, "window_chunks"),
+        ({"pool_size": -1}, "pool_size"),
     ],
 )
 def test_bad_arguments(small_store, kwargs, name):
@@ -294,12 +298,12 @@ def test_reuse_in_a_sentiment_classifier(small_store):
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
-def test_max_rows_limits_each_epoch(small_store, shuffle):
+def test_rows_limits_each_epoch(small_store, shuffle):
     seq = OneHotSequence(
         small_store,
         "train",
         4,
-        max_rows=10,
+        rows=10,
         shuffle=shuffle,
         num_shards=2,
         shard_index=1,
@@ -313,6 +317,18 @@ def test_max_rows_limits_each_epoch(small_store, shuffle):
     assert np.array_equal(np.sort(rows), np.sort(later)) != shuffle
     if not shuffle:
         np.testing.assert_array_equal(rows, np.arange(5, 10))
+
+
+def test_max_rows_is_a_deprecated_name_of_rows(small_store):
+    with pytest.warns(DeprecationWarning, match="`max_rows` is deprecated, use `rows`"):
+        old = OneHotSequence(small_store, "train", 4, max_rows=10, seed=3)
+    new = OneHotSequence(small_store, "train", 4, rows=10, seed=3)
+    assert old.rows == new.rows == 10
+    np.testing.assert_array_equal(old.epoch_rows(), new.epoch_rows())
+    with pytest.warns(DeprecationWarning, match="use `rows`"):
+        assert old.max_rows == 10
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="pass `rows` only"):
+        OneHotSequence(small_store, "train", 4, rows=10, max_rows=10)
 
 
 @pytest.mark.parametrize(("n_chunks", "window"), [(25, 8), (5, 4), (5, 1), (1, 16), (16, 16)])
@@ -345,3 +361,37 @@ def test_sorted_source_gives_mixed_last_batches(tmp_path):
         last = store.labels("train", seq.epoch_rows()[-8:])
         single_label_endings += int(last.min() == last.max())
     assert single_label_endings <= 5
+
+
+@pytest.mark.parametrize("share", [0.05, 0.3])
+def test_holdout_rows_partition_is_seeded(share):
+    kept, held = holdout_rows(37, share, seed=4)
+    np.testing.assert_array_equal(np.sort(np.concatenate([kept, held])), np.arange(37))
+    assert len(held) == max(round(share * 37), 1)
+    _, again_held = holdout_rows(37, share, seed=4)
+    np.testing.assert_array_equal(held, again_held)
+    assert not np.array_equal(held, holdout_rows(37, share, seed=5)[1]) or len(held) == 37
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, 2])
+def test_holdout_rows_refuses_bad_shares(share):
+    with pytest.raises(ValueError, match="`share` must be a number in"):
+        holdout_rows(37, share)
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+def test_row_subset_serves_only_its_rows(small_store, shuffle):
+    kept, held = holdout_rows(small_store.num_rows("train"), 0.25, seed=0)
+    for subset in (kept, held):
+        seq = OneHotSequence(
+            small_store, "train", 4, targets="sparse", shuffle=shuffle, row_subset=subset
+        )
+        served = np.concatenate([seq.batch_rows(i) for i in range(len(seq))])
+        np.testing.assert_array_equal(np.sort(served), subset)
+        ids, _ = seq[0]
+        np.testing.assert_array_equal(ids, small_store.read("train", seq.batch_rows(0)))
+
+
+def test_row_subset_out_of_range_is_refused(small_store):
+    with pytest.raises(IndexError, match=r"valid rows are \[0, 37\)"):
+        OneHotSequence(small_store, "train", 4, row_subset=[0, 37])

@@ -13,17 +13,26 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textvae.corpus import open_corpus, tokenize
+from textvae.corpus import open_corpus
 from textvae.errors import (
     IncompleteStoreError,
     StoreExistsError,
     StoreFormatError,
     StoreMismatchError,
     StoreNotFoundError,
+    StoreWriteError,
     TextVAEError,
 )
-from textvae.store import TokenStore, build_store
+from textvae.store import (
+    TokenStore,
+    build_store,
+    default_store_path,
+    is_store,
+    is_url,
+    resolve_store,
+)
 from textvae.testing import random_reviews, write_jsonl
+from textvae.vocab import Vocabulary, tokenize
 
 
 def reference_encoding(
@@ -274,3 +283,174 @@ def test_round_trip_property(tmp_path_factory, seed, n_train, vocab_size, max_le
     np.testing.assert_array_equal(store.read("train", slice(None)), expected)
     idx = rng.permutation(n_train)
     np.testing.assert_array_equal(store.read("train", idx), expected[idx])
+
+
+# --------------------------------------------------------------------------------------------
+# The store's vocabulary
+
+
+def test_vocab_is_the_corpus_vocabulary_padded(small_store, corpus_dir):
+    vocab = small_store.vocab
+    assert isinstance(vocab, Vocabulary)
+    assert small_store.vocab is vocab  # read once
+    assert vocab == open_corpus(corpus_dir).vocabulary(12).padded(12)
+    # the ids stored are the ids the vocabulary gives the text
+    text, _ = _reviews(corpus_dir / "small_train.jsonl")[0]
+    row = small_store.read("train", [0])[0]
+    assert vocab.decode(row) == vocab.decode(vocab.encode(tokenize(text))[-16:])
+    assert json.loads(json.dumps(list(vocab))) == list(vocab.tokens)  # what vocab.json holds
+
+
+def test_damaged_vocab_refused(small_store):
+    group = zarr.open_group(small_store.path, mode="r+")
+    group["vocab"][0] = "x"  # id 0 must be <pad>
+    with pytest.raises(StoreFormatError, match="'vocab' array is not a textvae vocabulary"):
+        _ = TokenStore.open(small_store.path).vocab
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and URLs
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("s3://bucket/imdb.zarr", True),
+        ("gcs://bucket/x", True),
+        ("memory://x", True),
+        ("file:///tmp/imdb.zarr", False),
+        ("/tmp/imdb.zarr", False),
+        ("imdb.zarr", False),
+        (Path("s3:/bucket/x"), False),
+    ],
+    ids=["s3", "gcs", "memory", "file-url", "absolute", "relative", "pathlib"],
+)
+def test_is_url_one_rule(path, expected):
+    assert is_url(path) is expected
+
+
+def test_is_store(small_store, corpus_dir, tmp_path):
+    assert is_store(small_store.path)
+    assert is_store(f"file://{small_store.path}")
+    assert is_store("s3://bucket/anything")  # remote data is always a store
+    assert not is_store(corpus_dir)
+    assert not is_store(tmp_path / "missing")
+
+
+def test_file_url_is_a_local_path(small_store, corpus_dir, tmp_path):
+    opened = TokenStore.open(f"file://{small_store.path}")
+    assert opened.path == str(small_store.path)
+    np.testing.assert_array_equal(
+        opened.read("test", slice(None)), small_store.read("test", slice(None))
+    )
+    built = build_store(
+        f"file://{tmp_path / 'f.zarr'}", open_corpus(corpus_dir), vocab_size=12, max_len=4
+    )
+    assert built.path == str(tmp_path / "f.zarr") and (tmp_path / "f.zarr").is_dir()
+
+
+@pytest.mark.parametrize("depth", [1, 2], ids=["file-parent", "file-grandparent"])
+def test_unwritable_store_path(tmp_path, corpus_dir, depth):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker.joinpath(*["sub"] * (depth - 1), "s.zarr")
+    calls = []
+    with pytest.raises(StoreWriteError) as info:
+        build_store(
+            target,
+            open_corpus(corpus_dir),
+            vocab_size=12,
+            max_len=4,
+            progress=lambda *a: calls.append(a),
+        )
+    assert isinstance(info.value, OSError)
+    message = str(info.value)
+    assert str(target) in message and f"{blocker} is a file" in message
+    assert "\n" not in message
+    assert calls == [], "the path is checked before any work"
+    assert blocker.read_text() == "not a folder"
+
+
+def test_missing_parent_folders_are_created(tmp_path, corpus_dir):
+    target = tmp_path / "new" / "deeper" / "s.zarr"
+    store = build_store(target, open_corpus(corpus_dir), vocab_size=12, max_len=4)
+    assert store.num_rows("train") == 37
+
+
+# --------------------------------------------------------------------------------------------
+# resolve_store: from what a user passes to an opened store
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TEXTVAE_CACHE", str(folder))
+    return folder
+
+
+def test_default_store_path(cache, corpus_dir, monkeypatch):
+    path = default_store_path(corpus_dir, 12, 16)
+    assert path.parent == cache / "stores"
+    assert path.name.startswith("corpus-") and path.name.endswith("-v12-l16.zarr")
+    assert default_store_path(str(corpus_dir), 12, 16) == path  # str or Path, same store
+    assert default_store_path(corpus_dir, 13, 16) != path
+    assert default_store_path(corpus_dir.parent / "other", 12, 16) != path
+    monkeypatch.delenv("TEXTVAE_CACHE")
+    assert default_store_path(corpus_dir, 12, 16).parent == Path.home() / ".cache/textvae/stores"
+
+
+def test_resolve_store_opens_a_store(small_store, cache):
+    logs = []
+    store = resolve_store(small_store.path, vocab_size=12, max_len=16, log=logs.append)
+    assert store.path == small_store.path
+    assert not cache.exists(), "an existing store is opened, nothing is ingested"
+    with pytest.raises(StoreMismatchError, match="max_len=16"):
+        resolve_store(small_store.path, vocab_size=12, max_len=8)
+
+
+def test_resolve_store_ingests_once_then_reuses(corpus_dir, cache):
+    logs, stages = [], []
+    first = resolve_store(
+        corpus_dir,
+        vocab_size=12,
+        max_len=16,
+        log=logs.append,
+        progress=lambda stage, n: stages.append(stage),
+    )
+    assert Path(first.path) == default_store_path(corpus_dir, 12, 16)
+    assert "ingesting" in logs[-1] and {"vocab", "train", "test"} <= set(stages)
+    expected = build_store(
+        cache / "ref.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16
+    ).read("test", slice(None))
+    np.testing.assert_array_equal(first.read("test", slice(None)), expected)
+    logs.clear()
+    again = resolve_store(corpus_dir, vocab_size=12, max_len=16, log=logs.append)
+    assert again.path == first.path and logs[-1].startswith("using the store")
+
+
+def test_resolve_store_rebuilds_an_interrupted_build(corpus_dir, tmp_path, cache):
+    target = tmp_path / "explicit.zarr"
+    store = resolve_store(corpus_dir, vocab_size=12, max_len=16, store_path=target, log=print)
+    group = zarr.open_group(store.path, mode="r+")
+    group.attrs["textvae"] = {**group.attrs["textvae"], "complete": False}
+    logs = []
+    rebuilt = resolve_store(
+        corpus_dir, vocab_size=12, max_len=16, store_path=target, log=logs.append
+    )
+    assert "interrupted build" in logs[0] and "ingesting" in logs[1]
+    assert rebuilt.num_rows("train") == 37
+    assert not cache.exists(), "store_path replaces the cache folder"
+
+
+def test_resolve_store_without_data_finds_imdb(corpus_dir, cache, monkeypatch):
+    monkeypatch.setenv("TEXTVAE_IMDB", str(corpus_dir))
+    store = resolve_store(None, vocab_size=12, max_len=16, log=lambda line: None)
+    assert Path(store.path) == default_store_path(corpus_dir, 12, 16)
+    assert store.num_rows("test") == 11
+
+
+def test_resolve_store_refuses_storage_options_without_url(corpus_dir, small_store, cache):
+    for data in (corpus_dir, small_store.path):
+        with pytest.raises(ValueError, match="storage_options apply to a URL store"):
+            resolve_store(data, vocab_size=12, max_len=16, storage_options={"anon": True})
+    assert not cache.exists()

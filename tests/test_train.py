@@ -125,6 +125,48 @@ def test_existing_run_not_overwritten(finished_run, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_damaged_state_json_on_resume_is_one_error_line(finished_run, tmp_path, capsys):
+    store, out = finished_run
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("config.json", "vocab.json", "last.keras"):
+        (damaged / name).write_bytes((out / name).read_bytes())
+    (damaged / "state.json").write_text('{"epochs_done": 1')  # cut short by a crash
+    assert _train(store.path, damaged, "--resume", "--epochs", "2") == EXIT_USER_ERROR
+    line = _one_error_line(capsys)
+    assert "state.json is damaged" in line and "--overwrite" in line
+
+
+def test_sample_names_a_missing_run_in_one_line(tmp_path, capsys):
+    assert sample_main(["prior", str(tmp_path / "nothing")]) == EXIT_USER_ERROR
+    assert "point at the --out folder" in _one_error_line(capsys)
+
+
+def test_single_process_training_never_imports_the_distributed_module(small_store, tmp_path):
+    """textvae.distributed imports TensorFlow: one process must train without it (a GPU
+    machine runs KERAS_BACKEND=jax with no TensorFlow). Here the module is made unimportable."""
+    import subprocess
+    import sys
+
+    code = f"""
+import importlib.abc, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "textvae.distributed":
+            raise ImportError("textvae.distributed is not importable in this test")
+
+sys.meta_path.insert(0, Refuse())
+from textvae.cli import train_main
+code = train_main({["--data", small_store.path, "--out", str(tmp_path / "o"), *TINY]!r})
+assert "textvae.distributed" not in sys.modules
+sys.exit(code)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "o" / "metrics.json").is_file()
+
+
 def test_checkpoint_of_another_shape_refused(finished_run, capsys):
     store, out = finished_run
     before = (out / "last.keras").read_bytes()
@@ -196,7 +238,9 @@ def test_ingests_a_corpus_once_then_reuses_the_store(corpus_dir, tmp_path, capsy
     assert "using the store" in capsys.readouterr().out
     assert (store / "zarr.json").stat().st_mtime_ns == stamp
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert metrics["reviews"] == 8 and metrics["train_rows_per_epoch"] == 16
+    assert metrics["reviews"] == 8 and metrics["train_rows"] == 16 and metrics["processes"] == 1
+    # The old names, written for one more release (README, "Deprecated names").
+    assert metrics["train_rows_per_epoch"] == 16 and metrics["workers"] == 1
 
 
 def test_offline_without_local_imdb(monkeypatch, tmp_path, capsys):
@@ -237,28 +281,3 @@ def test_missing_data_path(tmp_path, capsys):
         == EXIT_USER_ERROR
     )
     assert "does not exist" in _one_error_line(capsys)
-
-
-def test_fit_epoch_k_reads_sequence_epoch_k(small_store):
-    """Keras calls on_epoch_end once more than it runs epochs; train's callback pins epoch k
-    of fit to epoch k of the Sequence, so a resumed run reads what an unbroken one would."""
-    import keras
-
-    from textvae.sequence import OneHotSequence
-    from textvae.train import _SequenceEpoch
-
-    class Recording(OneHotSequence):
-        def __getitem__(self, index):
-            self.fetched.append((self.epoch, int(index)))
-            return super().__getitem__(index)
-
-    seq = Recording(small_store, "train", 8, targets="sparse", reconstruction_name=None)
-    seq.fetched = []
-    ids = keras.Input((small_store.max_len,), dtype="int32")
-    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(12, 4)(ids))
-    model = keras.Model(ids, {"sentiment": keras.layers.Dense(1, name="sentiment")(h)})
-    model.compile("sgd", loss={"sentiment": "mse"})
-    model.fit(seq, epochs=2, verbose=0, shuffle=False, callbacks=[_SequenceEpoch(seq)])
-    for epoch in (0, 1):
-        served = {i for e, i in seq.fetched if e == epoch}
-        assert served == set(range(len(seq))), f"fit epoch {epoch} read sequence epoch {epoch}"

@@ -13,8 +13,8 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from textvae.config import ModelConfig, TrainConfig
-from textvae.corpus import Vocabulary, open_corpus, tokenize
+from textvae.config import IngestConfig, ModelConfig, TrainConfig
+from textvae.corpus import open_corpus
 from textvae.errors import (
     CheckpointError,
     CorpusError,
@@ -27,10 +27,13 @@ from textvae.errors import (
     StoreFormatError,
     StoreMismatchError,
     StoreNotFoundError,
+    StoreWriteError,
     TextVAEError,
 )
 from textvae.kernels import onehot
-from textvae.store import TokenStore, build_store
+from textvae.run import RunDir
+from textvae.store import TokenStore, build_store, resolve_store
+from textvae.vocab import Vocabulary, tokenize
 
 try:
     __version__ = version("textvae")
@@ -42,7 +45,8 @@ _LAZY = {
     "OneHotSequence": "textvae.sequence",
     "TextVAE": "textvae.model",
     "build_vae": "textvae.model",
-    "KLAnnealing": "textvae.model",
+    "EpochSync": "textvae.callbacks",
+    "KLAnnealing": "textvae.callbacks",
 }
 # No lazy `train` here: importing the submodule textvae.train would rebind the name to the
 # module. Call `from textvae.train import train`.
@@ -52,16 +56,20 @@ __all__ = [
     "CorpusError",
     "CorpusNotFoundError",
     "DatasetUnavailableError",
+    "EpochSync",
     "IncompleteStoreError",
+    "IngestConfig",
     "KLAnnealing",
     "ModelConfig",
     "OneHotSequence",
     "OutputDirError",
+    "RunDir",
     "StoreAccessError",
     "StoreExistsError",
     "StoreFormatError",
     "StoreMismatchError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "TextVAE",
     "TextVAEError",
     "TokenStore",
@@ -72,6 +80,7 @@ __all__ = [
     "build_vae",
     "onehot",
     "open_corpus",
+    "resolve_store",
     "tokenize",
 ]
 

@@ -13,47 +13,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from textvae._checks import DTYPES, PADDINGS, TARGETS
+from textvae.config import DEFAULT_CHUNK_ROWS, IngestConfig
 from textvae.errors import TextVAEError
+from textvae.progress import ConsoleProgress
 
 __all__ = ["ingest_main", "sample_main", "train_main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-class Progress:
-    """Progress on stderr: one rewritten line on a terminal, a line per stage otherwise."""
-
-    def __init__(self, stream=None, min_interval: float = 0.5) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.min_interval = min_interval
-        self._stage: str | None = None
-        self._last = 0.0
-        self._count = 0
-        self._start = time.perf_counter()
-
-    def __call__(self, stage: str, done: int) -> None:
-        now = time.perf_counter()
-        if stage != self._stage:
-            self.close()
-            self._stage, self._start = stage, now
-        self._count = done
-        if self.tty and now - self._last >= self.min_interval:
-            self._last = now
-            self.stream.write(f"\r{self._line(now)}")
-            self.stream.flush()
-
-    def _line(self, now: float) -> str:
-        elapsed = now - self._start
-        rate = self._count / elapsed if elapsed > 0 else 0.0
-        return f"{self._stage}: {self._count:,} reviews ({elapsed:.1f} s, {rate:,.0f}/s)"
-
-    def close(self) -> None:
-        if self._stage is not None:
-            self.stream.write(("\r" if self.tty else "") + self._line(time.perf_counter()) + "\n")
-            self.stream.flush()
-            self._stage = None
 
 
 def _run(fn: Callable[[], int]) -> int:
@@ -67,6 +35,36 @@ def _run(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+# -- options shared by every command that opens a store -------------------------------------
+def _add_storage_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--storage-option",
+        dest="storage_options",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=None,
+        help=f"fsspec option for {what}, repeatable (e.g. endpoint_url=http://host:9000, "
+        "anon=true; a JSON VALUE is decoded). Credentials and the endpoint also come from "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE and AWS_ENDPOINT_URL",
+    )
+
+
+def _storage_options(
+    parser: argparse.ArgumentParser, pairs: list[tuple[str, object]] | None, *locations: str | None
+) -> dict[str, object] | None:
+    """The ``--storage-option`` pairs as a dict (None when none was given); refused with a
+    usage error unless one of ``locations`` is a URL."""
+    if not pairs:
+        return None
+    from textvae.store import is_url
+
+    if not any(loc is not None and is_url(loc) for loc in locations):
+        given = " or ".join(repr(loc) for loc in locations if loc is not None) or "nothing"
+        parser.error(f"--storage-option applies to a URL store (s3://...), not to {given}")
+    return dict(pairs)
 
 
 # -- textvae-ingest --------------------------------------------------------------------------
@@ -95,31 +93,24 @@ def _ingest_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--padding",
-        choices=("pre", "post"),
+        choices=PADDINGS,
         default="pre",
         help="where padding goes (default pre, as Keras)",
     )
     p.add_argument(
         "--truncating",
-        choices=("pre", "post"),
+        choices=PADDINGS,
         default="pre",
         help="which end of a long review is cut (default pre: keep the end)",
     )
     p.add_argument(
-        "--chunk-rows", type=int, default=None, help="rows per zarr chunk (default 1024)"
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        help=f"rows per zarr chunk (default {DEFAULT_CHUNK_ROWS})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at STORE")
-    p.add_argument(
-        "--storage-option",
-        dest="storage_options",
-        metavar="KEY=VALUE",
-        type=_storage_option,
-        action="append",
-        default=None,
-        help="fsspec option for an s3:// STORE, repeatable (e.g. endpoint_url=http://host:9000, "
-        "anon=true; a JSON VALUE is decoded). Credentials and the endpoint also come from "
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE and AWS_ENDPOINT_URL",
-    )
+    _add_storage_option(p, "an s3:// STORE")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -138,33 +129,55 @@ def _storage_option(text: str) -> tuple[str, object]:
     return key.strip(), decoded
 
 
-def ingest_main(argv: Sequence[str] | None = None) -> int:
-    """``textvae-ingest SOURCE STORE --vocab N --max-len L``."""
+def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Namespace]:
     parser = _ingest_parser()
     args = parser.parse_args(argv)
-    storage_options = dict(args.storage_options or ())
-    if storage_options and ("://" not in args.store or args.store.startswith("file://")):
-        parser.error(f"--storage-option applies to a URL STORE (s3://...), not to {args.store!r}")
+    try:
+        config = IngestConfig(
+            source=args.source,
+            store=args.store,
+            vocab_size=args.vocab,
+            max_len=args.max_len,
+            padding=args.padding,
+            truncating=args.truncating,
+            chunk_rows=args.chunk_rows,
+            overwrite=args.overwrite,
+            storage_options=_storage_options(parser, args.storage_options, args.store),
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    return config, args
+
+
+def ingest_config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
+    """The :class:`~textvae.config.IngestConfig` that ``textvae-ingest ARGS`` runs; a bad value
+    is a usage error (one line on stderr, exit code 2)."""
+    return _parse_ingest(argv)[0]
+
+
+def ingest_main(argv: Sequence[str] | None = None) -> int:
+    """``textvae-ingest SOURCE STORE --vocab N --max-len L``."""
+    config, args = _parse_ingest(argv)
 
     def run() -> int:
         from textvae.corpus import open_corpus
-        from textvae.store import DEFAULT_CHUNK_ROWS, build_store
+        from textvae.store import build_store
 
-        progress = None if args.quiet else Progress()
+        progress = None if args.quiet else ConsoleProgress()
         start = time.perf_counter()
-        corpus = open_corpus(args.source)
+        corpus = open_corpus(config.source)
         try:
             store = build_store(
-                args.store,
+                config.store,
                 corpus,
-                vocab_size=args.vocab,
-                max_len=args.max_len,
-                padding=args.padding,
-                truncating=args.truncating,
-                chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS,
-                overwrite=args.overwrite,
+                vocab_size=config.vocab_size,
+                max_len=config.max_len,
+                padding=config.padding,
+                truncating=config.truncating,
+                chunk_rows=config.chunk_rows,
+                overwrite=config.overwrite,
                 progress=progress,
-                storage_options=storage_options or None,
+                storage_options=config.storage_options,
             )
         finally:
             if progress is not None:
@@ -199,6 +212,7 @@ def _train_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to keep the store ingested from --data (default: a cache folder)",
     )
+    _add_storage_option(p, "an s3:// --data or --store")
     p.add_argument("--out", default=d.out, help=f"output directory (default {d.out})")
     p.add_argument(
         "--quick",
@@ -232,13 +246,13 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--targets",
-        choices=("onehot", "sparse"),
+        choices=TARGETS,
         default=None,
         help=f"one-hot targets from the kernels, or integer ids (default {d.targets})",
     )
     p.add_argument(
         "--dtype",
-        choices=("float32", "float16", "uint8"),
+        choices=DTYPES,
         default=None,
         help=f"one-hot dtype (default {d.dtype})",
     )
@@ -289,14 +303,18 @@ def train_config_from_args(argv: Sequence[str] | None = None):
     """The :class:`~textvae.config.TrainConfig` that ``textvae-train ARGS`` runs."""
     from textvae.config import QUICK, TrainConfig
 
-    args = vars(_train_parser().parse_args(argv))
+    parser = _train_parser()
+    args = vars(parser.parse_args(argv))
     quick = args.pop("quick")
+    args["storage_options"] = _storage_options(
+        parser, args["storage_options"], args["data"], args["store"]
+    )
     changes = dict(QUICK) if quick else {}
     changes.update({k: v for k, v in args.items() if v is not None and v is not False})
     try:
         return TrainConfig().replace(**changes)
     except ValueError as err:
-        _train_parser().error(str(err))
+        parser.error(str(err))
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -306,7 +324,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         from textvae.train import train
 
-        metrics = train(config, progress=Progress())
+        metrics = train(config, progress=ConsoleProgress())
         if not metrics:  # a non-chief worker of a multi-worker run: the chief evaluates
             print("worker finished; the chief writes the results")
             return 0
@@ -327,14 +345,14 @@ def _sample_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reconstruct", help="encode reviews and decode them back")
-    r.add_argument("run", help="the --out folder of a textvae-train run")
+    r.add_argument("out", help="the --out folder of a textvae-train run")
     r.add_argument("texts", nargs="+", help="review texts")
     pr = sub.add_parser("prior", help="decode random draws from the prior N(0, I)")
-    pr.add_argument("run")
+    pr.add_argument("out", help="the --out folder of a textvae-train run")
     pr.add_argument("--n", type=int, default=5, help="how many draws (default 5)")
     pr.add_argument("--seed", type=int, default=0)
     i = sub.add_parser("interpolate", help="decode points between two reviews' latent codes")
-    i.add_argument("run")
+    i.add_argument("out", help="the --out folder of a textvae-train run")
     i.add_argument("text_a")
     i.add_argument("text_b")
     i.add_argument("--steps", type=int, default=5, help="points on the line (default 5)")
@@ -346,13 +364,13 @@ def _sample_parser() -> argparse.ArgumentParser:
 
 
 def sample_main(argv: Sequence[str] | None = None) -> int:
-    """``textvae-sample reconstruct|prior|interpolate RUN ...``: print decoded words."""
+    """``textvae-sample reconstruct|prior|interpolate OUT ...``: print decoded words."""
     args = _sample_parser().parse_args(argv)
 
     def run() -> int:
         from textvae import sample
 
-        model, vocab, padding, truncating = sample.load_run(args.run, args.checkpoint)
+        model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)
         if args.command == "reconstruct":
             for text, decoded in zip(
                 args.texts,

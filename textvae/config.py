@@ -1,4 +1,8 @@
-"""Frozen, validated configuration objects for the model and a training run."""
+"""Frozen, validated configuration objects for ingesting a corpus, the model and a training run.
+
+Each is checked in ``__post_init__`` with the validators of :mod:`textvae._checks`, so a bad
+value fails when the config is built, with the argument's name in the message.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,51 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QUICK", "ModelConfig", "TrainConfig"]
+from textvae._checks import (
+    DTYPES,
+    PADDINGS,
+    TARGETS,
+    non_negative,
+    one_of,
+    positive_int,
+    positive_number,
+)
+from textvae.vocab import check_vocab_size
 
-_TARGETS = ("onehot", "sparse")
-_DTYPES = ("float32", "float16", "uint8")
+__all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainConfig"]
+
+#: Rows per stored chunk (``chunk_rows``). 1024 rows x 300 ids is 600 kB raw, about 150 kB
+#: compressed for IMDB.
+DEFAULT_CHUNK_ROWS = 1024
+_REDACTED = "***"
 
 
-def _check_positive(obj: Any, names: tuple[str, ...], allow_none: bool = False) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+def _check_storage_options(
+    storage_options: dict[str, Any] | None, *locations: str | None
+) -> dict[str, Any] | None:
+    """A copy of ``storage_options``; refused unless one of ``locations`` is a URL."""
+    if storage_options is None:
+        return None
+    if not isinstance(storage_options, dict):
+        raise ValueError(
+            "`storage_options` must be a dict or None. "
+            f"Received: storage_options={storage_options!r}"
+        )
+    from textvae.store import is_url  # lazy: the store imports zarr
+
+    if storage_options and not any(loc is not None and is_url(loc) for loc in locations):
+        raise ValueError(
+            "`storage_options` apply to an s3:// (or other URL) store; "
+            f"none of {[loc for loc in locations if loc is not None]} is one"
+        )
+    return dict(storage_options)
+
+
+def _redacted(storage_options: dict[str, Any] | None) -> dict[str, str] | None:
+    # Saved configs (config.json) must not carry credentials: keep the keys only.
+    if storage_options is None:
+        return None
+    return {key: _REDACTED for key in storage_options}
 
 
 @dataclass(frozen=True)
@@ -40,13 +76,12 @@ class ModelConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("embedding_dim", "hidden", "dense", "latent"))
+        for name in ("embedding_dim", "hidden", "dense", "latent"):
+            positive_int(name, getattr(self, name))
         for name in ("epsilon_std", "learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}")
+            positive_number(name, getattr(self, name))
         for name in ("sentiment_weight", "free_bits"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}")
+            non_negative(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -59,7 +94,9 @@ class TrainConfig:
     ``data`` is a token store (path or URL) or a corpus source that is ingested first into
     ``store`` (default: a cache folder, reused next time); ``None`` finds IMDB locally or
     downloads it through ``keras.datasets``. ``train_rows`` / ``eval_rows`` limit the rows used
-    per epoch / for the final evaluation (random subsets, keyed on ``seed``).
+    per epoch / for the final evaluation (random subsets, keyed on ``seed``; the Sequence's
+    ``rows``). ``storage_options`` go to fsspec when ``data`` or ``store`` is a URL
+    (``endpoint_url``, ``key``/``secret``, ...); :meth:`to_dict` keeps only their keys.
     """
 
     data: str | None = None
@@ -81,23 +118,23 @@ class TrainConfig:
     overwrite: bool = False
     verbose: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
+    # Not hashed: a dict is not hashable, and a config stays usable as a dict key without it.
+    storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("vocab_size", "max_len", "batch_size", "epochs", "workers"))
-        _check_positive(self, ("max_queue_size",))
-        _check_positive(self, ("train_rows", "eval_rows"), allow_none=True)
-        if self.vocab_size < 4:
-            raise ValueError(
-                f"`vocab_size` must be >= 4 (ids 0-2 are reserved). Received: {self.vocab_size}"
-            )
-        if self.targets not in _TARGETS:
-            raise ValueError(f"`targets` must be one of {_TARGETS}. Received: {self.targets!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be one of {_DTYPES}. Received: {self.dtype!r}")
-        if not self.kl_warmup_epochs >= 0:
-            raise ValueError(
-                f"`kl_warmup_epochs` must be >= 0. Received: {self.kl_warmup_epochs!r}"
-            )
+        check_vocab_size(self.vocab_size)
+        for name in ("max_len", "batch_size", "epochs", "workers", "max_queue_size"):
+            positive_int(name, getattr(self, name))
+        for name in ("train_rows", "eval_rows"):
+            positive_int(name, getattr(self, name), allow_none=True)
+        one_of("targets", self.targets, TARGETS)
+        one_of("dtype", self.dtype, DTYPES)
+        non_negative("kl_warmup_epochs", self.kl_warmup_epochs)
+        object.__setattr__(
+            self,
+            "storage_options",
+            _check_storage_options(self.storage_options, self.data, self.store),
+        )
         if self.resume and self.overwrite:
             raise ValueError("`resume` and `overwrite` exclude each other: pass one of them")
 
@@ -110,7 +147,43 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as plain data (for ``config.json``), ``storage_options`` values redacted."""
+        return {**dataclasses.asdict(self), "storage_options": _redacted(self.storage_options)}
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """One run of ``textvae-ingest``: a corpus ``source`` into a token store at ``store``.
+
+    ``store`` is a local path or a URL (``s3://...``; ``storage_options`` go to fsspec for it).
+    ``vocab_size`` counts the reserved ids (>= 4); reviews are padded/truncated to ``max_len``
+    ids by ``padding`` / ``truncating`` (``"pre"`` or ``"post"``, as Keras' ``pad_sequences``);
+    ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
+    """
+
+    source: str
+    store: str
+    vocab_size: int = 20000
+    max_len: int = 300
+    padding: str = "pre"
+    truncating: str = "pre"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    overwrite: bool = False
+    storage_options: dict[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        check_vocab_size(self.vocab_size)
+        positive_int("max_len", self.max_len)
+        positive_int("chunk_rows", self.chunk_rows)
+        one_of("padding", self.padding, PADDINGS)
+        one_of("truncating", self.truncating, PADDINGS)
+        object.__setattr__(
+            self, "storage_options", _check_storage_options(self.storage_options, self.store)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data, ``storage_options`` values redacted."""
+        return {**dataclasses.asdict(self), "storage_options": _redacted(self.storage_options)}
 
 
 #: ``textvae-train --quick``: a small VAE of the seed's shape that finishes on a 2-core CPU in

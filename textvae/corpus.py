@@ -1,4 +1,4 @@
-"""Reading labelled review corpora and building the vocabulary.
+"""Reading labelled review corpora.
 
 Four layouts are read, all streaming (memory grows with the vocabulary, not with the corpus):
 
@@ -12,9 +12,9 @@ Four layouts are read, all streaming (memory grows with the vocabulary, not with
 :func:`open_corpus` detects the layout. Labels are 1 positive, 0 negative; ``0``/``1``,
 ``"0"``/``"1"``, ``pos``/``neg`` and ``positive``/``negative`` are accepted.
 
-Ids follow ``keras.datasets.imdb``: 0 padding, 1 start, 2 out-of-vocabulary, words from 3 in
-descending training-set frequency; ``vocab_size`` counts every id, like Keras' ``num_words``.
-(Keras' own pre-tokenised ids start words at 4, leaving 3 unused: the Keras reader keeps them.)
+A corpus counts its training split's words and encodes its reviews with a
+:class:`~textvae.vocab.Vocabulary` (tokenizing, ids and their conventions live in
+:mod:`textvae.vocab`).
 
 This module never imports TensorFlow or Keras at import time (that costs seconds and 0.5 GB);
 only :func:`download_keras_imdb` imports Keras, when called.
@@ -27,55 +27,47 @@ import collections
 import csv
 import functools
 import gzip
-import heapq
 import io
 import json
 import os
 import pickle
-import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+from textvae.progress import VOCAB_STAGE, ProgressFn
+from textvae.vocab import (
+    FIRST_WORD_ID,
+    OOV_ID,
+    RESERVED,
+    START_ID,
+    Vocabulary,
+    check_vocab_size,
+    tokenize,
+)
 
 __all__ = [
     "ENV_VAR",
-    "FIRST_WORD_ID",
-    "OOV_ID",
-    "PAD_ID",
-    "RESERVED",
-    "START_ID",
-    "TOKEN_RE",
+    "PROGRESS_EVERY",
     "AclImdbCorpus",
     "Corpus",
     "CsvCorpus",
     "JsonlCorpus",
     "KerasImdbCorpus",
-    "Vocabulary",
     "download_keras_imdb",
     "find_imdb",
     "open_corpus",
-    "tokenize",
 ]
-
-PAD_ID, START_ID, OOV_ID = 0, 1, 2
-FIRST_WORD_ID = 3
-RESERVED = ("<pad>", "<start>", "<oov>")
 
 #: Environment variable naming a local IMDB copy (any layout :func:`open_corpus` reads).
 ENV_VAR = "TEXTVAE_IMDB"
 
-#: ``progress`` callbacks are called after every this many reviews (and once at the end).
+#: ``progress(stage, count)`` is called after every this many reviews (and once at the end).
 PROGRESS_EVERY = 1000
-
-#: A word (a run of word characters, apostrophes inside it kept) or one other non-space character.
-TOKEN_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
-_BR_RE = re.compile(r"<br\s*/?>")
 
 _KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 _KERAS_NPZ_HASH = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
@@ -86,156 +78,6 @@ _ACCEPTED = (
     "an aclImdb folder (train/pos, train/neg, ...), a .jsonl[.gz] or .csv[.gz] file or a folder "
     "of *train*/*test* ones, or a Keras imdb.npz with imdb_word_index.json beside it"
 )
-
-Progress = Callable[[int], Any]
-
-
-def tokenize(text: str) -> list[str]:
-    """Split a review into lowercase tokens.
-
-    The rule: lowercase the text, replace HTML line breaks (``<br />``, ``<br/>``, ``<br>``) by
-    spaces, then take every match of :data:`TOKEN_RE`, which is either
-
-    - a run of word characters (Unicode ``\\w``: letters, digits, underscore) in which single
-      ASCII apostrophes between word characters are kept (``don't``, ``it's``, ``rock'n'roll``),
-    - or a single character that is neither a word character nor whitespace (``!``, ``.``,
-      ``,``, a quote or apostrophe outside a word).
-
-    Whitespace only separates tokens, so every non-space character lands in exactly one token.
-
-    Examples
-    --------
-    >>> tokenize("It's GREAT!<br /><br />Don't miss it...")
-    ["it's", 'great', '!', "don't", 'miss', 'it', '.', '.', '.']
-    """
-    text = text.lower()
-    if "<br" in text:
-        text = _BR_RE.sub(" ", text)
-    return TOKEN_RE.findall(text)
-
-
-def _check_vocab_size(vocab_size: int) -> None:
-    if (
-        isinstance(vocab_size, bool)
-        or not isinstance(vocab_size, (int, np.integer))
-        or vocab_size < 4
-    ):
-        raise ValueError(
-            "`vocab_size` must be an integer >= 4 (it counts the 3 reserved ids "
-            f"<pad>, <start>, <oov> and at least one word). Received: vocab_size={vocab_size!r}"
-        )
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Token of every id, with Keras' imdb conventions.
-
-    ``tokens[i]`` is the token of id ``i``; ids 0, 1, 2 are ``<pad>``, ``<start>``, ``<oov>``
-    (:data:`RESERVED`), words start at :data:`FIRST_WORD_ID`.
-    """
-
-    tokens: tuple[str, ...] = field(repr=False)
-
-    def __post_init__(self) -> None:
-        tokens = tuple(self.tokens)
-        object.__setattr__(self, "tokens", tokens)
-        if tokens[: len(RESERVED)] != RESERVED:
-            raise ValueError(
-                f"`tokens` must start with {RESERVED}. Received: {tokens[: len(RESERVED)]}"
-            )
-        if len(set(tokens)) != len(tokens):
-            seen: set[str] = set()
-            for i, token in enumerate(tokens):
-                if token in seen:
-                    raise ValueError(f"`tokens` must be unique. Token {token!r} repeats at id {i}")
-                seen.add(token)
-
-    def __repr__(self) -> str:
-        head = ", ".join(repr(t) for t in self.tokens[:6])
-        more = ", ..." if self.size > 6 else ""
-        return f"Vocabulary(size={self.size}, tokens=({head}{more}))"
-
-    @property
-    def size(self) -> int:
-        """Number of ids, reserved ones included."""
-        return len(self.tokens)
-
-    @classmethod
-    def from_counts(
-        cls, counts: collections.Counter[str] | Mapping[str, int], vocab_size: int
-    ) -> Vocabulary:
-        """Keep the ``vocab_size - 3`` most frequent words.
-
-        Words are ordered by descending count, ties by the token string ascending, so the result
-        does not depend on the order of ``counts``. With fewer distinct words than that the
-        vocabulary is smaller: its size is 3 plus the number of words.
-        """
-        _check_vocab_size(vocab_size)
-        words = (
-            (word, count) for word, count in counts.items() if count > 0 and word not in RESERVED
-        )
-        top = heapq.nsmallest(
-            int(vocab_size) - FIRST_WORD_ID, words, key=lambda wc: (-wc[1], wc[0])
-        )
-        return cls(RESERVED + tuple(word for word, _ in top))
-
-    @classmethod
-    def from_word_index(cls, word_index: Mapping[str, int], vocab_size: int) -> Vocabulary:
-        """Vocabulary of Keras' ``imdb_word_index.json`` (word -> rank, ``the`` = 1).
-
-        The word of rank ``r`` gets id ``r + 3``, as ``keras.datasets.imdb.load_data`` numbers
-        it (``the`` is 4); ids ``>= vocab_size`` are dropped, so at most ``vocab_size - 4``
-        words are kept, like Keras' ``num_words``. Id 3 and any rank missing from the index get
-        a placeholder token ``<unused:ID>`` (Keras leaves id 3 unused too).
-        """
-        _check_vocab_size(vocab_size)
-        by_id: dict[int, str] = {}
-        for word, rank in word_index.items():
-            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-                raise ValueError(
-                    f"word index ranks must be integers >= 1. Received: {word!r} -> {rank!r}"
-                )
-            i = rank + FIRST_WORD_ID
-            if i < vocab_size:
-                if i in by_id:
-                    raise ValueError(
-                        f"word index gives rank {rank} to both {by_id[i]!r} and {word!r}"
-                    )
-                by_id[i] = word
-        n = max(by_id, default=FIRST_WORD_ID - 1) + 1
-        words = tuple(by_id.get(i, f"<unused:{i}>") for i in range(FIRST_WORD_ID, n))
-        return cls(RESERVED + words)
-
-    def index(self) -> dict[str, int]:
-        """Word -> id (ids >= 3; the reserved names are not words). Built once and cached: do
-        not modify the returned dict."""
-        return self._index
-
-    @functools.cached_property
-    def _index(self) -> dict[str, int]:
-        # Reserved names are not words: a text token "<pad>" must encode as OOV, not as padding.
-        return {token: i for i, token in enumerate(self.tokens) if i >= FIRST_WORD_ID}
-
-    def encode(self, tokens: Iterable[str]) -> list[int]:
-        """``[START_ID]`` followed by the id of every token; unknown tokens get ``OOV_ID``."""
-        get = self._index.get
-        ids = [START_ID]
-        ids.extend([get(token, OOV_ID) for token in tokens])
-        return ids
-
-    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> list[str]:
-        """Tokens of ``ids``. ``skip_special`` drops padding and start ids (``<oov>`` is kept:
-        it stands for a word)."""
-        out = []
-        size = self.size
-        for pos, i in enumerate(ids):
-            i = int(i)
-            if not 0 <= i < size:
-                raise ValueError(f"id out of range [0, {size}) at position {pos}. Received: {i}")
-            if skip_special and i in (PAD_ID, START_ID):
-                continue
-            out.append(self.tokens[i])
-        return out
 
 
 class Corpus(abc.ABC):
@@ -286,24 +128,30 @@ class Corpus(abc.ABC):
             )
 
     def count_words(
-        self, split: str = "train", progress: Progress | None = None
+        self, split: str = "train", progress: ProgressFn | None = None
     ) -> collections.Counter[str]:
-        """Token counts of ``split``, streaming; ``progress(n_reviews_done)`` is called
-        every :data:`PROGRESS_EVERY` reviews and at the end."""
+        """Token counts of ``split``, streaming.
+
+        ``progress(VOCAB_STAGE, n_reviews_done)`` is called every :data:`PROGRESS_EVERY`
+        reviews and at the end.
+        """
         counts: collections.Counter[str] = collections.Counter()
         update = counts.update
         n = 0
         for n, (text, _) in enumerate(self.reviews(split), 1):
             update(tokenize(text))
             if progress is not None and n % PROGRESS_EVERY == 0:
-                progress(n)
+                progress(VOCAB_STAGE, n)
         if progress is not None:
-            progress(n)
+            progress(VOCAB_STAGE, n)
         return counts
 
-    def vocabulary(self, vocab_size: int, progress: Progress | None = None) -> Vocabulary:
-        """The ``vocab_size`` ids (reserved ones included) of the training split's words."""
-        _check_vocab_size(vocab_size)
+    def vocabulary(self, vocab_size: int, progress: ProgressFn | None = None) -> Vocabulary:
+        """The ``vocab_size`` ids (reserved ones included) of the training split's words.
+
+        ``progress`` is passed to :meth:`count_words`.
+        """
+        check_vocab_size(vocab_size)
         return Vocabulary.from_counts(self.count_words("train", progress), vocab_size)
 
     def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
@@ -745,28 +593,30 @@ class KerasImdbCorpus(Corpus):
             yield " ".join(words.get(r, RESERVED[OOV_ID]) for r in seq), label
 
     def count_words(
-        self, split: str = "train", progress: Progress | None = None
+        self, split: str = "train", progress: ProgressFn | None = None
     ) -> collections.Counter[str]:
-        """Word counts of ``split`` (words of the word index; unknown ranks as ``<oov>``)."""
+        """Word counts of ``split`` (words of the word index; unknown ranks as ``<oov>``);
+        ``progress`` as for :meth:`Corpus.count_words`."""
         ranks: collections.Counter[int] = collections.Counter()
         n = 0
         for n, (seq, _) in enumerate(self._ranks(split), 1):
             ranks.update(seq)
             if progress is not None and n % PROGRESS_EVERY == 0:
-                progress(n)
+                progress(VOCAB_STAGE, n)
         if progress is not None:
-            progress(n)
+            progress(VOCAB_STAGE, n)
         words = {rank: word for word, rank in self.word_index.items()}
         counts: collections.Counter[str] = collections.Counter()
         for rank, count in ranks.items():
             counts[words.get(rank, RESERVED[OOV_ID])] += count
         return counts
 
-    def vocabulary(self, vocab_size: int, progress: Progress | None = None) -> Vocabulary:
-        """Keras' own vocabulary: :meth:`Vocabulary.from_word_index` of the word index."""
+    def vocabulary(self, vocab_size: int, progress: ProgressFn | None = None) -> Vocabulary:
+        """Keras' own vocabulary: :meth:`Vocabulary.from_word_index` of the word index
+        (``progress(VOCAB_STAGE, 0)`` is called once: no words are counted)."""
         vocab = Vocabulary.from_word_index(self.word_index, vocab_size)
         if progress is not None:
-            progress(0)
+            progress(VOCAB_STAGE, 0)
         return vocab
 
     def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
@@ -845,11 +695,16 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
     raise CorpusError(f"{path}: unknown corpus layout: expected {_ACCEPTED}")
 
 
-def find_imdb(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def find_imdb(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> Path | None:
     """Where IMDB lies locally, or None.
 
     In order: ``explicit``; the ``TEXTVAE_IMDB`` environment variable; ``shared/data/imdb`` and
-    ``../shared/data/imdb`` relative to the current directory; ``imdb.npz`` with
+    ``../shared/data/imdb`` relative to ``root`` (default: the current directory; pass the
+    repository root to find them wherever the caller runs); ``imdb.npz`` with
     ``imdb_word_index.json`` beside it in ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``.
     An explicit path or the variable is returned even if it does not exist, so that
     :func:`open_corpus` reports it rather than another copy being used silently.
@@ -859,7 +714,8 @@ def find_imdb(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    for candidate in (Path("shared/data/imdb"), Path("../shared/data/imdb")):
+    base = Path(root) if root is not None else Path()
+    for candidate in (base / "shared/data/imdb", base / "../shared/data/imdb"):
         if candidate.is_dir():
             return candidate.resolve()
     homes = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []

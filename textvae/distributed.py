@@ -38,84 +38,30 @@ multi-worker strategy must configure TensorFlow's runtime before it starts.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from textvae.model import KLAnnealing, TextVAE
+from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
+from textvae.cluster import worker_info
+from textvae.model import TextVAE
+from textvae.run import RunDir
 from textvae.sequence import OneHotSequence
 
-__all__ = ["fit_distributed", "make_train_step", "strategy_from_env", "worker_info"]
+# `worker_info` lives in textvae.cluster (no TensorFlow); it stays importable from here.
+__all__ = ["fit_distributed", "make_train_step", "strategy_from_env"]
 
 #: The upstream issue that keeps ``model.fit`` from running under MultiWorkerMirroredStrategy.
 FIT_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 
 Log = Callable[[str], None]
-
-
-def _parse_tf_config(tf_config: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    if tf_config is None:
-        tf_config = os.environ.get("TF_CONFIG", "")
-    if isinstance(tf_config, Mapping):
-        return dict(tf_config)
-    if not tf_config.strip():
-        return {}
-    try:
-        parsed = json.loads(tf_config)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"`TF_CONFIG` must be JSON. Received: {tf_config!r} ({err})") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"`TF_CONFIG` must be a JSON object. Received: {tf_config!r}")
-    return parsed
-
-
-def worker_info(tf_config: str | Mapping[str, Any] | None = None) -> tuple[int, int, bool]:
-    """``(task_index, num_workers, is_chief)`` of this process from ``TF_CONFIG``.
-
-    ``task_index`` counts the cluster's ``chief`` (if any) first, then its ``worker`` tasks:
-    it is the shard this process reads. Without ``TF_CONFIG`` (or without a cluster) the
-    process is alone: ``(0, 1, True)``. The chief is the ``chief`` task, or worker 0 when the
-    cluster has none (TensorFlow's rule).
-
-    Parameters
-    ----------
-    tf_config
-        The JSON text or its parsed dict; default ``os.environ["TF_CONFIG"]``.
-    """
-    config = _parse_tf_config(tf_config)
-    cluster = config.get("cluster") or {}
-    chiefs = list(cluster.get("chief") or [])
-    workers = list(cluster.get("worker") or [])
-    others = sorted(set(cluster) - {"chief", "worker"})
-    if others:
-        raise ValueError(
-            f"`TF_CONFIG` may only hold `chief` and `worker` tasks for data-parallel training. "
-            f"Received: cluster tasks {sorted(cluster)}"
-        )
-    if len(chiefs) > 1:
-        raise ValueError(f"`TF_CONFIG` may hold at most one chief. Received: chief={chiefs}")
-    num_workers = len(chiefs) + len(workers)
-    if num_workers == 0:
-        return 0, 1, True
-    task = config.get("task") or {}
-    task_type = task.get("type", "worker")
-    index = task.get("index", 0)
-    size = {"chief": len(chiefs), "worker": len(workers)}.get(task_type, 0)
-    if not isinstance(index, int) or not 0 <= index < size:
-        raise ValueError(
-            f"`TF_CONFIG` task {task!r} is not in the cluster: expected type `chief` or `worker` "
-            f"with index in [0, {size}). Received: task={task!r}"
-        )
-    position = index if task_type == "chief" else len(chiefs) + index
-    return position, num_workers, position == 0
 
 
 def strategy_from_env() -> tf.distribute.Strategy | None:
@@ -299,16 +245,13 @@ def _check_same_steps(strategy: tf.distribute.Strategy, steps: int, replicas: in
         )
 
 
-def _save(model: keras.Model, path: Path) -> None:
-    """Write ``path`` atomically (the chief only: saving a Keras 3 model is not collective).
-
-    Checked with MultiWorkerMirroredStrategy on CPU, Keras 3.15.1 / TF 2.21: the chief saving
-    alone while the other worker went on to its next collective step did not hang.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"fit_distributed's `{old}` is deprecated and will be removed in the next release: "
+        f"use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def fit_distributed(
@@ -318,13 +261,21 @@ def fit_distributed(
     epochs: int,
     *,
     initial_epoch: int = 0,
-    kl_warmup_steps: int = 0,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    log: Log = print,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    out: str | os.PathLike[str] | RunDir | None = None,
+    log: Log | None = print,
     verbose: int = 1,
+    kl_warmup_steps: int | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[TextVAE, dict[str, list[float]]]:
     """Train on every replica of ``strategy``, each worker on its own shard of every epoch.
+
+    The loop drives a ``keras.callbacks.CallbackList`` as ``model.fit`` does
+    (``on_train_begin``/``end``, ``on_epoch_begin``/``end`` with the epoch's logs,
+    ``on_train_batch_begin``/``end``), so ``fit``'s callbacks work here unchanged; a callback
+    that sets ``model.stop_training`` ends training after the epoch (it must do so on every
+    worker: the logs are the same everywhere).
 
     Parameters
     ----------
@@ -336,27 +287,34 @@ def fit_distributed(
         inside ``strategy.scope()``.
     make_sequence
         ``make_sequence(shard_index, num_shards)`` returns this worker's training sequence
-        (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``).
+        (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``). An
+        :class:`~textvae.callbacks.EpochSync` on it runs first: epoch e reads the sequence's
+        epoch e.
     epochs, initial_epoch
-        Train epochs ``initial_epoch .. epochs - 1`` (``set_epoch`` is called on the sequence).
-    kl_warmup_steps
-        ``model.kl_weight`` follows ``KLAnnealing(kl_warmup_steps).value`` of the optimizer's
-        iterations before each step, as the ``fit`` callback does.
-    checkpoint_dir
-        If given, ``checkpoint_dir / "last.keras"`` is written by the chief after every epoch.
+        Train epochs ``initial_epoch .. epochs - 1``.
+    callbacks
+        Keras callbacks run on every worker, e.g. ``[KLAnnealing(steps)]``. Anything that
+        writes files should run on the chief only: use ``out`` for the run folder.
+    out
+        The run folder: the chief writes ``best.keras``, ``last.keras``, ``history.csv`` and
+        ``state.json`` there after every epoch through
+        :class:`~textvae.callbacks.RunCheckpoint` (``history.csv`` continued when
+        ``initial_epoch > 0``). ``None``: no files.
     log
         Receives one line per epoch on the chief (``None``: silent).
-    on_epoch_end
-        ``on_epoch_end(epoch, logs)`` after every epoch, on every worker, with the same logs.
     verbose
         1 shows a ``keras.utils.Progbar`` per epoch on the chief; 0 none.
+    kl_warmup_steps, checkpoint_dir, on_epoch_end
+        Deprecated (one release): ``callbacks=[KLAnnealing(kl_warmup_steps)]``, ``out=`` and a
+        callback's ``on_epoch_end``.
 
     Returns
     -------
     ``(model, history)``: ``history[key]`` lists one value per epoch trained here, for ``loss``
     (mean over the epoch's global batches, weighted by rows), the model's metrics
     (``reconstruction_loss``, ``sentiment_loss``, ``sentiment_accuracy``, ``kl``: over every
-    worker's rows), ``kl_weight`` (at the epoch's end), ``steps`` and ``seconds``.
+    worker's rows), ``kl_weight`` (at the epoch's end), ``steps`` and ``seconds``: the logs
+    ``on_epoch_end`` receives.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
@@ -364,6 +322,18 @@ def fit_distributed(
         raise ValueError(
             f"`initial_epoch` must be in [0, {epochs}]. Received: initial_epoch={initial_epoch!r}"
         )
+    callbacks = list(callbacks or ())
+    if kl_warmup_steps is not None:
+        _deprecated("kl_warmup_steps", "callbacks=[KLAnnealing(kl_warmup_steps)]")
+        callbacks.append(KLAnnealing(kl_warmup_steps))
+    if on_epoch_end is not None:
+        _deprecated("on_epoch_end", "a callback's on_epoch_end (callbacks=[...])")
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
+    if checkpoint_dir is not None:
+        if out is not None:
+            raise ValueError("pass `out` only: `checkpoint_dir` is its deprecated name")
+        _deprecated("checkpoint_dir", "out=")
+        out = checkpoint_dir
     strategy = strategy or tf.distribute.get_strategy()
     task_index, num_workers, is_chief = _position(strategy)
     say = log if (log is not None and is_chief) else (lambda line: None)
@@ -382,17 +352,28 @@ def fit_distributed(
     steps = len(seq)
     _check_same_steps(strategy, steps, strategy.num_replicas_in_sync)
     step = make_train_step(model, strategy)
-    annealing = KLAnnealing(kl_warmup_steps)
-    checkpoint = Path(checkpoint_dir) / "last.keras" if checkpoint_dir is not None else None
+    if out is not None and is_chief:
+        out = out if isinstance(out, RunDir) else RunDir(out)
+        out.path.mkdir(parents=True, exist_ok=True)
+        callbacks.append(RunCheckpoint(out, append=initial_epoch > 0))
+    hooks = keras.callbacks.CallbackList(
+        [EpochSync(seq), *callbacks],
+        model=model,
+        epochs=epochs,
+        steps=steps,
+        verbose=verbose,
+    )
     history: dict[str, list[float]] = {}
     say(
         f"distributed training: {num_workers} worker(s), {strategy.num_replicas_in_sync} "
         f"replica(s), {steps} steps/epoch of {seq.batch_size} rows per worker"
     )
+    model.stop_training = False
+    hooks.on_train_begin()
     with ThreadPoolExecutor(max_workers=1) as prefetch:
         for epoch in range(initial_epoch, epochs):
             started = time.perf_counter()
-            seq.set_epoch(epoch)
+            hooks.on_epoch_begin(epoch)
             model.reset_metrics()
             bar = keras.utils.Progbar(steps) if (verbose and is_chief) else None
             total, rows = 0.0, 0
@@ -401,34 +382,35 @@ def fit_distributed(
                 x, y = pending.result()
                 if i + 1 < steps:
                     pending = prefetch.submit(seq.__getitem__, i + 1)
-                model.kl_weight.assign(annealing.value(int(model.optimizer.iterations.numpy())))
+                hooks.on_train_batch_begin(i)
                 loss = step(x, y)
                 total += loss * len(x)
                 rows += len(x)
+                hooks.on_train_batch_end(i, {"loss": loss})
                 if bar is not None:
                     bar.update(i + 1, values=[("loss", loss)])
                 del x, y  # hand the one-hot buffer back to the sequence's pool
             # Every worker reads the metrics (a collective for sync-on-read variables).
-            logs = {
+            metrics = {
                 key: float(value)
                 for key, value in model.get_metrics_result().items()
                 if key != "loss"
             }
             logs = {
                 "loss": total / rows,
-                **logs,
+                **metrics,
                 "kl_weight": float(model.kl_weight.numpy()),
                 "steps": float(steps),
                 "seconds": time.perf_counter() - started,
             }
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
-            if checkpoint is not None and is_chief:
-                _save(model, checkpoint)
             say(
                 f"epoch {epoch + 1}/{epochs}: "
                 + ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "steps")
             )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
+            hooks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    hooks.on_train_end()
     return model, history

@@ -19,6 +19,7 @@ __all__ = [
     "StoreFormatError",
     "StoreMismatchError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "TextVAEError",
 ]
 
@@ -45,6 +46,10 @@ class StoreNotFoundError(TextVAEError, FileNotFoundError):
 
 class StoreAccessError(TextVAEError, PermissionError):
     """The store's location refused access (object storage: wrong credentials or no permission)."""
+
+
+class StoreWriteError(TextVAEError, OSError):
+    """A local store cannot be created where asked (a parent is a file, or not writable)."""
 
 
 class StoreExistsError(TextVAEError, FileExistsError):

@@ -9,21 +9,24 @@ import keras
 import numpy as np
 from keras import ops
 
-from textvae.model import active_units
+from textvae.metrics import EvalTotals
+from textvae.model import kl_divergence
 from textvae.sequence import OneHotSequence
 
 __all__ = ["evaluate_vae", "plot_latents"]
 
 
 def _eval_model(model: Any) -> keras.Model:
-    """ids -> (z_mean, z_log_var, p(true id), arg-max id, sentiment), compiled by ``predict``:
-    the (batch, max_len, vocab) probabilities never leave the graph."""
+    """ids -> (z_mean, KL per review, p(true id), arg-max id, sentiment), compiled by
+    ``predict``: the (batch, max_len, vocab) probabilities never leave the graph, and the KL
+    is the loss's own formula."""
     ids = keras.Input((model.max_len,), dtype="int32")
     z_mean, z_log_var, _ = model.encoder(ids)
+    kl = ops.sum(kl_divergence(z_mean, z_log_var), axis=-1)
     probs = model.decoder(z_mean)
     p_true = ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(ids, -1), axis=-1), -1)
     predicted = ops.argmax(probs, axis=-1)
-    return keras.Model(ids, [z_mean, z_log_var, p_true, predicted, model.sentiment_head(z_mean)])
+    return keras.Model(ids, [z_mean, kl, p_true, predicted, model.sentiment_head(z_mean)])
 
 
 def evaluate_vae(
@@ -32,48 +35,25 @@ def evaluate_vae(
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Test metrics of ``model`` over every batch of ``sequence`` (sparse targets suffice).
 
-    Reconstruction uses the latent mean (no sampling noise). Returns ``(metrics, z_means,
-    labels)`` where ``metrics`` holds
+    Reconstruction uses the latent mean (no sampling noise). The metrics are
+    :mod:`textvae.metrics`'. Returns ``(metrics, z_means, labels)`` where ``metrics`` holds
 
     - ``reconstruction_ce_per_token``: mean cross-entropy (nats) over non-padding positions;
     - ``token_accuracy``: arg-max accuracy over non-padding positions;
     - ``kl``: mean KL(q(z|x) || N(0, I)) in nats per review;
     - ``active_units``: latent dimensions whose z_mean varies across reviews (variance > 0.01);
+    - ``latent``: the number of latent dimensions;
     - ``sentiment_accuracy``: accuracy of the sentiment head on the latent mean;
     - ``reviews``: how many reviews were evaluated.
     """
     evaluator = _eval_model(model)
-    ce_sum = 0.0
-    correct_tokens = 0
-    tokens = 0
-    kl_sum = 0.0
-    correct_sentiment = 0
-    z_means, labels = [], []
+    totals = EvalTotals()
     for i in range(len(sequence)):
         ids, outputs = sequence[i]
-        label = outputs[sequence.sentiment_name].ravel()
-        zm, zlv, p_true, predicted, sentiment = evaluator.predict_on_batch(ids)
-        keep = ids != 0
-        ce_sum += float(-np.log(np.clip(p_true[keep], 1e-12, None)).sum())
-        correct_tokens += int(np.count_nonzero((predicted == ids) & keep))
-        tokens += int(np.count_nonzero(keep))
-        kl_sum += float((-0.5 * (1 + zlv - zm**2 - np.exp(zlv))).sum())
-        correct_sentiment += int(np.count_nonzero((sentiment.ravel() > 0.5) == (label > 0.5)))
-        z_means.append(zm)
-        labels.append(label)
-    z = np.concatenate(z_means)
-    y = np.concatenate(labels)
-    n = len(y)
-    metrics = {
-        "reviews": n,
-        "reconstruction_ce_per_token": ce_sum / max(tokens, 1),
-        "token_accuracy": correct_tokens / max(tokens, 1),
-        "kl": kl_sum / n,
-        "active_units": active_units(z),
-        "latent": int(z.shape[1]),
-        "sentiment_accuracy": correct_sentiment / n,
-    }
-    return metrics, z, y
+        z_mean, kl, p_true, predicted, sentiment = evaluator.predict_on_batch(ids)
+        label = outputs[sequence.sentiment_name]
+        totals.update(ids, p_true, predicted, kl, sentiment, label, z_mean)
+    return totals.result(), totals.z_means, totals.labels
 
 
 def plot_latents(z_means: np.ndarray, labels: np.ndarray, path: str | os.PathLike[str]) -> None:

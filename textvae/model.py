@@ -21,10 +21,10 @@ The loss per batch, as :func:`build_vae` compiles it::
          + sentiment_weight * mean_batch(BCE(sentiment))
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
 
-``kl_weight`` is a non-trainable variable on the model (set per batch by :class:`KLAnnealing`);
-the KL term is added with ``add_loss`` inside :meth:`TextVAE.call`, so it counts in ``fit``
-and ``evaluate`` alike, and the true KL (nats per review, no free bits) is reported as the
-metric ``kl``.
+``kl_weight`` is a non-trainable variable on the model (set per batch by
+:class:`~textvae.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
+:meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
+per review, no free bits) is reported as the metric ``kl``.
 
 Only the TensorFlow backend on CPU is tested. The model is written to stay correct under a
 ``mixed_float16`` policy (both output layers and the KL term are float32, one-hot targets of
@@ -33,36 +33,23 @@ any dtype are cast to float32 by the loss), but GPU and mixed precision are unte
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
+from textvae._checks import TARGETS, non_negative, one_of, positive_int
+from textvae.config import ModelConfig
+
 __all__ = [
-    "KLAnnealing",
     "ReconstructionLoss",
     "Sampling",
     "TextVAE",
-    "active_units",
     "build_vae",
     "kl_divergence",
-    "token_accuracy",
 ]
-
-TARGETS = ("onehot", "sparse")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value < 0:
-        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
-    return float(value)
 
 
 def kl_divergence(z_mean, z_log_var):
@@ -89,7 +76,7 @@ class Sampling(keras.layers.Layer):
     ``epsilon ~ N(0, epsilon_std**2)``. The standard VAE uses ``epsilon_std=1.0``; the seed
     tutorial used 0.01, which nearly turns the VAE into a plain autoencoder. Noise is drawn only
     when ``training`` is true; otherwise the layer returns ``z_mean``, so inference
-    (``predict``, ``evaluate``) is deterministic. :meth:`kl` gives the KL per review.
+    (``predict``, ``evaluate``) is deterministic.
 
     Parameters
     ----------
@@ -127,11 +114,6 @@ class Sampling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
-
-    @staticmethod
-    def kl(z_mean, z_log_var):
-        """KL divergence per review, in nats: shape ``(batch,)``, float32."""
-        return ops.sum(kl_divergence(z_mean, z_log_var), axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -186,7 +168,8 @@ class TextVAE(keras.Model):
         Standard deviation of the sampling noise (the seed used 0.01).
     sentiment_weight
         Weight of the sentiment binary cross-entropy against the reconstruction loss summed
-        over time steps (used by :func:`build_vae`).
+        over time steps (used by :func:`build_vae`); the default is
+        :class:`~textvae.config.ModelConfig`'s.
     kl_weight
         Initial value of the ``kl_weight`` variable (the current value is saved with the model).
     free_bits
@@ -221,7 +204,7 @@ class TextVAE(keras.Model):
         dense: int = 435,
         latent: int = 200,
         epsilon_std: float = 1.0,
-        sentiment_weight: float = 1.0,
+        sentiment_weight: float = ModelConfig.sentiment_weight,
         kl_weight: float = 0.0,
         free_bits: float = 0.0,
         targets: str = "onehot",
@@ -229,23 +212,21 @@ class TextVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vocab_size = _positive_int("vocab_size", vocab_size)
-        self.max_len = _positive_int("max_len", max_len)
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        self.hidden = _positive_int("hidden", hidden)
-        self.dense = _positive_int("dense", dense)
-        self.latent = _positive_int("latent", latent)
-        self.sentiment_weight = _non_negative("sentiment_weight", sentiment_weight)
-        self.free_bits = _non_negative("free_bits", free_bits)
-        if targets not in TARGETS:
-            raise ValueError(f"`targets` must be one of {TARGETS}. Received: targets={targets!r}")
-        self.targets = targets
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.max_len = positive_int("max_len", max_len)
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        self.hidden = positive_int("hidden", hidden)
+        self.dense = positive_int("dense", dense)
+        self.latent = positive_int("latent", latent)
+        self.sentiment_weight = non_negative("sentiment_weight", sentiment_weight)
+        self.free_bits = non_negative("free_bits", free_bits)
+        self.targets = one_of("targets", targets, TARGETS)
         self.epsilon_std = epsilon_std
         self.seed = seed
 
         self.kl_weight = self.add_weight(
             shape=(),
-            initializer=keras.initializers.Constant(_non_negative("kl_weight", kl_weight)),
+            initializer=keras.initializers.Constant(non_negative("kl_weight", kl_weight)),
             trainable=False,
             dtype="float32",
             name="kl_weight",
@@ -365,91 +346,21 @@ def build_vae(vocab_size: int, max_len: int, learning_rate: float = 1e-3, **kwar
     return model
 
 
-class KLAnnealing(keras.callbacks.Callback):
-    """Raise the model's ``kl_weight`` linearly from ``start`` to ``end`` over ``warmup_steps``.
-
-    The weight for a batch is read off the optimizer's ``iterations`` (the number of steps
-    already taken), not a counter of the callback's own, so a resumed run continues the
-    schedule where it stopped. After ``warmup_steps`` the weight stays at ``end``.
-
-    Parameters
-    ----------
-    warmup_steps
-        Training steps (batches) from ``start`` to ``end``; 0 sets ``end`` at once.
-    start, end
-        The weights at step 0 and at ``warmup_steps``.
-    """
-
-    def __init__(self, warmup_steps: int, start: float = 0.0, end: float = 1.0):
-        super().__init__()
-        if (
-            isinstance(warmup_steps, bool)
-            or not isinstance(warmup_steps, (int, np.integer))
-            or warmup_steps < 0
-        ):
-            raise ValueError(
-                f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={warmup_steps!r}"
-            )
-        self.warmup_steps = int(warmup_steps)
-        self.start = _non_negative("start", start)
-        self.end = _non_negative("end", end)
-
-    def value(self, step: int) -> float:
-        """The KL weight for training step ``step`` (0-based)."""
-        if self.warmup_steps == 0 or step >= self.warmup_steps:
-            return self.end
-        return self.start + (self.end - self.start) * step / self.warmup_steps
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        self.model.kl_weight.assign(self.value(step))
+# Moved in this release; the old names work for one more release, with a DeprecationWarning.
+_MOVED = {
+    "KLAnnealing": "textvae.callbacks",
+    "active_units": "textvae.metrics",
+    "token_accuracy": "textvae.metrics",
+}
 
 
-def active_units(z_means: np.ndarray, threshold: float = 0.01) -> int:
-    """Number of latent dimensions whose ``z_mean`` varies across reviews (Burda et al., 2016).
-
-    Parameters
-    ----------
-    z_means
-        ``(reviews, latent)``: the encoder's ``z_mean`` for each review.
-    threshold
-        A dimension is active when the variance of its ``z_mean`` over reviews exceeds this.
-    """
-    z_means = np.asarray(z_means)
-    if z_means.ndim != 2 or z_means.shape[0] < 1:
-        raise ValueError(
-            "`z_means` must be a 2-D array (reviews, latent) with at least one review. "
-            f"Received: shape={z_means.shape}"
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"textvae.model.{name} moved to {_MOVED[name]}.{name}; the old name will be removed "
+            "in the next release",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    variances = np.var(z_means.astype(np.float64), axis=0)
-    return int(np.count_nonzero(variances > threshold))
-
-
-def token_accuracy(probs_or_pred_ids: np.ndarray, ids: np.ndarray, pad_id: int | None = 0) -> float:
-    """Fraction of non-padding positions whose predicted id equals the true id.
-
-    Parameters
-    ----------
-    probs_or_pred_ids
-        Either probabilities ``(batch, max_len, vocab)`` (the arg-max is taken) or predicted ids
-        of the same shape as ``ids``.
-    ids
-        True ids ``(batch, max_len)``.
-    pad_id
-        Positions where ``ids == pad_id`` are left out; ``None`` counts every position.
-    """
-    pred = np.asarray(probs_or_pred_ids)
-    ids = np.asarray(ids)
-    if pred.ndim == ids.ndim + 1:
-        pred = pred.argmax(axis=-1)
-    if pred.shape != ids.shape:
-        raise ValueError(
-            "`probs_or_pred_ids` must have the shape of `ids`, or that shape plus a vocabulary "
-            f"axis. Received: probs_or_pred_ids.shape={np.shape(probs_or_pred_ids)}, "
-            f"ids.shape={ids.shape}"
-        )
-    keep = np.ones(ids.shape, dtype=bool) if pad_id is None else ids != pad_id
-    total = int(np.count_nonzero(keep))
-    if total == 0:
-        raise ValueError(f"`ids` has no position other than padding (pad_id={pad_id}).")
-    return float(np.count_nonzero((pred == ids) & keep) / total)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'textvae.model' has no attribute {name!r}")

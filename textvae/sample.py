@@ -2,36 +2,46 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from textvae.corpus import PAD_ID, START_ID, Vocabulary, tokenize
 from textvae.errors import CheckpointError
-from textvae.model import TextVAE  # noqa: F401  (registers the Keras classes for loading)
-from textvae.store import pad_row
+from textvae.run import BEST, VOCAB, RunDir
+from textvae.vocab import PAD_ID, START_ID, Vocabulary, pad_row, tokenize
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
 
 
-def load_run(out: str | os.PathLike[str], checkpoint: str = "best.keras"):
-    """``(model, vocabulary, padding, truncating)`` of the training run in ``out``."""
-    out = Path(out)
-    path, vocab_file, config_file = out / checkpoint, out / "vocab.json", out / "config.json"
-    for needed in (path, vocab_file, config_file):
-        if not needed.exists():
-            raise CheckpointError(
-                f"{needed} does not exist: point at the --out folder of a `textvae-train` run"
-            )
+def load_run(
+    out: str | os.PathLike[str] | RunDir, checkpoint: str = BEST
+) -> tuple[keras.Model, Vocabulary, str, str]:
+    """``(model, vocabulary, padding, truncating)`` of the training run in ``out``.
+
+    Parameters
+    ----------
+    out
+        The run folder (``textvae-train --out``).
+    checkpoint
+        Which model of the run: ``best.keras`` or ``last.keras``.
+
+    Raises
+    ------
+    CheckpointError
+        ``out`` lacks the checkpoint, ``vocab.json`` or ``config.json``, or one is damaged.
+    """
+    run = out if isinstance(out, RunDir) else RunDir(out)
+    tokens = run.read_vocab()
     try:
-        model = keras.models.load_model(path)
-    except Exception as err:  # a damaged or foreign file: many exception types
-        raise CheckpointError(f"cannot load {path} ({type(err).__name__}: {err})") from None
-    vocab = Vocabulary(tuple(json.loads(vocab_file.read_text())))
-    store = json.loads(config_file.read_text()).get("store_attrs", {})
+        vocab = Vocabulary(tokens)
+    except ValueError as err:  # a list of strings, but not a textvae vocabulary
+        raise CheckpointError(
+            f"{run.file(VOCAB)} is not a textvae vocabulary ({err}): point at the --out folder "
+            "of a `textvae-train` run"
+        ) from None
+    store = run.store_attrs()
+    model = run.load_model(checkpoint)
     return model, vocab, store.get("padding", "pre"), store.get("truncating", "pre")
 
 

@@ -5,20 +5,29 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
+from textvae._checks import (
+    DTYPES,
+    TARGETS,
+    fraction,
+    int_at_least,
+    int_in_range,
+    one_of,
+    positive_int,
+)
 from textvae.kernels import aligned_empty, onehot
 from textvae.store import TokenStore
 
-__all__ = ["OneHotSequence", "chunk_windows"]
+__all__ = ["OneHotSequence", "chunk_windows", "holdout_rows"]
 
-_TARGETS = ("onehot", "sparse")
-_DTYPES = ("float32", "float16", "uint8")
+_UNSET: Any = object()
 
 
 class _BufferPool:
@@ -94,6 +103,43 @@ class _ChunkCache:
         return chunk
 
 
+def holdout_rows(num_rows: int, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(num_rows)`` into ``(kept, held_out)`` sorted row indices.
+
+    ``held_out`` is a seeded random ``round(share * num_rows)`` rows (at least one when
+    ``share > 0``): the same for a given ``(num_rows, share, seed)`` in every process and
+    every resume, so a validation part never leaks into training.
+    """
+    positive_int("num_rows", num_rows)
+    share = fraction("share", share)
+    size = max(round(share * num_rows), 1) if share > 0 else 0
+    if size >= num_rows:
+        raise ValueError(
+            f"`share`={share} of {num_rows} rows leaves none to keep: use a smaller fraction"
+        )
+    rng = np.random.default_rng([seed, 0x5E1D])  # a stream of its own, apart from shuffling
+    held = np.sort(rng.choice(num_rows, size=size, replace=False))
+    keep = np.ones(num_rows, dtype=bool)
+    keep[held] = False
+    return np.flatnonzero(keep), held
+
+
+def _membership(row_subset, num_rows: int, split: str) -> np.ndarray:
+    index = np.asarray(row_subset)
+    if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
+        raise ValueError(
+            "`row_subset` must be a 1-D array of row indices. "
+            f"Received: dtype={index.dtype}, shape={index.shape}"
+        )
+    if index.size and (index.min() < 0 or index.max() >= num_rows):
+        raise IndexError(
+            f"`row_subset` holds rows outside split {split!r}: valid rows are [0, {num_rows})"
+        )
+    member = np.zeros(num_rows, dtype=bool)
+    member[index.astype(np.int64)] = True
+    return member
+
+
 def chunk_windows(n_chunks: int, window_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
     """The chunks of one shuffled epoch, grouped into windows whose rows are shuffled together.
 
@@ -141,16 +187,22 @@ class OneHotSequence(keras.utils.PyDataset):
         Serve the ``shard_index``-th of ``num_shards`` disjoint, equally long shares of every
         epoch (one per training process). ``N % num_shards`` rows are left out of each epoch
         (different ones each epoch when shuffled).
-    max_rows
-        Use only the first ``max_rows`` rows of each epoch's order (a fresh random subset each
-        epoch when shuffled; the first rows of the split otherwise), before sharding.
+    rows
+        Use only the first ``rows`` rows of each epoch's order (a fresh random subset each
+        epoch when shuffled; the first rows of the split otherwise), before sharding; ``None``
+        uses every row. ``textvae-train`` passes ``--train-rows`` / ``--eval-rows`` here.
+        (``max_rows``, its old name, still works for one release with a ``DeprecationWarning``.)
+    row_subset
+        Serve only these rows of the split (indices, e.g. one side of :func:`holdout_rows`);
+        shuffling, ``rows`` and sharding then apply to them alone. ``None``: every row.
     reconstruction_name, sentiment_name
         Keys of the targets dict (the model's output names); ``None`` leaves that output out.
     vocab_size, max_len
         What the caller expects of the store; a store built otherwise raises
         :class:`~textvae.errors.StoreMismatchError`.
     pool_size
-        Cap on recycled one-hot buffers; default ``max_queue_size + workers + 2``.
+        Cap on recycled one-hot buffers (0: none recycled); default
+        ``max_queue_size + workers + 2``.
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size``, passed to ``PyDataset``.
     """
@@ -168,7 +220,8 @@ class OneHotSequence(keras.utils.PyDataset):
         drop_remainder: bool = False,
         shard_index: int = 0,
         num_shards: int = 1,
-        max_rows: int | None = None,
+        rows: int | None = None,
+        row_subset: np.ndarray | Sequence[int] | None = None,
         window_chunks: int = 16,
         reconstruction_name: str | None = "reconstruction",
         sentiment_name: str | None = "sentiment",
@@ -176,39 +229,36 @@ class OneHotSequence(keras.utils.PyDataset):
         max_len: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
         pool_size: int | None = None,
+        max_rows: int | None = _UNSET,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if targets not in _TARGETS:
-            raise ValueError(f"`targets` must be one of {_TARGETS}. Received: targets={targets!r}")
-        if np.dtype(dtype).name not in _DTYPES:
-            raise ValueError(f"`dtype` must be one of {_DTYPES}. Received: dtype={dtype!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+        if max_rows is not _UNSET:
+            warnings.warn(
+                "`max_rows` is deprecated, use `rows` (it will be removed in the next release)",
+                DeprecationWarning,
+                stacklevel=2,
             )
-        if not isinstance(num_shards, int) or num_shards < 1:
-            raise ValueError(
-                f"`num_shards` must be a positive integer. Received: num_shards={num_shards!r}"
-            )
-        if not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
-            raise ValueError(
-                f"`shard_index` must be in [0, {num_shards}). Received: shard_index={shard_index!r}"
-            )
+            if rows is not None:
+                raise ValueError("pass `rows` only (`max_rows` is its deprecated name)")
+            rows = max_rows
+        one_of("targets", targets, TARGETS)
+        try:
+            dtype = np.dtype(dtype).name
+        except TypeError:
+            pass  # not a dtype at all: one_of says what is allowed
+        one_of("dtype", dtype, DTYPES)
+        positive_int("batch_size", batch_size)
+        positive_int("num_shards", num_shards)
+        int_in_range("shard_index", shard_index, 0, num_shards)
         if shuffle and seed is None:
             raise ValueError(
                 "`seed` must be an integer when shuffle=True, so that every worker and every "
                 "resume sees the same order. Received: seed=None"
             )
-        if not isinstance(window_chunks, int) or window_chunks < 1:
-            raise ValueError(
-                "`window_chunks` must be a positive integer. "
-                f"Received: window_chunks={window_chunks!r}"
-            )
-        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
-            raise ValueError(
-                f"`max_rows` must be a positive integer or None. Received: max_rows={max_rows!r}"
-            )
+        positive_int("window_chunks", window_chunks)
+        positive_int("rows", rows, allow_none=True)
+        int_at_least("pool_size", pool_size, 0, allow_none=True)  # 0: recycle nothing
         if reconstruction_name is None and sentiment_name is None:
             raise ValueError(
                 "at least one of `reconstruction_name` and `sentiment_name` must be given"
@@ -222,13 +272,13 @@ class OneHotSequence(keras.utils.PyDataset):
         self.split = split
         self.batch_size = batch_size
         self.targets = targets
-        self.dtype = np.dtype(dtype).name
+        self.dtype = dtype
         self.shuffle = shuffle
         self.seed = seed
         self.drop_remainder = drop_remainder
         self.shard_index = shard_index
         self.num_shards = num_shards
-        self.max_rows = max_rows
+        self.rows = rows
         self.window_chunks = window_chunks
         self.reconstruction_name = reconstruction_name
         self.sentiment_name = sentiment_name
@@ -241,13 +291,24 @@ class OneHotSequence(keras.utils.PyDataset):
         self.max_len = opened.max_len
         self.num_rows = opened.num_rows(split)
         self.chunk_rows = opened.chunk_rows(split)
-        used = self.num_rows if max_rows is None else min(max_rows, self.num_rows)
+        self._member: np.ndarray | None = None
+        available = self.num_rows
+        if row_subset is not None:
+            self._member = _membership(row_subset, self.num_rows, split)
+            available = int(np.count_nonzero(self._member))
+        used = available if rows is None else min(rows, available)
         self.rows_per_shard = used // num_shards
         if self.rows_per_shard == 0:
             raise ValueError(
                 f"split {split!r} has {self.num_rows} rows, fewer than num_shards={num_shards}"
             )
         self._reset_process_state()
+
+    @property
+    def max_rows(self) -> int | None:
+        """Deprecated name of :attr:`rows` (removed in the next release)."""
+        warnings.warn("`max_rows` is deprecated, use `rows`", DeprecationWarning, stacklevel=2)
+        return self.rows
 
     # -- per-process state -------------------------------------------------------------------
     def _reset_process_state(self) -> None:
@@ -325,6 +386,8 @@ class OneHotSequence(keras.utils.PyDataset):
                 )
                 parts.append(rng.permutation(rows))
             order = np.concatenate(parts)
+        if self._member is not None:
+            order = order[self._member[order]]
         start = self.shard_index * self.rows_per_shard
         return order[start : start + self.rows_per_shard]
 

@@ -10,12 +10,15 @@ Layout (see DESIGN.md, "The corpus store")::
     <store>/<split>/lengths  (N,) int32: tokens before padding/truncation
 
 ``complete`` is written last: a store whose build was interrupted never opens as valid.
-A store can be a local path or any URL zarr understands through fsspec (``s3://...``).
+A store can be a local path or any URL zarr understands through fsspec (``s3://...``); one rule,
+:func:`is_url`, tells them apart. :func:`resolve_store` turns what a user passed (a store, a
+corpus, or nothing: IMDB) into an opened store, ingesting a corpus once into a cache folder.
 This module knows nothing of batches or Keras.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +29,9 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from textvae.corpus import OOV_ID, PAD_ID, START_ID, Corpus, Vocabulary
+from textvae._checks import PADDINGS, one_of, positive_int
+from textvae.config import DEFAULT_CHUNK_ROWS
+from textvae.corpus import Corpus, download_keras_imdb, find_imdb, open_corpus
 from textvae.errors import (
     IncompleteStoreError,
     StoreAccessError,
@@ -34,27 +39,68 @@ from textvae.errors import (
     StoreFormatError,
     StoreMismatchError,
     StoreNotFoundError,
+    StoreWriteError,
 )
+from textvae.progress import ProgressFn
+from textvae.vocab import OOV_ID, PAD_ID, START_ID, Vocabulary, check_vocab_size, pad_row
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "FORMAT", "TokenStore", "build_store", "pad_row"]
+__all__ = [
+    "CACHE_ENV_VAR",
+    "DEFAULT_CHUNK_ROWS",
+    "FORMAT",
+    "TokenStore",
+    "build_store",
+    "default_store_path",
+    "is_store",
+    "is_url",
+    "resolve_store",
+]
 
 FORMAT = 1
-#: Rows per chunk. 1024 rows x 300 ids is 600 kB raw, about 150 kB compressed for IMDB.
-DEFAULT_CHUNK_ROWS = 1024
 #: Measured on IMDB train (25,000 x 300 ids at vocab 20,000, README "Store codec"): zstd level 3
 #: gives the smallest store (6.8 MB of 15 MB raw) at the same read speed as the blosc variants.
 ZSTD_LEVEL = 3
-#: Filler for vocabulary ids that the corpus never used (fewer distinct words than vocab_size).
-UNUSED_TOKEN = "<unused:{id}>"
+#: Environment variable naming the cache folder (default ``~/.cache/textvae``) in whose
+#: ``stores/`` :func:`resolve_store` keeps the stores it ingests.
+CACHE_ENV_VAR = "TEXTVAE_CACHE"
 _ATTR = "textvae"
-_PADDING = ("pre", "post")
+_FILE_SCHEME = "file://"
 
-ProgressFn = Callable[[str, int], None]
 Rows = slice | Sequence[int] | np.ndarray
+Log = Callable[[str], None]
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names remote storage (read through fsspec) rather than a local path.
+
+    The one rule everywhere in textvae: a URL holds ``://`` and is not a ``file://`` URL
+    (those are local paths, and :class:`TokenStore` reads them as such).
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/imdb.zarr"), is_url("file:///tmp/imdb.zarr"), is_url("imdb.zarr")
+    (True, False, False)
+    """
+    path = os.fspath(path)
+    return "://" in path and not path.startswith(_FILE_SCHEME)
+
+
+def _location(path: str | os.PathLike[str]) -> str:
+    """``path`` as textvae uses it: a URL as is, a ``file://`` URL as its local path."""
+    path = os.fspath(path)
+    return path.removeprefix(_FILE_SCHEME) if path.startswith(_FILE_SCHEME) else path
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a token store rather than a corpus to ingest.
+
+    A URL always does (corpora are read from local files only); a local path does when it is a
+    zarr v3 group (a folder holding ``zarr.json``). Whether the store is valid is
+    :meth:`TokenStore.open`'s to say.
+    """
+    if is_url(path):
+        return True
+    return (Path(_location(path)) / "zarr.json").is_file()
 
 
 def _token_dtype(vocab_size: int) -> np.dtype:
@@ -72,7 +118,7 @@ class TokenStore:
         self._group = group
         self.path = path
         self.attrs: dict[str, Any] = dict(group.attrs[_ATTR])
-        self._vocab: tuple[str, ...] | None = None
+        self._vocab: Vocabulary | None = None
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
 
     # -- opening and validation -------------------------------------------------------------
@@ -110,13 +156,13 @@ class TokenStore:
         StoreMismatchError
             A valid store whose vocab_size, max_len or splits are not the expected ones.
         """
-        path = os.fspath(path)
-        if not _is_url(path) and not Path(path).exists():
+        path = _location(path)
+        if not is_url(path) and not Path(path).exists():
             raise StoreNotFoundError(
                 f"no token store at {path}: build one with `textvae-ingest SOURCE {path} "
                 "--vocab N --max-len L`"
             )
-        if _is_url(path):
+        if is_url(path):
             _check_remote(path, storage_options)
         try:
             group = zarr.open_group(
@@ -125,7 +171,7 @@ class TokenStore:
         except PermissionError as err:
             raise _access_error(path, err) from err
         except FileNotFoundError as err:
-            if not _is_url(path):
+            if not is_url(path):
                 raise StoreFormatError(
                     f"{path} exists but is not a zarr group: point at a store built by "
                     "`textvae-ingest`"
@@ -263,14 +309,17 @@ class TokenStore:
 
     @property
     def padding(self) -> str:
+        """Where the padding of a short review went: ``"pre"`` or ``"post"``."""
         return str(self.attrs["padding"])
 
     @property
     def truncating(self) -> str:
+        """Which end of a long review was cut: ``"pre"`` or ``"post"``."""
         return str(self.attrs["truncating"])
 
     @property
     def token_dtype(self) -> np.dtype:
+        """Dtype of the stored ids: uint16, or uint32 when ``vocab_size`` > 65,536."""
         return _token_dtype(self.vocab_size)
 
     def num_rows(self, split: str) -> int:
@@ -283,21 +332,21 @@ class TokenStore:
         self._check_split(split)
         return int(self._array(split, "tokens").chunks[0])
 
-    def tokens(self, split: str) -> zarr.Array:
-        """The raw zarr array of ``split`` token ids, for callers that slice it themselves."""
-        self._check_split(split)
-        return self._array(split, "tokens")
-
     @property
-    def vocab(self) -> tuple[str, ...]:
-        """Token strings by id (read once, then cached)."""
+    def vocab(self) -> Vocabulary:
+        """The store's :class:`~textvae.vocab.Vocabulary`, ``vocab_size`` tokens by id (read
+        once, then cached). It is a sequence of tokens: ``store.vocab[i]``, ``list(store.vocab)``.
+        """
         if self._vocab is None:
-            self._vocab = tuple(str(t) for t in self._group["vocab"][:])
+            tokens = tuple(str(t) for t in self._group["vocab"][:])
+            try:
+                self._vocab = Vocabulary(tokens)
+            except ValueError as err:
+                raise StoreFormatError(
+                    f"{self.path}: the 'vocab' array is not a textvae vocabulary ({err}): the "
+                    "store is damaged, rebuild it with `textvae-ingest`"
+                ) from None
         return self._vocab
-
-    def vocabulary(self) -> Vocabulary:
-        """The store's vocabulary as a :class:`~textvae.corpus.Vocabulary`."""
-        return Vocabulary(self.vocab)
 
     # -- rows -------------------------------------------------------------------------------
     def read(self, split: str, rows: Rows) -> np.ndarray:
@@ -408,24 +457,34 @@ def _check_remote(
         raise _access_error(path, err) from err
 
 
+def _write_error(path: str, reason: str) -> StoreWriteError:
+    return StoreWriteError(
+        f"cannot write the store at {path} ({reason}): choose a STORE path inside a folder "
+        "you can write to"
+    )
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a local store path that cannot be created, without creating anything.
+
+    The nearest existing ancestor of ``path`` must be a folder we may write into (zarr creates
+    the folders below it).
+    """
+    ancestor = Path(path).absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _write_error(path, f"{ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise _write_error(path, f"no permission to write in {ancestor}")
+
+
 def _opts(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if storage_options and not _is_url(path):
+    if storage_options and not is_url(path):
         raise ValueError(
             f"storage_options apply to URLs (s3://...), not to the local path {path!r}"
         )
     return dict(storage_options) if storage_options else None
-
-
-def pad_row(
-    ids: Sequence[int], max_len: int, padding: str, truncating: str, out: np.ndarray
-) -> None:
-    """Write ``ids`` padded/truncated to ``max_len`` into the zeroed row ``out`` (Keras rules)."""
-    if len(ids) > max_len:
-        ids = ids[-max_len:] if truncating == "pre" else ids[:max_len]
-    if padding == "pre":
-        out[max_len - len(ids) :] = ids
-    else:
-        out[: len(ids)] = ids
 
 
 def build_store(
@@ -450,9 +509,19 @@ def build_store(
 
     Parameters
     ----------
+    path
+        Local path (``file://`` URLs included) or fsspec URL (``s3://bucket/imdb.zarr``).
+    corpus
+        The reviews, e.g. from :func:`~textvae.corpus.open_corpus`.
+    vocab_size, max_len
+        Ids in the vocabulary (reserved ones included, >= 4) and ids per row.
+    padding, truncating
+        ``"pre"`` or ``"post"``, as in ``keras.utils.pad_sequences``.
+    chunk_rows
+        Rows per stored chunk (the unit of compression and of reading).
     progress
-        ``progress(stage, n)`` is called as work advances: stage ``"vocab"`` while counting
-        words, then the split name while encoding its rows (n = rows done so far).
+        A :data:`~textvae.progress.ProgressFn`, called as work advances: stage ``"vocab"``
+        while counting words, then the split name while encoding its rows (count = rows done).
     overwrite
         Replace whatever is at ``path``. Without it an existing path raises StoreExistsError
         (for a URL: any object under the ``path/`` prefix).
@@ -468,46 +537,47 @@ def build_store(
         The bucket of an ``s3://`` URL does not exist.
     StoreAccessError
         Object storage refused access (credentials, permissions).
+    StoreWriteError
+        A local ``path`` cannot be created (a parent is a file, or a folder without write
+        permission).
+    ValueError
+        An argument out of range (see :mod:`textvae._checks` for the wording).
     """
-    path = os.fspath(path)
-    if not isinstance(vocab_size, int) or vocab_size < 4:
-        raise ValueError(
-            f"`vocab_size` must be an integer >= 4. Received: vocab_size={vocab_size!r}"
-        )
+    path = _location(path)
+    vocab_size = check_vocab_size(vocab_size)
     if vocab_size > 2**32:
         raise ValueError(f"`vocab_size` must be <= 2**32. Received: vocab_size={vocab_size}")
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"`max_len` must be a positive integer. Received: max_len={max_len!r}")
-    if not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(
-            f"`chunk_rows` must be a positive integer. Received: chunk_rows={chunk_rows!r}"
-        )
-    for name, value in (("padding", padding), ("truncating", truncating)):
-        if value not in _PADDING:
-            raise ValueError(f"`{name}` must be 'pre' or 'post'. Received: {name}={value!r}")
-    local = not _is_url(path)
+    max_len = positive_int("max_len", max_len)
+    chunk_rows = positive_int("chunk_rows", chunk_rows)
+    one_of("padding", padding, PADDINGS)
+    one_of("truncating", truncating, PADDINGS)
+    local = not is_url(path)
     _opts(path, storage_options)  # refuse storage options for a local path before any work
     existed = Path(path).exists() if local else _check_remote(path, storage_options, exists=True)
     if existed and not overwrite:
         raise StoreExistsError(
             f"{path} already exists: choose another path, delete it, or pass --overwrite"
         )
+    if local:
+        _check_writable(path)  # before counting words: that can take minutes
 
-    vocab = corpus.vocabulary(
-        vocab_size, progress=(lambda n: progress("vocab", n)) if progress else None
-    )
+    vocab = corpus.vocabulary(vocab_size, progress=progress)
     if vocab.size > vocab_size:
         raise ValueError(
             f"corpus vocabulary has {vocab.size} ids, more than vocab_size={vocab_size}"
         )
-    tokens = list(vocab.tokens) + [UNUSED_TOKEN.format(id=i) for i in range(vocab.size, vocab_size)]
 
     if existed and local:  # zarr's mode "w" clears a URL's keys itself
         shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
     try:
-        group = zarr.open_group(
-            store=path, mode="w", storage_options=_opts(path, storage_options), zarr_format=3
-        )
+        try:
+            group = zarr.open_group(
+                store=path, mode="w", storage_options=_opts(path, storage_options), zarr_format=3
+            )
+        except OSError as err:
+            if local and not isinstance(err, StoreWriteError):
+                raise _write_error(path, _one_line(err)) from err
+            raise
         meta = {
             "format": FORMAT,
             "vocab_size": vocab_size,
@@ -525,7 +595,7 @@ def build_store(
         vocab_array = group.create_array(
             "vocab", shape=(vocab_size,), dtype=str, chunks=(vocab_size,)
         )
-        vocab_array[:] = np.array(tokens, dtype=object)
+        vocab_array[:] = np.array(vocab.padded(vocab_size).tokens, dtype=object)
         for split in corpus.splits:
             _write_split(
                 group,
@@ -617,3 +687,115 @@ def _write_split(
             flush()
     if filled:
         flush()
+
+
+# --------------------------------------------------------------------------------------------
+# From what a user passes to an opened store
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "textvae")
+
+
+def default_store_path(source: str | os.PathLike[str], vocab_size: int, max_len: int) -> Path:
+    """Where :func:`resolve_store` keeps the store it ingests from the corpus ``source``.
+
+    ``$TEXTVAE_CACHE/stores/<name>-<hash of the absolute path>-v<vocab_size>-l<max_len>.zarr``
+    (the cache defaults to ``~/.cache/textvae``), so the same corpus at the same sizes is
+    ingested once and reused.
+    """
+    resolved = str(Path(source).resolve())
+    digest = hashlib.sha1(resolved.encode()).hexdigest()[:8]
+    name = Path(resolved).name.split(".")[0] or "corpus"
+    return _cache_dir() / "stores" / f"{name}-{digest}-v{vocab_size}-l{max_len}.zarr"
+
+
+def resolve_store(
+    data: str | os.PathLike[str] | None,
+    *,
+    vocab_size: int,
+    max_len: int,
+    store_path: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    log: Log = print,
+    progress: ProgressFn | None = None,
+) -> TokenStore:
+    """Open the store ``data`` names, or ingest the corpus ``data`` names (once) and open that.
+
+    Parameters
+    ----------
+    data
+        A token store (a URL, or a local zarr group: see :func:`is_store`), a corpus source
+        (anything :func:`~textvae.corpus.open_corpus` reads), or ``None``: IMDB, found locally
+        (:func:`~textvae.corpus.find_imdb`) or downloaded through ``keras.datasets`` (which
+        fails with a clear message offline).
+    vocab_size, max_len
+        What the store must have; an existing store built otherwise raises
+        :class:`~textvae.errors.StoreMismatchError`.
+    store_path
+        Where to keep the store ingested from a corpus (a local path or a URL); default
+        :func:`default_store_path`. A complete store there is reused, an interrupted build
+        there is built again. Ignored when ``data`` is a store.
+    storage_options
+        Passed to fsspec for whichever of ``data`` / ``store_path`` is a URL.
+    log
+        Called with one line for each decision (reuse, ingest, download).
+    progress
+        Passed to :func:`build_store` when a corpus is ingested.
+
+    Raises
+    ------
+    ValueError
+        ``storage_options`` given, but neither ``data`` nor ``store_path`` is a URL.
+    TextVAEError
+        Whatever :meth:`TokenStore.open`, :func:`build_store` and
+        :func:`~textvae.corpus.open_corpus` raise.
+    """
+    expected = {"vocab_size": vocab_size, "max_len": max_len}
+    remote = [os.fspath(p) for p in (data, store_path) if p is not None and is_url(p)]
+    if storage_options and not remote:
+        raise ValueError(
+            "storage_options apply to a URL store (s3://...); neither the data "
+            f"({data!r}) nor the store path ({store_path!r}) is one"
+        )
+    if data is not None and is_store(data):
+        data = _location(data)
+        return TokenStore.open(data, storage_options=_url_opts(data, storage_options), **expected)
+    if data is None:
+        found = find_imdb()
+        if found is None:
+            log("IMDB not found locally: downloading it through keras.datasets")
+            found = download_keras_imdb()
+        source = str(found)
+    else:
+        source = _location(data)
+    target = (
+        _location(store_path)
+        if store_path is not None
+        else str(default_store_path(source, vocab_size, max_len))
+    )
+    opts = _url_opts(target, storage_options)
+    interrupted = False
+    try:
+        store = TokenStore.open(target, storage_options=opts, **expected)
+    except StoreNotFoundError:
+        pass  # nothing there yet (a missing bucket is reported again by build_store)
+    except IncompleteStoreError:
+        interrupted = True
+        log(f"{target} is an interrupted build: building it again")
+    else:
+        log(f"using the store {target} (built from {store.attrs.get('source')})")
+        return store
+    log(f"ingesting {source} into {target} (once; later runs reuse it)")
+    return build_store(
+        target,
+        open_corpus(source),
+        overwrite=interrupted,
+        progress=progress,
+        storage_options=opts,
+        **expected,
+    )
+
+
+def _url_opts(path: str, storage_options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return storage_options if is_url(path) else None

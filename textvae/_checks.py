@@ -1,0 +1,180 @@
+"""Argument validators shared by the configs, the store, the vocabulary and the Sequence.
+
+One wording everywhere, Keras' style: the argument's name, the rule, the value received
+(``"`batch_size` must be a positive integer. Received: batch_size=0"``). Every validator raises
+``ValueError`` and returns the validated value, so it can be used inline:
+``self.hidden = positive_int("hidden", hidden)``.
+
+The allowed values of the few string options are defined here, once. The kernels keep their own
+checks: they import only NumPy and numba.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "DTYPES",
+    "PADDINGS",
+    "TARGETS",
+    "fraction",
+    "int_at_least",
+    "int_in_range",
+    "non_negative",
+    "one_of",
+    "positive_int",
+    "positive_number",
+]
+
+#: What a Sequence serves as reconstruction targets: one-hot batches, or the ids themselves.
+TARGETS = ("onehot", "sparse")
+#: One-hot output dtypes the kernels write.
+DTYPES = ("float32", "float16", "uint8")
+#: Where padding goes and which end of a long review is cut (Keras' ``pad_sequences``).
+PADDINGS = ("pre", "post")
+
+T = TypeVar("T")
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but `vocab_size=True` is a mistake, not 1.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _fail(name: str, rule: str, value: Any, reason: str | None = None) -> ValueError:
+    why = f" ({reason})" if reason else ""
+    return ValueError(f"`{name}` must be {rule}{why}. Received: {name}={value!r}")
+
+
+def int_at_least(
+    name: str,
+    value: Any,
+    minimum: int,
+    *,
+    allow_none: bool = False,
+    reason: str | None = None,
+) -> int | None:
+    """Check that ``value`` is an integer ``>= minimum`` (or None, with ``allow_none``).
+
+    Parameters
+    ----------
+    name
+        The argument's name, as the caller typed it.
+    value
+        What was received; NumPy integers are accepted, booleans are not.
+    minimum
+        The smallest allowed value.
+    allow_none
+        Accept ``None`` (and return it).
+    reason
+        Why the rule exists, added to the message in parentheses.
+
+    Returns
+    -------
+    int or None
+        ``value`` as a Python ``int``.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not an integer, or is below ``minimum``.
+    """
+    if value is None and allow_none:
+        return None
+    if minimum == 1:
+        rule = "a positive integer"
+    elif minimum == 0:
+        rule = "a non-negative integer"
+    else:
+        rule = f"an integer >= {minimum}"
+    if allow_none:
+        rule += " or None"
+    if not _is_int(value) or value < minimum:
+        raise _fail(name, rule, value, reason)
+    return int(value)
+
+
+def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """Check that ``value`` is an integer >= 1 (or None, with ``allow_none``); return it.
+
+    Raises
+    ------
+    ValueError
+        "`name` must be a positive integer. Received: name=0".
+    """
+    return int_at_least(name, value, 1, allow_none=allow_none)
+
+
+def int_in_range(name: str, value: Any, low: int, high: int) -> int:
+    """Check that ``value`` is an integer in ``[low, high)``; return it.
+
+    Raises
+    ------
+    ValueError
+        "`shard_index` must be an integer in [0, 2). Received: shard_index=2".
+    """
+    if not _is_int(value) or not low <= value < high:
+        raise _fail(name, f"an integer in [{low}, {high})", value)
+    return int(value)
+
+
+def non_negative(name: str, value: Any) -> float:
+    """Check that ``value`` is a real number >= 0 (NaN refused); return it as a float.
+
+    Raises
+    ------
+    ValueError
+        "`free_bits` must be a non-negative number. Received: free_bits=-1.0".
+    """
+    if not _is_number(value) or not value >= 0:
+        raise _fail(name, "a non-negative number", value)
+    return float(value)
+
+
+def positive_number(name: str, value: Any) -> float:
+    """Check that ``value`` is a real number > 0 (NaN refused); return it as a float.
+
+    Raises
+    ------
+    ValueError
+        "`learning_rate` must be a positive number. Received: learning_rate=0.0".
+    """
+    if not _is_number(value) or not value > 0:
+        raise _fail(name, "a positive number", value)
+    return float(value)
+
+
+def one_of(name: str, value: T, choices: Sequence[Any]) -> T:
+    """Check that ``value`` is one of ``choices``; return it.
+
+    Raises
+    ------
+    ValueError
+        "`targets` must be one of 'onehot', 'sparse'. Received: targets='dense'".
+    """
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value against a set of choices
+        ok = False
+    if not ok:
+        raise _fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def fraction(name: str, value: Any) -> float:
+    """Check that ``value`` is a real number in ``[0, 1)``; return it as a float.
+
+    Raises
+    ------
+    ValueError
+        "`word_dropout` must be a number in [0, 1). Received: word_dropout=1.5".
+    """
+    if not _is_number(value) or not 0 <= value < 1:
+        raise _fail(name, "a number in [0, 1)", value)
+    return float(value)

@@ -1,0 +1,263 @@
+"""The vocabulary: tokenizing text, ids of tokens, and padding a review to a row.
+
+Ids follow ``keras.datasets.imdb``: 0 padding, 1 start, 2 out-of-vocabulary, words from 3 in
+descending training-set frequency; ``vocab_size`` counts every id, like Keras' ``num_words``.
+(Keras' own pre-tokenised ids start words at 4, leaving 3 unused: the Keras reader keeps them.)
+
+Reading corpora is :mod:`textvae.corpus`'s job; this module knows nothing of files.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import heapq
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from textvae._checks import PADDINGS, int_at_least, one_of
+
+__all__ = [
+    "FIRST_WORD_ID",
+    "OOV_ID",
+    "PAD_ID",
+    "RESERVED",
+    "START_ID",
+    "TOKEN_RE",
+    "UNUSED_TOKEN",
+    "Vocabulary",
+    "check_vocab_size",
+    "pad_row",
+    "tokenize",
+]
+
+PAD_ID, START_ID, OOV_ID = 0, 1, 2
+FIRST_WORD_ID = 3
+RESERVED = ("<pad>", "<start>", "<oov>")
+#: Token of an id no word has: fills a store's vocabulary up to ``vocab_size`` when the corpus
+#: has fewer distinct words, and the ids Keras' word index leaves out (id 3, missing ranks).
+UNUSED_TOKEN = "<unused:{id}>"
+
+#: A word (a run of word characters, apostrophes inside it kept) or one other non-space character.
+TOKEN_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+_BR_RE = re.compile(r"<br\s*/?>")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a review into lowercase tokens.
+
+    The rule: lowercase the text, replace HTML line breaks (``<br />``, ``<br/>``, ``<br>``) by
+    spaces, then take every match of :data:`TOKEN_RE`, which is either
+
+    - a run of word characters (Unicode ``\\w``: letters, digits, underscore) in which single
+      ASCII apostrophes between word characters are kept (``don't``, ``it's``, ``rock'n'roll``),
+    - or a single character that is neither a word character nor whitespace (``!``, ``.``,
+      ``,``, a quote or apostrophe outside a word).
+
+    Whitespace only separates tokens, so every non-space character lands in exactly one token.
+
+    Examples
+    --------
+    >>> tokenize("It's GREAT!<br /><br />Don't miss it...")
+    ["it's", 'great', '!', "don't", 'miss', 'it', '.', '.', '.']
+    """
+    text = text.lower()
+    if "<br" in text:
+        text = _BR_RE.sub(" ", text)
+    return TOKEN_RE.findall(text)
+
+
+def check_vocab_size(vocab_size: Any) -> int:
+    """Check that ``vocab_size`` counts the reserved ids and at least one word; return it.
+
+    Raises
+    ------
+    ValueError
+        ``vocab_size`` is not an integer >= 4.
+    """
+    return int_at_least(
+        "vocab_size",
+        vocab_size,
+        FIRST_WORD_ID + 1,
+        reason="it counts the 3 reserved ids <pad>, <start>, <oov> and at least one word",
+    )
+
+
+def pad_row(ids: Sequence[int], max_len: int, padding: str, truncating: str, out: Any) -> None:
+    """Write ``ids`` padded/truncated to ``max_len`` into the zeroed row ``out``.
+
+    The rules of ``keras.utils.pad_sequences``: ``truncating="pre"`` keeps the end of a long
+    review, ``"post"`` its start; ``padding="pre"`` puts the padding before the ids, ``"post"``
+    after them.
+
+    Parameters
+    ----------
+    ids
+        Token ids of one review.
+    max_len
+        Length of the row.
+    padding, truncating
+        ``"pre"`` or ``"post"``.
+    out
+        A zeroed array of ``max_len`` elements (padding stays 0, :data:`PAD_ID`).
+    """
+    one_of("padding", padding, PADDINGS)
+    one_of("truncating", truncating, PADDINGS)
+    if len(ids) > max_len:
+        ids = ids[-max_len:] if truncating == "pre" else ids[:max_len]
+    if padding == "pre":
+        out[max_len - len(ids) :] = ids
+    else:
+        out[: len(ids)] = ids
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token of every id, with Keras' imdb conventions; a read-only sequence of tokens.
+
+    ``vocab[i]`` (and ``tokens[i]``) is the token of id ``i``; ``len(vocab)`` is the number of
+    ids; iterating gives the tokens in id order. Ids 0, 1, 2 are ``<pad>``, ``<start>``,
+    ``<oov>`` (:data:`RESERVED`), words start at :data:`FIRST_WORD_ID`.
+    """
+
+    tokens: tuple[str, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        tokens = tuple(self.tokens)
+        object.__setattr__(self, "tokens", tokens)
+        if tokens[: len(RESERVED)] != RESERVED:
+            raise ValueError(
+                f"`tokens` must start with {RESERVED}. Received: {tokens[: len(RESERVED)]}"
+            )
+        if len(set(tokens)) != len(tokens):
+            seen: set[str] = set()
+            for i, token in enumerate(tokens):
+                if token in seen:
+                    raise ValueError(f"`tokens` must be unique. Token {token!r} repeats at id {i}")
+                seen.add(token)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(t) for t in self.tokens[:6])
+        more = ", ..." if self.size > 6 else ""
+        return f"Vocabulary(size={self.size}, tokens=({head}{more}))"
+
+    # -- a sequence of tokens -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self.tokens[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tokens)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._all
+
+    @functools.cached_property
+    def _all(self) -> frozenset[str]:
+        return frozenset(self.tokens)
+
+    @property
+    def size(self) -> int:
+        """Number of ids, reserved ones included."""
+        return len(self.tokens)
+
+    @classmethod
+    def from_counts(
+        cls, counts: collections.Counter[str] | Mapping[str, int], vocab_size: int
+    ) -> Vocabulary:
+        """Keep the ``vocab_size - 3`` most frequent words.
+
+        Words are ordered by descending count, ties by the token string ascending, so the result
+        does not depend on the order of ``counts``. With fewer distinct words than that the
+        vocabulary is smaller: its size is 3 plus the number of words.
+        """
+        vocab_size = check_vocab_size(vocab_size)
+        words = (
+            (word, count) for word, count in counts.items() if count > 0 and word not in RESERVED
+        )
+        top = heapq.nsmallest(vocab_size - FIRST_WORD_ID, words, key=lambda wc: (-wc[1], wc[0]))
+        return cls(RESERVED + tuple(word for word, _ in top))
+
+    @classmethod
+    def from_word_index(cls, word_index: Mapping[str, int], vocab_size: int) -> Vocabulary:
+        """Vocabulary of Keras' ``imdb_word_index.json`` (word -> rank, ``the`` = 1).
+
+        The word of rank ``r`` gets id ``r + 3``, as ``keras.datasets.imdb.load_data`` numbers
+        it (``the`` is 4); ids ``>= vocab_size`` are dropped, so at most ``vocab_size - 4``
+        words are kept, like Keras' ``num_words``. Id 3 and any rank missing from the index get
+        the placeholder :data:`UNUSED_TOKEN` (Keras leaves id 3 unused too).
+        """
+        vocab_size = check_vocab_size(vocab_size)
+        by_id: dict[int, str] = {}
+        for word, rank in word_index.items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+                raise ValueError(
+                    f"word index ranks must be integers >= 1. Received: {word!r} -> {rank!r}"
+                )
+            i = rank + FIRST_WORD_ID
+            if i < vocab_size:
+                if i in by_id:
+                    raise ValueError(
+                        f"word index gives rank {rank} to both {by_id[i]!r} and {word!r}"
+                    )
+                by_id[i] = word
+        n = max(by_id, default=FIRST_WORD_ID - 1) + 1
+        words = tuple(by_id.get(i, UNUSED_TOKEN.format(id=i)) for i in range(FIRST_WORD_ID, n))
+        return cls(RESERVED + words)
+
+    def padded(self, vocab_size: int) -> Vocabulary:
+        """This vocabulary filled up to ``vocab_size`` ids with :data:`UNUSED_TOKEN`s.
+
+        Raises
+        ------
+        ValueError
+            The vocabulary already has more than ``vocab_size`` ids.
+        """
+        vocab_size = check_vocab_size(vocab_size)
+        if self.size > vocab_size:
+            raise ValueError(
+                f"the vocabulary has {self.size} ids, more than vocab_size={vocab_size}"
+            )
+        if self.size == vocab_size:
+            return self
+        fill = tuple(UNUSED_TOKEN.format(id=i) for i in range(self.size, vocab_size))
+        return Vocabulary(self.tokens + fill)
+
+    def index(self) -> dict[str, int]:
+        """Word -> id (ids >= 3; the reserved names are not words). Built once and cached: do
+        not modify the returned dict."""
+        return self._index
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        # Reserved names are not words: a text token "<pad>" must encode as OOV, not as padding.
+        return {token: i for i, token in enumerate(self.tokens) if i >= FIRST_WORD_ID}
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        """``[START_ID]`` followed by the id of every token; unknown tokens get ``OOV_ID``."""
+        get = self._index.get
+        ids = [START_ID]
+        ids.extend([get(token, OOV_ID) for token in tokens])
+        return ids
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> list[str]:
+        """Tokens of ``ids``. ``skip_special`` drops padding and start ids (``<oov>`` is kept:
+        it stands for a word)."""
+        out = []
+        size = self.size
+        for pos, i in enumerate(ids):
+            i = int(i)
+            if not 0 <= i < size:
+                raise ValueError(f"id out of range [0, {size}) at position {pos}. Received: {i}")
+            if skip_special and i in (PAD_ID, START_ID):
+                continue
+            out.append(self.tokens[i])
+        return out
