@@ -342,6 +342,9 @@ def test_textvae_train_with_two_workers(store64, tmp_path):
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["processes"] == 2 and metrics["train_rows"] == 64
-    assert metrics["workers"] == 2 and metrics["train_rows_per_epoch"] == 64  # old names
+    # 5% of the 64 rows are held out for validation; the rest is shared evenly by 2 processes.
+    trained = 2 * ((64 - metrics["val_rows"]) // 2)
+    assert metrics["val_rows"] == 3 and metrics["processes"] == 2
+    assert metrics["train_rows"] == trained
+    assert metrics["workers"] == 2 and metrics["train_rows_per_epoch"] == trained  # old names
     assert metrics["kl"] > 0

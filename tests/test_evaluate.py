@@ -6,25 +6,36 @@ import keras
 import numpy as np
 import pytest
 
+from textvae.decoding import generate
 from textvae.evaluate import evaluate_vae, plot_latents
+from textvae.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model import build_vae
 from textvae.sequence import OneHotSequence
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["autoregressive", "repeat"])
+def model(request):
     keras.utils.set_random_seed(0)
-    return build_vae(12, 16, embedding_dim=8, hidden=8, dense=8, latent=4)
+    return build_vae(12, 16, embedding_dim=8, hidden=8, dense=8, latent=4, decoder=request.param)
 
 
 def test_metrics_match_direct_computation(model, small_store):
     seq = OneHotSequence(small_store, "test", 4, targets="sparse", shuffle=False)
-    metrics, z, labels = evaluate_vae(model, seq)
+    metrics, z, labels = evaluate_vae(model, seq, reconstruct_rows=5, verbose=0)
     ids = small_store.read("test", slice(None)).astype(np.int32)
     z_mean, z_log_var, _ = (np.asarray(t) for t in model.encoder(ids, training=False))
-    probs = np.asarray(model.decoder(z_mean, training=False))
-    keep = ids != 0
+    probs = np.asarray(model.decoder(model.decoder_inputs(z_mean, ids), training=False))
+    zeros = np.zeros_like(z_mean)
+    probs_z0 = np.asarray(model.decoder(model.decoder_inputs(zeros, ids), training=False))
+    keep = predicted_positions(ids)
+    assert keep.sum() < (ids != 0).sum()  # the first id of every row is not counted
     p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
+    p_true_z0 = np.take_along_axis(probs_z0, ids[..., None], axis=-1)[..., 0]
+    ce, ce_z0 = -np.log(p_true[keep]).mean(), -np.log(p_true_z0[keep]).mean()
+    np.testing.assert_allclose(metrics["ce_per_token_z0"], ce_z0, rtol=1e-5)
+    np.testing.assert_allclose(metrics["z_information"], ce_z0 - ce, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(metrics["perplexity"], np.exp(ce), rtol=1e-5)
+    assert metrics["tokens"] == keep.sum()
     sentiment = np.asarray(model.sentiment_head(z_mean)).ravel()
     zm, zlv = z_mean.astype(np.float64), z_log_var.astype(np.float64)
     expected_kl = (0.5 * (np.exp(zlv) + zm**2 - 1.0 - zlv)).sum(axis=1).mean()
@@ -44,6 +55,20 @@ def test_metrics_match_direct_computation(model, small_store):
     )
     np.testing.assert_allclose(z, z_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels, labels_ref)
+
+
+def test_reconstruction_scores_match_direct_computation(model, small_store):
+    seq = OneHotSequence(small_store, "test", 4, targets="sparse", shuffle=False)
+    metrics, _, _ = evaluate_vae(model, seq, reconstruct_rows=100, verbose=0)
+    ids = small_store.read("test", slice(None)).astype(np.int32)  # all 11: fewer than 100
+    z_mean = np.asarray(model.encoder(ids, training=False)[0])
+    references = [text_ids(row) for row in ids]
+    generated = generate(model, z_mean, steps=max(len(r) for r in references))
+    hypotheses = [generated[b, 1 : 1 + len(r)] for b, r in enumerate(references)]
+    assert metrics["reconstruct_reviews"] == 11
+    assert metrics["reconstruct_unigram_f1"] == pytest.approx(unigram_f1(hypotheses, references))
+    assert metrics["reconstruct_bleu4"] == pytest.approx(bleu(hypotheses, references))
+    assert 0 <= metrics["reconstruct_sentiment_kept"] <= 1
 
 
 def test_plot_latents_writes_png(tmp_path, rng):

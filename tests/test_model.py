@@ -11,12 +11,14 @@ import pytest
 
 from textvae.callbacks import KLAnnealing
 from textvae.config import ModelConfig
+from textvae.metrics import predicted_positions
 from textvae.model import (
     ReconstructionLoss,
     Sampling,
     TextVAE,
     build_vae,
     kl_divergence,
+    load_model,
 )
 
 VOCAB, MAX_LEN, BATCH = 50, 12, 16
@@ -181,8 +183,11 @@ def test_onehot_and_sparse_targets_give_the_same_loss(trained):
         got = dense.evaluate(ids, y, verbose=0, return_dict=True)
         for key in ("loss", "reconstruction_loss", "sentiment_loss", "kl"):
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=f"{dtype} {key}")
-    # The summed reconstruction loss is nats per review: max_len * log(vocab) at chance.
-    assert 0.3 * MAX_LEN * np.log(VOCAB) < want["reconstruction_loss"] < 2 * MAX_LEN * np.log(VOCAB)
+    # The summed reconstruction loss is nats per review over its predicted positions (text
+    # after the first id): about log(vocab) each at chance.
+    predicted = predicted_positions(ids).sum(axis=1).mean()
+    assert 0.3 * predicted * np.log(VOCAB) < want["reconstruction_loss"]
+    assert want["reconstruction_loss"] < 2 * predicted * np.log(VOCAB)
 
 
 def test_submodels_have_the_right_shapes_and_share_weights(trained):
@@ -190,7 +195,7 @@ def test_submodels_have_the_right_shapes_and_share_weights(trained):
     z_mean, z_log_var, z = model.encoder.predict(ids, verbose=0)
     assert z_mean.shape == z_log_var.shape == z.shape == (5, TINY["latent"])
     np.testing.assert_array_equal(z, z_mean)  # no noise at inference
-    recon = model.decoder.predict(z_mean, verbose=0)
+    recon = model.decoder.predict(model.decoder_inputs(z_mean, ids), verbose=0)
     assert recon.shape == (5, MAX_LEN, VOCAB)
     np.testing.assert_allclose(recon.sum(axis=-1), 1.0, rtol=1e-5)
     sentiment = model.sentiment_predictor.predict(ids, verbose=0)
@@ -316,6 +321,8 @@ def test_moved_names_still_import_from_model_with_a_warning(name):
         ({"epsilon_std": 0.0}, "epsilon_std"),
         ({"free_bits": -1.0}, "free_bits"),
         ({"kl_weight": -0.1}, "kl_weight"),
+        ({"decoder": "lstm"}, "decoder"),
+        ({"word_dropout": 1.0}, "word_dropout"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -343,3 +350,116 @@ def test_mixed_float16_keeps_outputs_and_loss_in_float32(rng):
         assert all(np.isfinite(v) for v in logs.values())
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_reconstruction_loss_counts_predicted_positions_only(rng):
+    ids, _ = make_batch(rng, 4)
+    probs = rng.random((4, MAX_LEN, VOCAB)).astype(np.float32)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    keep = predicted_positions(ids)
+    p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
+    want = -(np.log(p_true) * keep).sum(axis=1).mean()
+    for sparse, y in ((True, ids), (False, onehot(ids)), (False, onehot(ids, np.uint8))):
+        got = float(ReconstructionLoss(sparse=sparse)(y, probs))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    # Whatever the model predicts at padding and first-id positions does not count.
+    noisy = probs.copy()
+    noisy[~keep] = rng.random((int((~keep).sum()), VOCAB))
+    np.testing.assert_allclose(float(ReconstructionLoss(sparse=True)(ids, noisy)), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_autoregressive_decoder_reads_only_earlier_ids(rng, padding):
+    model = TextVAE(VOCAB, MAX_LEN, seed=0, **TINY)
+    ids, _ = make_batch(rng, 3)
+    if padding == "post":
+        ids = np.stack([np.concatenate([r[r != 0], r[r == 0]]) for r in ids])
+    z = rng.standard_normal((3, TINY["latent"])).astype(np.float32)
+    base = np.asarray(model.decoder([z, ids], training=False))
+    for row in range(3):
+        text = np.flatnonzero(ids[row])
+        k = text[len(text) // 2]  # change one id in the middle of the text
+        changed = ids.copy()
+        changed[row, k] = 3 + (ids[row, k] - 2) % (VOCAB - 3)
+        out = np.asarray(model.decoder([z, changed], training=False))
+        # Predictions up to position k read ids before k only: unchanged; after k they differ.
+        np.testing.assert_allclose(out[row, : k + 1], base[row, : k + 1], rtol=1e-5, atol=1e-7)
+        assert not np.allclose(out[row, k + 1 :], base[row, k + 1 :]) or k + 1 >= text[-1] + 1
+
+
+def test_autoregressive_decoder_uses_z(rng):
+    model = TextVAE(VOCAB, MAX_LEN, seed=0, **TINY)
+    ids, _ = make_batch(rng, 2)
+    z = rng.standard_normal((2, TINY["latent"])).astype(np.float32)
+    a = np.asarray(model.decoder([z, ids], training=False))
+    b = np.asarray(model.decoder([z + 1.0, ids], training=False))
+    keep = predicted_positions(ids)
+    assert not np.allclose(a[keep], b[keep])
+
+
+def test_repeat_decoder_is_the_seeds_and_round_trips(rng, tmp_path: Path):
+    model = build_vae(VOCAB, MAX_LEN, decoder="repeat", targets="sparse", **TINY)
+    ids, labels = make_batch(rng, 8)
+    model.fit(ids, {"reconstruction": ids, "sentiment": labels}, epochs=1, verbose=0)
+    assert [layer.name for layer in model.decoder.layers][1:] == [
+        "repeat",
+        "gru_1",
+        "gru_2",
+        "reconstruction",
+    ]
+    model.save(tmp_path / "repeat.keras")
+    loaded = load_model(tmp_path / "repeat.keras")
+    assert loaded.decoder_type == "repeat" and loaded.get_config() == model.get_config()
+
+
+def test_checkpoint_of_textvae_0_1_still_loads():
+    data = Path(__file__).parent / "data"
+    model = load_model(data / "textvae-0.1.0-repeat.keras")
+    expected = np.load(data / "textvae-0.1.0-repeat-expected.npz")
+    assert model.decoder_type == "repeat" and not model.encoder_pooling
+    z_mean = model.encoder(expected["ids"], training=False)[0]
+    probs = np.asarray(model.decoder(z_mean, training=False))
+    np.testing.assert_allclose(probs, expected["probs"], rtol=1e-5, atol=1e-7)
+
+
+def test_load_model_refuses_missing_and_foreign_files(tmp_path: Path):
+    from textvae.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "none.keras")
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(CheckpointError, match="not a textvae model"):
+        load_model(tmp_path / "other.keras")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot load"):
+        load_model(tmp_path / "broken.keras")
+
+
+def test_load_model_works_in_a_fresh_process(tmp_path: Path):
+    import subprocess
+    import sys
+
+    path = Path(__file__).parent / "data" / "textvae-0.1.0-repeat.keras"
+    code = (
+        "import textvae, sys; m = textvae.load_model(sys.argv[1]); "
+        "print(type(m).__name__, m.vocab_size, m.decoder_type)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TextVAE", "20", "repeat"]
+
+
+def test_output_bias_starts_at_the_unigram_distribution():
+    model = TextVAE(VOCAB, MAX_LEN, seed=0, **TINY)
+    counts = np.arange(VOCAB, dtype=np.int64)
+    model.init_output_bias(counts)
+    bias = np.asarray(model.decoder.get_layer("reconstruction").bias)
+    want = counts.astype(np.float64)
+    want[:2] = 0
+    want = np.log((want + 1) / (want + 1).sum())
+    np.testing.assert_allclose(bias, want, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`counts` must have shape \(50,\)"):
+        model.init_output_bias(counts[:-1])

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 
@@ -84,8 +85,14 @@ def test_run_writes_every_artefact(finished_run):
     assert 0 <= metrics["token_accuracy"] <= 1 and 0 <= metrics["sentiment_accuracy"] <= 1
     assert 0 <= metrics["active_units"] <= metrics["latent"] == 4
     assert metrics["reconstruction_ce_per_token"] > 0
+    assert metrics["val_rows"] == 2  # 5% of 40 training reviews, held out
+    assert metrics["perplexity"] > 1 and metrics["ce_per_token_z0"] > 0
+    assert metrics["reconstruct_reviews"] == 12
+    for key in ("reconstruct_unigram_f1", "reconstruct_bleu4", "reconstruct_sentiment_kept"):
+        assert 0 <= metrics[key] <= 1, key
     rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["kl"]) > 0
+    assert float(rows[0]["val_loss"]) > 0  # best.keras is chosen on it
     assert json.loads((out / "vocab.json").read_text()) == list(store.vocab)
     assert (out / "latents.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -115,6 +122,56 @@ def test_sample_commands_print_words(finished_run, capsys):
     assert sample_main(["interpolate", str(out), "good", "bad", "--steps", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["0.00", "0.33", "0.67", "1.00"]
+
+
+def test_sample_decoding_flags(finished_run, capsys):
+    _, out = finished_run
+    args = ["prior", str(out), "--n", "4", "--temperature", "1.0", "--top-k", "3"]
+    assert sample_main(args) == 0
+    first = capsys.readouterr().out
+    assert sample_main(args) == 0
+    assert capsys.readouterr().out == first  # seeded
+    assert len(first.strip().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["interpolate", "RUN", "good", "bad", "--steps", "-1"], "steps"),
+        (["interpolate", "RUN", "good", "bad", "--steps", "1"], "steps"),
+        (["prior", "RUN", "--n", "0"], "`n`"),
+        (["prior", "RUN", "--temperature", "-1"], "temperature"),
+        (["reconstruct", "RUN", "a film", "--top-k", "0"], "top_k"),
+    ],
+)
+def test_bad_sample_arguments_exit_with_usage(argv, name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sample_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
+
+
+def test_validation_rows_are_held_out_of_training(small_store):
+    from textvae.train import _split_rows, _train_sequence, _val_sequence
+
+    config = TrainConfig(vocab_size=12, max_len=16, batch_size=4, val_fraction=0.2, seed=3)
+    trained = _train_sequence(config, small_store)
+    held = _val_sequence(config, small_store)
+    served = np.concatenate([trained.batch_rows(i) for i in range(len(trained))])
+    validated = np.concatenate([held.batch_rows(i) for i in range(len(held))])
+    assert not set(served) & set(validated)
+    assert len(served) + len(validated) == small_store.num_rows("train")
+    np.testing.assert_array_equal(np.sort(validated), _split_rows(config, small_store)[1])
+    assert _val_sequence(config.replace(val_fraction=0.0), small_store) is None
+
+
+def test_decoder_flags():
+    config = train_config_from_args(["--decoder", "repeat", "--no-encoder-pooling"])
+    assert config.model.decoder == "repeat" and config.model.encoder_pooling is False
+    config = train_config_from_args(["--word-dropout", "0.5", "--val-fraction", "0.1"])
+    assert config.model.word_dropout == 0.5 and config.val_fraction == 0.1
+    assert train_config_from_args([]).model.decoder == "autoregressive"
 
 
 def test_existing_run_not_overwritten(finished_run, capsys):

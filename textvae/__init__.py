@@ -47,6 +47,8 @@ _LAZY = {
     "build_vae": "textvae.model",
     "EpochSync": "textvae.callbacks",
     "KLAnnealing": "textvae.callbacks",
+    "generate": "textvae.decoding",
+    "load_model": "textvae.model",
 }
 # No lazy `train` here: importing the submodule textvae.train would rebind the name to the
 # module. Call `from textvae.train import train`.
@@ -78,6 +80,8 @@ __all__ = [
     "__version__",
     "build_store",
     "build_vae",
+    "generate",
+    "load_model",
     "onehot",
     "open_corpus",
     "resolve_store",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 __all__ = [
+    "DECODERS",
     "DTYPES",
     "PADDINGS",
     "TARGETS",
@@ -32,6 +33,8 @@ __all__ = [
 TARGETS = ("onehot", "sparse")
 #: One-hot output dtypes the kernels write.
 DTYPES = ("float32", "float16", "uint8")
+#: The text VAE's decoders: autoregressive (reads the review so far and z) or the seed's repeat.
+DECODERS = ("autoregressive", "repeat")
 #: Where padding goes and which end of a long review is cut (Keras' ``pad_sequences``).
 PADDINGS = ("pre", "post")
 

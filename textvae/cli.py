@@ -193,6 +193,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train_parser() -> argparse.ArgumentParser:
+    from textvae._checks import DECODERS
     from textvae.config import QUICK, ModelConfig, TrainConfig
 
     d, m = TrainConfig(), ModelConfig()
@@ -279,6 +280,33 @@ def _train_parser() -> argparse.ArgumentParser:
         "--sentiment-weight", type=float, default=None, help=f"default {m.sentiment_weight}"
     )
     p.add_argument("--free-bits", type=float, default=None, help=f"default {m.free_bits}")
+    p.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default=None,
+        help=f"autoregressive: reads the review so far and z; repeat: the seed's decoder "
+        f"(default {m.decoder})",
+    )
+    p.add_argument(
+        "--word-dropout",
+        type=float,
+        default=None,
+        help=f"share of the decoder's input words replaced by <oov> in training "
+        f"(default {m.word_dropout})",
+    )
+    p.add_argument(
+        "--encoder-pooling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"a mean-pooled embedding branch beside the encoder's BiLSTM "
+        f"(default {'on' if m.encoder_pooling else 'off'})",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help=f"share of the train split held out to choose best.keras (default {d.val_fraction})",
+    )
     p.add_argument("--learning-rate", type=float, default=None, help=f"default {m.learning_rate}")
     p.add_argument(
         "--kl-warmup-epochs",
@@ -310,7 +338,10 @@ def train_config_from_args(argv: Sequence[str] | None = None):
         parser, args["storage_options"], args["data"], args["store"]
     )
     changes = dict(QUICK) if quick else {}
-    changes.update({k: v for k, v in args.items() if v is not None and v is not False})
+    flags = ("resume", "overwrite")  # store_true: absent means "not given", not False
+    changes.update(
+        {k: v for k, v in args.items() if v is not None and not (k in flags and v is False)}
+    )
     try:
         return TrainConfig().replace(**changes)
     except ValueError as err:
@@ -360,30 +391,57 @@ def _sample_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--checkpoint", default="best.keras", help="which model of the run (default best.keras)"
         )
+        parser.add_argument(
+            "--temperature",
+            type=float,
+            default=0.0,
+            help="0 (default): greedy decoding; above 0: sample, sharper below 1, flatter above",
+        )
+        parser.add_argument(
+            "--top-k", type=int, default=None, help="sample among the k most probable ids only"
+        )
     return p
+
+
+def _check_sample_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad numbers as usage errors (exit 2, one line), before any model is loaded."""
+    from textvae._checks import int_at_least, non_negative, positive_int
+
+    try:
+        non_negative("temperature", args.temperature)
+        positive_int("top_k", args.top_k, allow_none=True)
+        if args.command == "prior":
+            positive_int("n", args.n)
+        if args.command == "interpolate":
+            int_at_least("steps", args.steps, 2)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 def sample_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-sample reconstruct|prior|interpolate OUT ...``: print decoded words."""
-    args = _sample_parser().parse_args(argv)
+    parser = _sample_parser()
+    args = parser.parse_args(argv)
+    _check_sample_args(parser, args)
 
     def run() -> int:
         from textvae import sample
 
         model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)
+        decoding = {"temperature": args.temperature, "top_k": args.top_k}
         if args.command == "reconstruct":
             for text, decoded in zip(
                 args.texts,
-                sample.reconstruct(model, vocab, args.texts, padding, truncating),
+                sample.reconstruct(model, vocab, args.texts, padding, truncating, **decoding),
                 strict=True,
             ):
                 print(f"input:  {text}\noutput: {decoded}")
         elif args.command == "prior":
-            for k, decoded in enumerate(sample.prior(model, vocab, args.n, args.seed)):
+            for k, decoded in enumerate(sample.prior(model, vocab, args.n, args.seed, **decoding)):
                 print(f"{k}: {decoded}")
         else:
             lines = sample.interpolate(
-                model, vocab, args.text_a, args.text_b, args.steps, padding, truncating
+                model, vocab, args.text_a, args.text_b, args.steps, padding, truncating, **decoding
             )
             for k, decoded in enumerate(lines):
                 print(f"{k / max(len(lines) - 1, 1):.2f}: {decoded}")

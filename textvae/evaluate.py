@@ -9,51 +9,133 @@ import keras
 import numpy as np
 from keras import ops
 
-from textvae.metrics import EvalTotals
+from textvae._checks import int_at_least, positive_int
+from textvae.decoding import generate
+from textvae.metrics import EvalTotals, bleu, text_ids, unigram_f1
 from textvae.model import kl_divergence
 from textvae.sequence import OneHotSequence
+from textvae.vocab import pad_row
 
-__all__ = ["evaluate_vae", "plot_latents"]
+__all__ = ["RECONSTRUCT_ROWS", "evaluate_vae", "plot_latents", "reconstruction_scores"]
+
+#: Reviews decoded free-running for the reconstruction scores (a fixed, seeded subset).
+RECONSTRUCT_ROWS = 1000
 
 
 def _eval_model(model: Any) -> keras.Model:
-    """ids -> (z_mean, KL per review, p(true id), arg-max id, sentiment), compiled by
-    ``predict``: the (batch, max_len, vocab) probabilities never leave the graph, and the KL
-    is the loss's own formula."""
+    """ids -> (z_mean, KL per review, p(true id) given z_mean, arg-max id, p(true id) given
+    z = 0, sentiment), compiled by ``predict``: the (batch, max_len, vocab) probabilities never
+    leave the graph, and the KL is the loss's own formula."""
     ids = keras.Input((model.max_len,), dtype="int32")
     z_mean, z_log_var, _ = model.encoder(ids)
     kl = ops.sum(kl_divergence(z_mean, z_log_var), axis=-1)
-    probs = model.decoder(z_mean)
-    p_true = ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(ids, -1), axis=-1), -1)
+    true_ids = ops.expand_dims(ids, -1)
+    probs = model.decoder(model.decoder_inputs(z_mean, ids))
+    p_true = ops.squeeze(ops.take_along_axis(probs, true_ids, axis=-1), -1)
     predicted = ops.argmax(probs, axis=-1)
-    return keras.Model(ids, [z_mean, kl, p_true, predicted, model.sentiment_head(z_mean)])
+    probs_z0 = model.decoder(model.decoder_inputs(ops.zeros_like(z_mean), ids))
+    p_true_z0 = ops.squeeze(ops.take_along_axis(probs_z0, true_ids, axis=-1), -1)
+    outputs = [z_mean, kl, p_true, predicted, p_true_z0, model.sentiment_head(z_mean)]
+    return keras.Model(ids, outputs)
 
 
 def evaluate_vae(
     model: Any,
     sequence: OneHotSequence,
+    *,
+    reconstruct_rows: int = RECONSTRUCT_ROWS,
+    verbose: int = 1,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Test metrics of ``model`` over every batch of ``sequence`` (sparse targets suffice).
 
-    Reconstruction uses the latent mean (no sampling noise). The metrics are
-    :mod:`textvae.metrics`'. Returns ``(metrics, z_means, labels)`` where ``metrics`` holds
+    Token metrics count text positions only (not padding, not the start id); the decoder
+    reads the review itself (teacher forcing) and the latent mean (no sampling noise). Returns
+    ``(metrics, z_means, labels)`` where ``metrics`` holds
 
-    - ``reconstruction_ce_per_token``: mean cross-entropy (nats) over non-padding positions;
-    - ``token_accuracy``: arg-max accuracy over non-padding positions;
+    - ``reconstruction_ce_per_token``: mean cross-entropy (nats) per text token, and
+      ``perplexity`` = exp of it;
+    - ``ce_per_token_z0``: the same with z = 0, and ``z_information`` = the difference (nats
+      per token the latent code saves the decoder);
+    - ``token_accuracy``: arg-max accuracy over text positions (teacher-forced);
     - ``kl``: mean KL(q(z|x) || N(0, I)) in nats per review;
-    - ``active_units``: latent dimensions whose z_mean varies across reviews (variance > 0.01);
-    - ``latent``: the number of latent dimensions;
+    - ``active_units`` / ``latent``: latent dimensions whose z_mean varies across reviews;
     - ``sentiment_accuracy``: accuracy of the sentiment head on the latent mean;
-    - ``reviews``: how many reviews were evaluated.
+    - ``reviews``, ``tokens``: how many were evaluated;
+    - the free-running scores of :func:`reconstruction_scores` on ``reconstruct_rows`` fixed
+      reviews of the same split (``reconstruct_*``; none when ``reconstruct_rows=0``).
+
+    ``verbose=1`` shows a Keras progress bar.
     """
+    int_at_least("reconstruct_rows", reconstruct_rows, 0)
     evaluator = _eval_model(model)
     totals = EvalTotals()
+    bar = keras.utils.Progbar(len(sequence), unit_name="batch") if verbose else None
     for i in range(len(sequence)):
         ids, outputs = sequence[i]
-        z_mean, kl, p_true, predicted, sentiment = evaluator.predict_on_batch(ids)
+        z_mean, kl, p_true, predicted, p_true_z0, sentiment = evaluator.predict_on_batch(ids)
         label = outputs[sequence.sentiment_name]
-        totals.update(ids, p_true, predicted, kl, sentiment, label, z_mean)
-    return totals.result(), totals.z_means, totals.labels
+        totals.update(ids, p_true, predicted, kl, sentiment, label, z_mean, p_true_z0=p_true_z0)
+        if bar is not None:
+            bar.update(i + 1)
+    metrics = totals.result()
+    if reconstruct_rows:
+        metrics.update(reconstruction_scores(model, sequence, reconstruct_rows, verbose=verbose))
+    return metrics, totals.z_means, totals.labels
+
+
+def _fixed_rows(num_rows: int, count: int) -> np.ndarray:
+    """``count`` rows of ``num_rows``, the same in every run (seeded, sorted)."""
+    if count >= num_rows:
+        return np.arange(num_rows)
+    return np.sort(np.random.default_rng(1000).choice(num_rows, size=count, replace=False))
+
+
+def reconstruction_scores(
+    model: Any, sequence: OneHotSequence, rows: int = RECONSTRUCT_ROWS, *, verbose: int = 1
+) -> dict[str, float]:
+    """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
+
+    Each review is encoded to its latent mean and decoded greedily by
+    :func:`textvae.decoding.generate`, as long as the review (stores have no end-of-review id),
+    then compared with its own text:
+
+    - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.metrics.unigram_f1`);
+    - ``reconstruct_bleu4``: corpus BLEU-4 (:func:`textvae.metrics.bleu`);
+    - ``reconstruct_sentiment_kept``: share of reconstructions that the model's own sentiment
+      head, reading them back, classifies as it classifies the input;
+    - ``reconstruct_reviews``: how many were decoded (``rows``, or fewer in a small split).
+    """
+    store = sequence.store
+    subset = _fixed_rows(store.num_rows(sequence.split), positive_int("rows", rows))
+    batch = 250
+    hypotheses: list[np.ndarray] = []
+    references: list[np.ndarray] = []
+    kept = 0
+    bar = keras.utils.Progbar(len(subset), unit_name="review") if verbose else None
+    for start in range(0, len(subset), batch):
+        ids = store.read(sequence.split, subset[start : start + batch]).astype(np.int32)
+        z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
+        texts = [text_ids(row) for row in ids]
+        longest = max((len(t) for t in texts), default=0)
+        generated = generate(model, z_mean, steps=max(longest, 1))
+        again = np.zeros_like(ids)
+        for b, text in enumerate(texts):
+            hypothesis = generated[b, 1 : 1 + len(text)]
+            hypotheses.append(hypothesis)
+            references.append(text)
+            again_text = generated[b, : 1 + len(text)].tolist()
+            pad_row(again_text, model.max_len, store.padding, store.truncating, again[b])
+        before = keras.ops.convert_to_numpy(model.sentiment_predictor(ids, training=False))
+        after = keras.ops.convert_to_numpy(model.sentiment_predictor(again, training=False))
+        kept += int(np.count_nonzero((before.ravel() > 0.5) == (after.ravel() > 0.5)))
+        if bar is not None:
+            bar.update(min(start + batch, len(subset)))
+    return {
+        "reconstruct_reviews": len(subset),
+        "reconstruct_unigram_f1": unigram_f1(hypotheses, references),
+        "reconstruct_bleu4": bleu(hypotheses, references),
+        "reconstruct_sentiment_kept": kept / max(len(subset), 1),
+    }
 
 
 def plot_latents(z_means: np.ndarray, labels: np.ndarray, path: str | os.PathLike[str]) -> None:

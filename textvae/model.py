@@ -1,47 +1,67 @@
 """The text VAE: encoder, reparameterised sampling with a KL term, decoder and sentiment head.
 
-The architecture is the seed tutorial's, with its sizes as defaults::
+The encoder is the seed tutorial's, with a pooled branch beside it, and two decoders::
 
     ids (batch, max_len) int32
       -> Embedding(vocab_size, embedding_dim)
       -> Bidirectional(LSTM(hidden, return_sequences=True)) -> Bidirectional(LSTM(hidden))
+         [+ the mean of the non-padding embeddings, encoder_pooling=True]
       -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent) each
       -> Sampling -> z
-    z -> RepeatVector(max_len) -> GRU(hidden) -> GRU(hidden)
-      -> Dense(vocab_size, softmax) on the 3-D tensor            "reconstruction"
-    z_mean -> Dense(1, sigmoid)                                  "sentiment"
+    decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
+      text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
+      -> Embedding(vocab_size, embedding_dim) ++ z at every step
+      -> GRU(hidden), initial state Dense(hidden, tanh)(z)
+      -> Dense(hidden, tanh) of [GRU output, input embedding, z]   (a direct path to the softmax)
+      -> moved back to the store's positions -> Dense(vocab_size, softmax)   "reconstruction"
+    decoder="repeat" (the seed's): z -> RepeatVector(max_len) -> GRU(hidden) -> GRU(hidden)
+      -> Dense(vocab_size, softmax)                                         "reconstruction"
+    z_mean -> Dense(1, sigmoid)                                             "sentiment"
 
-The softmax ``Dense`` is applied to the 3-D decoder output directly: Keras 3's
+The seed's decoder sees no previous id (Bowman et al. 2016 call it inputless): it can only learn
+the most frequent id of each position, and its samples are one token repeated. The
+autoregressive decoder predicts store position ``j`` from the ids before it and ``z``, so its
+output lines up with the store's rows: one-hot and sparse targets from
+:class:`~textvae.sequence.OneHotSequence` are used as they are (:mod:`textvae.layers` does the
+shift inside the model). The softmax ``Dense`` is applied to the 3-D tensor directly: Keras 3's
 ``TimeDistributed`` loops in Python over a static time axis and ran out of memory at the seed's
 sizes (see DESIGN.md).
 
 The loss per batch, as :func:`build_vae` compiles it::
 
-    loss = mean_batch(sum_time CE(reconstruction))       # nats per review
+    loss = mean_batch(sum_text_positions CE(reconstruction))   # nats per review
          + sentiment_weight * mean_batch(BCE(sentiment))
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
 
+Padding is not text: padding positions, and the first id of each row's text (the decoder is
+given it), are left out of the reconstruction loss and of every reconstruction metric.
 ``kl_weight`` is a non-trainable variable on the model (set per batch by
 :class:`~textvae.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
 :meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
-per review, no free bits) is reported as the metric ``kl``.
+per review, no free bits) is reported as ``kl``.
 
-Only the TensorFlow backend on CPU is tested. The model is written to stay correct under a
-``mixed_float16`` policy (both output layers and the KL term are float32, one-hot targets of
-any dtype are cast to float32 by the loss), but GPU and mixed precision are untested.
+Only the TensorFlow backend on CPU is tested. The model uses ``keras.ops`` only and is written
+to stay correct under a ``mixed_float16`` policy (both output layers and the KL term are
+float32, one-hot targets of any dtype are cast to float32 by the loss), but GPU, the JAX
+backend and mixed precision are untested here.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
-from textvae._checks import TARGETS, non_negative, one_of, positive_int
+from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, positive_int
 from textvae.config import ModelConfig
+from textvae.errors import CheckpointError
+from textvae.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.vocab import PAD_ID, START_ID
 
 __all__ = [
     "ReconstructionLoss",
@@ -49,6 +69,7 @@ __all__ = [
     "TextVAE",
     "build_vae",
     "kl_divergence",
+    "load_model",
 ]
 
 
@@ -123,11 +144,14 @@ class Sampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="textvae")
 class ReconstructionLoss(keras.losses.Loss):
-    """Cross-entropy summed over time steps: nats per review, averaged over the batch.
+    """Cross-entropy summed over the text positions of a review: nats per review, batch mean.
 
-    ``sparse=False`` takes one-hot targets ``(batch, max_len, vocab)`` of any dtype (float32,
-    float16, uint8: cast to the loss dtype); ``sparse=True`` takes the ids ``(batch, max_len)``.
-    Both give the same value for the same data.
+    Padding positions are left out (padding is not text), and so is the first id of each row's
+    text (the start id, or the first kept word of a review cut at ``max_len``): the decoder is
+    given it, it does not predict it. ``sparse=False`` takes one-hot targets
+    ``(batch, max_len, vocab)`` of any dtype (float32, float16, uint8: cast to the loss dtype);
+    ``sparse=True`` takes the ids ``(batch, max_len)``. Both give the same value for the same
+    data.
     """
 
     def __init__(
@@ -143,9 +167,17 @@ class ReconstructionLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         if self.sparse:
             per_step = ops.sparse_categorical_crossentropy(y_true, y_pred)
+            text = ops.not_equal(y_true, PAD_ID)
         else:
+            y_true = ops.cast(y_true, y_pred.dtype)
             per_step = ops.categorical_crossentropy(y_true, y_pred)
-        return ops.sum(per_step, axis=-1)
+            text = ops.less(y_true[..., PAD_ID], 0.5)
+        # The first id of a row's text (the start id, or a word where the review was cut) is
+        # given to the decoder, not predicted.
+        predicted = ops.logical_and(
+            text, ops.greater(ops.cumsum(ops.cast(text, "int32"), axis=-1), 1)
+        )
+        return ops.sum(ops.where(predicted, per_step, ops.zeros_like(per_step)), axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -166,6 +198,15 @@ class TextVAE(keras.Model):
         the latent code, and the latent dimension.
     epsilon_std
         Standard deviation of the sampling noise (the seed used 0.01).
+    decoder
+        ``"autoregressive"`` (default: reads the review so far and ``z``) or ``"repeat"`` (the
+        seed's decoder: ``z`` repeated at every step, no previous ids).
+    word_dropout
+        Autoregressive decoder only: the fraction of word ids of its input replaced by
+        ``<oov>`` in training (Bowman et al. 2016: 0.25), so that it has to use ``z``.
+    encoder_pooling
+        Add the mean of the review's embeddings beside the BiLSTM's output in the encoder
+        (a bag-of-words path for sentiment and wording).
     sentiment_weight
         Weight of the sentiment binary cross-entropy against the reconstruction loss summed
         over time steps (used by :func:`build_vae`); the default is
@@ -186,7 +227,10 @@ class TextVAE(keras.Model):
     encoder
         ``ids -> [z_mean, z_log_var, z]``.
     decoder
-        ``z -> reconstruction`` probabilities ``(batch, max_len, vocab_size)``.
+        ``[z, ids] -> reconstruction`` probabilities ``(batch, max_len, vocab_size)``
+        (teacher-forced on ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
+        :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.decoding.generate`
+        decodes free-running.
     sentiment_predictor
         ``ids -> sentiment`` probability ``(batch, 1)`` through ``z_mean``.
     kl_weight
@@ -204,6 +248,9 @@ class TextVAE(keras.Model):
         dense: int = 435,
         latent: int = 200,
         epsilon_std: float = 1.0,
+        decoder: str = ModelConfig.decoder,
+        word_dropout: float = ModelConfig.word_dropout,
+        encoder_pooling: bool = ModelConfig.encoder_pooling,
         sentiment_weight: float = ModelConfig.sentiment_weight,
         kl_weight: float = 0.0,
         free_bits: float = 0.0,
@@ -221,6 +268,9 @@ class TextVAE(keras.Model):
         self.sentiment_weight = non_negative("sentiment_weight", sentiment_weight)
         self.free_bits = non_negative("free_bits", free_bits)
         self.targets = one_of("targets", targets, TARGETS)
+        self.decoder_type = one_of("decoder", decoder, DECODERS)
+        self.word_dropout = fraction("word_dropout", word_dropout)
+        self.encoder_pooling = bool(encoder_pooling)
         self.epsilon_std = epsilon_std
         self.seed = seed
 
@@ -235,11 +285,16 @@ class TextVAE(keras.Model):
 
         # Encoder.
         ids = keras.Input(shape=(self.max_len,), dtype="int32", name="ids")
-        x = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")(ids)
+        embedded = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")(
+            ids
+        )
         x = keras.layers.Bidirectional(
             keras.layers.LSTM(self.hidden, return_sequences=True), name="bilstm_1"
-        )(x)
+        )(embedded)
         x = keras.layers.Bidirectional(keras.layers.LSTM(self.hidden), name="bilstm_2")(x)
+        if self.encoder_pooling:
+            pooled = MaskedMean(name="pooled_embedding")([embedded, ids])
+            x = keras.layers.Concatenate(name="encoder_features")([x, pooled])
         x = keras.layers.Dense(self.dense, activation="relu", name="encoder_dense")(x)
         z_mean = keras.layers.Dense(self.latent, name="z_mean")(x)
         z_log_var = keras.layers.Dense(self.latent, name="z_log_var")(x)
@@ -256,6 +311,12 @@ class TextVAE(keras.Model):
         )
 
         # Decoder.
+        if self.decoder_type == "repeat":
+            self._build_repeat_decoder()
+        else:
+            self._build_autoregressive_decoder()
+
+    def _build_repeat_decoder(self) -> None:
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
         y = keras.layers.RepeatVector(self.max_len, name="repeat")(z_in)
         y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_1")(y)
@@ -264,6 +325,64 @@ class TextVAE(keras.Model):
             self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
         )(y)
         self.decoder = keras.Model(z_in, y, name="decoder")
+
+    def _build_autoregressive_decoder(self) -> None:
+        # Layers kept as attributes: textvae.decoding.generate runs them one step at a time.
+        self.decoder_embedding = keras.layers.Embedding(
+            self.vocab_size, self.embedding_dim, name="decoder_embedding"
+        )
+        self.decoder_init = keras.layers.Dense(self.hidden, activation="tanh", name="decoder_init")
+        self.decoder_gru = keras.layers.GRU(self.hidden, return_sequences=True, name="decoder_gru")
+        self.decoder_projection = keras.layers.Dense(
+            self.hidden, activation="tanh", name="decoder_projection"
+        )
+        self.reconstruction_head = keras.layers.Dense(
+            self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
+        )
+        z_in = keras.Input(shape=(self.latent,), name="latent_code")
+        ids_in = keras.Input(shape=(self.max_len,), dtype="int32", name="decoder_ids")
+        text, offsets = DecoderInputs(self.word_dropout, seed=self.seed, name="decoder_inputs")(
+            ids_in
+        )
+        embedded = self.decoder_embedding(text)
+        z_steps = keras.layers.RepeatVector(self.max_len, name="z_steps")(z_in)
+        h = self.decoder_gru(
+            keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
+            initial_state=[self.decoder_init(z_in)],
+        )
+        # The input id's embedding and z also reach the softmax directly: without such a path
+        # a GRU language model sat at the unigram entropy for hundreds of updates (DESIGN.md).
+        features = self.decoder_projection(
+            keras.layers.Concatenate(name="output_inputs")([h, embedded, z_steps])
+        )
+        y = self.reconstruction_head(AlignToStore(name="align")([features, offsets]))
+        self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
+
+    def decoder_inputs(self, z, ids) -> Any:
+        """What :attr:`decoder` takes to reconstruct ``ids`` from ``z``: ``[z, ids]``, or ``z``
+        alone for the ``"repeat"`` decoder."""
+        return z if self.decoder_type == "repeat" else [z, ids]
+
+    def init_output_bias(self, counts: Any) -> None:
+        """Start the softmax at the corpus' unigram distribution (log frequencies as its bias),
+        so that the first updates go to context rather than to word frequencies.
+
+        Parameters
+        ----------
+        counts
+            ``(vocab_size,)`` occurrences of each id in the training text; padding and the start
+            id are ignored, and every id gets one more so none starts at probability 0.
+        """
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (self.vocab_size,):
+            raise ValueError(
+                f"`counts` must have shape ({self.vocab_size},). Received: shape={counts.shape}"
+            )
+        counts = counts.copy()
+        counts[[PAD_ID, START_ID]] = 0
+        logp = np.log((counts + 1) / (counts + 1).sum()).astype("float32")
+        head = self.decoder.get_layer("reconstruction")
+        head.bias.assign(logp)
 
     def build(self, input_shape=None):
         # Every layer was built when the sub-models were wired up in __init__.
@@ -278,7 +397,7 @@ class TextVAE(keras.Model):
             penalty = ops.maximum(penalty, self.free_bits)
         self.add_loss(self.kl_weight * ops.sum(penalty))
         return {
-            "reconstruction": self.decoder(z, training=training),
+            "reconstruction": self.decoder(self.decoder_inputs(z, inputs), training=training),
             "sentiment": self.sentiment_head(z_mean),
         }
 
@@ -294,6 +413,9 @@ class TextVAE(keras.Model):
             "dense": self.dense,
             "latent": self.latent,
             "epsilon_std": self.epsilon_std,
+            "decoder": self.decoder_type,
+            "word_dropout": self.word_dropout,
+            "encoder_pooling": self.encoder_pooling,
             "sentiment_weight": self.sentiment_weight,
             "kl_weight": float(self.kl_weight.numpy()),
             "free_bits": self.free_bits,
@@ -303,6 +425,8 @@ class TextVAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        # Checkpoints of textvae 0.1 predate these options: they hold the seed's decoder.
+        config = {"decoder": "repeat", "word_dropout": 0.0, "encoder_pooling": False, **config}
         return cls(**config)
 
     def losses_for_compile(self) -> tuple[dict, dict]:
@@ -343,6 +467,30 @@ def build_vae(vocab_size: int, max_len: int, learning_rate: float = 1e-3, **kwar
         loss_weights=loss_weights,
         metrics={"sentiment": [keras.metrics.BinaryAccuracy(name="accuracy")]},
     )
+    return model
+
+
+def load_model(path: str | os.PathLike[str]) -> TextVAE:
+    """Load a :class:`TextVAE` saved as ``.keras`` (``best.keras`` / ``last.keras`` of a run).
+
+    ``keras.saving.load_model`` alone needs textvae's Keras classes registered, which
+    ``import textvae`` does not do (it stays free of TensorFlow); this does, and refuses files
+    that are not a textvae model.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, damaged, or holds another kind of model.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} does not exist: point at a .keras file of a textvae run")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # a damaged or foreign file: many exception types
+        raise CheckpointError(f"cannot load {path} ({type(err).__name__}: {err})") from None
+    if not isinstance(model, TextVAE):
+        raise CheckpointError(f"{path} holds a {type(model).__name__}, not a textvae model")
     return model
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import keras
 import numpy as np
 
+from textvae._checks import int_at_least, positive_int
+from textvae.decoding import generate
 from textvae.errors import CheckpointError
 from textvae.run import BEST, VOCAB, RunDir
-from textvae.vocab import PAD_ID, START_ID, Vocabulary, pad_row, tokenize
+from textvae.vocab import Vocabulary, pad_row, tokenize
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
 
@@ -53,29 +56,61 @@ def encode_texts(texts, vocab: Vocabulary, max_len: int, padding="pre", truncati
     return ids
 
 
-def decode_latents(model, vocab: Vocabulary, z: np.ndarray) -> list[str]:
-    """Greedy (arg-max) decoding of latent codes into text, padding and start ids dropped."""
-    probs = model.decoder(np.asarray(z, dtype=np.float32), training=False)
-    ids = keras.ops.convert_to_numpy(keras.ops.argmax(probs, axis=-1))
-    return [" ".join(vocab.tokens[i] for i in row if i not in (PAD_ID, START_ID)) for row in ids]
+def decode_latents(
+    model: keras.Model,
+    vocab: Vocabulary,
+    z: np.ndarray,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int | None = 0,
+) -> list[str]:
+    """Latent codes decoded into text by :func:`textvae.decoding.generate` (greedy by default,
+    sampled with ``temperature`` / ``top_k``), up to ``max_len`` ids; start id dropped."""
+    ids = generate(model, z, temperature=temperature, top_k=top_k, seed=seed)
+    return [" ".join(vocab.decode(row)) for row in ids]
 
 
-def reconstruct(model, vocab: Vocabulary, texts, padding="pre", truncating="pre") -> list[str]:
-    """Each text through the encoder's mean and back through the decoder."""
+def _z_means(model: keras.Model, ids: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
+
+
+def reconstruct(
+    model: keras.Model,
+    vocab: Vocabulary,
+    texts: list[str],
+    padding: str = "pre",
+    truncating: str = "pre",
+    **decoding: Any,
+) -> list[str]:
+    """Each text through the encoder's mean and back through the decoder (``decoding``:
+    :func:`decode_latents`' ``temperature``, ``top_k``, ``seed``)."""
     ids = encode_texts(texts, vocab, model.max_len, padding, truncating)
-    z_mean, _, _ = model.encoder(ids, training=False)
-    return decode_latents(model, vocab, keras.ops.convert_to_numpy(z_mean))
+    return decode_latents(model, vocab, _z_means(model, ids), **decoding)
 
 
-def prior(model, vocab: Vocabulary, n: int, seed: int = 0) -> list[str]:
-    """Decode ``n`` draws z ~ N(0, I)."""
+def prior(
+    model: keras.Model, vocab: Vocabulary, n: int, seed: int = 0, **decoding: Any
+) -> list[str]:
+    """Decode ``n`` draws z ~ N(0, I) (drawn with ``seed``, which also seeds the sampling)."""
+    positive_int("n", n)
     z = np.random.default_rng(seed).standard_normal((n, model.latent)).astype(np.float32)
-    return decode_latents(model, vocab, z)
+    return decode_latents(model, vocab, z, seed=seed, **decoding)
 
 
-def interpolate(model, vocab, text_a, text_b, steps=5, padding="pre", truncating="pre"):
+def interpolate(
+    model: keras.Model,
+    vocab: Vocabulary,
+    text_a: str,
+    text_b: str,
+    steps: int = 5,
+    padding: str = "pre",
+    truncating: str = "pre",
+    **decoding: Any,
+) -> list[str]:
     """Decode ``steps`` points on the line between the latent means of two texts."""
+    steps = int_at_least("steps", steps, 2)
     ids = encode_texts([text_a, text_b], vocab, model.max_len, padding, truncating)
-    z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
+    z_mean = _z_means(model, ids)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    return decode_latents(model, vocab, (1 - t) * z_mean[0] + t * z_mean[1])
+    return decode_latents(model, vocab, (1 - t) * z_mean[0] + t * z_mean[1], **decoding)

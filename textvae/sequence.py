@@ -305,6 +305,11 @@ class OneHotSequence(keras.utils.PyDataset):
         self._reset_process_state()
 
     @property
+    def store(self) -> TokenStore:
+        """The opened :class:`~textvae.store.TokenStore` this sequence reads (in this process)."""
+        return self._open()
+
+    @property
     def max_rows(self) -> int | None:
         """Deprecated name of :attr:`rows` (removed in the next release)."""
         warnings.warn("`max_rows` is deprecated, use `rows`", DeprecationWarning, stacklevel=2)

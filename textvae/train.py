@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
 from textvae.cluster import worker_info
@@ -25,7 +26,7 @@ from textvae.evaluate import evaluate_vae, plot_latents
 from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
 from textvae.run import LAST, LATENTS, RunDir
-from textvae.sequence import OneHotSequence
+from textvae.sequence import OneHotSequence, holdout_rows
 from textvae.store import TokenStore, is_store, resolve_store
 
 __all__ = ["train"]
@@ -59,23 +60,60 @@ def _eval_split(store: TokenStore) -> str:
     return "test" if "test" in others else (others[-1] if others else "train")
 
 
-def _train_sequence(
-    config: TrainConfig, store: TokenStore, shard_index: int = 0, num_shards: int = 1
+def _split_rows(config: TrainConfig, store: TokenStore) -> tuple[np.ndarray, np.ndarray]:
+    """``(training rows, validation rows)`` of the store's train split (seeded, disjoint)."""
+    if config.val_fraction == 0:
+        return np.arange(store.num_rows("train")), np.arange(0)
+    return holdout_rows(store.num_rows("train"), config.val_fraction, config.seed)
+
+
+def _sequence(
+    config: TrainConfig, store: TokenStore, row_subset: np.ndarray, **kwargs: Any
 ) -> OneHotSequence:
+    """A sequence over ``row_subset`` of the train split, in the training targets' form."""
     return OneHotSequence(
         store,
         "train",
         config.batch_size,
         targets=config.targets,
         dtype=config.dtype,
-        shuffle=True,
         seed=config.seed,
+        row_subset=row_subset,
+        workers=config.workers,
+        max_queue_size=config.max_queue_size,
+        **kwargs,
+    )
+
+
+def _train_sequence(
+    config: TrainConfig, store: TokenStore, shard_index: int = 0, num_shards: int = 1
+) -> OneHotSequence:
+    return _sequence(
+        config,
+        store,
+        _split_rows(config, store)[0],
+        shuffle=True,
         rows=config.train_rows,
         shard_index=shard_index,
         num_shards=num_shards,
-        workers=config.workers,
-        max_queue_size=config.max_queue_size,
     )
+
+
+def _val_sequence(config: TrainConfig, store: TokenStore) -> OneHotSequence | None:
+    """The held-out part of the train split (``None`` without one), in the training targets'
+    form: ``val_loss`` is the training loss on reviews the model never trained on."""
+    rows = _split_rows(config, store)[1]
+    return _sequence(config, store, rows, shuffle=False) if len(rows) else None
+
+
+def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
+    """Occurrences of every id in ``rows`` of the train split, read chunk by chunk."""
+    counts = np.zeros(store.vocab_size, dtype=np.int64)
+    chunk = store.chunk_rows("train")
+    for start in range(0, len(rows), chunk):
+        ids = store.read("train", rows[start : start + chunk])
+        counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
+    return counts
 
 
 def _kl_annealing(config: TrainConfig, steps_per_epoch: int) -> KLAnnealing:
@@ -93,6 +131,9 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         dense=m.dense,
         latent=m.latent,
         epsilon_std=m.epsilon_std,
+        decoder=m.decoder,
+        word_dropout=m.word_dropout,
+        encoder_pooling=m.encoder_pooling,
         sentiment_weight=m.sentiment_weight,
         free_bits=m.free_bits,
         targets=config.targets,
@@ -129,19 +170,28 @@ def _fit_one_process(
     config: TrainConfig, store: TokenStore, run: RunDir, initial_epoch: int, log: Log
 ) -> TextVAE:
     train_seq = _train_sequence(config, store)
-    model = run.load_model(LAST) if config.resume else _new_model(config, store)
+    val_seq = _val_sequence(config, store)
+    if config.resume:
+        model = run.load_model(LAST)
+    else:
+        model = _new_model(config, store)
+        model.init_output_bias(_unigram_counts(store, _split_rows(config, store)[0]))
+    # best.keras is chosen on the held-out part of the train split, never on the test split.
+    monitor = "loss" if val_seq is None else "val_loss"
     callbacks = [
         EpochSync(train_seq),
         _kl_annealing(config, len(train_seq)),
-        RunCheckpoint(run, append=initial_epoch > 0),
+        RunCheckpoint(run, monitor=monitor, append=initial_epoch > 0),
     ]
+    held = f", {val_seq.rows_per_shard:,} held out for validation" if val_seq else ""
     log(
-        f"training: {train_seq.rows_per_shard:,} reviews/epoch, {len(train_seq)} steps of "
-        f"{config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}, "
-        f"targets={config.targets}"
+        f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {len(train_seq)} steps "
+        f"of {config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}, "
+        f"decoder={config.model.decoder}, targets={config.targets}"
     )
     model.fit(
         train_seq,
+        validation_data=val_seq,
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
@@ -240,7 +290,7 @@ def train(
         drop_remainder=False,
     )
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
-    metrics, z_means, labels = evaluate_vae(model, eval_seq)
+    metrics, z_means, labels = evaluate_vae(model, eval_seq, verbose=min(config.verbose, 1))
     # Rows actually trained per epoch: every process's shard (a remainder is left out).
     train_rows = _train_sequence(config, store, 0, num_workers).rows_per_shard * num_workers
     metrics.update(
@@ -248,6 +298,7 @@ def train(
         epochs=config.epochs,
         processes=num_workers,
         train_rows=train_rows,
+        val_rows=len(_split_rows(config, store)[1]),
         fit_seconds=round(fit_seconds, 1),
         total_seconds=round(time.perf_counter() - started, 1),
     )

@@ -1,0 +1,82 @@
+"""The decoder's layers: text moved to the front, word dropout, features back to the store."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from textvae.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.vocab import OOV_ID, START_ID
+
+
+def rows(rng: np.random.Generator, n: int, max_len: int, padding: str) -> np.ndarray:
+    ids = np.zeros((n, max_len), dtype=np.int32)
+    for row in ids:
+        length = int(rng.integers(1, max_len + 1))
+        text = [START_ID, *rng.integers(3, 40, size=length - 1)]
+        if padding == "pre":
+            row[max_len - length :] = text
+        else:
+            row[:length] = text
+    return ids
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_decoder_inputs_move_text_to_the_front(rng, padding):
+    ids = rows(rng, 20, 9, padding)
+    text, offsets = DecoderInputs(word_dropout=0.0)(ids)
+    text, offsets = np.asarray(text), np.asarray(offsets)
+    for row, got, offset in zip(ids, text, offsets, strict=True):
+        words = row[row != 0]
+        assert offset == np.flatnonzero(row)[0]
+        np.testing.assert_array_equal(got[: len(words)], words)
+        assert not got[len(words) :].any()
+
+
+def test_word_dropout_replaces_words_only_in_training(rng):
+    ids = rows(rng, 200, 30, "pre")
+    layer = DecoderInputs(word_dropout=0.25, seed=1)
+    clean = np.asarray(layer(ids, training=False)[0])
+    dropped = np.asarray(layer(ids, training=True)[0])
+    changed = clean != dropped
+    assert (dropped[changed] == OOV_ID).all()
+    words = clean >= 3
+    assert not changed[~words].any()  # padding and the start id are never dropped
+    assert 0.2 < changed.sum() / words.sum() < 0.3
+    config = layer.get_config()
+    assert DecoderInputs.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_align_to_store_puts_step_s_at_offset_plus_s_plus_one(rng, padding):
+    ids = rows(rng, 10, 7, padding)
+    _, offsets = DecoderInputs(0.0)(ids)
+    offsets = np.asarray(offsets)
+    features = rng.standard_normal((10, 7, 3)).astype(np.float32)
+    out = np.asarray(AlignToStore()([features, offsets]))
+    for b in range(10):
+        for j in range(7):
+            step = j - offsets[b] - 1
+            want = features[b, step] if step >= 0 else np.zeros(3)
+            np.testing.assert_allclose(out[b, j], want)
+
+
+def test_masked_mean_ignores_padding(rng):
+    ids = rows(rng, 6, 8, "pre")
+    embedded = rng.standard_normal((6, 8, 4)).astype(np.float32)
+    got = np.asarray(MaskedMean()([embedded, ids]))
+    for b in range(6):
+        np.testing.assert_allclose(got[b], embedded[b][ids[b] != 0].mean(axis=0), rtol=1e-5)
+
+
+def test_layers_round_trip_in_a_functional_model(tmp_path, rng):
+    ids_in = keras.Input((7,), dtype="int32")
+    text, offsets = DecoderInputs(0.1, seed=0)(ids_in)
+    emb = keras.layers.Embedding(40, 3)(text)
+    out = AlignToStore()([emb, offsets])
+    model = keras.Model(ids_in, out)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    ids = rows(rng, 4, 7, "pre")
+    np.testing.assert_allclose(np.asarray(loaded(ids)), np.asarray(model(ids)))

@@ -1,0 +1,110 @@
+"""Keras layers of the text VAE's autoregressive decoder and pooled encoder branch.
+
+A store row is a review padded to ``max_len`` ids (padding ``pre`` or ``post``), the text a
+contiguous block ``[START, w1, ..., wn]`` of non-zero ids. The decoder reads the text from its
+start, whatever the padding:
+
+- :class:`DecoderInputs` moves each row's text to the front (``[START, w1, ..., wn, 0, ...]``),
+  applies word dropout in training, and returns the per-row offset of the text in the row;
+- a recurrent decoder reads those ids (step ``s`` sees ``text[s]`` and predicts ``text[s + 1]``);
+- :class:`AlignToStore` moves the decoder's features back to the store's positions, so the
+  prediction for store position ``j`` sits at ``j``: targets from the store (one-hot or sparse)
+  need no change, and the start id and padding positions get zero features (the loss leaves
+  them out).
+
+All of it is ``keras.ops``: backend independent.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from textvae._checks import fraction
+from textvae.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
+
+__all__ = ["AlignToStore", "DecoderInputs", "MaskedMean"]
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class DecoderInputs(keras.layers.Layer):
+    """``ids (batch, max_len) -> (text, offsets)``: each row's text moved to the front.
+
+    ``text[b, s]`` is ``ids[b, offsets[b] + s]`` (0 past the row's end) and ``offsets[b]`` the
+    position of the row's first non-padding id. In training, each word id of ``text`` (ids
+    ``>= 3``: never padding nor the start id) is replaced by the out-of-vocabulary id with
+    probability ``word_dropout`` (Bowman et al. 2016), so the decoder has to lean on ``z``.
+
+    Parameters
+    ----------
+    word_dropout
+        Fraction of word ids replaced by ``<oov>`` in training, in [0, 1).
+    seed
+        Seed of the dropout's random stream.
+    """
+
+    def __init__(self, word_dropout: float = 0.25, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.word_dropout = fraction("word_dropout", word_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=None):
+        ids = ops.cast(ids, "int32")
+        length = ops.shape(ids)[1]
+        text_mask = ops.not_equal(ids, PAD_ID)
+        offsets = ops.cast(ops.argmax(ops.cast(text_mask, "int32"), axis=1), "int32")
+        source = ops.arange(length, dtype="int32")[None, :] + offsets[:, None]
+        inside = ops.less(source, length)
+        text = ops.take_along_axis(ids, ops.minimum(source, length - 1), axis=1)
+        text = ops.where(inside, text, ops.zeros_like(text))
+        if training and self.word_dropout > 0:
+            draw = keras.random.uniform(ops.shape(text), seed=self.seed_generator)
+            drop = ops.logical_and(
+                ops.greater_equal(text, FIRST_WORD_ID), ops.less(draw, self.word_dropout)
+            )
+            text = ops.where(drop, ops.full_like(text, OOV_ID), text)
+        return text, offsets
+
+    def compute_output_shape(self, input_shape):
+        return input_shape, (input_shape[0],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"word_dropout": self.word_dropout, "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class AlignToStore(keras.layers.Layer):
+    """``(features, offsets) -> features`` at the store's positions.
+
+    ``features[b, s]`` (from the decoder step that read ``text[s]``) predicts ``text[s + 1]``,
+    which the store holds at position ``offsets[b] + s + 1``. The output puts it there;
+    positions up to and including the start id get zeros.
+    """
+
+    def call(self, inputs):
+        features, offsets = inputs
+        length = ops.shape(features)[1]
+        step = ops.arange(length, dtype="int32")[None, :] - offsets[:, None] - 1
+        valid = ops.greater_equal(step, 0)
+        gathered = ops.take_along_axis(features, ops.maximum(step, 0)[:, :, None], axis=1)
+        return ops.where(valid[:, :, None], gathered, ops.zeros_like(gathered))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class MaskedMean(keras.layers.Layer):
+    """``(embedded, ids) -> (batch, dim)``: the mean of the embeddings of non-padding ids."""
+
+    def call(self, inputs):
+        embedded, ids = inputs
+        mask = ops.cast(ops.not_equal(ids, PAD_ID), embedded.dtype)[:, :, None]
+        total = ops.sum(embedded * mask, axis=1)
+        return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][2])
