@@ -66,13 +66,25 @@ def test_check_resumable_without_a_checkpoint(run):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("vocab_size", 30), ("targets", "sparse"), ("hidden", 16)],
-    ids=["vocab_size", "targets", "model-size"],
+    [("vocab_size", 30), ("targets", "sparse"), ("hidden", 16), ("decoder", "repeat")],
+    ids=["vocab_size", "targets", "model-size", "decoder"],
 )
 def test_check_resumable_refuses_another_shape(run, field, value):
     _resumable(run, TrainConfig())
     with pytest.raises(CheckpointError, match=f"this run asks {field}={value}"):
         run.check_resumable(TrainConfig().replace(**{field: value}))
+
+
+def test_run_of_textvae_0_1_resumes_as_the_seeds_decoder(run):
+    _resumable(run, TrainConfig())
+    saved = json.loads(run.file("config.json").read_text())
+    for key in ("decoder", "word_dropout", "encoder_pooling"):  # 0.1 wrote none of them
+        del saved["model"][key]
+    run.file("config.json").write_text(json.dumps(saved))
+    old = TrainConfig().replace(decoder="repeat", encoder_pooling=False)
+    assert run.check_resumable(old) == 1
+    with pytest.raises(CheckpointError, match="this run asks decoder=autoregressive"):
+        run.check_resumable(TrainConfig())
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,8 @@ class TrainConfig:
     per epoch / for the final evaluation (random subsets, keyed on ``seed``; the Sequence's
     ``rows``). ``storage_options`` go to fsspec when ``data`` or ``store`` is a URL
     (``endpoint_url``, ``key``/``secret``, ...); :meth:`to_dict` keeps only their keys.
+    ``val_fraction`` of the train split (seeded) is held out: ``best.keras`` is chosen on it,
+    so the test split serves the final metrics only.
     """
 
     data: str | None = None

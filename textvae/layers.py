@@ -9,8 +9,8 @@ start, whatever the padding:
 - a recurrent decoder reads those ids (step ``s`` sees ``text[s]`` and predicts ``text[s + 1]``);
 - :class:`AlignToStore` moves the decoder's features back to the store's positions, so the
   prediction for store position ``j`` sits at ``j``: targets from the store (one-hot or sparse)
-  need no change, and the start id and padding positions get zero features (the loss leaves
-  them out).
+  need no change, and padding and each row's first text position get zero features (the
+  loss leaves them out).
 
 All of it is ``keras.ops``: backend independent.
 """
@@ -81,7 +81,7 @@ class AlignToStore(keras.layers.Layer):
 
     ``features[b, s]`` (from the decoder step that read ``text[s]``) predicts ``text[s + 1]``,
     which the store holds at position ``offsets[b] + s + 1``. The output puts it there;
-    positions up to and including the start id get zeros.
+    padding and the row's first text position (given, not predicted) get zeros.
     """
 
     def call(self, inputs):

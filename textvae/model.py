@@ -341,7 +341,9 @@ class TextVAE(keras.Model):
         )
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
         ids_in = keras.Input(shape=(self.max_len,), dtype="int32", name="decoder_ids")
-        text, offsets = DecoderInputs(self.word_dropout, seed=self.seed, name="decoder_inputs")(
+        # A stream of its own: the same seed as the sampling noise would correlate the two.
+        dropout_seed = None if self.seed is None else self.seed + 1
+        text, offsets = DecoderInputs(self.word_dropout, seed=dropout_seed, name="decoder_inputs")(
             ids_in
         )
         embedded = self.decoder_embedding(text)

@@ -61,7 +61,9 @@ ARTEFACTS = (CONFIG, VOCAB, BEST, LAST, STATE, HISTORY, METRICS, LATENTS)
 #: Run settings a checkpoint is built or compiled for: they must match on ``--resume``.
 _RUN_FIELDS = ("vocab_size", "max_len", "targets")
 #: Model sizes that must match between a checkpoint and the configuration resuming it.
-_SHAPE_FIELDS = ("embedding_dim", "hidden", "dense", "latent")
+_SHAPE_FIELDS = ("embedding_dim", "hidden", "dense", "latent", "decoder", "encoder_pooling")
+#: What runs of textvae 0.1, whose config.json predates these fields, trained.
+_SAVED_BEFORE_0_2 = {"decoder": "repeat", "encoder_pooling": False}
 #: Where to look for a run, said in every "missing file" message.
 _POINT_AT_A_RUN = "point at the --out folder of a `textvae-train` run"
 
@@ -168,7 +170,7 @@ class RunDir:
                     f"--resume: the checkpoint in {self.path} has {key}={saved.get(key)}, this "
                     f"run asks {key}={ours[key]}: use the checkpoint's value or another --out"
                 )
-        saved_model = saved.get("model") or {}
+        saved_model = {**_SAVED_BEFORE_0_2, **(saved.get("model") or {})}
         for key in _SHAPE_FIELDS:
             if saved_model.get(key) != ours["model"][key]:
                 raise CheckpointError(

@@ -22,7 +22,7 @@ from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
 from textvae.cluster import worker_info
 from textvae.config import TrainConfig
 from textvae.errors import OutputDirError
-from textvae.evaluate import evaluate_vae, plot_latents
+from textvae.evaluate import RECONSTRUCT_ROWS, evaluate_vae, plot_latents
 from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
 from textvae.run import LAST, LATENTS, RunDir
@@ -290,7 +290,12 @@ def train(
         drop_remainder=False,
     )
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
-    metrics, z_means, labels = evaluate_vae(model, eval_seq, verbose=min(config.verbose, 1))
+    metrics, z_means, labels = evaluate_vae(
+        model,
+        eval_seq,
+        reconstruct_rows=min(RECONSTRUCT_ROWS, eval_seq.rows_per_shard),
+        verbose=min(config.verbose, 1),
+    )
     # Rows actually trained per epoch: every process's shard (a remainder is left out).
     train_rows = _train_sequence(config, store, 0, num_workers).rows_per_shard * num_workers
     metrics.update(

@@ -1,0 +1,28 @@
+"""benchmarks/gpu_check.py at tiny sizes on the CPU: the table it prints for a GPU machine."""
+
+from __future__ import annotations
+
+import re
+
+import gpu_check
+import pytest
+
+
+@pytest.mark.slow
+def test_gpu_check_prints_one_row_per_case(capsys):
+    cases = ["onehot float32", "onehot on device"]  # a subprocess each: two keep CI short
+    assert (
+        gpu_check.main(["--size", "tiny", "--steps", "3", "--warmup", "1", "--cases", *cases]) == 0
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| onehot")]
+    assert [row.split("|")[1].strip() for row in rows] == cases
+    sent = {}
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert float(cells[1]) > 0  # step ms
+        assert 0 <= float(cells[2].rstrip("%")) <= 100  # waiting for data
+        sent[cells[0]] = float(re.sub(" MB", "", cells[3]))
+        assert float(cells[4].split()[0]) > 0  # peak host RSS
+    # Host one-hot hands vocab_size x 4 bytes per id to the device; the device case ids only.
+    assert sent["onehot float32"] > 100 * sent["onehot on device"] > 0
