@@ -25,13 +25,13 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import step_timer
 
 #: name: (vocab, max_len, model kwargs, batch)
 SIZES: dict[str, tuple[int, int, dict[str, int], int]] = {
@@ -72,24 +72,6 @@ def _device_memory_peak() -> int | None:
 
 def _peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def _timer():
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.times: list[float] = []
-            self._start = 0.0
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
-
-    return StepTimer()
 
 
 def _one_batch(batch: tuple[Any, Any], steps: int):
@@ -145,10 +127,10 @@ def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[
     model.fit(seq, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)  # trace, warm up
     x, y = seq[0]
     bytes_per_step = int(x.nbytes + sum(np.asarray(v).nbytes for v in y.values()))
-    timer = _timer()
+    timer = step_timer()
     model.fit(seq, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
     with_data = float(np.median(timer.times))
-    constant = _timer()
+    constant = step_timer()
     in_memory = (x, {k: np.array(v) for k, v in y.items()})
     model.fit(_one_batch(in_memory, steps), epochs=1, verbose=0, callbacks=[constant])
     compute = float(np.median(constant.times))

@@ -15,10 +15,9 @@ few steps), one-hot and sparse targets. Small otherwise.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+from timing import step_timer
 
 from textvae.model import build_vae
 from textvae.sequence import OneHotSequence
@@ -38,27 +37,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("size", names)
 
 
-def _step_timer():
-    """A Keras callback recording the wall time of every training batch (begin -> end)."""
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.times: list[float] = []
-            self._start = 0.0
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
-
-    return StepTimer()
-
-
 def _step_seconds(model, data, steps: int) -> float:
-    timer = _step_timer()
+    timer = step_timer()
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
     return float(np.median(timer.times))
 
