@@ -3,7 +3,7 @@
 =================  ============================================================================
 ``config.json``    the run's configuration and the store's attributes (checked on ``--resume``)
 ``vocab.json``     the store's vocabulary, id -> token (for ``textvae-sample``)
-``best.keras``     the model with the lowest training loss of this training session
+``best.keras``     the model with the lowest ``val_loss`` (or training loss) this session
 ``last.keras``     the model after the last finished epoch, with its optimizer state
 ``state.json``     ``{"epochs_done": k}``, written after ``last.keras`` and the history row
 ``history.csv``    one row per finished epoch: ``epoch`` and the epoch's logs (loss, ``kl``, ...)
