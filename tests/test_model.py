@@ -16,6 +16,7 @@ from textvae.model import (
     ReconstructionLoss,
     Sampling,
     TextVAE,
+    bag_of_words_nll,
     build_vae,
     kl_divergence,
     load_model,
@@ -323,6 +324,7 @@ def test_moved_names_still_import_from_model_with_a_warning(name):
         ({"kl_weight": -0.1}, "kl_weight"),
         ({"decoder": "lstm"}, "decoder"),
         ({"word_dropout": 1.0}, "word_dropout"),
+        ({"bow_weight": -1.0}, "bow_weight"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -463,3 +465,41 @@ def test_output_bias_starts_at_the_unigram_distribution():
     np.testing.assert_allclose(bias, want, rtol=1e-5)
     with pytest.raises(ValueError, match=r"`counts` must have shape \(50,\)"):
         model.init_output_bias(counts[:-1])
+
+
+def test_bag_of_words_nll_counts_each_word_of_the_review(rng):
+    ids, _ = make_batch(rng, n=4)
+    ids[:, -MAX_LEN + 2] = 1  # a start id inside the text is not a word either
+    logits = rng.normal(size=(4, VOCAB)).astype(np.float32)
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = [-sum(logp[r, i] for i in row if i > 1) for r, row in enumerate(ids)]
+    np.testing.assert_allclose(np.asarray(bag_of_words_nll(logits, ids)), expected, rtol=1e-5)
+
+
+def test_bag_of_words_loss_counts_in_evaluate_and_round_trips(trained, tmp_path: Path):
+    model = build_vae(
+        VOCAB, MAX_LEN, sentiment_weight=SENTIMENT_WEIGHT, bow_weight=0.5, kl_weight=1.0, **TINY
+    )
+    model.fit(trained.ids, trained.y, epochs=2, batch_size=8, verbose=0)
+    logs = model.evaluate(trained.ids, trained.y, verbose=0, return_dict=True)
+    z_mean, z_log_var, _ = model.encoder.predict(trained.ids, verbose=0)
+    bow = np.asarray(bag_of_words_nll(model.bow_head(z_mean), trained.ids))
+    np.testing.assert_allclose(logs["bow"], bow.mean(), rtol=1e-5)
+    kl = np.asarray(kl_divergence(z_mean, z_log_var)).sum(axis=1).mean()
+    expected = (
+        logs["reconstruction_loss"]
+        + SENTIMENT_WEIGHT * logs["sentiment_loss"]
+        + kl
+        + 0.5 * bow.mean()
+    )
+    np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+
+    path = tmp_path / "bow.keras"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.get_config()["bow_weight"] == 0.5
+    assert loaded.evaluate(trained.ids, trained.y, verbose=0, return_dict=True) == pytest.approx(
+        logs, rel=1e-6
+    )
+    # Off by default: no layer, so checkpoints without it keep their weights.
+    assert build_vae(VOCAB, MAX_LEN, **TINY).bow_head is None

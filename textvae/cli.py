@@ -281,6 +281,12 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--free-bits", type=float, default=None, help=f"default {m.free_bits}")
     p.add_argument(
+        "--bow-weight",
+        type=float,
+        default=None,
+        help=f"weight of a bag-of-words loss from z (Zhao et al. 2017; default {m.bow_weight})",
+    )
+    p.add_argument(
         "--decoder",
         choices=DECODERS,
         default=None,

@@ -69,7 +69,8 @@ class ModelConfig:
     ``decoder`` is ``"autoregressive"`` (reads the review so far and z; README "The model") or
     the seed's ``"repeat"``; ``word_dropout`` is the share of the autoregressive decoder's input
     words replaced by ``<oov>`` in training; ``encoder_pooling`` adds a mean-pooled embedding
-    branch beside the encoder's BiLSTM.
+    branch beside the encoder's BiLSTM; ``bow_weight`` weighs a bag-of-words loss from z
+    (Zhao et al. 2017; 0, off, by default).
     """
 
     embedding_dim: int = 64
@@ -82,6 +83,7 @@ class ModelConfig:
     encoder_pooling: bool = True
     sentiment_weight: float = 200.0
     free_bits: float = 0.0
+    bow_weight: float = 0.0
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -91,7 +93,7 @@ class ModelConfig:
         fraction("word_dropout", self.word_dropout)
         for name in ("epsilon_std", "learning_rate"):
             positive_number(name, getattr(self, name))
-        for name in ("sentiment_weight", "free_bits"):
+        for name in ("sentiment_weight", "free_bits", "bow_weight"):
             non_negative(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,6 +32,11 @@ The loss per batch, as :func:`build_vae` compiles it::
     loss = mean_batch(sum_text_positions CE(reconstruction))   # nats per review
          + sentiment_weight * mean_batch(BCE(sentiment))
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
+         + bow_weight * mean_batch(sum_text_positions -log softmax(Dense(vocab_size)(z))[id])
+
+The last term (``bow_weight > 0``, off by default) is Zhao et al.'s (2017) bag-of-words loss:
+a softmax over the vocabulary from z alone must predict every word of the review, order
+ignored, so z has to carry the review's wording whatever the decoder learns to do without it.
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric.
@@ -67,6 +72,7 @@ __all__ = [
     "ReconstructionLoss",
     "Sampling",
     "TextVAE",
+    "bag_of_words_nll",
     "build_vae",
     "kl_divergence",
     "load_model",
@@ -88,6 +94,27 @@ def kl_divergence(z_mean, z_log_var):
     z_mean = ops.cast(z_mean, "float32")
     z_log_var = ops.cast(z_log_var, "float32")
     return 0.5 * (ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var)
+
+
+def bag_of_words_nll(logits, ids):
+    """Negative log-likelihood of each review's words under one softmax, order ignored.
+
+    Parameters
+    ----------
+    logits
+        ``(batch, vocab_size)`` scores from the latent code.
+    ids
+        ``(batch, max_len)`` token ids; padding and the start id are not words and count 0.
+
+    Returns
+    -------
+    Tensor of shape ``(batch,)``: nats per review, as float32.
+    """
+    logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    ids = ops.cast(ids, "int32")
+    word_logp = ops.take_along_axis(logp, ids, axis=-1)  # (batch, max_len)
+    words = ops.greater(ids, START_ID)
+    return -ops.sum(ops.where(words, word_logp, ops.zeros_like(word_logp)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="textvae")
@@ -216,6 +243,10 @@ class TextVAE(keras.Model):
     free_bits
         Nats per latent dimension below which the batch-mean KL of that dimension is not
         penalised (0 turns free bits off). The ``kl`` metric always reports the plain KL.
+    bow_weight
+        Weight of the bag-of-words loss from ``z`` (Zhao et al. 2017; 0 turns it off and adds
+        no layer): nats per review of the review's words under one softmax of ``z``, reported
+        as the ``bow`` metric.
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).
@@ -254,6 +285,7 @@ class TextVAE(keras.Model):
         sentiment_weight: float = ModelConfig.sentiment_weight,
         kl_weight: float = 0.0,
         free_bits: float = 0.0,
+        bow_weight: float = 0.0,
         targets: str = "onehot",
         seed: int | None = None,
         **kwargs,
@@ -267,6 +299,7 @@ class TextVAE(keras.Model):
         self.latent = positive_int("latent", latent)
         self.sentiment_weight = non_negative("sentiment_weight", sentiment_weight)
         self.free_bits = non_negative("free_bits", free_bits)
+        self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
         self.word_dropout = fraction("word_dropout", word_dropout)
@@ -282,6 +315,7 @@ class TextVAE(keras.Model):
             name="kl_weight",
         )
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.bow_tracker = keras.metrics.Mean(name="bow") if self.bow_weight > 0 else None
 
         # Encoder.
         ids = keras.Input(shape=(self.max_len,), dtype="int32", name="ids")
@@ -309,6 +343,15 @@ class TextVAE(keras.Model):
         self.sentiment_predictor = keras.Model(
             ids, self.sentiment_head(z_mean), name="sentiment_predictor"
         )
+
+        # Bag-of-words head on z (Zhao et al. 2017): float32 like the other output layers.
+        self.bow_head = (
+            keras.layers.Dense(self.vocab_size, dtype="float32", name="bag_of_words")
+            if self.bow_weight > 0
+            else None
+        )
+        if self.bow_head is not None:
+            self.bow_head.build((None, self.latent))
 
         # Decoder.
         if self.decoder_type == "repeat":
@@ -398,6 +441,10 @@ class TextVAE(keras.Model):
         if self.free_bits > 0:
             penalty = ops.maximum(penalty, self.free_bits)
         self.add_loss(self.kl_weight * ops.sum(penalty))
+        if self.bow_head is not None:
+            bow = bag_of_words_nll(self.bow_head(z), inputs)
+            self.bow_tracker.update_state(bow)
+            self.add_loss(self.bow_weight * ops.mean(bow))
         return {
             "reconstruction": self.decoder(self.decoder_inputs(z, inputs), training=training),
             "sentiment": self.sentiment_head(z_mean),
@@ -421,6 +468,7 @@ class TextVAE(keras.Model):
             "sentiment_weight": self.sentiment_weight,
             "kl_weight": float(self.kl_weight.numpy()),
             "free_bits": self.free_bits,
+            "bow_weight": self.bow_weight,
             "targets": self.targets,
             "seed": self.seed,
         }

@@ -136,6 +136,7 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         encoder_pooling=m.encoder_pooling,
         sentiment_weight=m.sentiment_weight,
         free_bits=m.free_bits,
+        bow_weight=m.bow_weight,
         targets=config.targets,
         seed=config.seed,
     )
