@@ -106,7 +106,8 @@ def test_resume_continues_at_next_epoch(finished_run, tmp_path):
     assert _train(store.path, resumed, "--epochs", "2", "--resume") == 0
     rows = list(csv.DictReader((resumed / "history.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert json.loads((resumed / "state.json").read_text()) == {"epochs_done": 2}
+    state = json.loads((resumed / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["step"] == 2 * state["steps_per_epoch"]
 
 
 def test_sample_commands_print_words(finished_run, capsys):
