@@ -175,6 +175,26 @@ def test_decoder_flags():
     assert train_config_from_args([]).model.decoder == "autoregressive"
 
 
+def test_checkpoint_flags():
+    config = train_config_from_args(["--checkpoint-steps", "50", "--checkpoint-minutes", "0"])
+    assert (config.checkpoint_steps, config.checkpoint_minutes) == (50, 0.0)
+    default = train_config_from_args([])
+    assert default.checkpoint_steps == 0 and default.checkpoint_minutes > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["--checkpoint-steps", "-1"], "checkpoint_steps"),
+        (["--checkpoint-minutes", "-2"], "checkpoint_minutes"),
+    ],
+)
+def test_bad_checkpoint_flags_exit_with_usage(argv, name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(argv)
+    assert exc.value.code == 2 and f"`{name}` must be" in capsys.readouterr().err
+
+
 def test_existing_run_not_overwritten(finished_run, capsys):
     store, out = finished_run
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}

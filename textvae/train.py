@@ -232,10 +232,10 @@ def _fit_one_process(
         stop=stop,
     )
     held = f", {val_seq.rows_per_shard:,} held out for validation" if val_seq else ""
-    at = f" from batch {first_batch + 1}" if first_batch else ""
+    at = f" (epoch {initial_epoch + 1} from batch {first_batch + 1})" if first_batch else ""
     log(
         f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
-        f"of {config.batch_size}, epochs {initial_epoch + 1}{at}-{config.epochs}, "
+        f"of {config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}{at}, "
         f"decoder={config.model.decoder}, targets={config.targets}"
     )
     # (sequence, last epoch + 1): the rest of a stopped epoch first, then whole epochs.
@@ -246,6 +246,9 @@ def _fit_one_process(
     for seq, until in parts:
         if epoch >= until:
             continue
+        # Keras reads two batches for their shapes before EpochSync runs: let them be this
+        # epoch's, not epoch 0's (same rows, warm chunk cache).
+        seq.set_epoch(epoch)
         model.fit(
             seq,
             validation_data=val_seq,
@@ -326,8 +329,8 @@ def train(
         run.write_config(config, store.attrs)
         run.write_vocab(store.vocab.tokens)
     if state is not None:
-        at = f", batch {state.batches_done + 1}" if state.batches_done else ""
-        log(f"resuming {run.path} at epoch {initial_epoch + 1}{at} of {config.epochs}")
+        at = f" at its batch {state.batches_done + 1}" if state.batches_done else ""
+        log(f"resuming {run.path} in epoch {initial_epoch + 1} of {config.epochs}{at}")
 
     fit_started = time.perf_counter()
     if initial_epoch >= config.epochs:
