@@ -163,7 +163,12 @@ def test_a_signal_saves_mid_epoch_and_the_epoch_resumes_with_all_its_logs(tmp_pa
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_checkpoints_every_n_steps_and_none_on_an_epochs_last_step(tmp_path, rng):
+@pytest.mark.parametrize(
+    ("every", "steps_seen"),
+    [({"every_steps": 2}, [None, 2, 2, 4, 4]), ({"every_seconds": 0.0}, [1, 2, 3, 4, 4])],
+    ids=["steps", "seconds"],
+)
+def test_checkpoints_on_schedule_and_none_on_an_epochs_last_step(tmp_path, rng, every, steps_seen):
     run = RunDir(tmp_path / "run")
     run.prepare()
     x = rng.integers(0, 12, size=(10, 16)).astype("int32")
@@ -174,16 +179,9 @@ def test_checkpoints_every_n_steps_and_none_on_an_epochs_last_step(tmp_path, rng
         def on_train_batch_end(self, batch, logs=None):
             committed.append(run.training_state().step if run.file(STATE).exists() else None)
 
-    model = _tiny_model()
-    model.fit(
-        x,
-        y,
-        batch_size=2,
-        epochs=1,
-        verbose=0,
-        callbacks=[RunCheckpoint(run, every_steps=2), Watch()],
-    )
-    assert committed == [None, 2, 2, 4, 4]  # batch 5 is the epoch's last: its end saves
+    callbacks = [RunCheckpoint(run, **every), Watch()]
+    _tiny_model().fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=callbacks)
+    assert committed == steps_seen  # batch 5 is the epoch's last: the epoch's end saves it
     assert run.training_state().step == 5 and run.training_state().checkpoint == LAST
 
 

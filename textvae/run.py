@@ -1,18 +1,18 @@
 """The run folder (``textvae-train --out``): its files and every rule about them, in one place.
 
-=================  ============================================================================
-``config.json``    the run's configuration and the store's attributes (checked on ``--resume``)
-``vocab.json``     the store's vocabulary, id -> token (for ``textvae-sample``)
-``best.keras``     the model with the lowest ``val_loss`` (or training loss) of the run
-``last.keras``     the model after the last finished epoch, with its optimizer state
-``checkpoint-N.keras``  the model at training step N, mid-epoch (``--checkpoint-steps`` /
-                   ``--checkpoint-minutes`` / a signal), with its optimizer state
-``state.json``     where training stands (:class:`TrainingState`): epochs and batches done, the
-                   model file to resume from, the random streams, the partial epoch's metrics
-``history.csv``    one row per finished epoch: ``epoch`` and the epoch's logs (loss, ``kl``, ...)
-``metrics.json``   test metrics (:func:`textvae.evaluate.evaluate_vae`), run size and timings
-``latents.png``    test latent means projected to 2-D with PCA, coloured by sentiment
-=================  ============================================================================
+======================  ============================================================================
+``config.json``         the run's configuration and the store's attributes (checked on ``--resume``)
+``vocab.json``          the store's vocabulary, id -> token (for ``textvae-sample``)
+``best.keras``          the model with the lowest ``val_loss`` (or training loss) of the run
+``last.keras``          the model after the last finished epoch, with its optimizer state
+``checkpoint-N.keras``  mid-epoch: the model after training step N (``--checkpoint-steps``,
+                        ``--checkpoint-minutes``, a signal), with its optimizer state
+``state.json``          where training stands (:class:`TrainingState`): epochs and batches done,
+                        the model file to resume from, random streams, the partial epoch's metrics
+``history.csv``         one row per finished epoch: ``epoch`` and the epoch's logs (``loss``, ...)
+``metrics.json``        test metrics (:func:`textvae.evaluate.evaluate_vae`), run size and timings
+``latents.png``         test latent means projected to 2-D with PCA, coloured by sentiment
+======================  ============================================================================
 
 Files a reader may find half-written are written atomically (a temporary file, flushed to
 disk, then ``os.replace``): ``state.json``, ``config.json``, ``vocab.json``, ``metrics.json``
