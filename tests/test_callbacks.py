@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 
 import keras
 import numpy as np
 import pytest
 
-from textvae.callbacks import EpochSync, RunCheckpoint
-from textvae.errors import CheckpointError
+from textvae.callbacks import (
+    EpochSync,
+    RunCheckpoint,
+    restore_seed_states,
+    seed_state_variables,
+)
+from textvae.errors import CheckpointError, TrainingInterrupted
+from textvae.preemption import StopOnSignal
 from textvae.run import BEST, HISTORY, LAST, STATE, RunDir
 
 
@@ -53,7 +61,8 @@ def test_run_checkpoint_keeps_the_best_and_the_last_model(tmp_path):
         model.get_layer("sentiment").bias.assign([float(epoch)])  # tells the saves apart
         weights[epoch] = float(epoch)
         callback.on_epoch_end(epoch, {"loss": loss, "kl": 0.5})
-        assert json.loads(run.file(STATE).read_text()) == {"epochs_done": epoch + 1}
+        assert json.loads(run.file(STATE).read_text())["epochs_done"] == epoch + 1
+        assert run.training_state().checkpoint == LAST  # the epoch's end is last.keras
 
     def bias(name: str) -> float:
         return float(keras.models.load_model(run.file(name)).get_layer("sentiment").bias[0])
@@ -89,3 +98,105 @@ def test_run_checkpoint_under_fit_starts_or_continues_the_history(tmp_path, rng)
     np.testing.assert_allclose(
         keras.models.load_model(run.file(LAST)).get_weights()[0], model.get_weights()[0]
     )
+
+
+def test_stop_on_signal_records_the_first_signal_then_steps_aside():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with StopOnSignal() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGINT)  # handled before the next line runs
+        assert stop.requested and stop.signum == signal.SIGINT and stop.name == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):  # a second one acts as without StopOnSignal
+            os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+class _SignalAfter(keras.callbacks.Callback):
+    """Sends SIGTERM to this process at the end of batch ``batch``."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_saves_mid_epoch_and_the_epoch_resumes_with_all_its_logs(tmp_path, rng):
+    x = rng.integers(0, 12, size=(12, 16)).astype("int32")
+    y = {"sentiment": rng.random((12, 1)).astype("float32")}
+    fit = {"batch_size": 2, "epochs": 1, "verbose": 0, "shuffle": False}
+    reference = _tiny_model()
+    start = reference.get_weights()
+    reference_run = RunDir(tmp_path / "reference")
+    reference_run.prepare()
+    reference.fit(x, y, **fit, callbacks=[RunCheckpoint(reference_run)])
+
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    model = _tiny_model()
+    model.set_weights(start)
+    with StopOnSignal() as stop:
+        callbacks = [_SignalAfter(3), RunCheckpoint(run, stop=stop)]
+        with pytest.raises(TrainingInterrupted) as caught:
+            model.fit(x, y, **fit, callbacks=callbacks)
+    message = str(caught.value)
+    assert message.startswith("SIGTERM: saved the training state at epoch 1, batch 4 of 6 (step 4)")
+    assert caught.value.signum == signal.SIGTERM and caught.value.step == 4
+    state = run.training_state()
+    assert (state.epochs_done, state.batches_done, state.step) == (0, 4, 4)
+    assert state.checkpoint == "checkpoint-4.keras" and state.metric_states
+    assert not run.file(HISTORY).exists()  # no epoch finished
+
+    # Resume: the saved model, the remaining 2 batches, the saved state.
+    resumed = keras.models.load_model(run.file(state.checkpoint))
+    assert int(resumed.optimizer.iterations.numpy()) == 4
+    rest = {k: v[8:] for k, v in y.items()}
+    callback = RunCheckpoint(run, append=True, resume=state)
+    resumed.fit(x[8:], rest, **fit, callbacks=[callback])
+    assert run.read_state() == 1 and run.training_state().step == 6
+    rows = list(csv.DictReader(run.file(HISTORY).read_text().splitlines()))
+    want = list(csv.DictReader(reference_run.file(HISTORY).read_text().splitlines()))
+    assert float(rows[0]["loss"]) == pytest.approx(float(want[0]["loss"]), rel=1e-6)
+    for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("every", "steps_seen"),
+    [({"every_steps": 2}, [None, 2, 2, 4, 4]), ({"every_seconds": 0.0}, [1, 2, 3, 4, 4])],
+    ids=["steps", "seconds"],
+)
+def test_checkpoints_on_schedule_and_none_on_an_epochs_last_step(tmp_path, rng, every, steps_seen):
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    x = rng.integers(0, 12, size=(10, 16)).astype("int32")
+    y = {"sentiment": rng.random((10, 1)).astype("float32")}
+    committed = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            committed.append(run.training_state().step if run.file(STATE).exists() else None)
+
+    callbacks = [RunCheckpoint(run, **every), Watch()]
+    _tiny_model().fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=callbacks)
+    assert committed == steps_seen  # batch 5 is the epoch's last: the epoch's end saves it
+    assert run.training_state().step == 5 and run.training_state().checkpoint == LAST
+
+
+def test_seed_states_are_left_out_of_keras_files_and_restored(tmp_path, rng):
+    x = keras.Input((4,))
+    h = keras.layers.Dropout(0.5, seed=3)(keras.layers.Dense(4)(x))
+    model = keras.Model(x, keras.layers.Dense(1)(h))
+    model.compile("sgd", "mse")
+    model.fit(rng.random((4, 4)), rng.random((4, 1)), batch_size=2, verbose=0)
+    states = [v.numpy().tolist() for v in seed_state_variables(model)]
+    assert states == [[3, 2]]  # the dropout's stream after two steps
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [v.numpy().tolist() for v in seed_state_variables(loaded)] == [[3, 0]]
+    restore_seed_states(loaded, states)
+    assert [v.numpy().tolist() for v in seed_state_variables(loaded)] == states
+    with pytest.raises(ValueError, match="another model"):
+        restore_seed_states(loaded, states + states)

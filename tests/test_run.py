@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from textvae.config import TrainConfig
 from textvae.errors import CheckpointError, OutputDirError
-from textvae.run import ARTEFACTS, BEST, CONFIG, HISTORY, LAST, STATE, VOCAB, RunDir
+from textvae.run import ARTEFACTS, BEST, CONFIG, HISTORY, LAST, STATE, VOCAB, RunDir, TrainingState
 
 
 @pytest.fixture
@@ -153,3 +154,171 @@ def test_history_rows_append_under_one_header(run):
     ]
     run.clear_history()
     assert not run.file(HISTORY).exists()
+
+
+# -- mid-epoch checkpoints ---------------------------------------------------------------------
+def _model():
+    import keras
+
+    x = keras.Input((4,))
+    model = keras.Model(x, keras.layers.Dense(1, name="out")(x))
+    model.compile("sgd", "mse")
+    return model
+
+
+def _bias(run: RunDir, name: str) -> float:
+    import keras
+
+    return float(keras.models.load_model(run.file(name)).get_layer("out").bias[0])
+
+
+def _files(run: RunDir) -> list[str]:
+    return sorted(p.name for p in run.path.iterdir())
+
+
+def test_training_state_round_trips_through_state_json(run):
+    run.prepare()
+    state = TrainingState(
+        2,
+        batches_done=3,
+        step=23,
+        steps_per_epoch=10,
+        checkpoint="checkpoint-23.keras",
+        monitor="val_loss",
+        best=1.5,
+        seed_states=[[7, 23], [8, 23]],
+        metric_states={"loss/total": [40.5], "loss/count": [24.0]},
+    )
+    run.write_state(state)
+    assert run.training_state() == state
+    assert run.read_state() == 2
+
+
+def test_state_json_of_earlier_releases_resumes_from_last_keras(run):
+    run.prepare()
+    run.file(STATE).write_text('{"epochs_done": 2}')
+    assert run.training_state() == TrainingState(2, checkpoint=LAST)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"epochs_done": 1, "checkpoint": "../elsewhere.keras"}', "`checkpoint` is not"),
+        ('{"epochs_done": 1, "batches_done": -2}', "`batches_done` is not an integer"),
+        ('{"epochs_done": 1, "steps": 3}', r"unknown keys \['steps'\]"),
+        ('{"epochs_done": 1, "seed_states": [["a"]]}', "`seed_states`"),
+    ],
+    ids=["path-outside", "negative-batch", "unknown-key", "bad-seeds"],
+)
+def test_damaged_training_state_is_a_checkpoint_error(run, content, why):
+    config = TrainConfig()
+    _resumable(run, config)
+    run.file(STATE).write_text(content)
+    with pytest.raises(CheckpointError, match=rf"state\.json is damaged \({why}"):
+        run.check_resumable(config)
+
+
+def test_save_checkpoint_commits_each_then_drops_the_one_before(run):
+    run.prepare()
+    model = _model()
+    first = run.save_checkpoint(model, TrainingState(0, batches_done=2, step=2))
+    assert first.checkpoint == "checkpoint-2.keras" and run.training_state() == first
+    assert run.save_checkpoint(model, TrainingState(0, batches_done=4, step=4)).batches_done == 4
+    assert _files(run) == ["checkpoint-4.keras", STATE]
+    # At an epoch's end the checkpoint becomes last.keras.
+    end = run.save_checkpoint(model, TrainingState(1, step=5))
+    assert end.checkpoint == LAST and run.training_state() == end
+    assert _files(run) == [LAST, STATE]
+
+
+def test_a_kill_while_the_model_is_written_keeps_the_previous_checkpoint(run, monkeypatch):
+    import keras
+
+    run.prepare()
+    model = _model()
+    model.get_layer("out").bias.assign([1.0])
+    kept = run.save_checkpoint(model, TrainingState(0, batches_done=2, step=2))
+    model.get_layer("out").bias.assign([2.0])
+
+    def killed(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\x03\x04")  # a zip's first bytes, and no more
+        raise KeyboardInterrupt  # stands for the kill
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.save_checkpoint(model, TrainingState(0, batches_done=3, step=3))
+    assert run.training_state() == kept
+    assert "checkpoint-3.keras.tmp.keras" in _files(run)
+    assert run.recover() == kept
+    assert _files(run) == ["checkpoint-2.keras", STATE]
+    assert _bias(run, kept.checkpoint) == 1.0
+
+
+def test_a_kill_before_the_commit_keeps_the_previous_checkpoint(run, monkeypatch):
+    run.prepare()
+    model = _model()
+    kept = run.save_checkpoint(model, TrainingState(0, batches_done=2, step=2))
+
+    def killed(self, state):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunDir, "write_state", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.save_checkpoint(model, TrainingState(0, batches_done=3, step=3))
+    assert "checkpoint-3.keras" in _files(run)  # complete, but never committed
+    assert run.recover() == kept
+    assert _files(run) == ["checkpoint-2.keras", STATE]
+
+
+def test_recover_finishes_an_epoch_end_and_drops_uncommitted_history(run, monkeypatch):
+    run.prepare()
+    model = _model()
+    run.save_checkpoint(model, TrainingState(1, step=5))  # epoch 0 done: last.keras
+    model.get_layer("out").bias.assign([3.0])
+    for epoch in (0, 1, 2):
+        run.append_history(epoch, {"loss": float(epoch)})
+
+    def killed(self, state):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # epoch 1's end, stopped before last.keras
+        patch.setattr(RunDir, "_publish_last", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.save_checkpoint(model, TrainingState(2, step=10))
+    assert run.training_state().checkpoint == "checkpoint-10.keras"
+    assert _bias(run, LAST) != 3.0
+    state = run.recover()
+    assert state == TrainingState(2, step=10, checkpoint=LAST)
+    assert _bias(run, LAST) == 3.0 and _files(run) == [HISTORY, LAST, STATE]
+    rows = list(csv.DictReader(run.file(HISTORY).read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]  # epoch 2's row was never committed
+
+
+def _stopped_mid_epoch(run: RunDir, config: TrainConfig) -> None:
+    _resumable(run, config)
+    run.file("checkpoint-13.keras").write_bytes(b"a model")
+    run.write_state(TrainingState(1, batches_done=3, step=13, checkpoint="checkpoint-13.keras"))
+
+
+def test_check_resumable_mid_epoch_needs_the_same_batches(run):
+    config = TrainConfig(batch_size=16, epochs=3)
+    _stopped_mid_epoch(run, config)
+    assert run.check_resumable(config.replace(epochs=5, checkpoint_steps=9)) == 1
+    with pytest.raises(CheckpointError, match=r"middle of epoch 2 with batch_size=16.*same"):
+        run.check_resumable(config.replace(batch_size=8))
+    with pytest.raises(CheckpointError, match="seed=0, this run asks seed=1"):
+        run.check_resumable(config.replace(seed=1))
+    run.file("checkpoint-13.keras").unlink()
+    with pytest.raises(CheckpointError, match=r"names checkpoint-13\.keras, which is missing"):
+        run.check_resumable(config)
+
+
+def test_prepare_counts_and_overwrites_mid_epoch_checkpoints(run):
+    run.prepare()
+    run.file("checkpoint-7.keras").write_bytes(b"a model")
+    with pytest.raises(OutputDirError, match=r"already holds a run \(checkpoint-7.keras\)"):
+        run.prepare()
+    run.prepare(overwrite=True)
+    assert _files(run) == []

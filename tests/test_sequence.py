@@ -395,3 +395,32 @@ def test_row_subset_serves_only_its_rows(small_store, shuffle):
 def test_row_subset_out_of_range_is_refused(small_store):
     with pytest.raises(IndexError, match=r"valid rows are \[0, 37\)"):
         OneHotSequence(small_store, "train", 4, row_subset=[0, 37])
+
+
+@pytest.mark.parametrize("first", [0, 1, 4])
+def test_from_batch_serves_the_rest_of_each_epoch(small_store, first):
+    """What a run stopped after `first` batches of epoch 2 reads next, in order."""
+    seq = OneHotSequence(small_store, "train", 8, seed=5)  # 37 rows: 5 batches, the last of 5
+    seq.set_epoch(2)
+    rest = seq.from_batch(first)
+    rest.set_epoch(2)
+    assert len(rest) == len(seq) - first and rest.batches_per_epoch == len(seq) == 5
+    for i in range(len(rest)):
+        np.testing.assert_array_equal(rest.batch_rows(i), seq.batch_rows(first + i))
+        ids, outputs = rest[i]
+        want_ids, want_targets = seq[first + i][0], seq[first + i][1]["reconstruction"]
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(outputs["reconstruction"], want_targets)
+    with pytest.raises(IndexError, match=rf"valid indices are \[0, {len(rest)}\)"):
+        rest.batch_rows(len(rest))
+    assert seq.first_batch == 0 and len(seq) == 5  # the original is unchanged
+    clone = pickle.loads(pickle.dumps(rest))
+    np.testing.assert_array_equal(clone.batch_rows(0), rest.batch_rows(0))
+
+
+def test_from_batch_refuses_a_batch_outside_the_epoch(small_store):
+    seq = OneHotSequence(small_store, "train", 8)
+    with pytest.raises(ValueError, match=r"`batch` must be an integer in \[0, 5\)"):
+        seq.from_batch(5)
+    with pytest.raises(ValueError, match="starts at batch 0"):
+        seq.from_batch(2).from_batch(1)

@@ -106,7 +106,8 @@ def test_resume_continues_at_next_epoch(finished_run, tmp_path):
     assert _train(store.path, resumed, "--epochs", "2", "--resume") == 0
     rows = list(csv.DictReader((resumed / "history.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert json.loads((resumed / "state.json").read_text()) == {"epochs_done": 2}
+    state = json.loads((resumed / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["step"] == 2 * state["steps_per_epoch"]
 
 
 def test_sample_commands_print_words(finished_run, capsys):
@@ -172,6 +173,26 @@ def test_decoder_flags():
     config = train_config_from_args(["--word-dropout", "0.5", "--val-fraction", "0.1"])
     assert config.model.word_dropout == 0.5 and config.val_fraction == 0.1
     assert train_config_from_args([]).model.decoder == "autoregressive"
+
+
+def test_checkpoint_flags():
+    config = train_config_from_args(["--checkpoint-steps", "50", "--checkpoint-minutes", "0"])
+    assert (config.checkpoint_steps, config.checkpoint_minutes) == (50, 0.0)
+    default = train_config_from_args([])
+    assert default.checkpoint_steps == 0 and default.checkpoint_minutes > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["--checkpoint-steps", "-1"], "checkpoint_steps"),
+        (["--checkpoint-minutes", "-2"], "checkpoint_minutes"),
+    ],
+)
+def test_bad_checkpoint_flags_exit_with_usage(argv, name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(argv)
+    assert exc.value.code == 2 and f"`{name}` must be" in capsys.readouterr().err
 
 
 def test_existing_run_not_overwritten(finished_run, capsys):

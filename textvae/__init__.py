@@ -29,9 +29,10 @@ from textvae.errors import (
     StoreNotFoundError,
     StoreWriteError,
     TextVAEError,
+    TrainingInterrupted,
 )
 from textvae.kernels import onehot
-from textvae.run import RunDir
+from textvae.run import RunDir, TrainingState
 from textvae.store import TokenStore, build_store, resolve_store
 from textvae.vocab import Vocabulary, tokenize
 
@@ -76,6 +77,8 @@ __all__ = [
     "TextVAEError",
     "TokenStore",
     "TrainConfig",
+    "TrainingInterrupted",
+    "TrainingState",
     "Vocabulary",
     "__version__",
     "build_store",

@@ -6,21 +6,76 @@
 
 - :class:`EpochSync` ties fit's epoch k to the Sequence's epoch k (every process);
 - :class:`KLAnnealing` raises the model's KL weight step by step (every process);
-- :class:`RunCheckpoint` writes the run folder's per-epoch files (the chief only).
+- :class:`RunCheckpoint` writes the run folder's files every epoch, and mid-epoch checkpoints
+  every N steps or M minutes and on SIGTERM/SIGINT (the chief only; mid-epoch in one process).
+
+:func:`seed_state_variables` finds the random streams' state that ``.keras`` files leave out.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
+import warnings
 from typing import Any
 
 import keras
+import numpy as np
 
 from textvae._checks import int_at_least, non_negative
-from textvae.run import BEST, LAST, RunDir
+from textvae.errors import TrainingInterrupted
+from textvae.preemption import StopOnSignal
+from textvae.run import BEST, RunDir, TrainingState
 
-__all__ = ["EpochSync", "KLAnnealing", "RunCheckpoint"]
+__all__ = [
+    "EpochSync",
+    "KLAnnealing",
+    "RunCheckpoint",
+    "restore_seed_states",
+    "seed_state_variables",
+]
+
+
+def seed_state_variables(model: keras.Model) -> list[keras.Variable]:
+    """The state variables of every ``keras.random.SeedGenerator`` of ``model``, in the order
+    of ``model.variables``.
+
+    Keras saves a layer's weights in ``.keras`` files, not its seed generators' state (Keras
+    3.15: ``Layer.save_own_variables`` stores ``weights`` only), so a reloaded model would draw
+    its sampling noise and word dropout from the start again. Keras defines ``variables`` as
+    ``weights`` plus those states (metric variables are in neither): the difference is exactly
+    them.
+    """
+    weights = {id(w) for w in model.weights}
+    seen: set[int] = set()
+    states = []
+    for v in model.variables:
+        if id(v) not in weights and id(v) not in seen:
+            seen.add(id(v))
+            states.append(v)
+    return states
+
+
+def restore_seed_states(model: keras.Model, states: Any) -> None:
+    """Set ``model``'s seed generators to ``states`` (from :func:`seed_state_variables`).
+
+    Raises
+    ------
+    ValueError
+        ``states`` does not fit ``model``'s seed generators (another model).
+    """
+    variables = seed_state_variables(model)
+    states = [np.asarray(s) for s in states]
+    if len(states) != len(variables) or any(
+        s.size != int(np.prod(v.shape)) for s, v in zip(states, variables, strict=False)
+    ):
+        raise ValueError(
+            f"`states` hold {len(states)} seed states, the model has {len(variables)} "
+            "seed generators: they belong to another model"
+        )
+    for v, s in zip(variables, states, strict=True):
+        v.assign(s.astype(v.dtype).reshape(v.shape))
 
 
 class KLAnnealing(keras.callbacks.Callback):
@@ -78,12 +133,24 @@ class EpochSync(keras.callbacks.Callback):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Write the run folder's per-epoch files at every epoch's end.
+    """Write the run folder's files: every epoch, and mid-epoch on a schedule or a signal.
 
-    In this order: ``best.keras`` (when ``logs[monitor]`` is the lowest of this training
-    session), ``last.keras``, a row of ``history.csv``, then ``state.json`` (the epoch's commit
-    mark, see :mod:`textvae.run`). Models are saved atomically. In a multi-worker run give it
-    to the chief only.
+    At every epoch's end, in this order: ``best.keras`` (when ``logs[monitor]`` is the lowest
+    of the run so far), a row of ``history.csv``, then the checkpoint
+    (:meth:`~textvae.run.RunDir.save_checkpoint`: the model, with its optimizer, as
+    ``last.keras``; ``state.json``, the commit mark, names it).
+
+    Mid-epoch, after a training step, every ``every_steps`` steps or ``every_seconds`` seconds
+    (whichever comes first), it saves a checkpoint of the whole training state: the model
+    with its optimizer state (so the step count and the KL schedule), the epoch and the
+    number of batches trained (counted at ``on_train_batch_end``: batches trained, not
+    prefetched), the seed generators' states (:func:`seed_state_variables`) and the metrics'
+    running sums, so the epoch's ``history.csv`` row covers all its batches. No mid-epoch save
+    follows an epoch's last step: the epoch's end saves. When ``stop`` has received a signal,
+    the next step's end saves (or the epoch's end, if the signal came during validation) and
+    raises :class:`~textvae.errors.TrainingInterrupted`.
+
+    In a multi-worker run give it to the chief only, without ``every_*`` or ``stop``.
 
     Parameters
     ----------
@@ -94,20 +161,78 @@ class RunCheckpoint(keras.callbacks.Callback):
     append
         Continue ``history.csv`` (a resumed run); otherwise it is started afresh at
         ``on_train_begin``.
+    every_steps, every_seconds
+        Mid-epoch checkpoint intervals (``None``: not on that count).
+    resume
+        The :class:`~textvae.run.TrainingState` training resumes from: its best value is kept,
+        and a mid-epoch state makes the first epoch count its batches from
+        ``resume.batches_done`` and add the saved metric sums after its first step. Train that
+        epoch on ``sequence.from_batch(resume.batches_done)``.
+    stop
+        A :class:`~textvae.preemption.StopOnSignal` to watch.
     """
 
     def __init__(
-        self, out: str | os.PathLike[str] | RunDir, *, monitor: str = "loss", append: bool = False
+        self,
+        out: str | os.PathLike[str] | RunDir,
+        *,
+        monitor: str = "loss",
+        append: bool = False,
+        every_steps: int | None = None,
+        every_seconds: float | None = None,
+        resume: TrainingState | None = None,
+        stop: StopOnSignal | None = None,
     ) -> None:
         super().__init__()
         self.out = out if isinstance(out, RunDir) else RunDir(out)
         self.monitor = monitor
         self.append = bool(append)
+        self.every_steps = int_at_least("every_steps", every_steps, 1, allow_none=True)
+        self.every_seconds = (
+            None if every_seconds is None else non_negative("every_seconds", every_seconds)
+        )
+        self.stop = stop
         self.best = math.inf
+        if resume is not None and resume.monitor == monitor and resume.best is not None:
+            self.best = float(resume.best)
+        self._resume = resume if resume is not None and resume.batches_done else None
+        self.last_state: TrainingState | None = None
+        self._epoch = 0
+        self._first_batch = 0
+        self._batches_done = 0
+        self._pending_metrics: dict[str, list[float]] | None = None
+        self._saved_step = 0
+        self._saved_at = time.monotonic()
 
+    # -- hooks --------------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not self.append:
             self.out.clear_history()
+        self._saved_step = self._step()
+        self._saved_at = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        self._first_batch = 0
+        if self._resume is not None and epoch == self._resume.epochs_done:
+            self._first_batch = self._resume.batches_done
+            self._pending_metrics = self._resume.metric_states
+            self._resume = None
+        self._batches_done = self._first_batch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._batches_done = self._first_batch + batch + 1
+        if self._pending_metrics is not None:
+            self._add_metric_states(self._pending_metrics)
+            self._pending_metrics = None
+        steps = self.params.get("steps") if self.params else None
+        if steps is not None and batch + 1 >= steps:
+            return  # the epoch's end follows and saves
+        stopping = self.stop is not None and self.stop.requested
+        if stopping or self._due():
+            self._save(self._state(self._epoch, self._batches_done))
+        if stopping:
+            raise self._interrupted()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
@@ -115,6 +240,75 @@ class RunCheckpoint(keras.callbacks.Callback):
         if value is not None and value < self.best:  # NaN never counts as better
             self.best = float(value)
             self.out.save_model(self.model, BEST)
-        self.out.save_model(self.model, LAST)
         self.out.append_history(epoch, logs)
-        self.out.write_state(epoch + 1)
+        self._save(self._state(epoch + 1, 0))
+        if self.stop is not None and self.stop.requested:
+            raise self._interrupted()
+
+    # -- the state ----------------------------------------------------------------------------
+    def _step(self) -> int:
+        optimizer = getattr(self.model, "optimizer", None)
+        return int(optimizer.iterations.numpy()) if optimizer is not None else 0
+
+    def _due(self) -> bool:
+        if self.every_steps is not None and self._step() - self._saved_step >= self.every_steps:
+            return True
+        elapsed = time.monotonic() - self._saved_at
+        return self.every_seconds is not None and elapsed >= self.every_seconds
+
+    def _state(self, epochs_done: int, batches_done: int) -> TrainingState:
+        steps = self.params.get("steps") if self.params else None
+        return TrainingState(
+            epochs_done=epochs_done,
+            batches_done=batches_done,
+            step=self._step(),
+            steps_per_epoch=None if steps is None else self._first_batch + int(steps),
+            monitor=self.monitor,
+            best=self.best if math.isfinite(self.best) else None,
+            seed_states=[np.ravel(v.numpy()).tolist() for v in seed_state_variables(self.model)],
+            metric_states=self._metric_states() if batches_done else {},
+        )
+
+    def _save(self, state: TrainingState) -> None:
+        self.last_state = self.out.save_checkpoint(self.model, state)
+        self._saved_step = state.step or 0
+        self._saved_at = time.monotonic()
+
+    def _metric_variables(self) -> list[keras.Variable]:
+        return [v for m in self.model.metrics for v in m.variables]
+
+    def _metric_states(self) -> dict[str, list[float]]:
+        return {v.path: np.ravel(v.numpy()).tolist() for v in self._metric_variables()}
+
+    def _add_metric_states(self, saved: dict[str, list[float]]) -> None:
+        # Metric states are running sums (a Mean's total and count): the first step after
+        # resuming started from zero, so adding the saved sums gives the uninterrupted ones.
+        variables = {v.path: v for v in self._metric_variables()}
+        missing = sorted(set(saved) - set(variables))
+        if missing:
+            warnings.warn(
+                f"the checkpoint's metrics {missing} are not this model's: the resumed epoch's "
+                "logs leave out the batches trained before the checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        for path, values in saved.items():
+            if path in variables:
+                v = variables[path]
+                v.assign(v.numpy() + np.asarray(values, dtype=v.dtype).reshape(v.shape))
+
+    def _interrupted(self) -> TrainingInterrupted:
+        state = self.last_state
+        steps = state.steps_per_epoch
+        where = (
+            f"epoch {state.epochs_done + 1}, batch {state.batches_done}"
+            + (f" of {steps}" if steps else "")
+            if state.batches_done
+            else f"the end of epoch {state.epochs_done}"
+        )
+        return TrainingInterrupted(
+            f"{self.stop.name}: saved the training state at {where} (step {state.step}) in "
+            f"{self.out.path}; run the same command with --resume to continue from there",
+            self.stop.signum,
+            state.step or 0,
+        )

@@ -321,7 +321,25 @@ def _train_parser() -> argparse.ArgumentParser:
         help=f"epochs over which the KL weight rises 0 -> 1 (default {d.kl_warmup_epochs})",
     )
     p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=None,
+        help="also save the whole training state every N steps, mid-epoch (default "
+        f"{d.checkpoint_steps or 'off'}; 0: off)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=None,
+        help="save the whole training state every M minutes, mid-epoch (default "
+        f"{d.checkpoint_minutes:g}; 0: off). SIGTERM/SIGINT save too, then exit with code 130",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (mid-epoch: the next batch)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument(
         "--verbose",

@@ -16,6 +16,7 @@ from textvae._checks import (
     PADDINGS,
     TARGETS,
     fraction,
+    int_at_least,
     non_negative,
     one_of,
     positive_int,
@@ -111,7 +112,9 @@ class TrainConfig:
     ``rows``). ``storage_options`` go to fsspec when ``data`` or ``store`` is a URL
     (``endpoint_url``, ``key``/``secret``, ...); :meth:`to_dict` keeps only their keys.
     ``val_fraction`` of the train split (seeded) is held out: ``best.keras`` is chosen on it,
-    so the test split serves the final metrics only.
+    so the test split serves the final metrics only. ``checkpoint_steps`` / ``checkpoint_minutes``
+    save the whole training state mid-epoch every that many steps / minutes, whichever comes
+    first (0 turns either off; README "Stopping and resuming" says why the defaults).
     """
 
     data: str | None = None
@@ -130,6 +133,8 @@ class TrainConfig:
     eval_rows: int | None = None
     kl_warmup_epochs: float = 1.0
     val_fraction: float = 0.05
+    checkpoint_steps: int = 0
+    checkpoint_minutes: float = 2.0
     resume: bool = False
     overwrite: bool = False
     verbose: int = 1
@@ -147,6 +152,8 @@ class TrainConfig:
         one_of("dtype", self.dtype, DTYPES)
         non_negative("kl_warmup_epochs", self.kl_warmup_epochs)
         fraction("val_fraction", self.val_fraction)
+        int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
+        non_negative("checkpoint_minutes", self.checkpoint_minutes)
         object.__setattr__(
             self,
             "storage_options",

@@ -21,6 +21,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreWriteError",
     "TextVAEError",
+    "TrainingInterrupted",
 ]
 
 
@@ -74,3 +75,26 @@ class OutputDirError(TextVAEError, OSError):
 
 class CheckpointError(TextVAEError, ValueError):
     """A checkpoint to resume from is missing or does not match the model configuration."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGTERM or SIGINT after saving its state; ``--resume`` continues it.
+
+    A ``KeyboardInterrupt``, not a :class:`TextVAEError`: nothing was wrong with the input, and
+    ``textvae-train`` exits as for Ctrl-C (code 130) after printing where it stopped.
+
+    Attributes
+    ----------
+    signum
+        The signal received (``signal.SIGTERM``, ``signal.SIGINT``).
+    step
+        The optimizer's ``iterations`` at the saved checkpoint: no trained step is lost.
+    """
+
+    def __init__(self, message: str, signum: int, step: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.step = step
+
+    def __reduce__(self):
+        return type(self), (str(self), self.signum, self.step)

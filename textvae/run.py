@@ -1,20 +1,27 @@
 """The run folder (``textvae-train --out``): its files and every rule about them, in one place.
 
-=================  ============================================================================
-``config.json``    the run's configuration and the store's attributes (checked on ``--resume``)
-``vocab.json``     the store's vocabulary, id -> token (for ``textvae-sample``)
-``best.keras``     the model with the lowest ``val_loss`` (or training loss) this session
-``last.keras``     the model after the last finished epoch, with its optimizer state
-``state.json``     ``{"epochs_done": k}``, written after ``last.keras`` and the history row
-``history.csv``    one row per finished epoch: ``epoch`` and the epoch's logs (loss, ``kl``, ...)
-``metrics.json``   test metrics (:func:`textvae.evaluate.evaluate_vae`), run size and timings
-``latents.png``    test latent means projected to 2-D with PCA, coloured by sentiment
-=================  ============================================================================
+======================  ============================================================================
+``config.json``         the run's configuration and the store's attributes (checked on ``--resume``)
+``vocab.json``          the store's vocabulary, id -> token (for ``textvae-sample``)
+``best.keras``          the model with the lowest ``val_loss`` (or training loss) of the run
+``last.keras``          the model after the last finished epoch, with its optimizer state
+``checkpoint-N.keras``  mid-epoch: the model after training step N (``--checkpoint-steps``,
+                        ``--checkpoint-minutes``, a signal), with its optimizer state
+``state.json``          where training stands (:class:`TrainingState`): epochs and batches done,
+                        the model file to resume from, random streams, the partial epoch's metrics
+``history.csv``         one row per finished epoch: ``epoch`` and the epoch's logs (``loss``, ...)
+``metrics.json``        test metrics (:func:`textvae.evaluate.evaluate_vae`), run size and timings
+``latents.png``         test latent means projected to 2-D with PCA, coloured by sentiment
+======================  ============================================================================
 
-Files a reader may find half-written are written atomically (a temporary file, then
-``os.replace``): ``state.json``, ``config.json``, ``vocab.json``, ``metrics.json`` and the two
-models. ``state.json`` is the commit mark of an epoch: written last, it never names an epoch
-whose ``last.keras`` is not on disk.
+Files a reader may find half-written are written atomically (a temporary file, flushed to
+disk, then ``os.replace``): ``state.json``, ``config.json``, ``vocab.json``, ``metrics.json``
+and the models. ``state.json`` is the commit mark of a checkpoint: it is written after the
+model file it names, and a model file is never replaced while ``state.json`` names it
+(:meth:`RunDir.save_checkpoint`), so a kill at any moment leaves a ``state.json`` whose model
+is complete and matches it. What a kill can leave beside it (a temporary file, a newer
+``checkpoint-N.keras`` not yet committed, a ``history.csv`` row of an uncommitted epoch) is
+removed when the run resumes (:meth:`RunDir.recover`).
 
 This module imports Keras only to load a model (:meth:`RunDir.load_model`).
 """
@@ -22,9 +29,15 @@ This module imports Keras only to load a model (:meth:`RunDir.load_model`).
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
+import math
 import os
+import re
+import shutil
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +59,7 @@ __all__ = [
     "STATE",
     "VOCAB",
     "RunDir",
+    "TrainingState",
 ]
 
 CONFIG = "config.json"
@@ -56,8 +70,16 @@ STATE = "state.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 LATENTS = "latents.png"
-#: Every file a run writes: a folder holding any of them holds a run.
+#: Every file a run writes: a folder holding any of them holds a run (mid-epoch checkpoints,
+#: ``checkpoint-N.keras``, too: see :meth:`RunDir.existing`).
 ARTEFACTS = (CONFIG, VOCAB, BEST, LAST, STATE, HISTORY, METRICS, LATENTS)
+#: A mid-epoch checkpoint: the model at training step N.
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)\.keras")
+#: What atomic writes leave behind when killed: ``<name>.tmp`` and ``<name>.tmp.keras``.
+_TEMPORARY = re.compile(r".+\.tmp(\.keras)?")
+#: Settings that fix which rows each batch holds: a run stopped mid-epoch resumes only with
+#: the same ones, or its remaining batches would not be the ones it had left.
+_ORDER_FIELDS = ("seed", "batch_size", "train_rows", "val_fraction")
 #: Run settings a checkpoint is built or compiled for: they must match on ``--resume``.
 _RUN_FIELDS = ("vocab_size", "max_len", "targets")
 #: Model sizes that must match between a checkpoint and the configuration resuming it.
@@ -68,10 +90,136 @@ _SAVED_BEFORE_0_2 = {"decoder": "repeat", "encoder_pooling": False}
 _POINT_AT_A_RUN = "point at the --out folder of a `textvae-train` run"
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
+    _fsync(tmp)
     os.replace(tmp, path)
+
+
+def checkpoint_name(step: int) -> str:
+    """The file name of the mid-epoch checkpoint taken after training step ``step``."""
+    return f"checkpoint-{int(step)}.keras"
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a run's training stands: the content of ``state.json``.
+
+    ``state.json`` of textvae 0.2 and earlier holds ``epochs_done`` only: such a state resumes
+    from ``last.keras`` at the start of epoch ``epochs_done``, as it did then.
+
+    Parameters
+    ----------
+    epochs_done
+        Epochs finished (history rows and ``last.keras`` exist for them): the 0-based epoch
+        training is in.
+    batches_done
+        Batches of epoch ``epochs_done`` already trained (0 at an epoch's start): ``--resume``
+        continues with the next one.
+    step
+        The optimizer's ``iterations`` at the checkpoint (``None``: not recorded).
+    steps_per_epoch
+        Batches per epoch of the run that wrote the state (a mid-epoch state resumes only with
+        the same).
+    checkpoint
+        The model file to resume from: ``last.keras`` or ``checkpoint-N.keras``.
+    monitor, best
+        The log ``best.keras`` is chosen on and its lowest value so far (``None``: none yet).
+    seed_states
+        The state of every Keras ``SeedGenerator`` of the model (sampling noise, word dropout,
+        ...), in the order of ``model.variables``: Keras does not save them in ``.keras``.
+    metric_states
+        Mid-epoch only: the model's metric variables (running sums of the epoch's logs) by
+        path, so the finished epoch's logs cover all its batches.
+    """
+
+    epochs_done: int
+    batches_done: int = 0
+    step: int | None = None
+    steps_per_epoch: int | None = None
+    checkpoint: str = LAST
+    monitor: str | None = None
+    best: float | None = None
+    seed_states: tuple[tuple[int, ...], ...] = ()
+    metric_states: dict[str, list[float]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs_done", "batches_done"):
+            _require(_is_count(getattr(self, name)), f"`{name}` is not an integer >= 0")
+        for name in ("step", "steps_per_epoch"):
+            value = getattr(self, name)
+            _require(value is None or _is_count(value), f"`{name}` is not an integer >= 0")
+        _require(
+            self.checkpoint == LAST or _CHECKPOINT.fullmatch(str(self.checkpoint)) is not None,
+            f"`checkpoint` is not {LAST} nor checkpoint-N.keras: {self.checkpoint!r}",
+        )
+        _require(
+            self.best is None
+            or (isinstance(self.best, (int, float)) and not isinstance(self.best, bool)),
+            "`best` is not a number",
+        )
+        _require(
+            all(
+                isinstance(s, (list, tuple)) and all(_is_int(v) for v in s)
+                for s in self.seed_states
+            ),
+            "`seed_states` is not a list of integer lists",
+        )
+        object.__setattr__(self, "seed_states", tuple(tuple(s) for s in self.seed_states))
+        _require(
+            isinstance(self.metric_states, dict)
+            and all(
+                isinstance(k, str)
+                and isinstance(v, list)
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                for k, v in self.metric_states.items()
+            ),
+            "`metric_states` is not an object of number lists",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as plain JSON data."""
+        data = dataclasses.asdict(self)
+        data["seed_states"] = [list(s) for s in self.seed_states]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingState:
+        """Rebuild a state from :meth:`to_dict`'s data.
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not such a state.
+        """
+        _require(isinstance(data, dict), "not a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        _require("epochs_done" in data, "no `epochs_done`")
+        unknown = sorted(set(data) - known)
+        _require(not unknown, f"unknown keys {unknown}")
+        return cls(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _require(ok: bool, why: str) -> None:
+    if not ok:
+        raise ValueError(why)
 
 
 class RunDir:
@@ -101,8 +249,14 @@ class RunDir:
         return self.path / name
 
     def existing(self) -> list[str]:
-        """The artefacts present in the folder, in :data:`ARTEFACTS` order."""
-        return [name for name in ARTEFACTS if (self.path / name).exists()]
+        """The artefacts present in the folder, in :data:`ARTEFACTS` order, then any mid-epoch
+        checkpoints (``checkpoint-N.keras``)."""
+        return [name for name in ARTEFACTS if (self.path / name).exists()] + self._checkpoints()
+
+    def _checkpoints(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if _CHECKPOINT.fullmatch(p.name))
 
     # -- the folder ---------------------------------------------------------------------------
     def prepare(self, *, resume: bool = False, overwrite: bool = False) -> None:
@@ -144,23 +298,33 @@ class RunDir:
         ----------
         config
             The configuration of the run that resumes: its ``vocab_size``, ``max_len``,
-            ``targets`` and model sizes must be the checkpoint's.
+            ``targets`` and model sizes must be the checkpoint's; a run stopped mid-epoch also
+            needs the same ``seed``, ``batch_size``, ``train_rows`` and ``val_fraction`` (they
+            decide which rows the remaining batches hold).
 
         Returns
         -------
         int
-            ``epochs_done`` from ``state.json``: the epoch to resume at (0-based).
+            ``epochs_done`` from ``state.json``: the epoch to resume in (0-based);
+            :meth:`training_state` has the rest (the batch, the model file, ...).
 
         Raises
         ------
         CheckpointError
-            No checkpoint (``state.json`` and ``last.keras``), a damaged ``state.json`` or
-            ``config.json``, or a checkpoint of other sizes.
+            No checkpoint (``state.json`` and the model file it names), a damaged
+            ``state.json`` or ``config.json``, or a checkpoint of other sizes.
         """
-        if not (self.file(STATE).exists() and self.file(LAST).exists()):
+        if not self.file(STATE).exists():
             raise CheckpointError(
                 f"--resume: {self.path} has no checkpoint to resume ({STATE} and {LAST}); "
                 "run without --resume to start a new run"
+            )
+        state = self.training_state()
+        if not self.file(state.checkpoint).exists():
+            raise CheckpointError(
+                f"--resume: {self.path} has no checkpoint to resume ({STATE} names "
+                f"{state.checkpoint}, which is missing); run without --resume to start a new "
+                "run, or --overwrite"
             )
         saved = self.read_config()
         ours = config.to_dict()
@@ -178,7 +342,15 @@ class RunDir:
                     f"this run asks {key}={ours['model'][key]}: use the checkpoint's sizes or "
                     "another --out"
                 )
-        return self.read_state()
+        if state.batches_done:
+            for key in _ORDER_FIELDS:
+                if key in saved and saved[key] != ours[key]:
+                    raise CheckpointError(
+                        f"--resume: {self.path} stopped in the middle of epoch "
+                        f"{state.epochs_done + 1} with {key}={saved[key]}, this run asks "
+                        f"{key}={ours[key]}: the rest of that epoch needs the same {key}"
+                    )
+        return state.epochs_done
 
     # -- models -------------------------------------------------------------------------------
     def load_model(self, name: str = BEST) -> keras.Model:
@@ -212,8 +384,88 @@ class RunDir:
         path = self.file(name)
         tmp = path.with_name(path.name + ".tmp.keras")  # Keras wants the .keras suffix
         model.save(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
         return path
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self, model: keras.Model, state: TrainingState) -> TrainingState:
+        """Save ``model`` with ``state`` as the point ``--resume`` continues from.
+
+        The model goes to ``checkpoint-<state.step>.keras`` (a temporary file, then a rename),
+        then ``state.json`` is replaced to name it (the commit), then older checkpoint files
+        are deleted. At an epoch's end (``state.batches_done == 0``) the file then becomes
+        ``last.keras`` (a hard link, or a copy) and ``state.json`` names that instead. A kill
+        at any point leaves ``state.json`` naming a complete model that matches it: the file
+        ``state.json`` names is never the one being written.
+
+        Returns
+        -------
+        TrainingState
+            ``state`` with ``checkpoint`` set to the file it now names.
+        """
+        name = checkpoint_name(0 if state.step is None else state.step)
+        current = self._committed_checkpoint()
+        if name != current:  # the same step twice (a signal right after a save): keep it
+            self.save_model(model, name)
+        state = dataclasses.replace(state, checkpoint=name)
+        self.write_state(state)
+        if state.batches_done == 0:
+            state = self._publish_last(state)
+        self.remove_stale(state.checkpoint)
+        return state
+
+    def _publish_last(self, state: TrainingState) -> TrainingState:
+        """Make the committed epoch-end checkpoint ``last.keras`` and commit that name."""
+        source, tmp = self.file(state.checkpoint), self.file(LAST + ".tmp.keras")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, tmp)
+            _fsync(tmp)
+        os.replace(tmp, self.file(LAST))
+        state = dataclasses.replace(state, checkpoint=LAST)
+        self.write_state(state)
+        return state
+
+    def _committed_checkpoint(self) -> str | None:
+        try:
+            return self.training_state().checkpoint
+        except CheckpointError:
+            return None
+
+    def remove_stale(self, keep: str) -> None:
+        """Delete what an interrupted save can leave: temporary files and every
+        ``checkpoint-N.keras`` but ``keep`` (the one ``state.json`` names)."""
+        for name in self._checkpoints():
+            if name != keep:
+                self.file(name).unlink(missing_ok=True)
+        for path in self.path.iterdir():
+            if _TEMPORARY.fullmatch(path.name) and any(
+                path.name.startswith(base) for base in (*ARTEFACTS, "checkpoint-")
+            ):
+                path.unlink(missing_ok=True)
+
+    def recover(self) -> TrainingState:
+        """Bring the folder back to its last committed checkpoint before training resumes.
+
+        Deletes temporary files and uncommitted checkpoints (:meth:`remove_stale`), drops
+        ``history.csv`` rows of epochs ``state.json`` does not count as done (a kill between
+        the row and the commit), and finishes an epoch-end save that was stopped before
+        ``last.keras`` was replaced. Call it on the process that writes the folder.
+
+        Returns
+        -------
+        TrainingState
+            The committed state.
+        """
+        state = self.training_state()
+        if state.batches_done == 0 and state.checkpoint != LAST:
+            state = self._publish_last(state)
+        self.remove_stale(state.checkpoint)
+        self.trim_history(state.epochs_done)
+        return state
 
     # -- JSON files ---------------------------------------------------------------------------
     def write_config(self, config: TrainConfig, store_attrs: Mapping[str, Any]) -> None:
@@ -243,23 +495,37 @@ class RunDir:
             raise self._damaged(VOCAB, "not a JSON list of tokens")
         return tuple(tokens)
 
-    def write_state(self, epochs_done: int) -> None:
-        """Write ``state.json``: ``epochs_done`` epochs are finished and in ``last.keras``."""
-        _write_atomic(self.file(STATE), json.dumps({"epochs_done": int(epochs_done)}))
+    def write_state(self, state: TrainingState | int) -> None:
+        """Write ``state.json`` (atomically): a :class:`TrainingState`, or ``epochs_done``
+        alone (epochs finished and in ``last.keras``)."""
+        if not isinstance(state, TrainingState):
+            state = TrainingState(int(state))
+        _write_atomic(self.file(STATE), json.dumps(_compact(state.to_dict())))
 
-    def read_state(self) -> int:
-        """``epochs_done`` from ``state.json``.
+    def training_state(self) -> TrainingState:
+        """The :class:`TrainingState` in ``state.json``.
 
         Raises
         ------
         CheckpointError
-            The file is missing or damaged (not ``{"epochs_done": <integer >= 0>}``).
+            The file is missing or damaged.
         """
-        state = self._read_json(STATE)
-        done = state.get("epochs_done") if isinstance(state, dict) else None
-        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
-            raise self._damaged(STATE, 'expected {"epochs_done": <integer >= 0>}')
-        return done
+        try:
+            return TrainingState.from_dict(self._read_json(STATE))
+        except (TypeError, ValueError) as err:
+            raise self._damaged(
+                STATE, f'{err}; expected {{"epochs_done": <integer >= 0>, ...}}'
+            ) from None
+
+    def read_state(self) -> int:
+        """``epochs_done`` from ``state.json`` (:meth:`training_state` has the rest).
+
+        Raises
+        ------
+        CheckpointError
+            The file is missing or damaged.
+        """
+        return self.training_state().epochs_done
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Write ``metrics.json``."""
@@ -269,6 +535,19 @@ class RunDir:
     def clear_history(self) -> None:
         """Delete ``history.csv`` (a new training session that does not continue one)."""
         self.file(HISTORY).unlink(missing_ok=True)
+
+    def trim_history(self, epochs_done: int) -> None:
+        """Keep only the rows of epochs ``< epochs_done`` in ``history.csv`` (atomically)."""
+        path = self.file(HISTORY)
+        if not path.exists():
+            return
+        rows = list(csv.reader(path.read_text().splitlines()))
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs_done]
+        if len(kept) == len(rows):
+            return
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)
+        _write_atomic(path, text.getvalue())
 
     def append_history(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Append epoch ``epoch``'s row (a header first if the file is new): ``epoch`` and the
@@ -301,3 +580,13 @@ class RunDir:
             f"{self.file(name)} is damaged ({why}): restore it, or start the run again with "
             "--overwrite"
         )
+
+
+def _compact(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without the keys that hold their defaults: an epoch-end state of a run
+    without random layers reads ``{"epochs_done": k, ...}`` as before."""
+    defaults = TrainingState(0).to_dict()
+    out = {k: v for k, v in state.items() if k == "epochs_done" or v != defaults[k]}
+    if isinstance(out.get("best"), float) and not math.isfinite(out["best"]):
+        out.pop("best")
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
@@ -205,6 +206,9 @@ class OneHotSequence(keras.utils.PyDataset):
         ``max_queue_size + workers + 2``.
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size``, passed to ``PyDataset``.
+
+    :meth:`from_batch` gives a copy that starts every epoch at a later batch: how
+    ``textvae-train --resume`` finishes an epoch it stopped in the middle of.
     """
 
     def __init__(
@@ -285,6 +289,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.storage_options = dict(storage_options) if storage_options else None
         self.pool_size = pool_size
         self.epoch = 0
+        self.first_batch = 0
         # Validate now (clear errors at construction); per-process state is rebuilt lazily.
         opened = self._open(vocab_size=vocab_size, max_len=max_len)
         self.vocab_size = opened.vocab_size
@@ -348,8 +353,29 @@ class OneHotSequence(keras.utils.PyDataset):
 
     # -- epochs and plans ---------------------------------------------------------------------
     def __len__(self) -> int:
+        return self.batches_per_epoch - self.first_batch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches of a whole epoch (``len(seq)`` of a sequence that starts at batch 0)."""
         full, rest = divmod(self.rows_per_shard, self.batch_size)
         return full + (1 if rest and not self.drop_remainder else 0)
+
+    def from_batch(self, batch: int) -> OneHotSequence:
+        """A copy that serves every epoch from batch ``batch`` on: ``copy[i]`` is
+        ``self[batch + i]`` of the same epoch and ``len(copy) == len(self) - batch``.
+
+        This is how a run stopped after ``batch`` batches of an epoch finishes that epoch
+        (``model.fit(seq.from_batch(k), initial_epoch=e, epochs=e + 1)``): the batches served
+        are exactly those an uninterrupted run would serve next, in the same order. The copy
+        opens its own store handle and caches (as after pickling).
+        """
+        if self.first_batch:
+            raise ValueError("`from_batch` applies to a sequence that starts at batch 0")
+        int_in_range("batch", batch, 0, self.batches_per_epoch)
+        view = copy.copy(self)  # through __getstate__ / __setstate__: fresh per-process state
+        view.first_batch = int(batch)
+        return view
 
     def on_epoch_end(self) -> None:
         """Advance to the next epoch. Keras calls this after every epoch, and once more after
@@ -398,11 +424,12 @@ class OneHotSequence(keras.utils.PyDataset):
 
     # -- batches ------------------------------------------------------------------------------
     def batch_rows(self, index: int) -> np.ndarray:
-        """Row indices of batch ``index`` of the current epoch."""
+        """Row indices of batch ``index`` of the current epoch (batch ``first_batch + index``
+        of the whole epoch)."""
         n = len(self)
         if not isinstance(index, (int, np.integer)) or not 0 <= index < n:
             raise IndexError(f"batch index {index} is out of range: valid indices are [0, {n})")
-        start = int(index) * self.batch_size
+        start = (self.first_batch + int(index)) * self.batch_size
         return self.epoch_rows()[start : start + self.batch_size]
 
     def _read_ids(self, rows: np.ndarray) -> np.ndarray:
@@ -455,5 +482,6 @@ class OneHotSequence(keras.utils.PyDataset):
             f"OneHotSequence({self.store_path!r}, split={self.split!r}, "
             f"batch_size={self.batch_size}, targets={self.targets!r}, dtype={self.dtype!r}, "
             f"shuffle={self.shuffle}, shard={self.shard_index}/{self.num_shards}, "
-            f"batches={len(self)})"
+            f"batches={len(self)}"
+            + (f", first_batch={self.first_batch})" if self.first_batch else ")")
         )

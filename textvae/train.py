@@ -4,9 +4,12 @@ The run folder (``config.out``, ``--out``) and its files are :mod:`textvae.run`'
 callbacks that write them every epoch are :mod:`textvae.callbacks`' and serve both training
 paths:
 
-- one process: ``model.fit`` (any Keras backend; TensorFlow is not needed);
+- one process: ``model.fit`` (any Keras backend; TensorFlow is not needed), with mid-epoch
+  checkpoints (every ``checkpoint_steps`` / ``checkpoint_minutes`` and on SIGTERM/SIGINT) and a
+  resume that continues at the next batch;
 - several processes (``TF_CONFIG`` naming several workers) or several GPUs under the
-  TensorFlow backend: :func:`textvae.distributed.fit_distributed`, imported only then.
+  TensorFlow backend: :func:`textvae.distributed.fit_distributed`, imported only then; it
+  checkpoints and resumes per epoch.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
+from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.cluster import worker_info
 from textvae.config import TrainConfig
-from textvae.errors import OutputDirError
+from textvae.errors import CheckpointError, OutputDirError, TrainingInterrupted
 from textvae.evaluate import RECONSTRUCT_ROWS, evaluate_vae, plot_latents
 from textvae.model import TextVAE, build_vae
+from textvae.preemption import StopOnSignal
 from textvae.progress import ProgressFn
-from textvae.run import LAST, LATENTS, RunDir
+from textvae.run import LAST, LATENTS, RunDir, TrainingState
 from textvae.sequence import OneHotSequence, holdout_rows
 from textvae.store import TokenStore, is_store, resolve_store
 
@@ -143,15 +147,34 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
 
 
 def _fit_multi_worker(
-    config: TrainConfig, strategy: Any, store: TokenStore, run: RunDir, initial_epoch: int, log: Log
+    config: TrainConfig,
+    strategy: Any,
+    store: TokenStore,
+    run: RunDir,
+    state: TrainingState | None,
+    log: Log,
 ) -> None:
-    """Train under ``strategy`` with the custom step; the chief writes ``run``'s files."""
+    """Train under ``strategy`` with the custom step; the chief writes ``run``'s files.
+
+    Checkpoints and resumes per epoch only: a state saved mid-epoch by a single-process run
+    resumes at that epoch's start, from ``last.keras`` (the partial epoch is trained again).
+    """
     from textvae.distributed import fit_distributed
 
     _, num_workers, _ = worker_info()
+    initial_epoch = state.epochs_done if state is not None else 0
+    if config.checkpoint_steps or config.checkpoint_minutes:
+        log("multi-worker training checkpoints at every epoch's end only (not mid-epoch)")
+    if state is not None and state.batches_done:
+        log(
+            f"multi-worker training resumes at epoch boundaries: the {state.batches_done} "
+            f"batches of epoch {initial_epoch + 1} done before the stop are trained again"
+        )
 
     def build_model() -> TextVAE:
-        return run.load_model(LAST) if config.resume else _new_model(config, store)
+        if state is None or (state.batches_done and initial_epoch == 0):
+            return _new_model(config, store)
+        return run.load_model(LAST if state.batches_done else state.checkpoint)
 
     steps = len(_train_sequence(config, store, 0, num_workers))
     fit_distributed(
@@ -168,37 +191,75 @@ def _fit_multi_worker(
 
 
 def _fit_one_process(
-    config: TrainConfig, store: TokenStore, run: RunDir, initial_epoch: int, log: Log
+    config: TrainConfig,
+    store: TokenStore,
+    run: RunDir,
+    state: TrainingState | None,
+    log: Log,
+    stop: StopOnSignal | None = None,
 ) -> TextVAE:
+    """``model.fit`` from scratch, or from ``state``: a state saved mid-epoch first finishes
+    its epoch on ``train_seq.from_batch(batches_done)`` (the batches an uninterrupted run
+    would read next, in order), then trains the other epochs on the whole sequence."""
     train_seq = _train_sequence(config, store)
     val_seq = _val_sequence(config, store)
-    if config.resume:
-        model = run.load_model(LAST)
+    steps = len(train_seq)
+    initial_epoch, first_batch = (state.epochs_done, state.batches_done) if state else (0, 0)
+    if first_batch and state.steps_per_epoch not in (None, steps):
+        raise CheckpointError(
+            f"--resume: {run.path} stopped at batch {first_batch} of {state.steps_per_epoch} "
+            f"in epoch {initial_epoch + 1}, this run has {steps} batches per epoch: resume "
+            "with the same data and sizes"
+        )
+    if state is not None:
+        model = run.load_model(state.checkpoint)
+        if state.seed_states:
+            try:
+                restore_seed_states(model, state.seed_states)
+            except ValueError as err:
+                raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
         model = _new_model(config, store)
         model.init_output_bias(_unigram_counts(store, _split_rows(config, store)[0]))
     # best.keras is chosen on the held-out part of the train split, never on the test split.
     monitor = "loss" if val_seq is None else "val_loss"
-    callbacks = [
-        EpochSync(train_seq),
-        _kl_annealing(config, len(train_seq)),
-        RunCheckpoint(run, monitor=monitor, append=initial_epoch > 0),
-    ]
+    checkpoint = RunCheckpoint(
+        run,
+        monitor=monitor,
+        append=state is not None,
+        every_steps=config.checkpoint_steps or None,
+        every_seconds=config.checkpoint_minutes * 60 or None,
+        resume=state,
+        stop=stop,
+    )
     held = f", {val_seq.rows_per_shard:,} held out for validation" if val_seq else ""
+    at = f" (epoch {initial_epoch + 1} from batch {first_batch + 1})" if first_batch else ""
     log(
-        f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {len(train_seq)} steps "
-        f"of {config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}, "
+        f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
+        f"of {config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}{at}, "
         f"decoder={config.model.decoder}, targets={config.targets}"
     )
-    model.fit(
-        train_seq,
-        validation_data=val_seq,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=config.verbose,
-        shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
-    )
+    # (sequence, last epoch + 1): the rest of a stopped epoch first, then whole epochs.
+    parts = [(train_seq.from_batch(first_batch), initial_epoch + 1)] if first_batch else []
+    parts.append((train_seq, config.epochs))
+    kl = _kl_annealing(config, steps)
+    epoch = initial_epoch
+    for seq, until in parts:
+        if epoch >= until:
+            continue
+        # Keras reads two batches for their shapes before EpochSync runs: let them be this
+        # epoch's, not epoch 0's (same rows, warm chunk cache).
+        seq.set_epoch(epoch)
+        model.fit(
+            seq,
+            validation_data=val_seq,
+            epochs=until,
+            initial_epoch=epoch,
+            callbacks=[EpochSync(seq), kl, checkpoint],
+            verbose=config.verbose,
+            shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
+        )
+        epoch = until
     return model
 
 
@@ -233,6 +294,9 @@ def train(
     TextVAEError
         A user error: unreadable data, an ``out`` that holds another run or cannot be written,
         a checkpoint that does not match ``config``, ...
+    TrainingInterrupted
+        SIGTERM or SIGINT during one-process training: the state was saved first
+        (``config.resume`` continues at the next batch).
     """
     started = time.perf_counter()
     _, num_workers, is_chief = worker_info()
@@ -245,7 +309,11 @@ def train(
     run = RunDir(config.out)
     if is_chief:
         run.prepare(resume=config.resume, overwrite=config.overwrite)
-    initial_epoch = run.check_resumable(config) if config.resume else 0
+    state: TrainingState | None = None
+    if config.resume:
+        run.check_resumable(config)
+        state = run.recover() if is_chief else run.training_state()
+    initial_epoch = state.epochs_done if state is not None else 0
     store = resolve_store(
         config.data,
         vocab_size=config.vocab_size,
@@ -261,8 +329,9 @@ def train(
     if is_chief and not config.resume:
         run.write_config(config, store.attrs)
         run.write_vocab(store.vocab.tokens)
-    if config.resume:
-        log(f"resuming {run.path} at epoch {initial_epoch + 1} of {config.epochs}")
+    if state is not None:
+        at = f" at its batch {state.batches_done + 1}" if state.batches_done else ""
+        log(f"resuming {run.path} in epoch {initial_epoch + 1} of {config.epochs}{at}")
 
     fit_started = time.perf_counter()
     if initial_epoch >= config.epochs:
@@ -271,9 +340,14 @@ def train(
         log(f"{run.path} already finished {initial_epoch} epochs: evaluating only")
         model = run.load_model(LAST)
     elif strategy is None:
-        model = _fit_one_process(config, store, run, initial_epoch, log)
+        with StopOnSignal() as stop:
+            try:
+                model = _fit_one_process(config, store, run, state, log, stop)
+            except TrainingInterrupted as err:
+                log(str(err))
+                raise
     else:
-        _fit_multi_worker(config, strategy, store, run, initial_epoch, log)
+        _fit_multi_worker(config, strategy, store, run, state, log)
         if not is_chief:
             return {}
         model = run.load_model(LAST)  # evaluate outside the strategy
