@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from textvae._checks import DTYPES, PADDINGS, TARGETS
 from textvae.config import DEFAULT_CHUNK_ROWS, IngestConfig
-from textvae.errors import TextVAEError
+from textvae.errors import TextVAEError, TrainingInterrupted
 from textvae.progress import ConsoleProgress
 
 __all__ = ["ingest_main", "sample_main", "train_main"]
@@ -32,6 +32,11 @@ def _run(fn: Callable[[], int]) -> int:
     except TextVAEError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except TrainingInterrupted as err:
+        # Saved and stopped on a signal: exit as the signal would have, 128 + its number
+        # (143 for SIGTERM, 130 for SIGINT), the line saying how to continue.
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 128 + int(err.signum)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

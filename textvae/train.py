@@ -24,7 +24,7 @@ import numpy as np
 from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.cluster import worker_info
 from textvae.config import TrainConfig
-from textvae.errors import CheckpointError, OutputDirError, TrainingInterrupted
+from textvae.errors import CheckpointError, OutputDirError
 from textvae.evaluate import RECONSTRUCT_ROWS, evaluate_vae, plot_latents
 from textvae.model import TextVAE, build_vae
 from textvae.preemption import StopOnSignal
@@ -341,11 +341,7 @@ def train(
         model = run.load_model(LAST)
     elif strategy is None:
         with StopOnSignal() as stop:
-            try:
-                model = _fit_one_process(config, store, run, state, log, stop)
-            except TrainingInterrupted as err:
-                log(str(err))
-                raise
+            model = _fit_one_process(config, store, run, state, log, stop)
     else:
         _fit_multi_worker(config, strategy, store, run, state, log)
         if not is_chief:
