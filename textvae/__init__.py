@@ -22,17 +22,22 @@ from textvae.errors import (
     DatasetUnavailableError,
     IncompleteStoreError,
     OutputDirError,
+    SettingError,
     StoreAccessError,
+    StoreCorruptError,
     StoreExistsError,
     StoreFormatError,
+    StoreLockedError,
     StoreMismatchError,
     StoreNotFoundError,
+    StoreUnavailableError,
     StoreWriteError,
     TextVAEError,
 )
 from textvae.kernels import onehot
 from textvae.run import RunDir
 from textvae.store import TokenStore, build_store, resolve_store
+from textvae.verify import VerifyReport, verify_store
 from textvae.vocab import Vocabulary, tokenize
 
 try:
@@ -66,16 +71,21 @@ __all__ = [
     "OneHotSequence",
     "OutputDirError",
     "RunDir",
+    "SettingError",
     "StoreAccessError",
+    "StoreCorruptError",
     "StoreExistsError",
     "StoreFormatError",
+    "StoreLockedError",
     "StoreMismatchError",
     "StoreNotFoundError",
+    "StoreUnavailableError",
     "StoreWriteError",
     "TextVAE",
     "TextVAEError",
     "TokenStore",
     "TrainConfig",
+    "VerifyReport",
     "Vocabulary",
     "__version__",
     "build_store",
@@ -86,6 +96,7 @@ __all__ = [
     "open_corpus",
     "resolve_store",
     "tokenize",
+    "verify_store",
 ]
 
 
