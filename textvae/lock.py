@@ -241,10 +241,20 @@ class StoreLock:
         )
 
     def release(self) -> None:
-        """Remove the lock if this object holds it."""
-        if self._held is not None and self._file.read() == self._held:
-            self._file.delete()
-        self._held = None
+        """Remove the lock if this object holds it.
+
+        A lock that cannot be removed (object storage gone) is left, with a note: the next
+        build on this host takes it over once this process has ended.
+        """
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            if self._file.read() == held:
+                self._file.delete()
+        except Exception as err:  # never mask the build's own outcome or error
+            if self._log is not None:
+                self._log(f"note: could not remove the lock {self.lock_path} ({err})")
 
     def __enter__(self) -> StoreLock:
         self.acquire()

@@ -44,6 +44,9 @@ RETRY_ENV_VAR = "TEXTVAE_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 60.0
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 5.0
+#: The last attempt gets at least this long; with less left, the error is raised instead (a
+#: shorter attempt would only report its own time-out instead of the real cause).
+MIN_ATTEMPT_S = 0.2
 # Errors that say "this will not get better by waiting": not transient.
 _PERMANENT = (
     TextVAEError,
@@ -146,7 +149,8 @@ def call_with_retry(
                 raise
             cause = err
         left = deadline - clock()
-        if left <= 0:
+        pause = min(random.uniform(delay / 2, delay), left - MIN_ATTEMPT_S)
+        if pause < 0:  # no time left for a fair attempt: report what the last one met
             waited = clock() - start
             raise StoreUnavailableError(
                 f"cannot read {url}: {_describe(cause)} (still failing after {attempts} "
@@ -154,7 +158,7 @@ def call_with_retry(
                 f"(AWS_ENDPOINT_URL or --storage-option endpoint_url=...); ${RETRY_ENV_VAR} sets "
                 "how long to retry"
             ) from cause
-        sleep(min(random.uniform(delay / 2, delay), left))
+        sleep(pause)
         delay = min(delay * 2, MAX_DELAY_S)
 
 
