@@ -228,3 +228,22 @@ def test_disk_full_during_ingest(tmp_path, wordy_corpus):
     # The same ingest without the limit succeeds: the limit, not the corpus, stopped it.
     assert ingest_main(argv) == 0
     assert TokenStore.open(store).num_rows("train") == 300
+
+
+def test_resolve_store_names_the_build_in_progress(tmp_path, corpus_dir):
+    from textvae.store import resolve_store
+
+    store = tmp_path / "cached.zarr"
+    proc, go = _start_builder(corpus_dir, store, tmp_path)
+    try:
+        with pytest.raises(IncompleteStoreError, match=f"still being built \\(pid {proc.pid} "):
+            resolve_store(corpus_dir, vocab_size=12, max_len=16, store_path=store, log=print)
+        go.touch()
+        assert proc.wait(timeout=START_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    logs: list[str] = []
+    resolve_store(corpus_dir, vocab_size=12, max_len=16, store_path=store, log=logs.append)
+    assert logs[-1].startswith(f"using the store {store}")

@@ -1025,6 +1025,8 @@ def resolve_store(
     except StoreNotFoundError:
         pass  # nothing there yet (a missing bucket is reported again by build_store)
     except IncompleteStoreError:
+        if _builder(target, opts) is not None:
+            raise  # another process is building it: its message says who
         interrupted = True
         log(f"{target} is an interrupted build: building it again")
     else:
@@ -1037,6 +1039,7 @@ def resolve_store(
         overwrite=interrupted,
         progress=progress,
         storage_options=opts,
+        log=log,
         **expected,
     )
 
