@@ -112,6 +112,32 @@ def test_missing_chunk_file_is_damage(small_store):
     assert [str(d) for d in report.damaged] == ["train/tokens rows 8-15: its file is missing"]
 
 
+def test_an_empty_review_is_not_taken_for_a_missing_chunk(tmp_path, corpus_dir):
+    from textvae.corpus import Corpus
+
+    class WithEmptyRow(Corpus):
+        """The corpus, with review 17 of train encoded to no ids at all (an all-padding row)."""
+
+        def __init__(self, inner: Corpus) -> None:
+            self.inner, self.splits, self.source = inner, inner.splits, inner.source
+
+        def _reviews(self, split):
+            return self.inner._reviews(split)
+
+        def vocabulary(self, vocab_size, progress=None):
+            return self.inner.vocabulary(vocab_size, progress=progress)
+
+        def encoded(self, split, vocab):
+            for i, (ids, label) in enumerate(self.inner.encoded(split, vocab)):
+                yield ([] if split == "train" and i == 17 else ids), label
+
+    corpus = WithEmptyRow(open_corpus(corpus_dir))
+    store = build_store(tmp_path / "e.zarr", corpus, vocab_size=12, max_len=16, chunk_rows=8)
+    ids = store.read("train", slice(16, 24))
+    assert not ids[1].any() and ids[[0, 2]].any(axis=1).all()  # row 17 only is all padding
+    assert verify_store(store.path).ok
+
+
 def test_sequence_raises_store_corrupt_error(small_store):
     from textvae.sequence import OneHotSequence
 

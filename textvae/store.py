@@ -470,20 +470,35 @@ class TokenStore:
                 raise  # not a chunk's fault: a bug, keep the traceback
             raise self._corrupt(split, name, damage) from err
         if name == "tokens" and data.size:
-            # No row of a store is all padding (every review keeps its start id or its words),
-            # so one is a chunk that reads as fill value: its file is missing.
+            # Every review keeps its start id or its words, so a row that is all padding is
+            # suspect: zarr reads a chunk whose file is missing as fill value. Checked on the
+            # row's edge (O(rows)); the file's existence is asked only then.
             edge = data[:, -1] if self.padding == "pre" else data[:, 0]
             empty = np.flatnonzero(edge == PAD_ID)
             if empty.size:
-                index = np.arange(array.shape[0])[rows]
                 c = array.chunks[0]
-                chunks = np.unique(index[empty] // c)
+                suspects = np.unique(np.arange(array.shape[0])[rows][empty] // c)
                 damage = [
                     (int(k) * c, min((int(k) + 1) * c, array.shape[0]), "its file is missing")
-                    for k in chunks
+                    for k in suspects
+                    if not self._chunk_exists(array, int(k))
                 ]
-                raise self._corrupt(split, name, damage)
+                if damage:
+                    raise self._corrupt(split, name, damage)
         return data
+
+    def _chunk_exists(self, array: zarr.Array, k: int) -> bool:
+        """Whether the file of chunk ``k`` (along the rows) of ``array`` exists."""
+        store_path = array.async_array.store_path
+        coords = (k,) + (0,) * (array.ndim - 1)
+        key = f"{store_path.path}/{array.metadata.encode_chunk_key(coords)}"
+
+        def attempt(timeout: float | None) -> bool:
+            return run_with_timeout(lambda: store_path.store.exists(key), timeout)
+
+        if not self._remote:
+            return attempt(None)
+        return call_with_retry(attempt, url=self.path, seconds=self._retry_s)
 
     def _get(self, array: zarr.Array, rows: slice | np.ndarray) -> np.ndarray:
         if not self._remote:
