@@ -13,6 +13,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,7 @@ from textvae.errors import (
     StoreAccessError,
     StoreExistsError,
     StoreNotFoundError,
+    StoreUnavailableError,
     TextVAEError,
 )
 from textvae.store import TokenStore, build_store
@@ -357,3 +359,201 @@ def test_resolve_store_ingests_into_a_url_with_storage_options(
             np.testing.assert_array_equal(
                 store.read(split, slice(None)), local.read(split, slice(None))
             )
+
+
+# -- the server going away in the middle of reading ----------------------------------------------
+class _Proxy:
+    """A TCP proxy on its own local port in front of the moto server.
+
+    ``stop()`` closes the port and every open connection, as a stopped server does (new
+    connections are refused); ``start()`` serves on the same port again; ``start(hang=True)``
+    accepts connections and never answers, as a server that is up but stuck.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._target = target_port
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def start(self, *, hang: bool = False) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._stopped = threading.Event()
+        serve = threading.Thread(target=self._serve, args=(listener, hang, self._stopped))
+        serve.daemon = True
+        serve.start()
+
+    def _serve(self, listener: socket.socket, hang: bool, stopped: threading.Event) -> None:
+        with listener:
+            while not stopped.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                client.settimeout(None)
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with self._lock:
+                    self._sockets.add(client)
+                if hang:
+                    continue  # held open, never answered
+                upstream = socket.create_connection(("127.0.0.1", self._target))
+                upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with self._lock:
+                    self._sockets.add(upstream)
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        time.sleep(0.1)  # the listener closes within its accept timeout
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.fixture
+def proxy(s3_env) -> Iterator[_Proxy]:
+    server = _Proxy(int(s3_env.rsplit(":", 1)[1]))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(s3_endpoint, tmp_path_factory) -> tuple[str, np.ndarray]:
+    """One store on the server for the outage tests, which only read it: its URL and the train
+    ids of the same corpus built locally."""
+    root = tmp_path_factory.mktemp("served")
+    rng = np.random.default_rng(2)
+    write_jsonl(root / "c" / "c_train.jsonl", random_reviews(rng, 37))
+    write_jsonl(root / "c" / "c_test.jsonl", random_reviews(rng, 11))
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_aws(patch, root)
+        name = f"textvae-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True).mkdir(name)
+        url = f"s3://{name}/served.zarr"
+        _build(url, root / "c", storage_options={"endpoint_url": s3_endpoint})
+    expected = _build(root / "local.zarr", root / "c").read("train", slice(None))
+    return url, expected
+
+
+@pytest.mark.timeout(60)
+def test_reads_retry_through_a_short_outage(served, proxy):
+    url, expected = served
+    options = {"endpoint_url": proxy.endpoint}
+    store = TokenStore.open(url, storage_options=options, retry_seconds=30)
+    np.testing.assert_array_equal(store.read("train", slice(0, 8)), expected[:8])
+    proxy.stop()
+    restart = threading.Timer(1.0, proxy.start)
+    restart.start()
+    start = time.monotonic()
+    ids = store.read("train", [9, 30, 17])  # three chunks not read yet
+    assert time.monotonic() - start >= 0.9  # it waited for the server, then read
+    np.testing.assert_array_equal(ids, expected[[9, 30, 17]])
+    restart.join()
+
+
+@pytest.mark.timeout(60)
+def test_reads_fail_after_the_retry_time_with_one_error(served, proxy, monkeypatch):
+    from textvae.sequence import OneHotSequence
+
+    url, _ = served
+    options = {"endpoint_url": proxy.endpoint}
+    monkeypatch.setenv("TEXTVAE_RETRY_SECONDS", "1.5")  # reaches the Sequence's own store
+    seq = OneHotSequence(url, "train", batch_size=4, shuffle=False, storage_options=options)
+    seq[0], seq[1]  # chunk 0: read, then cached
+    proxy.stop()
+    for read in (lambda: seq[4], lambda: TokenStore.open(url, storage_options=options)):
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as exc:
+            read()
+        waited = time.monotonic() - start
+        assert 1.2 <= waited < 8, waited  # bounded: about the retry time (0.2 s less at most)
+        message = str(exc.value)
+        assert isinstance(exc.value, ConnectionError) and isinstance(exc.value, TextVAEError)
+        assert "\n" not in message and message.startswith(f"cannot read {url}: ")
+        assert "Could not connect to the endpoint URL" in message
+        assert "TEXTVAE_RETRY_SECONDS" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_is_cut_off(served, proxy):
+    url, _ = served
+    options = {"endpoint_url": proxy.endpoint}
+    store = TokenStore.open(url, storage_options=options, retry_seconds=1.5)
+    store.read("train", slice(0, 8))
+    proxy.stop()
+    proxy.start(hang=True)
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="TimeoutError: no answer in time"):
+        store.read("train", slice(8, 16))
+    assert time.monotonic() - start < 5  # s3fs alone waits 5 x 15 s read timeouts
+
+
+@pytest.mark.timeout(60)
+def test_commands_print_one_line_when_the_server_is_down(served, proxy, capsys, monkeypatch):
+    from textvae.cli import verify_main
+
+    url, _ = served
+    proxy.stop()
+    monkeypatch.setenv("TEXTVAE_RETRY_SECONDS", "0.5")
+    argv = [url, "--storage-option", f"endpoint_url={proxy.endpoint}", "--quiet"]
+    assert verify_main(argv) == EXIT_USER_ERROR
+    assert _one_error_line(capsys).startswith(f"error: cannot read {url}: ")
+
+
+@pytest.mark.timeout(60)
+def test_server_lost_during_ingest(bucket, proxy, corpus):
+    url = f"s3://{bucket}/lost.zarr"
+    # One botocore attempt per request (their retry configured, not ours): fails fast.
+    options = {
+        "endpoint_url": proxy.endpoint,
+        "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}},
+    }
+
+    def cut(stage: str, done: int) -> None:
+        if stage == "train" and done >= 16:
+            proxy.stop()
+
+    with pytest.raises(StoreUnavailableError, match=f"lost {url} during the build"):
+        _build(url, corpus, progress=cut, storage_options=options)
+    proxy.start()
+    with pytest.raises(IncompleteStoreError):
+        TokenStore.open(url, storage_options=options)
+
+
+@pytest.mark.timeout(60)
+def test_two_ingests_into_one_url(bucket, corpus, capsys):
+    from textvae.lock import StoreLock
+    from textvae.store import _remote_fs
+
+    url = f"s3://{bucket}/locked.zarr"
+    fs, inner = _remote_fs(url, None)
+    with StoreLock(url, fs=fs, inner=inner):  # another ingest, in this very process
+        assert ingest_main([str(corpus), url, *INGEST_ARGS]) == EXIT_USER_ERROR
+        line = _one_error_line(capsys)
+        assert f"{url} is being built by another ingest (pid {os.getpid()}" in line
+        assert f"delete {url}.lock" in line
+    assert ingest_main([str(corpus), url, *INGEST_ARGS]) == 0
+    fs.invalidate_cache()
+    assert not fs.exists(f"{inner}.lock")

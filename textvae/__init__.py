@@ -22,11 +22,15 @@ from textvae.errors import (
     DatasetUnavailableError,
     IncompleteStoreError,
     OutputDirError,
+    SettingError,
     StoreAccessError,
+    StoreCorruptError,
     StoreExistsError,
     StoreFormatError,
+    StoreLockedError,
     StoreMismatchError,
     StoreNotFoundError,
+    StoreUnavailableError,
     StoreWriteError,
     TextVAEError,
     TrainingInterrupted,
@@ -34,6 +38,7 @@ from textvae.errors import (
 from textvae.kernels import onehot
 from textvae.run import RunDir, TrainingState
 from textvae.store import TokenStore, build_store, resolve_store
+from textvae.verify import VerifyReport, verify_store
 from textvae.vocab import Vocabulary, tokenize
 
 try:
@@ -67,11 +72,15 @@ __all__ = [
     "OneHotSequence",
     "OutputDirError",
     "RunDir",
+    "SettingError",
     "StoreAccessError",
+    "StoreCorruptError",
     "StoreExistsError",
     "StoreFormatError",
+    "StoreLockedError",
     "StoreMismatchError",
     "StoreNotFoundError",
+    "StoreUnavailableError",
     "StoreWriteError",
     "TextVAE",
     "TextVAEError",
@@ -79,6 +88,7 @@ __all__ = [
     "TrainConfig",
     "TrainingInterrupted",
     "TrainingState",
+    "VerifyReport",
     "Vocabulary",
     "__version__",
     "build_store",
@@ -89,6 +99,7 @@ __all__ = [
     "open_corpus",
     "resolve_store",
     "tokenize",
+    "verify_store",
 ]
 
 

@@ -14,11 +14,15 @@ __all__ = [
     "DatasetUnavailableError",
     "IncompleteStoreError",
     "OutputDirError",
+    "SettingError",
     "StoreAccessError",
+    "StoreCorruptError",
     "StoreExistsError",
     "StoreFormatError",
+    "StoreLockedError",
     "StoreMismatchError",
     "StoreNotFoundError",
+    "StoreUnavailableError",
     "StoreWriteError",
     "TextVAEError",
     "TrainingInterrupted",
@@ -50,7 +54,25 @@ class StoreAccessError(TextVAEError, PermissionError):
 
 
 class StoreWriteError(TextVAEError, OSError):
-    """A local store cannot be created where asked (a parent is a file, or not writable)."""
+    """A local store cannot be written where asked: a parent is a file or not writable, or the
+    disk filled (or a file-size limit was reached) during the build."""
+
+
+class StoreUnavailableError(TextVAEError, ConnectionError):
+    """Object storage did not answer (connection refused or reset, timeouts) within the retry
+    time: the network, the endpoint or the server is down."""
+
+
+class StoreCorruptError(TextVAEError, OSError):
+    """A stored chunk fails its checksum or cannot be decoded: the bytes on the medium changed.
+
+    An ``OSError``, as ``gzip.BadGzipFile`` is: the data read back is not the data written.
+    """
+
+
+class StoreLockedError(TextVAEError, BlockingIOError):
+    """Another ingest holds the lock of the store path (a ``BlockingIOError``, as a held
+    ``fcntl`` lock raises)."""
 
 
 class StoreExistsError(TextVAEError, FileExistsError):
@@ -67,6 +89,10 @@ class IncompleteStoreError(StoreFormatError):
 
 class StoreMismatchError(StoreFormatError):
     """A valid store whose vocab_size, max_len or splits differ from what the caller expects."""
+
+
+class SettingError(TextVAEError, ValueError):
+    """An environment variable textvae reads holds a value it cannot use."""
 
 
 class OutputDirError(TextVAEError, OSError):
