@@ -81,6 +81,7 @@ class _Batches(keras.utils.PyDataset):
 
 
 EPOCHS, WARMUP, SENTIMENT_WEIGHT = 25, 20, 3.0
+BOW_WEIGHT = ModelConfig().bow_weight
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,7 @@ def test_training_lowers_loss_and_reports_kl(trained):
         "sentiment_loss",
         "sentiment_accuracy",
         "kl",
+        "bow",  # the bag-of-words loss, on by default
     }
     assert trained.after["loss"] < 0.9 * trained.before["loss"]
     assert history["loss"][-1] < history["loss"][0]
@@ -140,6 +142,7 @@ def test_kl_term_counts_in_fit(trained):
             logs["reconstruction_loss"]
             + SENTIMENT_WEIGHT * logs["sentiment_loss"]
             + kl_weight * logs["kl"]
+            + BOW_WEIGHT * logs["bow"]
         )
         np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5, err_msg=f"epoch {epoch}")
 
@@ -164,7 +167,10 @@ def test_kl_term_counts_in_evaluate(trained, free_bits):
     np.testing.assert_allclose(logs["kl"], per_dim.sum(axis=1).mean(), rtol=1e-5)
     penalty = np.maximum(per_dim.mean(axis=0), free_bits).sum()
     expected = (
-        logs["reconstruction_loss"] + SENTIMENT_WEIGHT * logs["sentiment_loss"] + 2.0 * penalty
+        logs["reconstruction_loss"]
+        + SENTIMENT_WEIGHT * logs["sentiment_loss"]
+        + 2.0 * penalty
+        + BOW_WEIGHT * logs["bow"]
     )
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
 
@@ -502,4 +508,4 @@ def test_bag_of_words_loss_counts_in_evaluate_and_round_trips(trained, tmp_path:
         logs, rel=1e-6
     )
     # Off by default: no layer, so checkpoints without it keep their weights.
-    assert build_vae(VOCAB, MAX_LEN, **TINY).bow_head is None
+    assert build_vae(VOCAB, MAX_LEN, bow_weight=0.0, **TINY).bow_head is None

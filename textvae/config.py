@@ -71,7 +71,7 @@ class ModelConfig:
     the seed's ``"repeat"``; ``word_dropout`` is the share of the autoregressive decoder's input
     words replaced by ``<oov>`` in training; ``encoder_pooling`` adds a mean-pooled embedding
     branch beside the encoder's BiLSTM; ``bow_weight`` weighs a bag-of-words loss from z
-    (Zhao et al. 2017; 0, off, by default).
+    (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
     """
 
     embedding_dim: int = 64
@@ -84,7 +84,7 @@ class ModelConfig:
     encoder_pooling: bool = True
     sentiment_weight: float = 200.0
     free_bits: float = 0.0
-    bow_weight: float = 0.0
+    bow_weight: float = 0.5
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:

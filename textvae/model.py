@@ -34,7 +34,7 @@ The loss per batch, as :func:`build_vae` compiles it::
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
          + bow_weight * mean_batch(sum_text_positions -log softmax(Dense(vocab_size)(z))[id])
 
-The last term (``bow_weight > 0``, off by default) is Zhao et al.'s (2017) bag-of-words loss:
+The last term (``bow_weight``, 0.5 by default; 0 turns it off) is Zhao et al.'s (2017) bag-of-words loss:
 a softmax over the vocabulary from z alone must predict every word of the review, order
 ignored, so z has to carry the review's wording whatever the decoder learns to do without it.
 
@@ -245,7 +245,7 @@ class TextVAE(keras.Model):
         penalised (0 turns free bits off). The ``kl`` metric always reports the plain KL.
     bow_weight
         Weight of the bag-of-words loss from ``z`` (Zhao et al. 2017; 0 turns it off and adds
-        no layer): nats per review of the review's words under one softmax of ``z``, reported
+        no layer; the default is :class:`~textvae.config.ModelConfig`'s): nats per review of the review's words under one softmax of ``z``, reported
         as the ``bow`` metric.
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
@@ -285,7 +285,7 @@ class TextVAE(keras.Model):
         sentiment_weight: float = ModelConfig.sentiment_weight,
         kl_weight: float = 0.0,
         free_bits: float = 0.0,
-        bow_weight: float = 0.0,
+        bow_weight: float = ModelConfig.bow_weight,
         targets: str = "onehot",
         seed: int | None = None,
         **kwargs,
@@ -476,7 +476,13 @@ class TextVAE(keras.Model):
     @classmethod
     def from_config(cls, config):
         # Checkpoints of textvae 0.1 predate these options: they hold the seed's decoder.
-        config = {"decoder": "repeat", "word_dropout": 0.0, "encoder_pooling": False, **config}
+        config = {
+            "decoder": "repeat",
+            "word_dropout": 0.0,
+            "encoder_pooling": False,
+            "bow_weight": 0.0,  # checkpoints without the key predate the bag-of-words head
+            **config,
+        }
         return cls(**config)
 
     def losses_for_compile(self) -> tuple[dict, dict]:
