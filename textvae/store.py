@@ -43,7 +43,15 @@ from textvae.errors import (
     StoreWriteError,
 )
 from textvae.progress import ProgressFn
-from textvae.vocab import OOV_ID, PAD_ID, START_ID, Vocabulary, check_vocab_size, pad_row
+from textvae.vocab import (
+    MAX_VOCAB_SIZE,
+    OOV_ID,
+    PAD_ID,
+    START_ID,
+    Vocabulary,
+    check_vocab_size,
+    pad_row,
+)
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -246,7 +254,7 @@ class TokenStore:
             if key not in meta:
                 raise self._damaged(f"attribute '{key}' is missing from the store's metadata")
         checks = {
-            "vocab_size": _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= 2**32,
+            "vocab_size": _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= MAX_VOCAB_SIZE,
             "max_len": _is_int(meta["max_len"]) and meta["max_len"] >= 1,
             "padding": meta["padding"] in PADDINGS,
             "truncating": meta["truncating"] in PADDINGS,
@@ -323,6 +331,9 @@ class TokenStore:
         split: str | None = None,
     ) -> None:
         """Raise :class:`StoreMismatchError` unless the store has what the caller expects."""
+        if vocab_size is not None:
+            check_vocab_size(vocab_size)
+        positive_int("max_len", max_len, allow_none=True)
         if vocab_size is not None and vocab_size != self.vocab_size:
             raise StoreMismatchError(
                 f"the store at {self.path} was built with vocab_size={self.vocab_size}, but "
@@ -856,10 +867,11 @@ def resolve_store(
     else:
         log(f"using the store {target} (built from {store.attrs.get('source')})")
         return store
+    corpus = open_corpus(source)  # a missing or unknown corpus is reported before "ingesting"
     log(f"ingesting {source} into {target} (once; later runs reuse it)")
     return build_store(
         target,
-        open_corpus(source),
+        corpus,
         overwrite=interrupted,
         progress=progress,
         storage_options=opts,

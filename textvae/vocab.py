@@ -37,8 +37,10 @@ __all__ = [
 
 PAD_ID, START_ID, OOV_ID = 0, 1, 2
 FIRST_WORD_ID = 3
-#: The largest ``vocab_size``: a store keeps ids as uint32.
-MAX_VOCAB_SIZE = 2**32
+#: The largest ``vocab_size`` (16,777,216): a store keeps a token for every id and the model an
+#: output unit for every id, so a larger one is a typo, and one of 2**32 (what uint32 ids allow)
+#: would need hundreds of GB before the first review is read.
+MAX_VOCAB_SIZE = 2**24
 RESERVED = ("<pad>", "<start>", "<oov>")
 #: Token of an id no word has: fills a store's vocabulary up to ``vocab_size`` when the corpus
 #: has fewer distinct words, and the ids Keras' word index leaves out (id 3, missing ranks).
@@ -79,7 +81,7 @@ def check_vocab_size(vocab_size: Any) -> int:
     Raises
     ------
     InvalidArgumentError
-        ``vocab_size`` is not an integer in [4, 2**32].
+        ``vocab_size`` is not an integer in [4, 2**24].
     """
     vocab_size = int_at_least(
         "vocab_size",
@@ -89,8 +91,8 @@ def check_vocab_size(vocab_size: Any) -> int:
     )
     if vocab_size > MAX_VOCAB_SIZE:
         raise InvalidArgumentError(
-            "`vocab_size` must be <= 2**32 (ids are stored as uint32). "
-            f"Received: vocab_size={vocab_size}"
+            f"`vocab_size` must be at most {MAX_VOCAB_SIZE:,} (2**24: every id gets a token in "
+            f"the store and an output unit in the model). Received: vocab_size={vocab_size}"
         )
     return vocab_size
 
