@@ -425,7 +425,7 @@ def _sample_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--top-k", type=int, default=None, help="sample among the k most probable ids only"
         )
-        _add_verbose_option(parser, default=1, what="nothing else")
+        _add_verbose_option(parser, default=1, what="0 or 1 (default): the decoded text only")
     return p
 
 

@@ -117,7 +117,8 @@ def holdout_rows(num_rows: int, share: float, seed: int = 0) -> tuple[np.ndarray
     size = max(round(share * num_rows), 1) if share > 0 else 0
     if size >= num_rows:
         raise InvalidArgumentError(
-            f"`share`={share} of {num_rows} rows leaves none to keep: use a smaller fraction"
+            f"holding out `share`={share} of {num_rows} rows leaves none to keep (in "
+            "textvae-train: --val-fraction): use a smaller fraction"
         )
     rng = np.random.default_rng([seed, 0x5E1D])  # a stream of its own, apart from shuffling
     held = np.sort(rng.choice(num_rows, size=size, replace=False))
