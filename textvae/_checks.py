@@ -2,7 +2,9 @@
 
 One wording everywhere, Keras' style: the argument's name, the rule, the value received
 (``"`batch_size` must be a positive integer. Received: batch_size=0"``). Every validator raises
-``ValueError`` and returns the validated value, so it can be used inline:
+:class:`~textvae.errors.InvalidArgumentError` (a ``ValueError``, so ``except ValueError`` still
+catches it; a TextVAEError, so the commands print it as one line) and returns the validated
+value, so it can be used inline:
 ``self.hidden = positive_int("hidden", hidden)``.
 
 The allowed values of the few string options are defined here, once. The kernels keep their own
@@ -11,9 +13,13 @@ checks: they import only NumPy and numba.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
+
+from textvae.errors import InvalidArgumentError
 
 __all__ = [
     "DECODERS",
@@ -25,6 +31,7 @@ __all__ = [
     "int_in_range",
     "non_negative",
     "one_of",
+    "path",
     "positive_int",
     "positive_number",
 ]
@@ -50,9 +57,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _fail(name: str, rule: str, value: Any, reason: str | None = None) -> ValueError:
+def _fail(name: str, rule: str, value: Any, reason: str | None = None) -> InvalidArgumentError:
     why = f" ({reason})" if reason else ""
-    return ValueError(f"`{name}` must be {rule}{why}. Received: {name}={value!r}")
+    return InvalidArgumentError(f"`{name}` must be {rule}{why}. Received: {name}={value!r}")
 
 
 def int_at_least(
@@ -85,7 +92,7 @@ def int_at_least(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         ``value`` is not an integer, or is below ``minimum``.
     """
     if value is None and allow_none:
@@ -108,7 +115,7 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | No
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`name` must be a positive integer. Received: name=0".
     """
     return int_at_least(name, value, 1, allow_none=allow_none)
@@ -119,7 +126,7 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`shard_index` must be an integer in [0, 2). Received: shard_index=2".
     """
     if not _is_int(value) or not low <= value < high:
@@ -128,28 +135,32 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
 
 
 def non_negative(name: str, value: Any) -> float:
-    """Check that ``value`` is a real number >= 0 (NaN refused); return it as a float.
+    """Check that ``value`` is a finite real number >= 0; return it as a float.
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`free_bits` must be a non-negative number. Received: free_bits=-1.0".
     """
     if not _is_number(value) or not value >= 0:
         raise _fail(name, "a non-negative number", value)
+    if not math.isfinite(value):
+        raise _fail(name, "a non-negative number", value, "not infinite")
     return float(value)
 
 
 def positive_number(name: str, value: Any) -> float:
-    """Check that ``value`` is a real number > 0 (NaN refused); return it as a float.
+    """Check that ``value`` is a finite real number > 0; return it as a float.
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`learning_rate` must be a positive number. Received: learning_rate=0.0".
     """
     if not _is_number(value) or not value > 0:
         raise _fail(name, "a positive number", value)
+    if not math.isfinite(value):
+        raise _fail(name, "a positive number", value, "not infinite")
     return float(value)
 
 
@@ -158,13 +169,14 @@ def one_of(name: str, value: T, choices: Sequence[Any]) -> T:
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`targets` must be one of 'onehot', 'sparse'. Received: targets='dense'".
     """
-    try:
-        ok = value in choices
-    except TypeError:  # an unhashable value against a set of choices
-        ok = False
+    # Compared with choices of its own type only: an array's `==` is elementwise, and
+    # `True in (1, 2)` would hold.
+    ok = any(type(value) is type(c) and value == c for c in choices) or any(
+        isinstance(value, str) and isinstance(c, str) and value == c for c in choices
+    )
     if not ok:
         raise _fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
     return value
@@ -175,9 +187,30 @@ def fraction(name: str, value: Any) -> float:
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         "`word_dropout` must be a number in [0, 1). Received: word_dropout=1.5".
     """
     if not _is_number(value) or not 0 <= value < 1:
         raise _fail(name, "a number in [0, 1)", value)
     return float(value)
+
+
+def path(name: str, value: Any, *, allow_none: bool = False) -> str | None:
+    """Check that ``value`` is a non-empty path (``str`` or ``os.PathLike``), or None with
+    ``allow_none``; return it as a ``str``. An empty path would silently mean the current
+    folder.
+
+    Raises
+    ------
+    InvalidArgumentError
+        "`out` must be a non-empty path. Received: out=''".
+    """
+    if value is None and allow_none:
+        return None
+    rule = "a non-empty path" + (" or None" if allow_none else "")
+    if not isinstance(value, (str, os.PathLike)):
+        raise _fail(name, rule, value)
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise _fail(name, rule, value)
+    return text

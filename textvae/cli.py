@@ -8,12 +8,13 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from textvae._checks import DTYPES, PADDINGS, TARGETS
+from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY, import_keras
 from textvae.config import DEFAULT_CHUNK_ROWS, IngestConfig
 from textvae.errors import TextVAEError, TrainingInterrupted
 from textvae.progress import ConsoleProgress
@@ -22,15 +23,19 @@ __all__ = ["ingest_main", "sample_main", "train_main", "verify_main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: The most lines ``textvae-sample prior --n`` / ``interpolate --steps`` decode and print.
+MAX_SAMPLE_LINES = 100_000
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def _run(fn: Callable[[], int]) -> int:
-    # TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine) is not for users.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return fn()
     except TextVAEError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
         return EXIT_USER_ERROR
     except TrainingInterrupted as err:
         # Saved and stopped on a signal: exit as the signal would have, 128 + its number
@@ -40,6 +45,16 @@ def _run(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``PROG: error: ...``), exit code 2:
+    the full usage is one ``--help`` away, and one line is what a script's log can show."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USER_ERROR, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n"
+        )
 
 
 # -- options shared by every command that opens a store -------------------------------------
@@ -72,9 +87,20 @@ def _storage_options(
     return dict(pairs)
 
 
+def _add_verbose_option(p: argparse.ArgumentParser, default: int | None, what: str) -> None:
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=default,
+        help=f"{what}; at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are "
+        f"hidden otherwise (unless {LOG_LEVEL_ENV} is set)",
+    )
+
+
 # -- textvae-ingest --------------------------------------------------------------------------
 def _ingest_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="textvae-ingest",
         description="Build a token store (chunked zarr v3) from a labelled review corpus.",
     )
@@ -202,7 +228,7 @@ def _train_parser() -> argparse.ArgumentParser:
     from textvae.config import QUICK, ModelConfig, TrainConfig
 
     d, m = TrainConfig(), ModelConfig()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="textvae-train",
         description="Train the text VAE from a token store (or a corpus it ingests first).",
         epilog="Without --data, IMDB is taken from $TEXTVAE_IMDB, shared/data/imdb or "
@@ -346,12 +372,10 @@ def _train_parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last checkpoint (mid-epoch: the next batch)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    p.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
+    _add_verbose_option(
+        p,
         default=None,
-        help="Keras' verbosity: 0 silent, 1 progress bar (default), 2 a line per epoch",
+        what="Keras' verbosity: 0 silent, 1 progress bar (default), 2 a line per epoch",
     )
     return p
 
@@ -382,6 +406,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     config = train_config_from_args(argv)
 
     def run() -> int:
+        import_keras(config.verbose)
         from textvae.train import train
 
         metrics = train(config, progress=ConsoleProgress())
@@ -399,7 +424,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sample_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="textvae-sample",
         description="Use a trained run (the --out folder of textvae-train): print words.",
     )
@@ -429,20 +454,23 @@ def _sample_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--top-k", type=int, default=None, help="sample among the k most probable ids only"
         )
+        _add_verbose_option(parser, default=1, what="0 or 1 (default): the decoded text only")
     return p
 
 
 def _check_sample_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad numbers as usage errors (exit 2, one line), before any model is loaded."""
-    from textvae._checks import int_at_least, non_negative, positive_int
+    from textvae._checks import int_at_least, int_in_range, non_negative, path, positive_int
 
     try:
+        path("out", args.out)
         non_negative("temperature", args.temperature)
         positive_int("top_k", args.top_k, allow_none=True)
         if args.command == "prior":
-            positive_int("n", args.n)
+            int_in_range("n", args.n, 1, MAX_SAMPLE_LINES + 1)
+            int_at_least("seed", args.seed, 0)
         if args.command == "interpolate":
-            int_at_least("steps", args.steps, 2)
+            int_in_range("steps", args.steps, 2, MAX_SAMPLE_LINES + 1)
     except ValueError as err:
         parser.error(str(err))
 
@@ -454,6 +482,7 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     _check_sample_args(parser, args)
 
     def run() -> int:
+        import_keras(args.verbose)
         from textvae import sample
 
         model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from textvae.errors import InvalidArgumentError
+
 __all__ = ["worker_info"]
 
 
@@ -25,10 +27,31 @@ def _parse_tf_config(tf_config: str | Mapping[str, Any] | None) -> dict[str, Any
     try:
         parsed = json.loads(tf_config)
     except json.JSONDecodeError as err:
-        raise ValueError(f"`TF_CONFIG` must be JSON. Received: {tf_config!r} ({err})") from None
+        raise InvalidArgumentError(
+            f"`TF_CONFIG` must be JSON. Received: {tf_config!r} ({err})"
+        ) from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"`TF_CONFIG` must be a JSON object. Received: {tf_config!r}")
+        raise InvalidArgumentError(f"`TF_CONFIG` must be a JSON object. Received: {tf_config!r}")
     return parsed
+
+
+def _json_object(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = config.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"`TF_CONFIG`'s {key!r} must be a JSON object. Received: {key}={value!r}"
+        )
+    return value
+
+
+def _addresses(cluster: Mapping[str, Any], task_type: str) -> list[str]:
+    value = cluster.get(task_type) or []
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise InvalidArgumentError(
+            f"`TF_CONFIG`'s cluster {task_type!r} must be a list of host:port strings. "
+            f"Received: {task_type}={value!r}"
+        )
+    return value
 
 
 def worker_info(tf_config: str | Mapping[str, Any] | None = None) -> tuple[int, int, bool]:
@@ -52,31 +75,33 @@ def worker_info(tf_config: str | Mapping[str, Any] | None = None) -> tuple[int, 
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         ``TF_CONFIG`` is not a JSON object, holds tasks other than ``chief``/``worker``, or its
         ``task`` is not in its ``cluster``.
     """
     config = _parse_tf_config(tf_config)
-    cluster = config.get("cluster") or {}
-    chiefs = list(cluster.get("chief") or [])
-    workers = list(cluster.get("worker") or [])
+    cluster = _json_object(config, "cluster")
+    chiefs = _addresses(cluster, "chief")
+    workers = _addresses(cluster, "worker")
     others = sorted(set(cluster) - {"chief", "worker"})
     if others:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`TF_CONFIG` may only hold `chief` and `worker` tasks for data-parallel training. "
             f"Received: cluster tasks {sorted(cluster)}"
         )
     if len(chiefs) > 1:
-        raise ValueError(f"`TF_CONFIG` may hold at most one chief. Received: chief={chiefs}")
+        raise InvalidArgumentError(
+            f"`TF_CONFIG` may hold at most one chief. Received: chief={chiefs}"
+        )
     num_workers = len(chiefs) + len(workers)
     if num_workers == 0:
         return 0, 1, True
-    task = config.get("task") or {}
+    task = _json_object(config, "task")
     task_type = task.get("type", "worker")
     index = task.get("index", 0)
     size = {"chief": len(chiefs), "worker": len(workers)}.get(task_type, 0)
     if not isinstance(index, int) or not 0 <= index < size:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`TF_CONFIG` task {task!r} is not in the cluster: expected type `chief` or `worker` "
             f"with index in [0, {size}). Received: task={task!r}"
         )

@@ -17,11 +17,14 @@ from textvae._checks import (
     TARGETS,
     fraction,
     int_at_least,
+    int_in_range,
     non_negative,
     one_of,
+    path,
     positive_int,
     positive_number,
 )
+from textvae.errors import InvalidArgumentError
 from textvae.vocab import check_vocab_size
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainConfig"]
@@ -30,6 +33,10 @@ __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainC
 #: compressed for IMDB.
 DEFAULT_CHUNK_ROWS = 1024
 _REDACTED = "***"
+#: The largest ``seed``: Keras seeds NumPy's global generator with it (2**32 - 1 at most).
+MAX_SEED = 2**32 - 1
+#: The most batch-building threads ``workers`` may ask for.
+MAX_WORKERS = 256
 
 
 def _check_storage_options(
@@ -39,14 +46,14 @@ def _check_storage_options(
     if storage_options is None:
         return None
     if not isinstance(storage_options, dict):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`storage_options` must be a dict or None. "
             f"Received: storage_options={storage_options!r}"
         )
     from textvae.store import is_url  # lazy: the store imports zarr
 
     if storage_options and not any(loc is not None and is_url(loc) for loc in locations):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`storage_options` apply to an s3:// (or other URL) store; "
             f"none of {[loc for loc in locations if loc is not None]} is one"
         )
@@ -143,9 +150,18 @@ class TrainConfig:
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
+        path("out", self.out)
+        path("data", self.data, allow_none=True)
+        path("store", self.store, allow_none=True)
         check_vocab_size(self.vocab_size)
         for name in ("max_len", "batch_size", "epochs", "workers", "max_queue_size"):
             positive_int(name, getattr(self, name))
+        int_in_range("seed", self.seed, 0, MAX_SEED + 1)
+        if self.workers > MAX_WORKERS:
+            raise InvalidArgumentError(
+                f"`workers` must be at most {MAX_WORKERS} (each is a thread that builds a batch; "
+                f"more threads than cores only add memory). Received: workers={self.workers}"
+            )
         for name in ("train_rows", "eval_rows"):
             positive_int(name, getattr(self, name), allow_none=True)
         one_of("targets", self.targets, TARGETS)
@@ -154,13 +170,16 @@ class TrainConfig:
         fraction("val_fraction", self.val_fraction)
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
         non_negative("checkpoint_minutes", self.checkpoint_minutes)
+        int_in_range("verbose", self.verbose, 0, 3)
         object.__setattr__(
             self,
             "storage_options",
             _check_storage_options(self.storage_options, self.data, self.store),
         )
         if self.resume and self.overwrite:
-            raise ValueError("`resume` and `overwrite` exclude each other: pass one of them")
+            raise InvalidArgumentError(
+                "`resume` and `overwrite` exclude each other: pass one of them"
+            )
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; model fields may be given by name too."""
@@ -196,6 +215,8 @@ class IngestConfig:
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
+        path("source", self.source)
+        path("store", self.store)
         check_vocab_size(self.vocab_size)
         positive_int("max_len", self.max_len)
         positive_int("chunk_rows", self.chunk_rows)

@@ -508,6 +508,23 @@ def _load_npz_member(path: Path, name: str) -> np.ndarray:
         ) from None
 
 
+def _word_ranks(seq: Any, where: str) -> list[int]:
+    """One review of Keras' imdb.npz as a list of word ranks (integers >= 0)."""
+    ranks = np.asarray(seq) if isinstance(seq, (list, tuple, np.ndarray)) else None
+    if ranks is None or ranks.ndim != 1 or (ranks.size and ranks.dtype.kind not in "iu"):
+        raise CorpusError(
+            f"{where}: expected a list of integer word ranks, got {type(seq).__name__}"
+            + (f" of {ranks.dtype} {ranks.shape}" if ranks is not None else "")
+            + ": expected Keras' imdb.npz; download it again"
+        )
+    if ranks.size and ranks.min() < 0:
+        raise CorpusError(
+            f"{where}: negative word rank {int(ranks.min())}: expected Keras' imdb.npz; "
+            "download it again"
+        )
+    return ranks.tolist()
+
+
 class KerasImdbCorpus(Corpus):
     """Keras' pre-tokenised IMDB: ``imdb.npz`` and ``imdb_word_index.json``.
 
@@ -563,7 +580,7 @@ class KerasImdbCorpus(Corpus):
         try:
             with open(self.word_index_path, "rb") as f:
                 raw = f.read()
-            return json.loads(raw.decode("utf-8"))
+            index = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise _not_utf8(str(self.word_index_path), e.start, raw[e.start]) from None
         except json.JSONDecodeError as e:
@@ -571,6 +588,12 @@ class KerasImdbCorpus(Corpus):
                 f"{self.word_index_path}:{e.lineno}: invalid JSON ({e.msg}): expected Keras' "
                 f"{_KERAS_WORD_INDEX}"
             ) from None
+        if not isinstance(index, dict):
+            raise CorpusError(
+                f"{self.word_index_path} holds a JSON {type(index).__name__}, not an object of "
+                f"word -> rank: expected Keras' {_KERAS_WORD_INDEX}"
+            )
+        return index
 
     def _ranks(self, split: str) -> Iterator[tuple[list[int], int]]:
         """(raw ranks, label) of every review of ``split``."""
@@ -584,8 +607,8 @@ class KerasImdbCorpus(Corpus):
         if len(x) == 0:
             raise CorpusError(f"{self._where(split)} holds no reviews in split {split!r}")
         where = f"{self.npz_path} (y_{split})"
-        for seq, label in zip(x, y.tolist(), strict=True):
-            yield seq, _parse_label(label, where)
+        for i, (seq, label) in enumerate(zip(x, y.tolist(), strict=True)):
+            yield _word_ranks(seq, f"{self.npz_path} (x_{split}[{i}])"), _parse_label(label, where)
 
     def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
         words = {rank: word for word, rank in self.word_index.items()}
@@ -614,7 +637,13 @@ class KerasImdbCorpus(Corpus):
     def vocabulary(self, vocab_size: int, progress: ProgressFn | None = None) -> Vocabulary:
         """Keras' own vocabulary: :meth:`Vocabulary.from_word_index` of the word index
         (``progress(VOCAB_STAGE, 0)`` is called once: no words are counted)."""
-        vocab = Vocabulary.from_word_index(self.word_index, vocab_size)
+        check_vocab_size(vocab_size)
+        try:
+            vocab = Vocabulary.from_word_index(self.word_index, vocab_size)
+        except ValueError as err:
+            raise CorpusError(
+                f"{self.word_index_path}: {err}: expected Keras' {_KERAS_WORD_INDEX}"
+            ) from None
         if progress is not None:
             progress(VOCAB_STAGE, 0)
         return vocab

@@ -13,6 +13,7 @@ __all__ = [
     "CorpusNotFoundError",
     "DatasetUnavailableError",
     "IncompleteStoreError",
+    "InvalidArgumentError",
     "OutputDirError",
     "SettingError",
     "StoreAccessError",
@@ -31,6 +32,11 @@ __all__ = [
 
 class TextVAEError(Exception):
     """Root of every error textvae raises for bad input."""
+
+
+class InvalidArgumentError(TextVAEError, ValueError):
+    """An argument, option or setting (``TF_CONFIG``) has a value textvae does not accept; the
+    message names it, the rule and the value received."""
 
 
 class CorpusNotFoundError(TextVAEError, FileNotFoundError):

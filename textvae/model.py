@@ -34,9 +34,10 @@ The loss per batch, as :func:`build_vae` compiles it::
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
          + bow_weight * mean_batch(sum_text_positions -log softmax(Dense(vocab_size)(z))[id])
 
-The last term (``bow_weight``, 0.5 by default; 0 turns it off) is Zhao et al.'s (2017) bag-of-words loss:
-a softmax over the vocabulary from z alone must predict every word of the review, order
-ignored, so z has to carry the review's wording whatever the decoder learns to do without it.
+The last term (``bow_weight``, 0.5 by default; 0 turns it off) is Zhao et al.'s (2017)
+bag-of-words loss: a softmax over the vocabulary from z alone must predict every word of the
+review, order ignored, so z has to carry the review's wording whatever the decoder learns to
+do without it.
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric.
@@ -245,8 +246,8 @@ class TextVAE(keras.Model):
         penalised (0 turns free bits off). The ``kl`` metric always reports the plain KL.
     bow_weight
         Weight of the bag-of-words loss from ``z`` (Zhao et al. 2017; 0 turns it off and adds
-        no layer; the default is :class:`~textvae.config.ModelConfig`'s): nats per review of the review's words under one softmax of ``z``, reported
-        as the ``bow`` metric.
+        no layer; the default is :class:`~textvae.config.ModelConfig`'s): nats per review of
+        the review's words under one softmax of ``z``, reported as the ``bow`` metric.
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).

@@ -8,10 +8,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae._checks import int_at_least, positive_int
+from textvae._checks import PADDINGS, int_at_least, positive_int
 from textvae.decoding import generate
 from textvae.errors import CheckpointError
-from textvae.run import BEST, VOCAB, RunDir
+from textvae.run import BEST, CONFIG, VOCAB, RunDir
 from textvae.vocab import Vocabulary, pad_row, tokenize
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
@@ -44,8 +44,14 @@ def load_run(
             "of a `textvae-train` run"
         ) from None
     store = run.store_attrs()
+    padding, truncating = store.get("padding", "pre"), store.get("truncating", "pre")
+    if padding not in PADDINGS or truncating not in PADDINGS:
+        raise CheckpointError(
+            f"{run.file(CONFIG)} is damaged (store padding={padding!r}, truncating="
+            f"{truncating!r}; expected 'pre' or 'post'): restore it from the run's store"
+        )
     model = run.load_model(checkpoint)
-    return model, vocab, store.get("padding", "pre"), store.get("truncating", "pre")
+    return model, vocab, padding, truncating
 
 
 def encode_texts(texts, vocab: Vocabulary, max_len: int, padding="pre", truncating="pre"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import sys
 import threading
@@ -23,6 +24,7 @@ from textvae._checks import (
     one_of,
     positive_int,
 )
+from textvae.errors import InvalidArgumentError
 from textvae.kernels import aligned_empty, onehot
 from textvae.store import TokenStore
 
@@ -115,8 +117,9 @@ def holdout_rows(num_rows: int, share: float, seed: int = 0) -> tuple[np.ndarray
     share = fraction("share", share)
     size = max(round(share * num_rows), 1) if share > 0 else 0
     if size >= num_rows:
-        raise ValueError(
-            f"`share`={share} of {num_rows} rows leaves none to keep: use a smaller fraction"
+        raise InvalidArgumentError(
+            f"holding out `share`={share} of {num_rows} rows leaves none to keep (in "
+            "textvae-train: --val-fraction): use a smaller fraction"
         )
     rng = np.random.default_rng([seed, 0x5E1D])  # a stream of its own, apart from shuffling
     held = np.sort(rng.choice(num_rows, size=size, replace=False))
@@ -128,7 +131,7 @@ def holdout_rows(num_rows: int, share: float, seed: int = 0) -> tuple[np.ndarray
 def _membership(row_subset, num_rows: int, split: str) -> np.ndarray:
     index = np.asarray(row_subset)
     if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`row_subset` must be a 1-D array of row indices. "
             f"Received: dtype={index.dtype}, shape={index.shape}"
         )
@@ -139,6 +142,32 @@ def _membership(row_subset, num_rows: int, split: str) -> np.ndarray:
     member = np.zeros(num_rows, dtype=bool)
     member[index.astype(np.int64)] = True
     return member
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or not reported
+        return None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.3g} GiB"
+
+
+def _check_batch_memory(shape: tuple[int, int, int], dtype: np.dtype, batches: int) -> None:
+    """Refuse one-hot batches that cannot fit in this machine's memory ``batches`` at a time
+    (measured: a slow consumer keeps that many alive), before training starts."""
+    memory = _physical_memory()
+    size = math.prod(shape) * dtype.itemsize
+    if memory is None or size * batches <= memory:
+        return
+    raise InvalidArgumentError(
+        f"one-hot batches of shape {shape} {dtype.name} take {_gib(size)} each and "
+        f"up to {batches} are alive at once (max_queue_size + workers + 2): more than this "
+        f"machine's {_gib(memory)} of memory. Use targets='sparse' (--targets "
+        "sparse), dtype='uint8', or a smaller batch_size or max_queue_size"
+    )
 
 
 def chunk_windows(n_chunks: int, window_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -244,7 +273,7 @@ class OneHotSequence(keras.utils.PyDataset):
                 stacklevel=2,
             )
             if rows is not None:
-                raise ValueError("pass `rows` only (`max_rows` is its deprecated name)")
+                raise InvalidArgumentError("pass `rows` only (`max_rows` is its deprecated name)")
             rows = max_rows
         one_of("targets", targets, TARGETS)
         try:
@@ -256,15 +285,18 @@ class OneHotSequence(keras.utils.PyDataset):
         positive_int("num_shards", num_shards)
         int_in_range("shard_index", shard_index, 0, num_shards)
         if shuffle and seed is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`seed` must be an integer when shuffle=True, so that every worker and every "
                 "resume sees the same order. Received: seed=None"
             )
+        int_at_least("seed", seed, 0, allow_none=True)
+        if not isinstance(split, str):
+            raise InvalidArgumentError(f"`split` must be a split name. Received: split={split!r}")
         positive_int("window_chunks", window_chunks)
         positive_int("rows", rows, allow_none=True)
         int_at_least("pool_size", pool_size, 0, allow_none=True)  # 0: recycle nothing
         if reconstruction_name is None and sentiment_name is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "at least one of `reconstruction_name` and `sentiment_name` must be given"
             )
         if isinstance(store, TokenStore):
@@ -304,9 +336,11 @@ class OneHotSequence(keras.utils.PyDataset):
         used = available if rows is None else min(rows, available)
         self.rows_per_shard = used // num_shards
         if self.rows_per_shard == 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"split {split!r} has {self.num_rows} rows, fewer than num_shards={num_shards}"
             )
+        if targets == "onehot":
+            _check_batch_memory(self._batch_shape(), np.dtype(dtype), self._in_flight())
         self._reset_process_state()
 
     @property
@@ -392,7 +426,9 @@ class OneHotSequence(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Serve epoch ``epoch``'s order (e.g. when resuming training at ``initial_epoch``)."""
         if not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"`epoch` must be a non-negative integer. Received: epoch={epoch!r}")
+            raise InvalidArgumentError(
+                f"`epoch` must be a non-negative integer. Received: epoch={epoch!r}"
+            )
         self.epoch = epoch
 
     def epoch_rows(self, epoch: int | None = None) -> np.ndarray:
@@ -451,14 +487,20 @@ class OneHotSequence(keras.utils.PyDataset):
                 self._labels = self._open().labels(self.split)
         return self._labels[rows].astype(np.float32).reshape(-1, 1)
 
+    def _batch_shape(self) -> tuple[int, int, int]:
+        # A batch never holds more rows than an epoch: a huge batch_size costs nothing extra.
+        return (min(self.batch_size, self.rows_per_shard), self.max_len, self.vocab_size)
+
+    def _in_flight(self) -> int:
+        """One-hot batches that can be alive at once: Keras' queue, each worker's batch, the
+        one the model reads and the next (the pool's default capacity)."""
+        return self.max_queue_size + max(self.workers, 1) + 2
+
     def _onehot(self, ids: np.ndarray) -> np.ndarray:
         with self._lock:
             if self._pool is None:
-                capacity = self.pool_size
-                if capacity is None:
-                    capacity = self.max_queue_size + max(self.workers, 1) + 2
-                shape = (self.batch_size, self.max_len, self.vocab_size)
-                self._pool = _BufferPool(shape, np.dtype(self.dtype), capacity)
+                capacity = self._in_flight() if self.pool_size is None else self.pool_size
+                self._pool = _BufferPool(self._batch_shape(), np.dtype(self.dtype), capacity)
         out, previous = self._pool.acquire(ids.shape[0])
         onehot(ids, self.vocab_size, dtype=self.dtype, out=out, previous=previous)
         batch = out.view()

@@ -41,6 +41,7 @@ from textvae.config import DEFAULT_CHUNK_ROWS
 from textvae.corpus import Corpus, download_keras_imdb, find_imdb, open_corpus
 from textvae.errors import (
     IncompleteStoreError,
+    InvalidArgumentError,
     StoreAccessError,
     StoreCorruptError,
     StoreExistsError,
@@ -55,7 +56,15 @@ from textvae.lock import StoreLock, lock_owner
 from textvae.progress import ProgressFn
 from textvae.retry import call_with_retry, is_transient, run_with_timeout
 from textvae.retry import retry_seconds as retry_seconds_of
-from textvae.vocab import OOV_ID, PAD_ID, START_ID, Vocabulary, check_vocab_size, pad_row
+from textvae.vocab import (
+    MAX_VOCAB_SIZE,
+    OOV_ID,
+    PAD_ID,
+    START_ID,
+    Vocabulary,
+    check_vocab_size,
+    pad_row,
+)
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -91,8 +100,24 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 #: Environment variable naming the cache folder (default ``~/.cache/textvae``) in whose
 #: ``stores/`` :func:`resolve_store` keeps the stores it ingests.
 CACHE_ENV_VAR = "TEXTVAE_CACHE"
+#: The largest chunk :func:`build_store` writes (``chunk_rows x max_len`` ids), in bytes.
+MAX_CHUNK_BYTES = 2**30
 _ATTR = "textvae"
 _FILE_SCHEME = "file://"
+
+#: Attributes every format-1 store has (``source`` and ``complete`` aside).
+_REQUIRED_ATTRS = (
+    "vocab_size",
+    "max_len",
+    "pad_id",
+    "start_id",
+    "oov_id",
+    "padding",
+    "truncating",
+    "splits",
+)
+_IDS = {"pad_id": PAD_ID, "start_id": START_ID, "oov_id": OOV_ID}
+_ARRAYS = ("tokens", "labels", "lengths")
 
 Rows = slice | Sequence[int] | np.ndarray
 Log = Callable[[str], None]
@@ -131,6 +156,10 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return (Path(_location(path)) / "zarr.json").is_file()
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65536 else np.uint32)
 
@@ -155,6 +184,18 @@ def has_checksum(array: zarr.Array) -> bool:
         isinstance(c, Crc32cCodec) or (isinstance(c, ZstdCodec) and c.checksum)
         for c in array.compressors
     )
+
+
+def _check_chunk_bytes(chunk_rows: int, max_len: int, dtype: np.dtype) -> None:
+    # Ingest holds a chunk in memory (several copies through the codec) and every batch read
+    # decompresses whole chunks: the default is 600 kB; a GiB is far beyond any use.
+    size = chunk_rows * max_len * dtype.itemsize
+    if size > MAX_CHUNK_BYTES:
+        raise InvalidArgumentError(
+            f"a chunk of `chunk_rows` x `max_len` ids must be at most {MAX_CHUNK_BYTES:,} bytes "
+            f"(ingest holds one in memory; every read decompresses whole chunks). Received: "
+            f"chunk_rows={chunk_rows}, max_len={max_len} ({size:,} bytes): lower --chunk-rows"
+        )
 
 
 class TokenStore:
@@ -256,7 +297,7 @@ class TokenStore:
                 f"{path} is a zarr group but not a textvae store (no '{_ATTR}' attributes): "
                 "point at a store built by `textvae-ingest`"
             )
-        if meta.get("format") != FORMAT:
+        if not _is_int(meta.get("format")) or meta.get("format") != FORMAT:
             raise StoreFormatError(
                 f"{path} is textvae store format {meta.get('format')!r}; this version reads "
                 f"format {FORMAT}: rebuild it with this version's `textvae-ingest`"
@@ -277,54 +318,80 @@ class TokenStore:
         return store
 
     def _validate(self) -> None:
-        for key in ("vocab_size", "max_len", "splits", "padding", "truncating"):
-            if key not in self.attrs:
-                raise StoreFormatError(
-                    f"{self.path}: attribute '{key}' is missing from the store's metadata: "
-                    "rebuild it with `textvae-ingest`"
-                )
-        try:
-            vocab = self._group["vocab"]
-        except KeyError:
-            raise StoreFormatError(
-                f"{self.path}: the 'vocab' array is missing: rebuild it with `textvae-ingest`"
-            ) from None
-        if vocab.shape != (self.vocab_size,):
-            raise StoreFormatError(
-                f"{self.path}: 'vocab' has shape {vocab.shape} but vocab_size is "
-                f"{self.vocab_size}: the store is damaged, rebuild it with `textvae-ingest`"
+        """Check the metadata and every array's type, shape and dtype (no data is read)."""
+        meta = self.attrs
+        for key in _REQUIRED_ATTRS:
+            if key not in meta:
+                raise self._damaged(f"attribute '{key}' is missing from the store's metadata")
+        checks = {
+            "vocab_size": _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= MAX_VOCAB_SIZE,
+            "max_len": _is_int(meta["max_len"]) and meta["max_len"] >= 1,
+            "padding": meta["padding"] in PADDINGS,
+            "truncating": meta["truncating"] in PADDINGS,
+            "splits": isinstance(meta["splits"], list)
+            and len(meta["splits"]) > 0
+            and all(isinstance(s, str) and s and "/" not in s for s in meta["splits"])
+            and len(set(meta["splits"])) == len(meta["splits"]),
+            **{key: _is_int(meta[key]) and meta[key] == value for key, value in _IDS.items()},
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise self._damaged(f"attribute {key}={meta[key]!r} is not valid")
+        vocab = self._node("vocab")
+        if vocab.shape != (self.vocab_size,) or np.dtype(vocab.dtype).kind not in "OUT":
+            raise self._damaged(
+                f"'vocab' has shape {vocab.shape} and dtype {vocab.dtype}, expected "
+                f"({self.vocab_size},) strings for vocab_size {self.vocab_size}"
             )
         expected_dtype = _token_dtype(self.vocab_size)
         for split in self.splits:
-            try:
-                tokens = self._array(split, "tokens")
-                labels = self._array(split, "labels")
-                lengths = self._array(split, "lengths")
-            except KeyError as err:
-                raise StoreFormatError(
-                    f"{self.path}: split '{split}' lacks an array ({err}): the store is damaged, "
-                    "rebuild it with `textvae-ingest`"
-                ) from None
+            tokens, labels, lengths = (
+                self._node(f"{split}/{name}", f"the {name!r} array of split {split!r}")
+                for name in _ARRAYS
+            )
+            self._arrays.update(
+                {(split, "tokens"): tokens, (split, "labels"): labels, (split, "lengths"): lengths}
+            )
             n = tokens.shape[0]
             if tokens.ndim != 2 or tokens.shape[1] != self.max_len:
-                raise StoreFormatError(
-                    f"{self.path}: '{split}/tokens' has shape {tokens.shape}, expected "
-                    f"(N, {self.max_len}): rebuild the store with `textvae-ingest`"
+                raise self._damaged(
+                    f"'{split}/tokens' has shape {tokens.shape}, expected (N, {self.max_len})"
                 )
             if np.dtype(tokens.dtype) != expected_dtype:
-                raise StoreFormatError(
-                    f"{self.path}: '{split}/tokens' has dtype {tokens.dtype}, expected "
-                    f"{expected_dtype} for vocab_size {self.vocab_size}: rebuild the store"
+                raise self._damaged(
+                    f"'{split}/tokens' has dtype {tokens.dtype}, expected {expected_dtype} for "
+                    f"vocab_size {self.vocab_size}"
                 )
             if tokens.chunks[1] != self.max_len:
-                raise StoreFormatError(
-                    f"{self.path}: '{split}/tokens' chunks {tokens.chunks} do not hold whole rows"
+                raise self._damaged(
+                    f"'{split}/tokens' chunks {tokens.chunks} do not hold whole rows"
                 )
-            if labels.shape != (n,) or lengths.shape != (n,):
-                raise StoreFormatError(
-                    f"{self.path}: split '{split}' has {n} token rows but labels "
-                    f"{labels.shape} and lengths {lengths.shape}: rebuild the store"
-                )
+            for array, name, dtype in ((labels, "labels", np.int8), (lengths, "lengths", np.int32)):
+                if array.shape != (n,) or np.dtype(array.dtype) != dtype:
+                    raise self._damaged(
+                        f"'{split}/{name}' has shape {array.shape} and dtype {array.dtype}, "
+                        f"expected ({n},) {np.dtype(dtype)} for {n} token rows"
+                    )
+
+    def _node(self, key: str, what: str | None = None) -> zarr.Array:
+        """The array at ``key``; a missing, damaged or non-array node is a StoreFormatError."""
+        what = what or f"the {key!r} array"
+        try:
+            node = self._group[key]
+        except KeyError:
+            raise self._damaged(f"{what} is missing") from None
+        except (ValueError, TypeError, OSError) as err:  # unreadable metadata (zarr.json)
+            raise self._damaged(
+                f"the metadata of {what} is unreadable ({_one_line(err)})"
+            ) from None
+        if not isinstance(node, zarr.Array):
+            raise self._damaged(f"{what} is a {type(node).__name__}, not an array")
+        return node
+
+    def _damaged(self, what: str) -> StoreFormatError:
+        return StoreFormatError(
+            f"{self.path} is damaged: {what}: rebuild it with `textvae-ingest ... --overwrite`"
+        )
 
     def check_expected(
         self,
@@ -334,6 +401,9 @@ class TokenStore:
         split: str | None = None,
     ) -> None:
         """Raise :class:`StoreMismatchError` unless the store has what the caller expects."""
+        if vocab_size is not None:
+            check_vocab_size(vocab_size)
+        positive_int("max_len", max_len, allow_none=True)
         if vocab_size is not None and vocab_size != self.vocab_size:
             raise StoreMismatchError(
                 f"the store at {self.path} was built with vocab_size={self.vocab_size}, but "
@@ -350,7 +420,7 @@ class TokenStore:
             self._check_split(split)
 
     def _check_split(self, split: str) -> None:
-        if split not in self.splits:
+        if not isinstance(split, str) or split not in self.splits:
             raise StoreMismatchError(
                 f"the store at {self.path} has no split {split!r}; it has {list(self.splits)}"
             )
@@ -673,9 +743,15 @@ def _check_writable(path: str) -> None:
         raise _write_error(path, f"no permission to write in {ancestor}")
 
 
+def _replaceable(path: Path) -> bool:
+    """Whether ``--overwrite`` may delete the local ``path``: a zarr group (a store, perhaps an
+    interrupted one) or an empty folder, never a user's file or folder of files."""
+    return path.is_dir() and ((path / "zarr.json").is_file() or not any(path.iterdir()))
+
+
 def _opts(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if storage_options and not is_url(path):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"storage_options apply to URLs (s3://...), not to the local path {path!r}"
         )
     return dict(storage_options) if storage_options else None
@@ -720,8 +796,9 @@ def build_store(
         A :data:`~textvae.progress.ProgressFn`, called as work advances: stage ``"vocab"``
         while counting words, then the split name while encoding its rows (count = rows done).
     overwrite
-        Replace whatever is at ``path``. Without it an existing path raises StoreExistsError
-        (for a URL: any object under the ``path/`` prefix).
+        Replace the store at ``path``. Without it an existing path raises StoreExistsError
+        (for a URL: any object under the ``path/`` prefix); a local path that is neither a
+        zarr group nor an empty folder is never deleted (StoreExistsError).
     storage_options
         Passed to fsspec for URLs (``endpoint_url``, ``key``/``secret``, ...); s3fs also reads
         the usual ``AWS_*`` environment variables, ``AWS_ENDPOINT_URL`` included.
@@ -749,10 +826,9 @@ def build_store(
     """
     path = _location(path)
     vocab_size = check_vocab_size(vocab_size)
-    if vocab_size > 2**32:
-        raise ValueError(f"`vocab_size` must be <= 2**32. Received: vocab_size={vocab_size}")
     max_len = positive_int("max_len", max_len)
     chunk_rows = positive_int("chunk_rows", chunk_rows)
+    _check_chunk_bytes(chunk_rows, max_len, _token_dtype(vocab_size))
     one_of("padding", padding, PADDINGS)
     one_of("truncating", truncating, PADDINGS)
     local = not is_url(path)
@@ -796,10 +872,15 @@ def _build_locked(
         raise StoreExistsError(
             f"{path} already exists: choose another path, delete it, or pass --overwrite"
         )
+    if existed and local and not _replaceable(Path(path)):
+        raise StoreExistsError(
+            f"{path} exists and is not a token store: --overwrite replaces only a store or an "
+            "empty folder; choose another path, or delete it yourself"
+        )
 
     vocab = corpus.vocabulary(vocab_size, progress=progress)
     if vocab.size > vocab_size:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"corpus vocabulary has {vocab.size} ids, more than vocab_size={vocab_size}"
         )
 
@@ -1013,7 +1094,7 @@ def resolve_store(
     expected = {"vocab_size": vocab_size, "max_len": max_len}
     remote = [os.fspath(p) for p in (data, store_path) if p is not None and is_url(p)]
     if storage_options and not remote:
-        raise ValueError(
+        raise InvalidArgumentError(
             "storage_options apply to a URL store (s3://...); neither the data "
             f"({data!r}) nor the store path ({store_path!r}) is one"
         )
@@ -1047,10 +1128,11 @@ def resolve_store(
     else:
         log(f"using the store {target} (built from {store.attrs.get('source')})")
         return store
+    corpus = open_corpus(source)  # a missing or unknown corpus is reported before "ingesting"
     log(f"ingesting {source} into {target} (once; later runs reuse it)")
     return build_store(
         target,
-        open_corpus(source),
+        corpus,
         overwrite=interrupted,
         progress=progress,
         storage_options=opts,

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from textvae._checks import PADDINGS, int_at_least, one_of
+from textvae.errors import InvalidArgumentError
 
 __all__ = [
     "FIRST_WORD_ID",
+    "MAX_VOCAB_SIZE",
     "OOV_ID",
     "PAD_ID",
     "RESERVED",
@@ -35,6 +37,10 @@ __all__ = [
 
 PAD_ID, START_ID, OOV_ID = 0, 1, 2
 FIRST_WORD_ID = 3
+#: The largest ``vocab_size`` (16,777,216): a store keeps a token for every id and the model an
+#: output unit for every id, so a larger one is a typo, and one of 2**32 (what uint32 ids allow)
+#: would need hundreds of GB before the first review is read.
+MAX_VOCAB_SIZE = 2**24
 RESERVED = ("<pad>", "<start>", "<oov>")
 #: Token of an id no word has: fills a store's vocabulary up to ``vocab_size`` when the corpus
 #: has fewer distinct words, and the ids Keras' word index leaves out (id 3, missing ranks).
@@ -74,15 +80,21 @@ def check_vocab_size(vocab_size: Any) -> int:
 
     Raises
     ------
-    ValueError
-        ``vocab_size`` is not an integer >= 4.
+    InvalidArgumentError
+        ``vocab_size`` is not an integer in [4, 2**24].
     """
-    return int_at_least(
+    vocab_size = int_at_least(
         "vocab_size",
         vocab_size,
         FIRST_WORD_ID + 1,
         reason="it counts the 3 reserved ids <pad>, <start>, <oov> and at least one word",
     )
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise InvalidArgumentError(
+            f"`vocab_size` must be at most {MAX_VOCAB_SIZE:,} (2**24: every id gets a token in "
+            f"the store and an output unit in the model). Received: vocab_size={vocab_size}"
+        )
+    return vocab_size
 
 
 def pad_row(ids: Sequence[int], max_len: int, padding: str, truncating: str, out: Any) -> None:
@@ -128,14 +140,16 @@ class Vocabulary:
         tokens = tuple(self.tokens)
         object.__setattr__(self, "tokens", tokens)
         if tokens[: len(RESERVED)] != RESERVED:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"`tokens` must start with {RESERVED}. Received: {tokens[: len(RESERVED)]}"
             )
         if len(set(tokens)) != len(tokens):
             seen: set[str] = set()
             for i, token in enumerate(tokens):
                 if token in seen:
-                    raise ValueError(f"`tokens` must be unique. Token {token!r} repeats at id {i}")
+                    raise InvalidArgumentError(
+                        f"`tokens` must be unique. Token {token!r} repeats at id {i}"
+                    )
                 seen.add(token)
 
     def __repr__(self) -> str:
@@ -199,13 +213,13 @@ class Vocabulary:
         by_id: dict[int, str] = {}
         for word, rank in word_index.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"word index ranks must be integers >= 1. Received: {word!r} -> {rank!r}"
                 )
             i = rank + FIRST_WORD_ID
             if i < vocab_size:
                 if i in by_id:
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"word index gives rank {rank} to both {by_id[i]!r} and {word!r}"
                     )
                 by_id[i] = word
@@ -223,7 +237,7 @@ class Vocabulary:
         """
         vocab_size = check_vocab_size(vocab_size)
         if self.size > vocab_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the vocabulary has {self.size} ids, more than vocab_size={vocab_size}"
             )
         if self.size == vocab_size:
@@ -256,7 +270,9 @@ class Vocabulary:
         for pos, i in enumerate(ids):
             i = int(i)
             if not 0 <= i < size:
-                raise ValueError(f"id out of range [0, {size}) at position {pos}. Received: {i}")
+                raise InvalidArgumentError(
+                    f"id out of range [0, {size}) at position {pos}. Received: {i}"
+                )
             if skip_special and i in (PAD_ID, START_ID):
                 continue
             out.append(self.tokens[i])
