@@ -67,6 +67,10 @@ DRAW_ROWS = 8192
 def bench_dir() -> Path:
     """The folder where benchmark stores are cached (``$TEXTVAE_BENCH_DIR`` or the default)."""
     path = Path(os.environ.get(BENCH_DIR_ENV) or DEFAULT_BENCH_DIR)
+    # Under pytest-xdist each worker keeps its own cache: two workers never build one store.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ.get(BENCH_DIR_ENV):
+        path = path / worker
     path.mkdir(parents=True, exist_ok=True)
     return path
 
