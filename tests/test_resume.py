@@ -26,31 +26,11 @@ import pytest
 from textvae.cli import train_main
 from textvae.run import STATE, RunDir
 from textvae.sequence import OneHotSequence
+from textvae.testing import TINY_TRAIN_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
-TINY = [
-    "--vocab",
-    "12",
-    "--max-len",
-    "16",
-    "--embedding-dim",
-    "8",
-    "--hidden",
-    "8",
-    "--dense",
-    "8",
-    "--latent",
-    "4",
-    "--batch-size",
-    "8",
-    "--verbose",
-    "0",
-    "--workers",
-    "2",
-    "--epochs",
-    str(EPOCHS),
-]
+TINY = [*TINY_TRAIN_ARGS, "--epochs", str(EPOCHS)]
 # The interrupted run: train_main with a sleep after every step, printing the step count first.
 CHILD = """
 import sys, time

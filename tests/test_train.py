@@ -12,27 +12,9 @@ import zarr
 
 from textvae.cli import EXIT_USER_ERROR, sample_main, train_config_from_args, train_main
 from textvae.config import QUICK, TrainConfig
+from textvae.testing import TINY_TRAIN_ARGS
 
-TINY = [
-    "--vocab",
-    "12",
-    "--max-len",
-    "16",
-    "--embedding-dim",
-    "8",
-    "--hidden",
-    "8",
-    "--dense",
-    "8",
-    "--latent",
-    "4",
-    "--batch-size",
-    "8",
-    "--verbose",
-    "0",
-    "--workers",
-    "2",
-]
+TINY = list(TINY_TRAIN_ARGS)
 
 
 def _train(store_path: str, out: Path, *extra: str) -> int:

@@ -10,9 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WORDS", "random_reviews", "write_jsonl"]
+__all__ = ["TINY_TRAIN_ARGS", "WORDS", "random_reviews", "write_jsonl"]
 
 WORDS = tuple("the a film movie good bad great awful plot actor scene love hate boring fun".split())
+
+#: ``textvae-train`` flags for a model that trains in seconds on a store of ``WORDS`` (vocab
+#: 12, max_len 16), quiet, with 2 batch-building threads.
+TINY_TRAIN_ARGS = (
+    *("--vocab", "12", "--max-len", "16"),
+    *("--embedding-dim", "8", "--hidden", "8", "--dense", "8", "--latent", "4"),
+    *("--batch-size", "8", "--verbose", "0", "--workers", "2"),
+)
 
 
 def write_jsonl(path: str | Path, reviews: list[tuple[str, int]]) -> Path:
