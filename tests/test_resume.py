@@ -30,7 +30,8 @@ from textvae.testing import TINY_TRAIN_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
-TINY = [*TINY_TRAIN_ARGS, "--epochs", str(EPOCHS)]
+# Eager: tracing the tiny model takes longer than training it (graph mode: tests/test_train.py).
+TINY = [*TINY_TRAIN_ARGS, "--run-eagerly", "--epochs", str(EPOCHS)]
 # The interrupted run: train_main with a sleep after every step, printing the step count first.
 CHILD = """
 import sys, time

@@ -208,6 +208,7 @@ def test_single_process_training_never_imports_the_distributed_module(small_stor
     import subprocess
     import sys
 
+    argv = ["--data", small_store.path, "--out", str(tmp_path / "o"), *TINY, "--run-eagerly"]
     code = f"""
 import importlib.abc, sys
 
@@ -218,7 +219,7 @@ class Refuse(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Refuse())
 from textvae.cli import train_main
-code = train_main({["--data", small_store.path, "--out", str(tmp_path / "o"), *TINY]!r})
+code = train_main({argv!r})
 assert "textvae.distributed" not in sys.modules
 sys.exit(code)
 """
@@ -282,6 +283,7 @@ def test_ingests_a_corpus_once_then_reuses_the_store(corpus_dir, tmp_path, capsy
         "--store",
         str(store),
         *TINY,
+        "--run-eagerly",  # tracing the tiny model's graph takes longer than its two runs
         "--epochs",
         "1",
         "--targets",
@@ -326,6 +328,8 @@ def test_quick_preset_and_overrides():
     assert config.model.hidden == 32  # an explicit flag beats the preset
     assert config.max_len == QUICK["max_len"] and config.model.latent == QUICK["latent"]
     assert train_config_from_args([]) == TrainConfig()
+    assert not TrainConfig().run_eagerly
+    assert train_config_from_args(["--run-eagerly"]).run_eagerly
 
 
 def test_bad_flag_values_exit_with_usage(capsys):

@@ -372,6 +372,12 @@ def _train_parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last checkpoint (mid-epoch: the next batch)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument(
+        "--run-eagerly",
+        action="store_true",
+        help="run Keras' steps eagerly, without tracing them into a graph (Keras' run_eagerly): "
+        "for debugging, and for tiny models, where tracing takes longer than the steps",
+    )
     _add_verbose_option(
         p,
         default=None,
@@ -391,7 +397,8 @@ def train_config_from_args(argv: Sequence[str] | None = None):
         parser, args["storage_options"], args["data"], args["store"]
     )
     changes = dict(QUICK) if quick else {}
-    flags = ("resume", "overwrite")  # store_true: absent means "not given", not False
+    # store_true: absent means "not given", not False
+    flags = ("resume", "overwrite", "run_eagerly")
     changes.update(
         {k: v for k, v in args.items() if v is not None and not (k in flags and v is False)}
     )

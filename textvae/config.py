@@ -122,6 +122,8 @@ class TrainConfig:
     so the test split serves the final metrics only. ``checkpoint_steps`` / ``checkpoint_minutes``
     save the whole training state mid-epoch every that many steps / minutes, whichever comes
     first (0 turns either off; README "Stopping and resuming" says why the defaults).
+    ``run_eagerly`` runs Keras' steps without tracing them (same results, slower steps; for
+    debugging and for tiny models, whose graphs take longer to trace than to train).
     """
 
     data: str | None = None
@@ -144,6 +146,7 @@ class TrainConfig:
     checkpoint_minutes: float = 2.0
     resume: bool = False
     overwrite: bool = False
+    run_eagerly: bool = False
     verbose: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
     # Not hashed: a dict is not hashable, and a config stays usable as a dict key without it.

@@ -221,6 +221,7 @@ def _fit_one_process(
     else:
         model = _new_model(config, store)
         model.init_output_bias(_unigram_counts(store, _split_rows(config, store)[0]))
+    model.run_eagerly = config.run_eagerly
     # best.keras is chosen on the held-out part of the train split, never on the test split.
     monitor = "loss" if val_seq is None else "val_loss"
     checkpoint = RunCheckpoint(
@@ -360,6 +361,7 @@ def train(
         rows=config.eval_rows,
         drop_remainder=False,
     )
+    model.run_eagerly = config.run_eagerly
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
     metrics, z_means, labels = evaluate_vae(
         model,
