@@ -150,6 +150,15 @@ def test_unknown_split(small_store):
         small_store.read("valid", slice(None))
 
 
+
+@pytest.mark.parametrize("split", [np.array(["train", "test"]), 0, None])
+def test_split_that_is_not_a_name(small_store, split):
+    with pytest.raises(StoreMismatchError, match="has no split"):
+        small_store.read(split, slice(None))
+    with pytest.raises(StoreMismatchError, match="has no split"):
+        small_store.labels(split)
+
+
 def test_missing_store(tmp_path):
     with pytest.raises(StoreNotFoundError, match="textvae-ingest"):
         TokenStore.open(tmp_path / "nope.zarr")

@@ -503,7 +503,8 @@ class TokenStore:
         return self._read(split, "lengths", rows)
 
     def _read(self, split: str, name: str, rows: Rows) -> np.ndarray:
-        array = self._array(split, name) if split in self.splits else None
+        known = isinstance(split, str) and split in self.splits  # not `in` on an array
+        array = self._array(split, name) if known else None
         if array is None:
             self._check_split(split)
         n = array.shape[0]
