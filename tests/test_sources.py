@@ -49,7 +49,7 @@ def ragged(rng, n, vocab_size, longest=12):
 # Ids: round trips against keras.utils.pad_sequences
 
 
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(
     lengths=st.lists(st.integers(0, 14), min_size=1, max_size=20),
     max_len=st.integers(1, 9),
@@ -463,3 +463,42 @@ def test_public_names():
     assert textvae.build_store_from_ids is build_store_from_ids
     assert textvae.build_store_from_texts is build_store_from_texts
     assert {"build_store_from_ids", "build_store_from_texts"} <= set(textvae.__all__)
+
+
+def test_readme_example_runs_as_written(tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Stores from your own data", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Stores from your own data)", "exec"), {})
+    assert TokenStore.open(tmp_path / "my_ids.zarr").num_classes == 3
+    assert TokenStore.open(tmp_path / "my_texts.zarr").splits == ("train", "test")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("str.split", "must name a function as module:function"),
+        ("builtins:", "must name a function as module:function"),
+        ("no_such_module_xyz:f", "cannot import the module of tokenizer='no_such_module_xyz:f'"),
+        ("builtins:str.no_such", "has no attribute 'no_such'"),
+        ("math:pi", "`tokenizer` must be a callable"),
+    ],
+)
+def test_load_tokenizer_errors(spec, message):
+    from textvae.vocab import load_tokenizer
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        load_tokenizer(spec)
+
+
+def test_keras_npz_corpus_refuses_a_tokenizer(tmp_path):
+    from textvae.corpus import KerasImdbCorpus
+    from textvae.errors import CorpusError
+
+    x = np.empty(1, dtype=object)
+    x[0] = [1, 2]
+    np.savez(tmp_path / "imdb.npz", x_train=x, y_train=np.array([1]))
+    (tmp_path / "imdb_word_index.json").write_text('{"the": 1, "a": 2}')
+    with pytest.raises(CorpusError, match="already tokenised"):
+        KerasImdbCorpus(tmp_path / "imdb.npz").with_tokenizer(str.split)
