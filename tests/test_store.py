@@ -91,7 +91,8 @@ def test_round_trip_matches_reference(tmp_path, corpus_dir, padding, truncating)
 def test_format_and_metadata(small_store):
     group = zarr.open_group(small_store.path, mode="r")
     meta = group.attrs["textvae"]
-    assert meta["format"] == 1 and meta["complete"] is True
+    assert meta["format"] == 2 and meta["complete"] is True
+    assert meta["num_classes"] == 2  # corpora are binary
     assert (meta["vocab_size"], meta["max_len"]) == (12, 16)
     assert (meta["pad_id"], meta["start_id"], meta["oov_id"]) == (0, 1, 2)
     assert meta["splits"] == ["train", "test"]
@@ -179,8 +180,8 @@ def test_plain_folder_is_not_a_store(tmp_path):
 
 def test_future_format_refused(small_store):
     group = zarr.open_group(small_store.path, mode="r+")
-    group.attrs["textvae"] = {**group.attrs["textvae"], "format": 2}
-    with pytest.raises(StoreFormatError, match="format 2"):
+    group.attrs["textvae"] = {**group.attrs["textvae"], "format": 3}
+    with pytest.raises(StoreFormatError, match="format 3"):
         TokenStore.open(small_store.path)
 
 

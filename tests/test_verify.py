@@ -66,8 +66,8 @@ def test_every_array_of_a_new_store_has_a_checksum(small_store):
         array = group[name]
         assert array_codecs(array) == ("zstd", "crc32c"), name
         assert has_checksum(array)
-    # Any zarr v3 reader reads it: the checksum is a standard codec, the layout is format 1's.
-    assert small_store.attrs["format"] == 1
+    # Any zarr v3 reader reads it: the checksum is a standard codec, the layout is format 2's.
+    assert small_store.attrs["format"] == 2
     np.testing.assert_array_equal(group["train/tokens"][:], small_store.read("train", slice(None)))
 
 

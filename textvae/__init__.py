@@ -38,6 +38,7 @@ from textvae.errors import (
 )
 from textvae.kernels import onehot
 from textvae.run import RunDir, TrainingState
+from textvae.sources import build_store_from_ids, build_store_from_texts
 from textvae.store import TokenStore, build_store, resolve_store
 from textvae.verify import VerifyReport, verify_store
 from textvae.vocab import Vocabulary, tokenize
@@ -94,6 +95,8 @@ __all__ = [
     "Vocabulary",
     "__version__",
     "build_store",
+    "build_store_from_ids",
+    "build_store_from_texts",
     "build_vae",
     "generate",
     "load_model",

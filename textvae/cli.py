@@ -141,6 +141,13 @@ def _ingest_parser() -> argparse.ArgumentParser:
         help=f"rows per zarr chunk (default {DEFAULT_CHUNK_ROWS})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at STORE")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="your own tokenizer, a function text -> list of str tokens, imported by name "
+        "(default: textvae's built-in tokenizer)",
+    )
     _add_storage_option(p, "an s3:// STORE")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -174,6 +181,7 @@ def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Na
             chunk_rows=args.chunk_rows,
             overwrite=args.overwrite,
             storage_options=_storage_options(parser, args.storage_options, args.store),
+            tokenizer=args.tokenizer,
         )
     except ValueError as err:
         parser.error(str(err))
@@ -193,10 +201,14 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         from textvae.corpus import open_corpus
         from textvae.store import build_store
+        from textvae.vocab import load_tokenizer
 
+        tokenizer = None if config.tokenizer is None else load_tokenizer(config.tokenizer)
         progress = None if args.quiet else ConsoleProgress()
         start = time.perf_counter()
         corpus = open_corpus(config.source)
+        if tokenizer is not None:
+            corpus = corpus.with_tokenizer(tokenizer)
         try:
             store = build_store(
                 config.store,

@@ -205,6 +205,8 @@ class IngestConfig:
     ``vocab_size`` counts the reserved ids (>= 4); reviews are padded/truncated to ``max_len``
     ids by ``padding`` / ``truncating`` (``"pre"`` or ``"post"``, as Keras' ``pad_sequences``);
     ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
+    ``tokenizer`` names a function ``"module:function"`` (text -> list of str tokens) used
+    instead of :func:`~textvae.vocab.tokenize`; it is imported when the ingest runs.
     """
 
     source: str
@@ -216,9 +218,15 @@ class IngestConfig:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
+    tokenizer: str | None = None
 
     def __post_init__(self) -> None:
         path("source", self.source)
+        if self.tokenizer is not None and not isinstance(self.tokenizer, str):
+            raise InvalidArgumentError(
+                "`tokenizer` must name a function as 'module:function' or be None. "
+                f"Received: tokenizer={self.tokenizer!r}"
+            )
         path("store", self.store)
         check_vocab_size(self.vocab_size)
         positive_int("max_len", self.max_len)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import copy
 import csv
 import functools
 import gzip
@@ -32,7 +33,7 @@ import json
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from textvae.vocab import (
     RESERVED,
     START_ID,
     Vocabulary,
+    check_tokenizer,
     check_vocab_size,
     tokenize,
 )
@@ -89,10 +91,24 @@ class Corpus(abc.ABC):
         Human-readable description (layout and path), stored in a token store's attributes.
     splits:
         Names of the splits present, ``"train"`` first.
+    num_classes:
+        2: labels are binary (1 positive, 0 negative).
+    tokenizer:
+        Text -> list of str tokens; :func:`~textvae.vocab.tokenize` unless
+        :meth:`with_tokenizer` chose another.
     """
 
     source: str
     splits: tuple[str, ...]
+    num_classes: int | None = 2
+    tokenizer: Callable[[str], list[str]] = staticmethod(tokenize)
+
+    def with_tokenizer(self, tokenizer: Callable[[str], list[str]]) -> Corpus:
+        """A copy of this corpus that splits its texts with ``tokenizer`` (text -> list of
+        str tokens; every result is checked) instead of :func:`~textvae.vocab.tokenize`."""
+        corpus = copy.copy(self)
+        corpus.tokenizer = check_tokenizer(tokenizer)
+        return corpus
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, splits={self.splits})"
@@ -138,8 +154,9 @@ class Corpus(abc.ABC):
         counts: collections.Counter[str] = collections.Counter()
         update = counts.update
         n = 0
+        split_text = self.tokenizer
         for n, (text, _) in enumerate(self.reviews(split), 1):
-            update(tokenize(text))
+            update(split_text(text))
             if progress is not None and n % PROGRESS_EVERY == 0:
                 progress(VOCAB_STAGE, n)
         if progress is not None:
@@ -158,9 +175,10 @@ class Corpus(abc.ABC):
         """(ids, label) of every review of ``split`` in source order; ids start with
         ``START_ID``, unknown words are ``OOV_ID``."""
         get = vocab.index().get
+        split_text = self.tokenizer
         for text, label in self.reviews(split):
             ids = [START_ID]
-            ids.extend([get(token, OOV_ID) for token in tokenize(text)])
+            ids.extend([get(token, OOV_ID) for token in split_text(text)])
             yield ids, label
 
 
@@ -573,6 +591,13 @@ class KerasImdbCorpus(Corpus):
 
     def _where(self, split: str) -> str:
         return f"{self.npz_path} (x_{split})"
+
+    def with_tokenizer(self, tokenizer: Callable[[str], list[str]]) -> Corpus:
+        """Refused: Keras' imdb.npz holds word ranks, already tokenised."""
+        raise CorpusError(
+            f"{self.source} is already tokenised (Keras' word ranks): a tokenizer does not apply; "
+            "pass the reviews' texts (JSONL, CSV, aclImdb) to use your own tokenizer"
+        )
 
     @functools.cached_property
     def word_index(self) -> dict[str, int]:

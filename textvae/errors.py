@@ -86,7 +86,7 @@ class StoreExistsError(TextVAEError, FileExistsError):
 
 
 class StoreFormatError(TextVAEError, ValueError):
-    """Something is at the path, but it is not a valid textvae store (format 1)."""
+    """Something is at the path, but it is not a valid textvae store (format 1 or 2)."""
 
 
 class IncompleteStoreError(StoreFormatError):

@@ -1,13 +1,19 @@
-"""The token store: padded token ids of a corpus in a chunked zarr v3 group (format 1).
+"""The token store: padded token ids of a corpus in a chunked zarr v3 group (format 2).
 
 Layout (see DESIGN.md, "The corpus store")::
 
-    <store>/                 attrs["textvae"] = {"format": 1, "vocab_size": V, "max_len": L, ...,
-                                                 "complete": true}
+    <store>/                 attrs["textvae"] = {"format": 2, "vocab_size": V, "max_len": L, ...,
+                                                 "num_classes": C or null, "complete": true}
     <store>/vocab            (V,) strings, id -> token
     <store>/<split>/tokens   (N, L) uint16 (uint32 when V > 65,536), chunks of whole rows
-    <store>/<split>/labels   (N,) int8: 1 positive, 0 negative, -1 unlabelled
+    <store>/<split>/labels   (N,) class ids (int8 while C <= 127), -1 unlabelled; absent when
+                             the store has no labels (num_classes null)
     <store>/<split>/lengths  (N,) int32: tokens before padding/truncation
+
+Format 2 adds ``num_classes`` (null: no labels) and lets a store built from a user's token ids
+(:mod:`textvae.sources`) have its own ``pad_id`` and no start or out-of-vocabulary id
+(``start_id`` and ``oov_id`` null). Format-1 stores (always binary labels, textvae's ids) are
+read as before.
 
 ``complete`` is written last: a store whose build was interrupted never opens as valid. Every
 chunk of every array carries a crc32c checksum (zarr v3's ``crc32c`` codec after zstd), verified
@@ -28,9 +34,9 @@ import hashlib
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -70,6 +76,8 @@ __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_CHUNK_ROWS",
     "FORMAT",
+    "READ_FORMATS",
+    "StoreSource",
     "TokenStore",
     "build_store",
     "default_store_path",
@@ -78,7 +86,10 @@ __all__ = [
     "resolve_store",
 ]
 
-FORMAT = 1
+#: The format :func:`build_store` writes; :meth:`TokenStore.open` reads every one of
+#: :data:`READ_FORMATS`.
+FORMAT = 2
+READ_FORMATS = (1, 2)
 #: Measured on IMDB train (25,000 x 300 ids at vocab 20,000, README "Store codec"): zstd level 3
 #: gives the smallest store (6.8 MB of 15 MB raw) at the same read speed as the blosc variants.
 ZSTD_LEVEL = 3
@@ -105,7 +116,7 @@ MAX_CHUNK_BYTES = 2**30
 _ATTR = "textvae"
 _FILE_SCHEME = "file://"
 
-#: Attributes every format-1 store has (``source`` and ``complete`` aside).
+#: Attributes every store has (``source`` and ``complete`` aside); format 2 adds ``num_classes``.
 _REQUIRED_ATTRS = (
     "vocab_size",
     "max_len",
@@ -118,6 +129,8 @@ _REQUIRED_ATTRS = (
 )
 _IDS = {"pad_id": PAD_ID, "start_id": START_ID, "oov_id": OOV_ID}
 _ARRAYS = ("tokens", "labels", "lengths")
+#: The largest ``num_classes`` (labels are stored as int32 beyond int8's range).
+MAX_CLASSES = 2**31 - 1
 
 Rows = slice | Sequence[int] | np.ndarray
 Log = Callable[[str], None]
@@ -162,6 +175,31 @@ def _is_int(value: Any) -> bool:
 
 def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65536 else np.uint32)
+
+
+def _label_dtype(num_classes: int) -> np.dtype:
+    """int8 while class ids and -1 fit (every binary store), else int32."""
+    return np.dtype(np.int8 if num_classes <= 127 else np.int32)
+
+
+class StoreSource(Protocol):
+    """What :func:`build_store` reads: a :class:`~textvae.corpus.Corpus`, or a source of
+    :mod:`textvae.sources` (users' token ids or texts).
+
+    ``vocabulary`` returns an object with ``size``, ``padded(vocab_size).tokens`` and the
+    special ids ``pad_id``, ``start_id``, ``oov_id`` (None: the ids have none), as
+    :class:`~textvae.vocab.Vocabulary` has; ``encoded`` yields ``(ids, label)`` of every row of
+    a split in order, ids in ``[0, vocab_size)``, label a class id, -1 (unlabelled) or None
+    when ``num_classes`` is None (no labels).
+    """
+
+    source: str
+    splits: tuple[str, ...]
+    num_classes: int | None
+
+    def vocabulary(self, vocab_size: int, progress: ProgressFn | None = None) -> Any: ...
+
+    def encoded(self, split: str, vocab: Any) -> Iterator[tuple[Sequence[int], int | None]]: ...
 
 
 def _chunk_problem(err: BaseException) -> str:
@@ -210,6 +248,7 @@ class TokenStore:
         self.path = path
         self.attrs: dict[str, Any] = dict(group.attrs[_ATTR])
         self._vocab: Vocabulary | None = None
+        self._tokens: tuple[str, ...] | None = None
         self._arrays: dict[tuple[str | None, str], zarr.Array] = {}
         self._remote = is_url(path)
         self._retry_s = retry_seconds_of(retry_s)
@@ -297,10 +336,11 @@ class TokenStore:
                 f"{path} is a zarr group but not a textvae store (no '{_ATTR}' attributes): "
                 "point at a store built by `textvae-ingest`"
             )
-        if not _is_int(meta.get("format")) or meta.get("format") != FORMAT:
+        if not _is_int(meta.get("format")) or meta.get("format") not in READ_FORMATS:
+            readable = " and ".join(str(f) for f in READ_FORMATS)
             raise StoreFormatError(
                 f"{path} is textvae store format {meta.get('format')!r}; this version reads "
-                f"format {FORMAT}: rebuild it with this version's `textvae-ingest`"
+                f"formats {readable}: rebuild it with this version's `textvae-ingest`"
             )
         if meta.get("complete") is not True:
             builder = _builder(path, storage_options)
@@ -320,11 +360,13 @@ class TokenStore:
     def _validate(self) -> None:
         """Check the metadata and every array's type, shape and dtype (no data is read)."""
         meta = self.attrs
-        for key in _REQUIRED_ATTRS:
+        required = _REQUIRED_ATTRS + (("num_classes",) if self.format >= 2 else ())
+        for key in required:
             if key not in meta:
                 raise self._damaged(f"attribute '{key}' is missing from the store's metadata")
+        vocab_ok = _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= MAX_VOCAB_SIZE
         checks = {
-            "vocab_size": _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= MAX_VOCAB_SIZE,
+            "vocab_size": vocab_ok,
             "max_len": _is_int(meta["max_len"]) and meta["max_len"] >= 1,
             "padding": meta["padding"] in PADDINGS,
             "truncating": meta["truncating"] in PADDINGS,
@@ -332,8 +374,19 @@ class TokenStore:
             and len(meta["splits"]) > 0
             and all(isinstance(s, str) and s and "/" not in s for s in meta["splits"])
             and len(set(meta["splits"])) == len(meta["splits"]),
-            **{key: _is_int(meta[key]) and meta[key] == value for key, value in _IDS.items()},
         }
+        if self.format == 1 or meta["start_id"] is not None or meta["oov_id"] is not None:
+            # textvae's own ids (every format-1 store, and format 2 from texts)
+            checks.update({k: _is_int(meta[k]) and meta[k] == v for k, v in _IDS.items()})
+        else:  # format 2 from a user's token ids: its own padding id, no start or OOV id
+            checks["pad_id"] = (
+                _is_int(meta["pad_id"]) and vocab_ok and 0 <= meta["pad_id"] < meta["vocab_size"]
+            )
+        if self.format >= 2:
+            classes = meta["num_classes"]
+            checks["num_classes"] = classes is None or (
+                _is_int(classes) and 2 <= classes <= MAX_CLASSES
+            )
         for key, ok in checks.items():
             if not ok:
                 raise self._damaged(f"attribute {key}={meta[key]!r} is not valid")
@@ -344,14 +397,15 @@ class TokenStore:
                 f"({self.vocab_size},) strings for vocab_size {self.vocab_size}"
             )
         expected_dtype = _token_dtype(self.vocab_size)
+        names = _ARRAYS if self.has_labels else ("tokens", "lengths")
+        label_dtype = _label_dtype(self.num_classes) if self.has_labels else None
         for split in self.splits:
-            tokens, labels, lengths = (
-                self._node(f"{split}/{name}", f"the {name!r} array of split {split!r}")
-                for name in _ARRAYS
-            )
-            self._arrays.update(
-                {(split, "tokens"): tokens, (split, "labels"): labels, (split, "lengths"): lengths}
-            )
+            nodes = {
+                name: self._node(f"{split}/{name}", f"the {name!r} array of split {split!r}")
+                for name in names
+            }
+            self._arrays.update({(split, name): node for name, node in nodes.items()})
+            tokens, lengths = nodes["tokens"], nodes["lengths"]
             n = tokens.shape[0]
             if tokens.ndim != 2 or tokens.shape[1] != self.max_len:
                 raise self._damaged(
@@ -366,7 +420,10 @@ class TokenStore:
                 raise self._damaged(
                     f"'{split}/tokens' chunks {tokens.chunks} do not hold whole rows"
                 )
-            for array, name, dtype in ((labels, "labels", np.int8), (lengths, "lengths", np.int32)):
+            vectors = [(lengths, "lengths", np.int32)]
+            if label_dtype is not None:
+                vectors.insert(0, (nodes["labels"], "labels", label_dtype))
+            for array, name, dtype in vectors:
                 if array.shape != (n,) or np.dtype(array.dtype) != dtype:
                     raise self._damaged(
                         f"'{split}/{name}' has shape {array.shape} and dtype {array.dtype}, "
@@ -434,6 +491,42 @@ class TokenStore:
 
     # -- metadata ---------------------------------------------------------------------------
     @property
+    def format(self) -> int:
+        """The store's format number (1 or 2; :data:`READ_FORMATS`)."""
+        return int(self.attrs["format"])
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of label classes: None for a store without labels; 2 for binary labels and
+        for every format-1 store."""
+        if self.format == 1:
+            return 2
+        classes = self.attrs["num_classes"]
+        return None if classes is None else int(classes)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the store keeps a label per row (``num_classes`` is not None)."""
+        return self.num_classes is not None
+
+    @property
+    def pad_id(self) -> int:
+        """The id of padding (0 unless a store built from token ids chose another)."""
+        return int(self.attrs.get("pad_id", PAD_ID))
+
+    @property
+    def start_id(self) -> int | None:
+        """The id that starts every row (1), or None for a store built from token ids."""
+        value = self.attrs.get("start_id")
+        return None if value is None else int(value)
+
+    @property
+    def oov_id(self) -> int | None:
+        """The out-of-vocabulary id (2), or None for a store built from token ids."""
+        value = self.attrs.get("oov_id")
+        return None if value is None else int(value)
+
+    @property
     def vocab_size(self) -> int:
         """Number of token ids, reserved ones included (Keras' ``num_words``)."""
         return int(self.attrs["vocab_size"])
@@ -474,12 +567,33 @@ class TokenStore:
         return int(self._array(split, "tokens").chunks[0])
 
     @property
+    def tokens(self) -> tuple[str, ...]:
+        """The token of every id (``vocab_size`` strings), for every store; read once, then
+        cached. A store built from token ids without a token list holds placeholders
+        (``"<id:5>"``)."""
+        if self._tokens is None:
+            self._tokens = tuple(str(t) for t in self._fetch(None, "vocab", slice(None)))
+        return self._tokens
+
+    @property
     def vocab(self) -> Vocabulary:
         """The store's :class:`~textvae.vocab.Vocabulary`, ``vocab_size`` tokens by id (read
         once, then cached). It is a sequence of tokens: ``store.vocab[i]``, ``list(store.vocab)``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A store built from a user's token ids has no textvae vocabulary (no ``<start>`` and
+            ``<oov>`` ids): use :attr:`tokens`.
         """
         if self._vocab is None:
-            tokens = tuple(str(t) for t in self._fetch(None, "vocab", slice(None)))
+            if self.start_id is None:
+                raise InvalidArgumentError(
+                    f"the store at {self.path} was built from token ids (start_id=None): it has "
+                    "no textvae Vocabulary (reserved ids <pad>, <start>, <oov>); read its tokens "
+                    "with `store.tokens`"
+                )
+            tokens = self.tokens
             try:
                 self._vocab = Vocabulary(tokens)
             except ValueError as err:
@@ -495,7 +609,21 @@ class TokenStore:
         return self._read(split, "tokens", rows)
 
     def labels(self, split: str, rows: Rows = slice(None)) -> np.ndarray:
-        """Labels (int8: 1 positive, 0 negative, -1 unlabelled) of ``rows``."""
+        """Class ids of ``rows`` (binary: 1 positive, 0 negative), -1 for an unlabelled row;
+        int8 (int32 beyond 127 classes).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The store has no labels (:attr:`has_labels` is false).
+        """
+        if not self.has_labels:
+            self._check_split(split)
+            raise InvalidArgumentError(
+                f"the store at {self.path} has no labels (it was built without them, "
+                "num_classes=None): build it with `labels=` and `num_classes=`, or use it "
+                "without a label output"
+            )
         return self._read(split, "labels", rows)
 
     def lengths(self, split: str, rows: Rows = slice(None)) -> np.ndarray:
@@ -542,10 +670,11 @@ class TokenStore:
             raise self._corrupt(split, name, damage) from err
         if name == "tokens" and data.size:
             # Every review keeps its start id or its words, so a row that is all padding is
-            # suspect: zarr reads a chunk whose file is missing as fill value. Checked on the
+            # suspect (in a store of a user's ids an empty row is legitimate, but rare): zarr
+            # reads a chunk whose file is missing as fill value. Checked on the
             # row's edge (O(rows)); the file's existence is asked only then.
             edge = data[:, -1] if self.padding == "pre" else data[:, 0]
-            empty = np.flatnonzero(edge == PAD_ID)
+            empty = np.flatnonzero(edge == self.pad_id)
             if empty.size:
                 c = array.chunks[0]
                 suspects = np.unique(np.arange(array.shape[0])[rows][empty] // c)
@@ -760,7 +889,7 @@ def _opts(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any
 
 def build_store(
     path: str | os.PathLike[str],
-    corpus: Corpus,
+    corpus: Corpus | StoreSource,
     *,
     vocab_size: int,
     max_len: int,
@@ -772,7 +901,7 @@ def build_store(
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
 ) -> TokenStore:
-    """Build a format-1 token store from ``corpus``, streaming, and return it opened.
+    """Build a token store (format 2) from ``corpus``, streaming, and return it opened.
 
     The vocabulary comes from the training split only. Rows keep source order. Padding and
     truncation follow ``keras.utils.pad_sequences`` (``"pre"`` keeps the end of a long review).
@@ -786,7 +915,8 @@ def build_store(
     path
         Local path (``file://`` URLs included) or fsspec URL (``s3://bucket/imdb.zarr``).
     corpus
-        The reviews, e.g. from :func:`~textvae.corpus.open_corpus`.
+        The reviews, e.g. from :func:`~textvae.corpus.open_corpus` (or any
+        :class:`StoreSource`: :mod:`textvae.sources` builds stores from users' ids and texts).
     vocab_size, max_len
         Ids in the vocabulary (reserved ones included, >= 4) and ids per row.
     padding, truncating
@@ -856,7 +986,7 @@ def build_store(
 
 def _build_locked(
     path: str,
-    corpus: Corpus,
+    corpus: Corpus | StoreSource,
     *,
     vocab_size: int,
     max_len: int,
@@ -900,13 +1030,14 @@ def _build_locked(
             "format": FORMAT,
             "vocab_size": vocab_size,
             "max_len": max_len,
-            "pad_id": PAD_ID,
-            "start_id": START_ID,
-            "oov_id": OOV_ID,
+            "pad_id": vocab.pad_id,
+            "start_id": vocab.start_id,
+            "oov_id": vocab.oov_id,
             "padding": padding,
             "truncating": truncating,
             "splits": list(corpus.splits),
             "source": corpus.source,
+            "num_classes": corpus.num_classes,
             "complete": False,
         }
         group.attrs[_ATTR] = meta
@@ -960,7 +1091,7 @@ def _compressors() -> list[Any]:
 def _write_split(
     group: zarr.Group,
     split: str,
-    corpus: Corpus,
+    corpus: Corpus | StoreSource,
     vocab: Vocabulary,
     vocab_size: int,
     max_len: int,
@@ -970,6 +1101,9 @@ def _write_split(
     progress: ProgressFn | None,
 ) -> None:
     dtype = _token_dtype(vocab_size)
+    pad_id = vocab.pad_id
+    has_labels = corpus.num_classes is not None
+    label_dtype = _label_dtype(corpus.num_classes) if has_labels else np.dtype(np.int8)
     compressors = _compressors()
     tokens = group.create_array(
         f"{split}/tokens",
@@ -977,18 +1111,20 @@ def _write_split(
         dtype=dtype,
         chunks=(chunk_rows, max_len),
         compressors=compressors,
-        fill_value=PAD_ID,
+        fill_value=pad_id,
         config=_ARRAY_CONFIG,
     )
-    labels = group.create_array(
-        f"{split}/labels",
-        shape=(0,),
-        dtype=np.int8,
-        chunks=(chunk_rows * 16,),
-        compressors=compressors,
-        fill_value=-1,
-        config=_ARRAY_CONFIG,
-    )
+    labels = None
+    if has_labels:
+        labels = group.create_array(
+            f"{split}/labels",
+            shape=(0,),
+            dtype=label_dtype,
+            chunks=(chunk_rows * 16,),
+            compressors=compressors,
+            fill_value=-1,
+            config=_ARRAY_CONFIG,
+        )
     lengths = group.create_array(
         f"{split}/lengths",
         shape=(0,),
@@ -998,8 +1134,8 @@ def _write_split(
         fill_value=0,
         config=_ARRAY_CONFIG,
     )
-    block = np.zeros((chunk_rows, max_len), dtype=dtype)
-    block_labels = np.empty(chunk_rows, dtype=np.int8)
+    block = np.full((chunk_rows, max_len), pad_id, dtype=dtype)
+    block_labels = np.empty(chunk_rows, dtype=label_dtype)
     block_lengths = np.empty(chunk_rows, dtype=np.int32)
     n_rows = 0
     filled = 0
@@ -1008,20 +1144,22 @@ def _write_split(
         nonlocal n_rows, filled
         end = n_rows + filled
         tokens.resize((end, max_len))
-        labels.resize((end,))
         lengths.resize((end,))
         tokens[n_rows:end] = block[:filled]
-        labels[n_rows:end] = block_labels[:filled]
         lengths[n_rows:end] = block_lengths[:filled]
+        if labels is not None:
+            labels.resize((end,))
+            labels[n_rows:end] = block_labels[:filled]
         n_rows = end
         filled = 0
-        block.fill(PAD_ID)
+        block.fill(pad_id)
         if progress is not None:
             progress(split, n_rows)
 
     for ids, label in corpus.encoded(split, vocab):
         pad_row(ids, max_len, padding, truncating, block[filled])
-        block_labels[filled] = label
+        if labels is not None:
+            block_labels[filled] = label
         block_lengths[filled] = len(ids)
         filled += 1
         if filled == chunk_rows:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import collections
 import functools
 import heapq
+import importlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, ClassVar, overload
 
 from textvae._checks import PADDINGS, int_at_least, one_of
 from textvae.errors import InvalidArgumentError
@@ -30,7 +31,9 @@ __all__ = [
     "TOKEN_RE",
     "UNUSED_TOKEN",
     "Vocabulary",
+    "check_tokenizer",
     "check_vocab_size",
+    "load_tokenizer",
     "pad_row",
     "tokenize",
 ]
@@ -75,6 +78,82 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_RE.findall(text)
 
 
+class _CheckedTokenizer:
+    """A user's tokenizer whose every result is checked to be a list (or tuple) of str.
+
+    A class, not a closure, so that it pickles whenever the tokenizer does (worker processes).
+    The check costs a few microseconds a review, against tens for tokenizing it.
+    """
+
+    def __init__(self, tokenizer: Callable[[str], Sequence[str]]) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> Sequence[str]:
+        tokens = self.tokenizer(text)
+        if not isinstance(tokens, (list, tuple)) or not set(map(type, tokens)) <= {str}:
+            name = getattr(self.tokenizer, "__name__", type(self.tokenizer).__name__)
+            shown = repr(tokens)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise InvalidArgumentError(
+                f"`tokenizer` must return a list of str tokens. Received: {name}({text[:30]!r}"
+                f"{'...' if len(text) > 30 else ''}) returned {shown} (for token ids from your "
+                "own tokenizer, use `build_store_from_ids`)"
+            )
+        return tokens
+
+
+def check_tokenizer(tokenizer: Any) -> Callable[[str], Sequence[str]]:
+    """``tokenizer`` (a callable: text -> list of str tokens) wrapped so that each result is
+    checked; :func:`tokenize` itself is returned as is.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``tokenizer`` is not callable (or, when called, returns something else than str tokens).
+    """
+    if tokenizer is tokenize or isinstance(tokenizer, _CheckedTokenizer):
+        return tokenizer
+    if not callable(tokenizer):
+        raise InvalidArgumentError(
+            "`tokenizer` must be a callable (text -> list of str tokens). "
+            f"Received: tokenizer={tokenizer!r}"
+        )
+    return _CheckedTokenizer(tokenizer)
+
+
+def load_tokenizer(spec: str) -> Callable[[str], Sequence[str]]:
+    """The tokenizer that ``"module:function"`` names (``textvae-ingest --tokenizer``), checked
+    as :func:`check_tokenizer` does. ``function`` may be a dotted path (``module:obj.method``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``spec`` is not ``module:function``, the module cannot be imported, or it has no such
+        callable.
+    """
+    module_name, sep, attr = str(spec).partition(":")
+    if not sep or not module_name.strip() or not attr.strip():
+        raise InvalidArgumentError(
+            "`tokenizer` must name a function as module:function (e.g. "
+            f"`mypackage.text:split_words`). Received: tokenizer={spec!r}"
+        )
+    try:
+        target: Any = importlib.import_module(module_name.strip())
+    except ImportError as err:
+        raise InvalidArgumentError(
+            f"cannot import the module of tokenizer={spec!r} ({type(err).__name__}: {err}): "
+            "check its name and that it is importable (installed, or on PYTHONPATH)"
+        ) from None
+    for part in attr.strip().split("."):
+        if not hasattr(target, part):
+            raise InvalidArgumentError(
+                f"tokenizer={spec!r}: {target.__name__ if hasattr(target, '__name__') else target}"
+                f" has no attribute {part!r}"
+            )
+        target = getattr(target, part)
+    return check_tokenizer(target)
+
+
 def check_vocab_size(vocab_size: Any) -> int:
     """Check that ``vocab_size`` counts the reserved ids and at least one word; return it.
 
@@ -113,7 +192,8 @@ def pad_row(ids: Sequence[int], max_len: int, padding: str, truncating: str, out
     padding, truncating
         ``"pre"`` or ``"post"``.
     out
-        A zeroed array of ``max_len`` elements (padding stays 0, :data:`PAD_ID`).
+        An array of ``max_len`` elements filled with the padding id (:data:`PAD_ID`, or a
+        store's own ``pad_id``): the positions not written keep it.
     """
     one_of("padding", padding, PADDINGS)
     one_of("truncating", truncating, PADDINGS)
@@ -135,6 +215,10 @@ class Vocabulary:
     """
 
     tokens: tuple[str, ...] = field(repr=False)
+    #: The special ids, as every source of a store names them (:class:`textvae.store.StoreSource`).
+    pad_id: ClassVar[int] = PAD_ID
+    start_id: ClassVar[int] = START_ID
+    oov_id: ClassVar[int] = OOV_ID
 
     def __post_init__(self) -> None:
         tokens = tuple(self.tokens)
