@@ -151,7 +151,6 @@ def test_unknown_split(small_store):
         small_store.read("valid", slice(None))
 
 
-
 @pytest.mark.parametrize("split", [np.array(["train", "test"]), 0, None])
 def test_split_that_is_not_a_name(small_store, split):
     with pytest.raises(StoreMismatchError, match="has no split"):

@@ -345,3 +345,24 @@ def test_missing_data_path(tmp_path, capsys):
         == EXIT_USER_ERROR
     )
     assert "does not exist" in _one_error_line(capsys)
+
+
+def test_store_the_vae_cannot_train_on_is_one_error_line(tmp_path, capsys):
+    """Another tokenizer's ids, or labels that are not binary: named before any training."""
+    from textvae.sources import build_store_from_ids, build_store_from_texts
+
+    rng = np.random.default_rng(3)
+    ids = {s: rng.integers(3, 12, size=(16, 10)) for s in ("train", "test")}
+    build_store_from_ids(
+        tmp_path / "ids.zarr", ids, vocab_size=12, max_len=16, labels={"train": [0, 1] * 8}
+    )
+    assert _train(str(tmp_path / "ids.zarr"), tmp_path / "a") == EXIT_USER_ERROR
+    assert "needs textvae's ids" in _one_error_line(capsys)
+    texts = {s: ["a good film", "a bad plot", "fun"] * 6 for s in ("train", "test")}
+    labels = {s: [0, 1, 2] * 6 for s in ("train", "test")}
+    build_store_from_texts(
+        tmp_path / "3.zarr", texts, vocab_size=12, max_len=16, labels=labels, num_classes=3
+    )
+    assert _train(str(tmp_path / "3.zarr"), tmp_path / "b") == EXIT_USER_ERROR
+    assert "has 3 classes" in _one_error_line(capsys)
+    assert not (tmp_path / "b" / "metrics.json").exists()

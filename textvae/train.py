@@ -24,7 +24,7 @@ import numpy as np
 from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.cluster import worker_info
 from textvae.config import TrainConfig
-from textvae.errors import CheckpointError, OutputDirError
+from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
 from textvae.evaluate import RECONSTRUCT_ROWS, evaluate_vae, plot_latents
 from textvae.model import TextVAE, build_vae
 from textvae.preemption import StopOnSignal
@@ -32,6 +32,7 @@ from textvae.progress import ProgressFn
 from textvae.run import LAST, LATENTS, RunDir, TrainingState
 from textvae.sequence import OneHotSequence, holdout_rows
 from textvae.store import TokenStore, is_store, resolve_store
+from textvae.vocab import OOV_ID, PAD_ID, START_ID
 
 __all__ = ["train"]
 
@@ -118,6 +119,26 @@ def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
         ids = store.read("train", rows[start : start + chunk])
         counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
     return counts
+
+
+def _check_vae_store(store: TokenStore) -> None:
+    """Refuse a store the text VAE cannot train on: it needs textvae's ids (padding 0, start 1,
+    out-of-vocabulary 2; its word dropout and decoding use them) and binary labels."""
+    ids = (store.pad_id, store.start_id, store.oov_id)
+    if ids != (PAD_ID, START_ID, OOV_ID):
+        raise StoreMismatchError(
+            f"the store at {store.path} holds another tokenizer's ids (pad, start, "
+            f"out-of-vocabulary ids: {ids}); the text VAE needs textvae's ids "
+            f"{(PAD_ID, START_ID, OOV_ID)}: build its store from text (textvae-ingest, "
+            "build_store_from_texts), and feed a store of your own ids to your own model "
+            "through OneHotSequence"
+        )
+    if store.num_classes != 2:
+        kind = "no labels" if store.num_classes is None else f"{store.num_classes} classes"
+        raise StoreMismatchError(
+            f"the store at {store.path} has {kind}; the text VAE's sentiment head needs binary "
+            "labels (0/1; -1 for an unlabelled review): rebuild it with labels in {0, 1}"
+        )
 
 
 def _kl_annealing(config: TrainConfig, steps_per_epoch: int) -> KLAnnealing:
@@ -326,10 +347,11 @@ def train(
     )
     if hasattr(progress, "close"):
         progress.close()
+    _check_vae_store(store)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
         run.write_config(config, store.attrs)
-        run.write_vocab(store.vocab.tokens)
+        run.write_vocab(store.tokens)
     if state is not None:
         at = f" at its batch {state.batches_done + 1}" if state.batches_done else ""
         log(f"resuming {run.path} in epoch {initial_epoch + 1} of {config.epochs}{at}")
