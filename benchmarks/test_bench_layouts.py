@@ -18,7 +18,15 @@ import gc
 
 import numpy as np
 import pytest
-from test_bench_sequence import MAX_QUEUE_SIZE, SPLIT, Pipeline, _keras_path, _name, _record_mean
+from test_bench_sequence import (
+    MAX_QUEUE_SIZE,
+    MEMORY_BUDGET,
+    SPLIT,
+    Pipeline,
+    _keras_path,
+    _name,
+    _record_mean,
+)
 
 from textvae.layout import next_token_ids, next_token_mask, padding_mask
 from textvae.sequence import OneHotSequence
@@ -145,6 +153,7 @@ def test_layout_keras_path(
             seed=0,
             workers=int(pipeline[-1]),
             max_queue_size=MAX_QUEUE_SIZE,
+            memory_budget=MEMORY_BUDGET,
             **LAYOUTS[layout],
         )
         running = _keras_path(seq)
