@@ -150,8 +150,8 @@ def check_batch(seq: OneHotSequence, store: TokenStore, rows: np.ndarray, batch)
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("padding", ["pre", "post"])
-def test_layouts_match_references(small_store, post_store, layout, padding):
-    store = small_store if padding == "pre" else post_store
+def test_layouts_match_references(request, layout, padding):
+    store = request.getfixturevalue("small_store" if padding == "pre" else "post_store")
     assert store.padding == padding
     assert (store.lengths("train") > store.max_len).any(), "some rows must be truncated"
     seq = OneHotSequence(store, "train", 5, shuffle=True, seed=2, **LAYOUTS[layout])
@@ -160,10 +160,10 @@ def test_layouts_match_references(small_store, post_store, layout, padding):
 
 
 @pytest.mark.parametrize("padding", ["pre", "post"])
-def test_mask_is_where_the_ids_are_real_tokens(small_store, post_store, padding):
+def test_mask_is_where_the_ids_are_real_tokens(request, padding):
     """Independently of the lengths: a stored review never holds the pad id (0) in its
     tokens, so the mask is exactly ``ids != 0``; the next-token mask is that at t and t + 1."""
-    store = small_store if padding == "pre" else post_store
+    store = request.getfixturevalue("small_store" if padding == "pre" else "post_store")
     seq = OneHotSequence(
         store, "train", 8, outputs={"a": "sparse", "b": "next_sparse"}, sample_weight="mask"
     )
