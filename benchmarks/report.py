@@ -56,6 +56,9 @@ SEED_BYTES_PER_VALUE = 4  # float32
 
 KERNEL_GROUP = re.compile(r"^onehot (\d+)x(\d+)x(\d+) (\w+)$")
 KERAS_GROUP = re.compile(r"^batches via Keras PyDataset path (\d+)x(\d+)x(\d+) (\w+)$")
+LAYOUT_GROUP = re.compile(r"^layout via Keras PyDataset path (\d+)x(\d+)x(\d+) (\w+)$")
+#: The batch layouts of benchmarks/test_bench_layouts.py (each with one-hot float32 targets).
+LAYOUTS = ("next_onehot", "lm_named_masked", "onehot_classes_masked")
 TRAINING_GROUP = re.compile(r"^training step (\S+) (\S+)$")
 RSS_GROUP_PREFIX = "epoch peak RSS"
 VOCAB_IN_GROUP = re.compile(r"vocab (\d+)")
@@ -152,11 +155,14 @@ def _pipeline(case: Case, target: str) -> str:
     return param[: -len(target) - 1] if param.endswith(f"-{target}") else param
 
 
-def keras_groups(cases: Iterable[Case]) -> dict[tuple[tuple[int, int, int], str], dict[str, Case]]:
-    """``{((batch, max_len, vocab), target): {pipeline: case}}`` of the Keras-path groups."""
+def keras_groups(
+    cases: Iterable[Case], pattern: re.Pattern = KERAS_GROUP
+) -> dict[tuple[tuple[int, int, int], str], dict[str, Case]]:
+    """``{((batch, max_len, vocab), target): {pipeline: case}}`` of the Keras-path groups
+    (``pattern=LAYOUT_GROUP``: ``{(shape, layout): ...}`` of the batch-layout groups)."""
     groups: dict[tuple[tuple[int, int, int], str], dict[str, Case]] = {}
     for case in cases:
-        match = KERAS_GROUP.match(case.group)
+        match = pattern.match(case.group)
         if match:
             shape = (int(match[1]), int(match[2]), int(match[3]))
             groups.setdefault((shape, match[4]), {})[_pipeline(case, match[4])] = case
@@ -325,6 +331,41 @@ def keras_section(cases: Sequence[Case]) -> str:
     return "\n".join(out)
 
 
+def layout_section(cases: Sequence[Case]) -> str:
+    groups = keras_groups(cases, LAYOUT_GROUP)
+    out = [
+        "## 2b. Batch layouts through Keras' PyDataset path",
+        "",
+        "OneHotSequence serving other layouts (`benchmarks/test_bench_layouts.py`), one-hot "
+        "float32 each: `next_onehot` (next-token targets, bare), `lm_named_masked` (input "
+        "`{'tokens': ids}`, next-token targets, padding mask as sample weights), "
+        "`onehot_classes_masked` (one-hot targets and class ids, mask weights); beside a warmed "
+        "`tf.data` pipeline building the same layout with `tf.one_hot`. `x tf.data` is the "
+        "reference's mean time over the case's.",
+    ]
+    if not groups:
+        return "\n".join([*out, "", NOT_MEASURED])
+    rows = []
+    for (shape, layout), pipelines in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1], LAYOUTS))
+    ):
+        tf_data = pipelines.get(TF_DATA)
+        for name in sorted(pipelines, key=lambda p: _order(p, KERAS_PIPELINES)):
+            case = pipelines[name]
+            rows.append(
+                [
+                    _shape(shape),
+                    layout,
+                    name,
+                    fmt_ms(case.mean),
+                    fmt_ms(case.median),
+                    fmt_ratio(tf_data.mean / case.mean if tf_data else None),
+                ]
+            )
+    out += ["", table(["shape", "layout", "pipeline", "mean ms", "median ms", "x tf.data"], rows)]
+    return "\n".join(out)
+
+
 def rss_section(cases: Sequence[Case]) -> str:
     epochs, vocab, max_len = rss_epochs(cases)
     imdb = seed_bytes(*IMDB_TRAIN)
@@ -421,7 +462,7 @@ def ingest_section(cases: Sequence[Case]) -> str:
 def other_section(cases: Sequence[Case]) -> str:
     """Groups the sections above do not cover (``seq[i]`` alone, store reads): each case's
     mean over its group's reference (a test named ``*reference*``) or fastest case."""
-    covered = (KERNEL_GROUP, KERAS_GROUP, TRAINING_GROUP)
+    covered = (KERNEL_GROUP, KERAS_GROUP, LAYOUT_GROUP, TRAINING_GROUP)
     groups: dict[str, list[Case]] = {}
     for case in cases:
         if any(p.match(case.group) for p in covered):
@@ -514,6 +555,22 @@ def targets(cases: Sequence[Case]) -> list[Target]:
                     None if value is None else f"{value:.2f}x ({best_name}, best of w1/w2)",
                 )
             )
+    layouts = keras_groups(cases, LAYOUT_GROUP)
+    for layout in LAYOUTS:
+        pipelines = layouts.get((TARGET_SHAPE, layout), {})
+        ours = [pipelines[p] for p in pipelines if p.startswith("textvae")]
+        best = min(ours, key=lambda c: c.mean) if ours else None
+        ref = pipelines.get(TF_DATA)
+        value = ref.mean / best.mean if best and ref else None
+        result.append(
+            _target(
+                f"layout {layout}, float32: PyDataset path throughput / tf.data + tf.one_hot",
+                ">= 2x",
+                value,
+                lambda r: r >= 2.0,
+                None if value is None else f"{value:.2f}x ({_pipeline(best, layout)})",
+            )
+        )
     epochs, _, _ = rss_epochs(cases)
     by_rows = {e["rows"]: e["peak_rss_mb"] for e in epochs}
     result.append(
@@ -615,6 +672,7 @@ def build_report(data: dict, *, command: str, machine_info: dict[str, str]) -> s
         targets_section(cases),
         kernel_section(cases),
         keras_section(cases),
+        layout_section(cases),
         rss_section(cases),
         training_section(cases),
         ingest_section(cases),

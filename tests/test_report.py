@@ -202,3 +202,32 @@ def test_shown_command_is_relative_to_the_repository(report, full):
 def test_shown_command_outside_the_repository_keeps_the_path(report, tmp_path):
     command = report.shown_command(tmp_path, full=False, log_level="2")
     assert f"--benchmark-json {tmp_path / 'results.json'}" in command
+
+
+def layout_path(layout, pipeline, mean):
+    return bench(
+        f"layout via Keras PyDataset path 64x300x20000 {layout}",
+        f"test_layout_keras_path[{pipeline}-{layout}]",
+        mean,
+        params={"pipeline": pipeline, "layout": layout},
+    )
+
+
+def test_layout_targets_and_table(report):
+    data = {
+        "benchmarks": [
+            layout_path("next_onehot", "textvae-w1", 0.004),
+            layout_path("next_onehot", "textvae-w2", 0.002),
+            layout_path("next_onehot", "tf.data", 0.060),
+            layout_path("lm_named_masked", "textvae-w1", 0.040),
+            layout_path("lm_named_masked", "tf.data", 0.060),
+        ]
+    }
+    got = verdicts(report, data)
+    name = "layout {}, float32: PyDataset path throughput / tf.data + tf.one_hot"
+    assert got[name.format("next_onehot")] == (pytest.approx(30.0), "met")  # best: w2
+    assert got[name.format("lm_named_masked")] == (pytest.approx(1.5), "MISSED")
+    assert got[name.format("onehot_classes_masked")] == (None, "not measured (run with --full)")
+    text = report.build_report(data, command="c", machine_info=MACHINE)
+    assert "| 64 x 300 x 20,000 | next_onehot | textvae-w2 | 2.00 | 2.00 | 30.00x |" in text
+    assert "### layout via" not in text  # not repeated among the other cases

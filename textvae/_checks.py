@@ -24,7 +24,10 @@ from textvae.errors import InvalidArgumentError
 __all__ = [
     "DECODERS",
     "DTYPES",
+    "INPUT_KINDS",
+    "OUTPUT_KINDS",
     "PADDINGS",
+    "SAMPLE_WEIGHTS",
     "TARGETS",
     "fraction",
     "int_at_least",
@@ -38,6 +41,13 @@ __all__ = [
 
 #: What a Sequence serves as reconstruction targets: one-hot batches, or the ids themselves.
 TARGETS = ("onehot", "sparse")
+#: What one output of a Sequence batch can be (textvae.layout.BatchLayout): one-hot or sparse
+#: targets of the ids, the same of the next ids (language models), binary or class labels.
+OUTPUT_KINDS = ("onehot", "sparse", "next_onehot", "next_sparse", "binary", "classes")
+#: What one named input of a Sequence batch can be: the ids, or the padding mask.
+INPUT_KINDS = ("ids", "mask")
+#: Sample weights a Sequence can add to a batch: the padding mask.
+SAMPLE_WEIGHTS = ("mask",)
 #: One-hot output dtypes the kernels write.
 DTYPES = ("float32", "float16", "uint8")
 #: The text VAE's decoders: autoregressive (reads the review so far and z) or the seed's repeat.

@@ -113,10 +113,11 @@ class KLAnnealing(keras.callbacks.Callback):
 class EpochSync(keras.callbacks.Callback):
     """Serve the sequence's epoch k during fit's epoch k (``sequence.set_epoch(k)``).
 
-    ``model.fit`` also calls the sequence's ``on_epoch_end`` once after peeking at batches
-    before training, so the sequence's own epoch counter runs one ahead of fit's. Pinning it at
-    every epoch's start makes a run resumed at ``initial_epoch=k`` read the same batches as an
-    uninterrupted one, and every training process the same epoch's order.
+    A :class:`~textvae.sequence.OneHotSequence` follows ``fit``'s epochs on its own from the
+    epoch it is at (0 for a new one: ``model.fit(seq, epochs=3)`` serves epochs 0, 1, 2); this
+    callback pins it to fit's epoch number at every epoch's start whatever happened before,
+    so a run resumed at ``initial_epoch=k`` reads the same batches as an uninterrupted one, and
+    every training process (the multi-worker loop too) the same epoch's order.
 
     Parameters
     ----------

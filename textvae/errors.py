@@ -14,6 +14,7 @@ __all__ = [
     "DatasetUnavailableError",
     "IncompleteStoreError",
     "InvalidArgumentError",
+    "MemoryBudgetWarning",
     "OutputDirError",
     "SettingError",
     "StoreAccessError",
@@ -37,6 +38,11 @@ class TextVAEError(Exception):
 class InvalidArgumentError(TextVAEError, ValueError):
     """An argument, option or setting (``TF_CONFIG``) has a value textvae does not accept; the
     message names it, the rule and the value received."""
+
+
+class MemoryBudgetWarning(UserWarning):
+    """A configuration may keep more one-hot batch memory alive than its ``memory_budget``
+    (a warning, not an error: the machine may well have the memory)."""
 
 
 class CorpusNotFoundError(TextVAEError, FileNotFoundError):

@@ -24,13 +24,24 @@ from textvae._checks import (
     one_of,
     positive_int,
 )
-from textvae.errors import InvalidArgumentError
+from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
 from textvae.kernels import aligned_empty, onehot
+from textvae.layout import (
+    NEXT_KINDS,
+    TOKEN_KINDS,
+    BatchLayout,
+    next_token_ids,
+    next_token_mask,
+    padding_mask,
+)
 from textvae.store import TokenStore
 
-__all__ = ["OneHotSequence", "chunk_windows", "holdout_rows"]
+__all__ = ["OneHotSequence", "chunk_windows", "default_memory_budget", "holdout_rows"]
 
 _UNSET: Any = object()
+
+#: Keras' own default ``max_queue_size``, kept for batches without one-hot outputs (small).
+KERAS_MAX_QUEUE_SIZE = 10
 
 
 class _BufferPool:
@@ -155,18 +166,73 @@ def _gib(size: int) -> str:
     return f"{size / 2**30:,.3g} GiB"
 
 
-def _check_batch_memory(shape: tuple[int, int, int], dtype: np.dtype, batches: int) -> None:
-    """Refuse one-hot batches that cannot fit in this machine's memory ``batches`` at a time
-    (measured: a slow consumer keeps that many alive), before training starts."""
+def default_memory_budget() -> int:
+    """The default ``memory_budget`` of a :class:`OneHotSequence`: a quarter of this machine's
+    physical memory (4 GiB where it is not reported)."""
     memory = _physical_memory()
-    size = math.prod(shape) * dtype.itemsize
+    return 4 * 2**30 if memory is None else memory // 4
+
+
+def _default_queue_size(batch_bytes: int, budget: int, workers: int) -> int:
+    """The largest ``max_queue_size`` (1 to Keras' 10) whose batches in flight,
+    ``max_queue_size + workers + 2``, fit in ``budget`` bytes; 1 when none does."""
+    fits = budget // batch_bytes - max(workers, 1) - 2
+    return int(min(max(fits, 1), KERAS_MAX_QUEUE_SIZE))
+
+
+def _onehot_arithmetic(
+    shape: tuple[int, int, int], dtype: np.dtype, arrays: int, queue: int, workers: int
+) -> tuple[int, int, str]:
+    """``(bytes a batch's one-hot arrays take, batches in flight, the sum in words)``."""
+    size = math.prod(shape) * dtype.itemsize * arrays
+    batches = queue + max(workers, 1) + 2
+    what = f"{arrays} one-hot arrays" if arrays > 1 else "one-hot batches"
+    words = (
+        f"{what} of shape {shape} {dtype.name} take {_gib(size)} a batch and up to {batches} "
+        f"batches are alive at once (max_queue_size={queue} + workers={max(workers, 1)} + 2: "
+        "Keras' queue, the batches being built, the one being trained on and the next): "
+        f"{batches} x {_gib(size)} = {_gib(size * batches)}"
+    )
+    return size, batches, words
+
+
+_FIXES = (
+    "Use dtype='uint8' (a quarter of float32's bytes), sparse targets ('sparse' / "
+    "'next_sparse', --targets sparse), a smaller batch_size, fewer workers or a smaller "
+    "max_queue_size"
+)
+
+
+def _check_batch_memory(
+    shape: tuple[int, int, int], dtype: np.dtype, arrays: int, queue: int, workers: int
+) -> None:
+    """Refuse one-hot batches that cannot fit in this machine's memory as many at a time as
+    can be in flight (measured: a slow consumer keeps that many alive), before training."""
+    memory = _physical_memory()
+    size, batches, words = _onehot_arithmetic(shape, dtype, arrays, queue, workers)
     if memory is None or size * batches <= memory:
         return
     raise InvalidArgumentError(
-        f"one-hot batches of shape {shape} {dtype.name} take {_gib(size)} each and "
-        f"up to {batches} are alive at once (max_queue_size + workers + 2): more than this "
-        f"machine's {_gib(memory)} of memory. Use targets='sparse' (--targets "
-        "sparse), dtype='uint8', or a smaller batch_size or max_queue_size"
+        f"{words}: more than this machine's {_gib(memory)} of memory. {_FIXES}"
+    )
+
+
+def _warn_over_budget(
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    arrays: int,
+    queue: int,
+    workers: int,
+    budget: int,
+) -> None:
+    size, batches, words = _onehot_arithmetic(shape, dtype, arrays, queue, workers)
+    if size * batches <= budget:
+        return
+    warnings.warn(
+        f"{words}, more than memory_budget={budget:,} bytes ({_gib(budget)}; the default is a "
+        f"quarter of this machine's memory). {_FIXES}, or pass a larger memory_budget",
+        MemoryBudgetWarning,
+        stacklevel=3,
     )
 
 
@@ -186,10 +252,20 @@ def chunk_windows(n_chunks: int, window_chunks: int, rng: np.random.Generator) -
 class OneHotSequence(keras.utils.PyDataset):
     """Batches of one split of a token store, as Keras wants them.
 
-    ``seq[i]`` returns ``(ids, {"reconstruction": targets, "sentiment": labels})``: ``ids`` int32
-    (batch, max_len); targets the one-hot (batch, max_len, vocab_size) batch in ``dtype`` from
-    :func:`textvae.kernels.onehot`, or the int32 ids themselves with ``targets="sparse"`` (for
-    ``sparse_categorical_crossentropy``); labels float32 (batch, 1).
+    By default ``seq[i]`` returns ``(ids, {"reconstruction": targets, "sentiment": labels})``:
+    ``ids`` int32 (batch, max_len); targets the one-hot (batch, max_len, vocab_size) batch in
+    ``dtype`` from :func:`textvae.kernels.onehot`, or the int32 ids themselves with
+    ``targets="sparse"`` (for ``sparse_categorical_crossentropy``); labels float32 (batch, 1).
+    ``inputs``, ``outputs`` and ``sample_weight`` give any other layout (see
+    :class:`~textvae.layout.BatchLayout`)::
+
+        OneHotSequence(store, inputs="tokens", outputs={"lm": "next_onehot", "label": "classes"},
+                       sample_weight="mask")[i]
+        # ({"tokens": ids}, {"lm": (batch, max_len, vocab) float32, "label": (batch,) int32},
+        #  {"lm": (batch, max_len) float32 mask, "label": (batch,) float32})
+
+    Every one-hot array (``"onehot"``, ``"next_onehot"``) comes from the kernel into a recycled,
+    64-byte-aligned buffer handed out read-only (zero-copy into TensorFlow).
 
     Parameters
     ----------
@@ -201,8 +277,26 @@ class OneHotSequence(keras.utils.PyDataset):
     batch_size
         Rows per batch. The last partial batch of an epoch is kept (``len(seq)`` counts it)
         unless ``drop_remainder=True``.
+    inputs
+        ``None`` (default): ``x`` is the bare ids array. An input name: ``x`` is
+        ``{name: ids}``. A dict of input names to kinds, ``"ids"`` or ``"mask"`` (the padding
+        mask, float32 (batch, max_len)): ``x`` is that dict of arrays.
+    outputs
+        One output kind, served as a bare ``y``, or a dict of output names (the model's
+        output layers) to kinds: ``"onehot"``, ``"sparse"``, ``"next_onehot"``,
+        ``"next_sparse"`` (target at t = id at t + 1, the pad id at the last position: for
+        language models and decoders), ``"binary"`` (float32 (batch, 1)) or ``"classes"``
+        (int32 (batch,)). ``None`` (default): ``{reconstruction_name: targets,
+        sentiment_name: "binary"}``, the text VAE's layout.
+    sample_weight
+        ``"mask"``: add Keras' third element, keyed like ``y``: float32 (batch, max_len), 1.0 at
+        real tokens (from the stored lengths, honouring the store's padding side and
+        truncation), for next-token outputs 1.0 where the position and its target both hold
+        real tokens; for label outputs float32 (batch,), 0.0 for unlabelled rows (label -1).
+        ``None`` (default): ``(x, y)``.
     targets
-        ``"onehot"`` or ``"sparse"``.
+        ``"onehot"`` or ``"sparse"``: the reconstruction output's kind when ``outputs`` is not
+        given (default ``"onehot"``).
     dtype
         One-hot dtype: ``"float32"``, ``"float16"`` or ``"uint8"``.
     shuffle, seed
@@ -226,15 +320,30 @@ class OneHotSequence(keras.utils.PyDataset):
         Serve only these rows of the split (indices, e.g. one side of :func:`holdout_rows`);
         shuffling, ``rows`` and sharding then apply to them alone. ``None``: every row.
     reconstruction_name, sentiment_name
-        Keys of the targets dict (the model's output names); ``None`` leaves that output out.
+        Keys of the targets dict when ``outputs`` is not given (defaults ``"reconstruction"``,
+        ``"sentiment"``); ``None`` leaves that output out.
     vocab_size, max_len
         What the caller expects of the store; a store built otherwise raises
         :class:`~textvae.errors.StoreMismatchError`.
     pool_size
-        Cap on recycled one-hot buffers (0: none recycled); default
-        ``max_queue_size + workers + 2``.
+        Cap on recycled one-hot buffers (0: none recycled); default the buffers that can be
+        in flight: ``(max_queue_size + workers + 2)`` times the one-hot outputs of a batch.
+    memory_budget
+        Bytes of one-hot batches that may be alive at once (default
+        :func:`default_memory_budget`, a quarter of physical memory). With one-hot outputs and
+        no ``max_queue_size`` given, the queue is the largest (1 to Keras' 10) whose batches
+        in flight, ``max_queue_size + workers + 2``, fit in it; a configuration that exceeds it
+        warns once (:class:`~textvae.errors.MemoryBudgetWarning`) with the arithmetic, one
+        that exceeds physical memory is refused.
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size``, passed to ``PyDataset``.
+        ``max_queue_size`` defaults to Keras' 10 without one-hot outputs.
+
+    Epochs follow ``model.fit``'s on their own: the sequence serves its ``epoch`` (0 at
+    first), and advances when Keras ends an epoch it began and read to its last batch (see
+    :meth:`on_epoch_end`), so ``model.fit(seq, epochs=3)`` trains on epochs 0, 1 and 2's
+    orders. To start elsewhere (resuming at ``initial_epoch``) call :meth:`set_epoch`, or pass
+    :class:`~textvae.callbacks.EpochSync`, which pins fit's epoch k to the sequence's epoch k.
 
     :meth:`from_batch` gives a copy that starts every epoch at a later batch: how
     ``textvae-train --resume`` finishes an epoch it stopped in the middle of.
@@ -246,7 +355,10 @@ class OneHotSequence(keras.utils.PyDataset):
         split: str = "train",
         batch_size: int = 64,
         *,
-        targets: str = "onehot",
+        inputs: str | Mapping[str, str] | None = None,
+        outputs: str | Mapping[str, str] | None = None,
+        sample_weight: str | None = None,
+        targets: str = _UNSET,
         dtype: str = "float32",
         shuffle: bool = True,
         seed: int | None = 0,
@@ -256,15 +368,17 @@ class OneHotSequence(keras.utils.PyDataset):
         rows: int | None = None,
         row_subset: np.ndarray | Sequence[int] | None = None,
         window_chunks: int = 16,
-        reconstruction_name: str | None = "reconstruction",
-        sentiment_name: str | None = "sentiment",
+        reconstruction_name: str | None = _UNSET,
+        sentiment_name: str | None = _UNSET,
         vocab_size: int | None = None,
         max_len: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
         pool_size: int | None = None,
+        memory_budget: int | None = None,
         max_rows: int | None = _UNSET,
         **kwargs: Any,
     ) -> None:
+        queue_given = "max_queue_size" in kwargs
         super().__init__(**kwargs)
         if max_rows is not _UNSET:
             warnings.warn(
@@ -275,7 +389,10 @@ class OneHotSequence(keras.utils.PyDataset):
             if rows is not None:
                 raise InvalidArgumentError("pass `rows` only (`max_rows` is its deprecated name)")
             rows = max_rows
-        one_of("targets", targets, TARGETS)
+        targets, reconstruction_name, sentiment_name, outputs = _legacy_outputs(
+            outputs, targets, reconstruction_name, sentiment_name
+        )
+        self.layout = BatchLayout(inputs=inputs, outputs=outputs, sample_weight=sample_weight)
         try:
             dtype = np.dtype(dtype).name
         except TypeError:
@@ -295,10 +412,7 @@ class OneHotSequence(keras.utils.PyDataset):
         positive_int("window_chunks", window_chunks)
         positive_int("rows", rows, allow_none=True)
         int_at_least("pool_size", pool_size, 0, allow_none=True)  # 0: recycle nothing
-        if reconstruction_name is None and sentiment_name is None:
-            raise InvalidArgumentError(
-                "at least one of `reconstruction_name` and `sentiment_name` must be given"
-            )
+        positive_int("memory_budget", memory_budget, allow_none=True)
         if isinstance(store, TokenStore):
             self._store: TokenStore | None = store
             self.store_path = store.path
@@ -307,6 +421,9 @@ class OneHotSequence(keras.utils.PyDataset):
             self.store_path = os.fspath(store)
         self.split = split
         self.batch_size = batch_size
+        self.inputs = self.layout.inputs
+        self.outputs = self.layout.outputs
+        self.sample_weight = sample_weight
         self.targets = targets
         self.dtype = dtype
         self.shuffle = shuffle
@@ -320,6 +437,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.sentiment_name = sentiment_name
         self.storage_options = dict(storage_options) if storage_options else None
         self.pool_size = pool_size
+        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
         self.epoch = 0
         self.first_batch = 0
         # Validate now (clear errors at construction); per-process state is rebuilt lazily.
@@ -328,6 +446,10 @@ class OneHotSequence(keras.utils.PyDataset):
         self.max_len = opened.max_len
         self.num_rows = opened.num_rows(split)
         self.chunk_rows = opened.chunk_rows(split)
+        self.padding = opened.padding
+        self.pad_id = int(getattr(opened, "pad_id", opened.attrs.get("pad_id", 0)))
+        if self.layout.needs_labels:
+            _check_labels(opened, split, self.layout)
         self._member: np.ndarray | None = None
         available = self.num_rows
         if row_subset is not None:
@@ -339,8 +461,18 @@ class OneHotSequence(keras.utils.PyDataset):
             raise InvalidArgumentError(
                 f"split {split!r} has {self.num_rows} rows, fewer than num_shards={num_shards}"
             )
-        if targets == "onehot":
-            _check_batch_memory(self._batch_shape(), np.dtype(dtype), self._in_flight())
+        arrays = self.layout.onehot_outputs
+        if arrays:
+            shape, one = self._batch_shape(), np.dtype(dtype)
+            if not queue_given:
+                batch_bytes = math.prod(shape) * one.itemsize * arrays
+                self.max_queue_size = _default_queue_size(
+                    batch_bytes, self.memory_budget, self.workers
+                )
+            _check_batch_memory(shape, one, arrays, self.max_queue_size, self.workers)
+            _warn_over_budget(
+                shape, one, arrays, self.max_queue_size, self.workers, self.memory_budget
+            )
         self._reset_process_state()
 
     @property
@@ -359,8 +491,13 @@ class OneHotSequence(keras.utils.PyDataset):
         self._lock = threading.Lock()
         self._plan: tuple[int, np.ndarray] | None = None
         self._labels: np.ndarray | None = None
+        self._lengths: np.ndarray | None = None
         self._cache = _ChunkCache(2 * self.window_chunks)
         self._pool: _BufferPool | None = None
+        # What this process saw of the epoch Keras began last (see on_epoch_end).
+        self._epoch_open = False
+        self._served_any = False
+        self._served_last = False
 
     def _open(self, **expected: Any) -> TokenStore:
         if self._store is None:
@@ -376,7 +513,7 @@ class OneHotSequence(keras.utils.PyDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_store", "_lock", "_plan", "_labels", "_cache", "_pool"):
+        for key in ("_store", "_lock", "_plan", "_labels", "_lengths", "_cache", "_pool"):
             state.pop(key, None)
         return state
 
@@ -411,15 +548,31 @@ class OneHotSequence(keras.utils.PyDataset):
         view.first_batch = int(batch)
         return view
 
+    def on_epoch_begin(self) -> None:
+        """Keras begins an epoch (its adapter calls this before the epoch's batches): start
+        noting which batches this process serves, for :meth:`on_epoch_end`."""
+        self._epoch_open = True
+        self._served_any = self._served_last = False
+
     def on_epoch_end(self) -> None:
-        """Advance to the next epoch. Keras calls this after every epoch, and once more after
-        peeking at the first batches before training: to tie fit's epoch k to this sequence's
-        epoch k, call :meth:`set_epoch` from a callback's ``on_epoch_begin`` (textvae-train does).
+        """Advance to the next epoch when the one ending was served: Keras began it and this
+        process served its last batch (or no batch at all: worker processes served them).
+
+        Keras 3 also ends epochs it never served: before ``fit``'s first epoch it peeks at
+        batches (TensorFlow: ``seq[0]``, ``seq[1]``, without beginning an epoch; JAX and
+        torch, for a model not yet built: it begins one, takes one batch and ends it); those
+        do not count, so ``model.fit(seq, epochs=3)`` serves epochs 0, 1 and 2. (With several
+        thread or process workers on JAX and torch, Keras' enqueuer keeps the batches prefetched
+        during that peek and serves them first in epoch 0: pass ``workers=1`` there, or build
+        the model before ``fit``.) :class:`~textvae.callbacks.EpochSync` pins fit's epoch k to
+        epoch k whatever happened before (resuming at ``initial_epoch``).
 
         The buffer pool is let go too: Keras keeps a finished dataset adapter (and so this
         sequence) alive, and its pool would otherwise hold its buffers (GBs) until exit.
         """
-        self.epoch += 1
+        if self._epoch_open and (self._served_last or not self._served_any):
+            self.epoch += 1
+        self._epoch_open = False
         with self._lock:
             self._pool = None
 
@@ -485,7 +638,13 @@ class OneHotSequence(keras.utils.PyDataset):
         with self._lock:
             if self._labels is None:  # N bytes: 1 MB per million rows
                 self._labels = self._open().labels(self.split)
-        return self._labels[rows].astype(np.float32).reshape(-1, 1)
+        return self._labels[rows]
+
+    def _read_lengths(self, rows: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if self._lengths is None:  # 4N bytes: 4 MB per million rows
+                self._lengths = self._open().lengths(self.split)
+        return self._lengths[rows]
 
     def _batch_shape(self) -> tuple[int, int, int]:
         # A batch never holds more rows than an epoch: a huge batch_size costs nothing extra.
@@ -499,7 +658,11 @@ class OneHotSequence(keras.utils.PyDataset):
     def _onehot(self, ids: np.ndarray) -> np.ndarray:
         with self._lock:
             if self._pool is None:
-                capacity = self._in_flight() if self.pool_size is None else self.pool_size
+                capacity = (
+                    self._in_flight() * self.layout.onehot_outputs
+                    if self.pool_size is None
+                    else self.pool_size
+                )
                 self._pool = _BufferPool(self._batch_shape(), np.dtype(self.dtype), capacity)
         out, previous = self._pool.acquire(ids.shape[0])
         onehot(ids, self.vocab_size, dtype=self.dtype, out=out, previous=previous)
@@ -507,23 +670,157 @@ class OneHotSequence(keras.utils.PyDataset):
         batch.flags.writeable = False  # keeps the pool's record of its ones true
         return batch
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def __getitem__(self, index: int) -> tuple:
+        """Batch ``index`` of the current epoch: ``(x, y)``, or ``(x, y, sample_weight)`` with
+        ``sample_weight="mask"``; each a bare NumPy array or a dict of them (see the class
+        docstring)."""
         rows = self.batch_rows(index)
-        ids = self._read_ids(rows)
-        outputs: dict[str, np.ndarray] = {}
-        if self.reconstruction_name is not None:
-            outputs[self.reconstruction_name] = (
-                ids if self.targets == "sparse" else self._onehot(ids)
+        batch = _Batch(self, rows, self._read_ids(rows))
+        layout = self.layout
+        if isinstance(layout.inputs, str):
+            x: Any = {layout.inputs: batch.ids}
+        elif layout.inputs is None:
+            x = batch.ids
+        else:
+            x = {name: batch.input(kind) for name, kind in layout.inputs.items()}
+        if isinstance(layout.outputs, str):
+            y: Any = batch.output(layout.outputs)
+            weights: Any = batch.weight(layout.outputs) if layout.sample_weight else None
+        else:
+            y = {name: batch.output(kind) for name, kind in layout.outputs.items()}
+            weights = (
+                {name: batch.weight(kind) for name, kind in layout.outputs.items()}
+                if layout.sample_weight
+                else None
             )
-        if self.sentiment_name is not None:
-            outputs[self.sentiment_name] = self._read_labels(rows)
-        return ids, outputs
+        self._served_any = True
+        if index == len(self) - 1:
+            self._served_last = True
+        return (x, y) if weights is None else (x, y, weights)
 
     def __repr__(self) -> str:
+        what = (
+            f"targets={self.targets!r}"
+            if self.reconstruction_name is not None or self.sentiment_name is not None
+            else self.layout.describe()
+        )
         return (
             f"OneHotSequence({self.store_path!r}, split={self.split!r}, "
-            f"batch_size={self.batch_size}, targets={self.targets!r}, dtype={self.dtype!r}, "
+            f"batch_size={self.batch_size}, {what}, dtype={self.dtype!r}, "
             f"shuffle={self.shuffle}, shard={self.shard_index}/{self.num_shards}, "
             f"batches={len(self)}"
             + (f", first_batch={self.first_batch})" if self.first_batch else ")")
+        )
+
+
+class _Batch:
+    """The arrays of one batch, each computed once when a layout first asks for it."""
+
+    def __init__(self, seq: OneHotSequence, rows: np.ndarray, ids: np.ndarray) -> None:
+        self.seq = seq
+        self.rows = rows
+        self.ids = ids
+        self._next_ids: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def next_ids(self) -> np.ndarray:
+        if self._next_ids is None:
+            self._next_ids = next_token_ids(self.ids, self.seq.pad_id)
+        return self._next_ids
+
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            seq = self.seq
+            self._mask = padding_mask(seq._read_lengths(self.rows), seq.max_len, seq.padding)
+        return self._mask
+
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = self.seq._read_labels(self.rows)
+        return self._labels
+
+    def input(self, kind: str) -> np.ndarray:
+        return self.ids if kind == "ids" else self.mask()
+
+    def output(self, kind: str) -> np.ndarray:
+        if kind == "onehot":
+            return self.seq._onehot(self.ids)
+        if kind == "sparse":
+            return self.ids
+        if kind == "next_onehot":
+            return self.seq._onehot(self.next_ids())
+        if kind == "next_sparse":
+            return self.next_ids()
+        if kind == "binary":
+            return self.labels().astype(np.float32).reshape(-1, 1)
+        return self.labels().astype(np.int32)  # "classes"
+
+    def weight(self, kind: str) -> np.ndarray:
+        if kind in NEXT_KINDS:
+            return next_token_mask(self.mask())
+        if kind in TOKEN_KINDS:
+            return self.mask()
+        return (self.labels() >= 0).astype(np.float32)
+
+
+def _legacy_outputs(
+    outputs: Any, targets: Any, reconstruction_name: Any, sentiment_name: Any
+) -> tuple[str | None, str | None, str | None, Any]:
+    """``(targets, reconstruction_name, sentiment_name, outputs)``: the older arguments mapped
+    onto ``outputs`` (``{reconstruction_name: targets, sentiment_name: "binary"}``) when it is
+    not given; refused beside it."""
+    given = [
+        name
+        for name, value in (
+            ("targets", targets),
+            ("reconstruction_name", reconstruction_name),
+            ("sentiment_name", sentiment_name),
+        )
+        if value is not _UNSET
+    ]
+    if outputs is not None:
+        if given:
+            raise InvalidArgumentError(
+                f"pass `outputs` or {', '.join(f'`{g}`' for g in given)}, not both: `outputs` "
+                "names every output and its kind, e.g. outputs={'reconstruction': 'onehot', "
+                "'sentiment': 'binary'}"
+            )
+        return None, None, None, outputs
+    targets = "onehot" if targets is _UNSET else targets
+    reconstruction_name = "reconstruction" if reconstruction_name is _UNSET else reconstruction_name
+    sentiment_name = "sentiment" if sentiment_name is _UNSET else sentiment_name
+    one_of("targets", targets, TARGETS)
+    if reconstruction_name is None and sentiment_name is None:
+        raise InvalidArgumentError(
+            "at least one of `reconstruction_name` and `sentiment_name` must be given"
+        )
+    if reconstruction_name is not None and reconstruction_name == sentiment_name:
+        raise InvalidArgumentError(
+            "`reconstruction_name` and `sentiment_name` must differ (they key one dict). "
+            f"Received: both {reconstruction_name!r}"
+        )
+    legacy = {reconstruction_name: targets, sentiment_name: "binary"}
+    return (
+        targets,
+        reconstruction_name,
+        sentiment_name,
+        {name: kind for name, kind in legacy.items() if name is not None},
+    )
+
+
+def _check_labels(store: TokenStore, split: str, layout: BatchLayout) -> None:
+    """Refuse label outputs the store cannot give (format-1 stores are binary)."""
+    num_classes = getattr(store, "num_classes", 2)
+    if num_classes is None or not getattr(store, "has_labels", True):
+        raise StoreMismatchError(
+            f"outputs {layout.outputs!r} ask for labels, but the store {store.path} has none "
+            f"(split {split!r}): leave out the 'binary' and 'classes' outputs, or build the "
+            "store with labels"
+        )
+    if "binary" in layout.label_kinds() and num_classes != 2:
+        raise StoreMismatchError(
+            f"a 'binary' output needs a store with 2 classes; {store.path} has "
+            f"num_classes={num_classes}: use 'classes' (int32 class ids, for "
+            "sparse_categorical_crossentropy)"
         )

@@ -1,0 +1,168 @@
+"""The batch layout: which arrays a :class:`~textvae.sequence.OneHotSequence` batch holds, and
+under which names.
+
+A batch is Keras' ``(x, y)`` or ``(x, y, sample_weight)``. ``x`` is the bare ids array or a dict
+of named inputs; ``y`` one bare output or a dict of named outputs; ``sample_weight`` (when asked
+for) mirrors ``y``: a bare array, or a dict with the same keys. This module validates a layout
+and computes the small arrays a layout needs besides the ids (next-token ids, padding masks). It
+imports NumPy only: the one-hot expansion is the Sequence's (kernel and buffer pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from textvae._checks import INPUT_KINDS, OUTPUT_KINDS, SAMPLE_WEIGHTS, one_of
+from textvae.errors import InvalidArgumentError
+
+__all__ = ["BatchLayout", "next_token_ids", "next_token_mask", "padding_mask"]
+
+#: Output kinds with one value per token position, (batch, max_len[, vocab_size]).
+TOKEN_KINDS = ("onehot", "sparse", "next_onehot", "next_sparse")
+#: Output kinds the one-hot kernel expands (through the buffer pool).
+ONEHOT_KINDS = ("onehot", "next_onehot")
+#: Output kinds whose target at position t is the id at t + 1.
+NEXT_KINDS = ("next_onehot", "next_sparse")
+#: Output kinds read from the store's labels.
+LABEL_KINDS = ("binary", "classes")
+
+
+def _name(argument: str, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(
+            f"`{argument}` names must be non-empty strings (the model's layer names). "
+            f"Received: {name!r} in {argument}"
+        )
+    return name
+
+
+def _kinds(argument: str, value: Any, choices: tuple[str, ...]) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidArgumentError(
+            f"`{argument}` must be a non-empty dict of names to kinds "
+            f"({', '.join(map(repr, choices))}). Received: {argument}={value!r}"
+        )
+    kinds = {}
+    for name, kind in value.items():
+        _name(argument, name)
+        kinds[name] = one_of(f"{argument}[{name!r}]", kind, choices)
+    return kinds
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """What one batch holds (validated at construction).
+
+    Parameters
+    ----------
+    inputs
+        ``None``: ``x`` is the bare int32 ids array (batch, max_len). A name: ``x`` is
+        ``{name: ids}``. A dict of names to input kinds: ``"ids"`` or ``"mask"`` (the padding
+        mask, float32 (batch, max_len)), e.g. ``{"tokens": "ids", "padding_mask": "mask"}``.
+    outputs
+        One output kind (``y`` is that bare array) or a dict of names to kinds (``y`` a dict):
+        ``"onehot"`` (batch, max_len, vocab_size) in the sequence's dtype; ``"sparse"`` the int32
+        ids; ``"next_onehot"`` / ``"next_sparse"`` the next-token targets (target at t is the id
+        at t + 1, the pad id at the last position); ``"binary"`` float32 labels (batch, 1);
+        ``"classes"`` int32 class ids (batch,).
+    sample_weight
+        ``None`` (no weights) or ``"mask"``: Keras' third element, keyed like ``y``. Token
+        outputs get float32 (batch, max_len), 1.0 where the position holds a real token (for
+        next-token outputs: where the position and its target both do); label outputs get
+        float32 (batch,), 1.0 for a labelled row, 0.0 for an unlabelled one (label -1).
+    """
+
+    inputs: str | Mapping[str, str] | None = None
+    outputs: str | Mapping[str, str] = "onehot"
+    sample_weight: str | None = None
+
+    def __post_init__(self) -> None:
+        inputs = self.inputs
+        if isinstance(inputs, str):
+            _name("inputs", inputs)
+        elif inputs is not None:
+            if not isinstance(inputs, Mapping):
+                raise InvalidArgumentError(
+                    "`inputs` must be None (the bare ids array), an input name, or a dict of "
+                    f"input names to kinds ({', '.join(map(repr, INPUT_KINDS))}). "
+                    f"Received: inputs={inputs!r}"
+                )
+            object.__setattr__(self, "inputs", _kinds("inputs", inputs, INPUT_KINDS))
+        if isinstance(self.outputs, str):
+            one_of("outputs", self.outputs, OUTPUT_KINDS)
+        else:
+            object.__setattr__(self, "outputs", _kinds("outputs", self.outputs, OUTPUT_KINDS))
+        if self.sample_weight is not None:
+            one_of("sample_weight", self.sample_weight, (*SAMPLE_WEIGHTS, None))
+
+    # -- what a layout needs ------------------------------------------------------------------
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        """The kind of every output, in order."""
+        return (self.outputs,) if isinstance(self.outputs, str) else tuple(self.outputs.values())
+
+    @property
+    def input_kinds(self) -> tuple[str, ...]:
+        """The kind of every input, in order."""
+        if isinstance(self.inputs, Mapping):
+            return tuple(self.inputs.values())
+        return ("ids",)
+
+    @property
+    def onehot_outputs(self) -> int:
+        """How many one-hot arrays a batch holds (each a buffer of the pool)."""
+        return sum(kind in ONEHOT_KINDS for kind in self.output_kinds)
+
+    @property
+    def needs_labels(self) -> bool:
+        return any(kind in LABEL_KINDS for kind in self.output_kinds)
+
+    @property
+    def needs_lengths(self) -> bool:
+        return self.sample_weight is not None or "mask" in self.input_kinds
+
+    def label_kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind in self.output_kinds if kind in LABEL_KINDS)
+
+    def describe(self) -> str:
+        """The layout as ``repr`` shows it."""
+        parts = [f"outputs={self.outputs!r}"]
+        if self.inputs is not None:
+            parts.insert(0, f"inputs={self.inputs!r}")
+        if self.sample_weight is not None:
+            parts.append(f"sample_weight={self.sample_weight!r}")
+        return ", ".join(parts)
+
+
+def padding_mask(lengths: np.ndarray, max_len: int, padding: str) -> np.ndarray:
+    """float32 (rows, max_len): 1.0 at the positions of real tokens, 0.0 at padding.
+
+    ``lengths`` are the stored lengths before padding/truncation: a review longer than
+    ``max_len`` was truncated and fills its row. ``padding="pre"`` puts a row's tokens at its
+    end, ``"post"`` at its start.
+    """
+    real = np.minimum(np.asarray(lengths, dtype=np.int64), max_len)[:, None]
+    positions = np.arange(max_len)[None, :]
+    keep = positions >= max_len - real if padding == "pre" else positions < real
+    return keep.astype(np.float32)
+
+
+def next_token_ids(ids: np.ndarray, pad_id: int) -> np.ndarray:
+    """int32 (rows, max_len): the id at t + 1 at every position t; ``pad_id`` at the last."""
+    out = np.empty(ids.shape, dtype=np.int32)
+    out[:, :-1] = ids[:, 1:]
+    out[:, -1:] = pad_id
+    return out
+
+
+def next_token_mask(mask: np.ndarray) -> np.ndarray:
+    """float32 (rows, max_len) from a :func:`padding_mask`: 1.0 where position t and its target
+    t + 1 both hold real tokens (under pre padding the last pad, whose target is the first token,
+    is left out: nothing precedes that token)."""
+    out = np.zeros_like(mask)
+    out[:, :-1] = mask[:, :-1] * mask[:, 1:]
+    return out
