@@ -293,26 +293,33 @@ def test_bad_layouts_are_refused(small_store, kwargs, message):
         OneHotSequence(small_store, **kwargs)
 
 
-def test_labels_of_a_store_without_labels_are_refused(small_store, monkeypatch):
-    # A format-2 store without labels says num_classes None (h-store's contract).
-    monkeypatch.setattr(TokenStore, "num_classes", None, raising=False)
-    monkeypatch.setattr(TokenStore, "has_labels", False, raising=False)
+def _id_store(path, **kwargs) -> TokenStore:
+    from textvae.sources import build_store_from_ids
+
+    ids = np.random.default_rng(5).integers(3, 12, size=(24, 10))
+    return build_store_from_ids(path, {"train": ids}, vocab_size=12, max_len=16, **kwargs)
+
+
+def test_labels_of_a_store_without_labels_are_refused(tmp_path):
+    store = _id_store(tmp_path / "nolabels.zarr")
+    assert not store.has_labels
     for outputs in ({"lm": "next_onehot", "y": "classes"}, "binary"):
         with pytest.raises(StoreMismatchError, match="ask for labels, but the store"):
-            OneHotSequence(small_store, outputs=outputs)
+            OneHotSequence(store, outputs=outputs)
     with pytest.raises(StoreMismatchError, match="ask for labels"):
-        OneHotSequence(small_store)  # the default layout has a sentiment output
-    seq = OneHotSequence(small_store, outputs="next_sparse", sample_weight="mask")
+        OneHotSequence(store)  # the default layout has a sentiment output
+    seq = OneHotSequence(store, outputs="next_sparse", sample_weight="mask")
     ids, targets, _ = seq[0]  # layouts without labels still work
     np.testing.assert_array_equal(targets[:, :-1], ids[:, 1:])
 
 
-def test_binary_of_a_multiclass_store_is_refused(small_store, monkeypatch):
-    monkeypatch.setattr(TokenStore, "num_classes", 5, raising=False)
+def test_binary_of_a_multiclass_store_is_refused(tmp_path):
+    labels = np.arange(24) % 5
+    store = _id_store(tmp_path / "classes.zarr", labels={"train": labels}, num_classes=5)
     with pytest.raises(StoreMismatchError, match="num_classes=5: use 'classes'"):
-        OneHotSequence(small_store, outputs={"y": "binary"})
-    seq = OneHotSequence(small_store, outputs="classes")
-    np.testing.assert_array_equal(seq[0][1], small_store.labels("train", seq.batch_rows(0)))
+        OneHotSequence(store, outputs={"y": "binary"})
+    seq = OneHotSequence(store, outputs="classes")
+    np.testing.assert_array_equal(seq[0][1], labels[seq.batch_rows(0)])
 
 
 # -- memory budget and default queue ---------------------------------------------------------------

@@ -447,7 +447,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.num_rows = opened.num_rows(split)
         self.chunk_rows = opened.chunk_rows(split)
         self.padding = opened.padding
-        self.pad_id = int(getattr(opened, "pad_id", opened.attrs.get("pad_id", 0)))
+        self.pad_id = opened.pad_id
         if self.layout.needs_labels:
             _check_labels(opened, split, self.layout)
         self._member: np.ndarray | None = None
@@ -811,8 +811,8 @@ def _legacy_outputs(
 
 def _check_labels(store: TokenStore, split: str, layout: BatchLayout) -> None:
     """Refuse label outputs the store cannot give (format-1 stores are binary)."""
-    num_classes = getattr(store, "num_classes", 2)
-    if num_classes is None or not getattr(store, "has_labels", True):
+    num_classes = store.num_classes
+    if not store.has_labels:
         raise StoreMismatchError(
             f"outputs {layout.outputs!r} ask for labels, but the store {store.path} has none "
             f"(split {split!r}): leave out the 'binary' and 'classes' outputs, or build the "
