@@ -161,6 +161,29 @@ def torch_loop(store: TokenStore) -> dict:
     return {"loss": losses}
 
 
+def to_torch_case() -> dict:
+    """to_torch on a nested layout with a read-only batch: tensors sharing every array's
+    memory, lists as tuples, and no warning (torch warns on each read-only array it wraps)."""
+    import warnings
+
+    from textvae.adapters import to_torch
+
+    onehot = np.zeros((2, 3, 4), np.float32).view()
+    onehot.flags.writeable = False  # as the Sequence hands batches out: a read-only view
+    batch = ({"ids": np.ones((2, 3), np.int32)}, [onehot], np.ones(2, np.float16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y, w = to_torch(batch)
+    arrays = (batch[0]["ids"], onehot, batch[2])
+    tensors = (x["ids"], y[0], w)
+    return {
+        "warnings": [str(c.message) for c in caught],
+        "structure": [type(x).__name__, type(y).__name__, sorted(x)],
+        "shares": [t.data_ptr() == a.ctypes.data for t, a in zip(tensors, arrays, strict=True)],
+        "dtypes": [str(t.dtype) for t in tensors],
+    }
+
+
 def main(store_path: str) -> None:
     store = TokenStore.open(store_path)
     result: dict = {"backend": BACKEND}
@@ -171,6 +194,7 @@ def main(store_path: str) -> None:
         result["dataloader"] = delivered_case(store, "dataloader")
         result["fit_dataloader"] = fit_case(store, "onehot", loader="dataloader")
         result["torch_loop"] = torch_loop(store)
+        result["to_torch"] = to_torch_case()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     print(json.dumps(result))
 

@@ -109,14 +109,18 @@ def as_tf_dataset(sequence: Any) -> Any:
     -------
     tf.data.Dataset
         Made by ``tf.data.Dataset.from_generator``, which wraps a 64-byte-aligned NumPy array
-        (every one-hot batch is) without a copy; add ``.prefetch`` / ``.map`` as usual.
+        (every one-hot batch is) without a copy, with its cardinality set to ``len(sequence)``;
+        add ``.prefetch`` / ``.map`` as usual.
     """
     import tensorflow as tf
 
     if len(sequence) == 0:
         raise InvalidArgumentError("the sequence has no batches: nothing to make a dataset of")
     spec = batch_spec(sequence[0])
-    return tf.data.Dataset.from_generator(lambda: epoch_batches(sequence), output_signature=spec)
+    dataset = tf.data.Dataset.from_generator(lambda: epoch_batches(sequence), output_signature=spec)
+    # A generator's length is unknown to tf.data: state it, so that `fit` knows an epoch's
+    # steps (else it warns that the input "ran out of data" after the first epoch).
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(sequence)))
 
 
 def _tensor(leaf: Any, path: str) -> Any:
