@@ -13,6 +13,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from textvae.adapters import as_tf_dataset, to_torch, torch_dataloader
 from textvae.config import IngestConfig, ModelConfig, TrainConfig
 from textvae.corpus import open_corpus
 from textvae.errors import (
@@ -93,6 +94,7 @@ __all__ = [
     "VerifyReport",
     "Vocabulary",
     "__version__",
+    "as_tf_dataset",
     "build_store",
     "build_vae",
     "generate",
@@ -100,7 +102,9 @@ __all__ = [
     "onehot",
     "open_corpus",
     "resolve_store",
+    "to_torch",
     "tokenize",
+    "torch_dataloader",
     "verify_store",
 ]
 
