@@ -133,6 +133,27 @@ def delivered_case(store: TokenStore, path: str) -> dict:
     }
 
 
+def jit_hold_case(store: TokenStore) -> dict:
+    """A CPU ``fit`` on JAX hands the NumPy batch to the jitted step, which aliases it and runs
+    asynchronously: the Sequence must not recycle the buffer while that step may still read
+    it. With a pool of one buffer, the next batch must get another buffer while the step's
+    result is alive, and the result must be that of the batch as it was."""
+    import jax
+    import jax.numpy as jnp
+
+    seq = OneHotSequence(store, "train", 4, seed=5, pool_size=1)
+    step = jax.jit(lambda onehot: (onehot * jnp.arange(onehot.shape[-1])).sum())  # sum of ids
+    ids, outputs = seq[0]
+    pointer_before = outputs["reconstruction"].ctypes.data
+    result = step(outputs["reconstruction"])
+    del outputs  # as a training loop drops the batch after dispatching its step
+    _, following = seq[1]
+    return {
+        "recycled_under_step": following["reconstruction"].ctypes.data == pointer_before,
+        "result_exact": float(result) == float(ids.sum()),
+    }
+
+
 def torch_loop(store: TokenStore) -> dict:
     """The README's PyTorch recipe in small: an epoch loop over ``as_torch_dataloader``."""
     import torch
@@ -190,6 +211,8 @@ def main(store_path: str) -> None:
     result["fit_onehot"] = fit_case(store, "onehot")
     result["fit_sparse"] = fit_case(store, "sparse")
     result["delivered"] = delivered_case(store, BACKEND)
+    if BACKEND == "jax":
+        result["jit_hold"] = jit_hold_case(store)
     if BACKEND == "torch":
         result["dataloader"] = delivered_case(store, "dataloader")
         result["fit_dataloader"] = fit_case(store, "onehot", loader="dataloader")

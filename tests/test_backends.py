@@ -59,6 +59,8 @@ def test_fit_and_batches_on_backend(small_store, backend):
         # buffers out of the pool (each mark shows through exactly one held batch).
         assert delivered["type"] == "ArrayImpl"
         assert delivered["shares"] == delivered["marked"] == delivered["pool"] > 0
+        # A jitted step given the NumPy batch (fit on CPU) holds it while its result lives.
+        assert result["jit_hold"] == {"recycled_under_step": False, "result_exact": True}
     else:
         # Keras' torch path converts a NumPy batch with np.array(x): a copy, no mark shows.
         assert delivered["shares"] == delivered["marked"] == 0
