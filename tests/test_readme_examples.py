@@ -44,7 +44,7 @@ def readme_examples(text: str) -> list[Example]:
     lines = text.splitlines()
     examples: list[Example] = []
     for i, line in enumerate(lines):
-        if "<!-- example:" not in line:
+        if not line.strip().startswith("<!-- example:"):  # a marker is a line of its own
             continue
         match = MARKER.fullmatch(line.strip())
         if match is None:
@@ -80,6 +80,7 @@ def test_markers_are_parsed_strictly():
         Example("a", "jax", "x = 1", 1),
         Example("b", "tensorflow", "", 5),
     ]
+    assert readme_examples("prose naming `<!-- example: NAME -->` inline\n```python\n```") == []
     for bad, message in [
         ("<!-- example: a -->\ntext\n```python\n```", "must precede"),
         ("<!-- example: a -->\n```python\nx = 1", "never closed"),
