@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from reference import onehot_reference
 
-from textvae.adapters import as_tf_dataset, batch_spec
+from textvae.adapters import as_tf_dataset, batch_spec, torch_dataloader
 from textvae.errors import InvalidArgumentError
 from textvae.kernels import aligned_empty
 from textvae.sequence import OneHotSequence
@@ -135,3 +135,11 @@ def test_tf_dataset_any_nested_layout():
 def test_batch_spec_names_a_bad_leaf(batch, where):
     with pytest.raises(InvalidArgumentError, match=where):
         batch_spec(batch)
+
+
+@pytest.mark.parametrize("name", ["batch_size", "shuffle", "collate_fn"])
+def test_torch_dataloader_refuses_what_the_sequence_does(small_store, name):
+    # Checked before torch is imported: runs without torch.
+    seq = OneHotSequence(small_store, "train", 4)
+    with pytest.raises(InvalidArgumentError, match=f"`{name}` is set by torch_dataloader"):
+        torch_dataloader(seq, **{name: 8})

@@ -160,12 +160,12 @@ def torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
     ``DistributedSampler.set_epoch``), or give ``model.fit`` the callback
     :class:`textvae.EpochSync` (``sequence``) when Keras' torch backend consumes the loader.
     """
-    import torch.utils.data
-
     for name in ("batch_size", "collate_fn", "shuffle", "sampler", "batch_sampler"):
         if name in kwargs:
             raise InvalidArgumentError(
                 f"`{name}` is set by torch_dataloader (the sequence batches and shuffles "
                 f"itself). Received: {name}={kwargs[name]!r}"
             )
+    import torch.utils.data
+
     return torch.utils.data.DataLoader(sequence, batch_size=None, collate_fn=to_torch, **kwargs)
