@@ -13,6 +13,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from textvae.adapters import as_tf_dataset, to_torch, torch_dataloader
 from textvae.config import IngestConfig, ModelConfig, TrainConfig
 from textvae.corpus import open_corpus
 from textvae.errors import (
@@ -96,6 +97,7 @@ __all__ = [
     "VerifyReport",
     "Vocabulary",
     "__version__",
+    "as_tf_dataset",
     "build_store",
     "build_store_from_ids",
     "build_store_from_texts",
@@ -105,7 +107,9 @@ __all__ = [
     "onehot",
     "open_corpus",
     "resolve_store",
+    "to_torch",
     "tokenize",
+    "torch_dataloader",
     "verify_store",
 ]
 

@@ -698,6 +698,22 @@ class OneHotSequence(keras.utils.PyDataset):
             self._served_last = True
         return (x, y) if weights is None else (x, y, weights)
 
+    # -- outside fit (textvae/adapters.py) -----------------------------------------------------
+    def as_tf_dataset(self) -> Any:
+        """A ``tf.data.Dataset`` of this sequence's batches, without a copy: each pass serves
+        the current epoch, then advances it. See :func:`textvae.adapters.as_tf_dataset`."""
+        from textvae.adapters import as_tf_dataset
+
+        return as_tf_dataset(self)
+
+    def as_torch_dataloader(self, **kwargs: Any) -> Any:
+        """A PyTorch ``DataLoader`` of this sequence's batches as tensors sharing its memory
+        (``num_workers=0``); ``set_epoch(k)`` before each epoch. See
+        :func:`textvae.adapters.torch_dataloader`."""
+        from textvae.adapters import torch_dataloader
+
+        return torch_dataloader(self, **kwargs)
+
     def __repr__(self) -> str:
         what = (
             f"targets={self.targets!r}"
