@@ -65,12 +65,16 @@ def batch_spec(batch: Any) -> Any:
 
 
 def epoch_batches(sequence: Any) -> Iterator[Any]:
-    """Every batch of the sequence's current epoch in order, then ``sequence.on_epoch_end()``.
+    """``sequence.on_epoch_begin()`` (if it has one), every batch of the sequence's current
+    epoch in order, then ``sequence.on_epoch_end()``.
 
     With ``sequence.workers > 1``, that many threads build batches ahead, at most
     ``sequence.max_queue_size`` of them waiting (the kernels release the GIL), as Keras'
     thread workers do. Lists in a batch become tuples.
     """
+    begin = getattr(sequence, "on_epoch_begin", None)
+    if begin is not None:  # as Keras' adapter does: the Sequence counts a begun, served epoch
+        begin()
     n = len(sequence)
     workers = max(int(getattr(sequence, "workers", 1) or 1), 1)
     if workers == 1:
