@@ -68,7 +68,7 @@ EXAMPLES = readme_examples(README.read_text(encoding="utf-8"))
 
 def test_readme_has_the_recipes():
     names = {e.name for e in EXAMPLES}
-    assert {"tf-data", "pytorch"} <= names, names
+    assert {"tokenizer-lm", "classifier", "tf-data", "pytorch"} <= names, names
 
 
 def test_markers_are_parsed_strictly():
