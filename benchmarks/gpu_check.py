@@ -141,6 +141,7 @@ def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[
         "bytes_per_step": bytes_per_step,
         "peak_rss_gb": _peak_rss_bytes() / 1e9,
         "peak_device_gb": (lambda b: None if b is None else b / 1e9)(_device_memory_peak()),
+        "device": _device_name(),  # the child's: its backend is KERAS_BACKEND's
     }
 
 
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print(done.stderr[-3000:], file=sys.stderr)
             return done.returncode or 1
         rows.append(json.loads(lines[-1][4:]))
-    print(format_table(rows, f"{_device_name()}, size {args.size}, {args.steps} steps per case"))
+    print(format_table(rows, f"{rows[0]['device']}, size {args.size}, {args.steps} steps per case"))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import gpu_check
@@ -9,12 +10,16 @@ import pytest
 
 
 @pytest.mark.slow
-def test_gpu_check_prints_one_row_per_case(capsys):
+def test_gpu_check_prints_one_row_per_case(capsys, monkeypatch):
+    """On the JAX backend, as on a GPU machine (which has no TensorFlow), where JAX is here."""
+    jax = importlib.util.find_spec("jax") is not None
+    monkeypatch.setenv("KERAS_BACKEND", "jax" if jax else "tensorflow")  # the children's
     cases = ["onehot float32", "onehot on device"]  # a subprocess each: two keep CI short
     assert (
         gpu_check.main(["--size", "tiny", "--steps", "3", "--warmup", "1", "--cases", *cases]) == 0
     )
     out = capsys.readouterr().out
+    assert f"({'JAX' if jax else 'tensorflow'}), size tiny" in out.splitlines()[0], out
     rows = [line for line in out.splitlines() if line.startswith("| onehot")]
     assert [row.split("|")[1].strip() for row in rows] == cases
     sent = {}

@@ -437,19 +437,33 @@ class TextVAE(keras.Model):
     def call(self, inputs, training=None):
         z_mean, z_log_var, z = self.encoder(inputs, training=training)
         penalty = kl_divergence(z_mean, z_log_var)  # (batch, latent)
-        self.kl_tracker.update_state(ops.sum(penalty, axis=-1))
+        # Metric updates wait for compute_loss: JAX's stateless call has no metric variables.
+        updates = [(self.kl_tracker, ops.sum(penalty, axis=-1))]
+        object.__setattr__(self, "_metric_updates", updates)  # a scratch list: not tracked
         penalty = ops.mean(penalty, axis=0)
         if self.free_bits > 0:
             penalty = ops.maximum(penalty, self.free_bits)
         self.add_loss(self.kl_weight * ops.sum(penalty))
         if self.bow_head is not None:
             bow = bag_of_words_nll(self.bow_head(z), inputs)
-            self.bow_tracker.update_state(bow)
+            updates.append((self.bow_tracker, bow))
             self.add_loss(self.bow_weight * ops.mean(bow))
         return {
             "reconstruction": self.decoder(self.decoder_inputs(z, inputs), training=training),
             "sentiment": self.sentiment_head(z_mean),
         }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras' loss, after updating the KL and bag-of-words metrics of the ``call`` just
+        made. They are updated here, not in ``call``: on JAX, ``call`` runs statelessly with
+        the model's weights only, and ``compute_loss`` with the metrics' variables too (the
+        same trace, so the values ``call`` left are the step's own)."""
+        for tracker, values in getattr(self, "_metric_updates", ()):
+            tracker.update_state(values)
+        object.__setattr__(self, "_metric_updates", [])
+        return super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
 
     def get_config(self):
         # Deliberately not chaining keras.Model.get_config: it describes functional models.
