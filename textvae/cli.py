@@ -141,6 +141,12 @@ def _ingest_parser() -> argparse.ArgumentParser:
         help=f"rows per zarr chunk (default {DEFAULT_CHUNK_ROWS})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at STORE")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that ingest (default: all cores); 1 ingests in this process alone",
+    )
     _add_storage_option(p, "an s3:// STORE")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -174,6 +180,7 @@ def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Na
             chunk_rows=args.chunk_rows,
             overwrite=args.overwrite,
             storage_options=_storage_options(parser, args.storage_options, args.store),
+            workers=args.workers,
         )
     except ValueError as err:
         parser.error(str(err))
@@ -209,6 +216,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 overwrite=config.overwrite,
                 progress=progress,
                 storage_options=config.storage_options,
+                workers=config.workers,
             )
         finally:
             if progress is not None:

@@ -202,6 +202,7 @@ class IngestConfig:
     ``vocab_size`` counts the reserved ids (>= 4); reviews are padded/truncated to ``max_len``
     ids by ``padding`` / ``truncating`` (``"pre"`` or ``"post"``, as Keras' ``pad_sequences``);
     ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
+    ``workers`` processes ingest (``None``: all cores; 1: the plain in-process build).
     """
 
     source: str
@@ -213,6 +214,7 @@ class IngestConfig:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -222,6 +224,9 @@ class IngestConfig:
         positive_int("chunk_rows", self.chunk_rows)
         one_of("padding", self.padding, PADDINGS)
         one_of("truncating", self.truncating, PADDINGS)
+        int_at_least(
+            "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
+        )
         object.__setattr__(
             self, "storage_options", _check_storage_options(self.storage_options, self.store)
         )
