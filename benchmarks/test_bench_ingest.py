@@ -1,0 +1,86 @@
+"""Parallel ingest against one process: the same corpus built with 1 and 2 workers in one run.
+
+``--full`` ingests the real IMDB corpus (50,000 reviews, vocab 20,000, max_len 300; one round
+each, about 15 s with one worker here); the default is a small JSONL.gz corpus (the first
+2,000 + 500 IMDB reviews, or random ones where IMDB is missing), a smoke test of a few
+seconds. The report (``benchmarks/report.py``) puts the cases side by side with their ratio;
+``extra_info`` keeps reviews/s and the load average when each build started (the machine is
+shared: compare runs at a low load).
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import IMDB_DIR
+
+from textvae.corpus import open_corpus
+from textvae.store import build_store
+from textvae.testing import random_reviews
+
+GROUP = "ingest workers"
+#: Reviews of the small corpus (train, test): a few seconds in all.
+SMALL = {"train": 2000, "test": 500}
+
+
+def _small_corpus(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in SMALL.items():
+        if IMDB_DIR is not None:
+            reviews = list(itertools.islice(open_corpus(IMDB_DIR).reviews(split), n))
+        else:
+            reviews = random_reviews(np.random.default_rng(0), n, max_words=230)
+        lines = [json.dumps({"text": t, "label": y}) + "\n" for t, y in reviews]
+        (root / f"small_{split}.jsonl.gz").write_bytes(gzip.compress("".join(lines).encode()))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus_source(full: bool, tmp_path_factory) -> Path:
+    if not full:
+        return _small_corpus(tmp_path_factory.mktemp("ingest") / "small")
+    if IMDB_DIR is None:
+        pytest.skip("no IMDB corpus found ($TEXTVAE_IMDB, shared/data/imdb, ../shared/data/imdb)")
+    return IMDB_DIR
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ingest_workers(benchmark, corpus_source, tmp_path, full, workers):
+    benchmark.group = GROUP
+    corpus = open_corpus(corpus_source)
+    vocab_size, max_len = (20000, 300) if full else (5000, 300)
+    seconds, loads = [], []
+
+    def build():
+        loads.append(os.getloadavg()[0])
+        start = time.perf_counter()
+        store = build_store(
+            tmp_path / "s.zarr",
+            corpus,
+            vocab_size=vocab_size,
+            max_len=max_len,
+            overwrite=True,
+            workers=workers,
+        )
+        seconds.append(time.perf_counter() - start)
+        return store
+
+    store = benchmark.pedantic(build, rounds=1 if full else 2, iterations=1)
+    rows = sum(store.num_rows(split) for split in store.splits)
+    expected = {"train": 25000, "test": 25000} if full else SMALL
+    assert {s: store.num_rows(s) for s in store.splits} == expected
+    benchmark.extra_info.update(
+        workers=workers,
+        corpus="IMDB" if full else "small",
+        reviews=rows,
+        seconds=round(min(seconds), 3),
+        reviews_per_s=round(rows / min(seconds), 1),
+        load_average_1min=round(max(loads), 2),
+    )
