@@ -220,8 +220,13 @@ def test_forkserver_workers_write_the_same_bytes(tmp_path, corpus_dir, monkeypat
     assert_same_bytes(Path(one.path), Path(two.path))
 
 
-def test_fork_is_refused_once_a_framework_is_loaded(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+@pytest.mark.parametrize("loaded", ["tensorflow", "numba-openmp"])
+def test_fork_is_refused_once_a_thread_pool_may_run(monkeypatch, loaded):
+    if loaded == "numba-openmp":  # numba's parallel kernels launched their thread pool
+        name, module = "numba.np.ufunc.parallel", types.SimpleNamespace(_is_initialized=True)
+    else:
+        name, module = loaded, types.ModuleType(loaded)
+    monkeypatch.setitem(sys.modules, name, module)
     assert parallel_ingest._fork_is_safe() is False
     assert parallel_ingest._start_method() == "forkserver"
 

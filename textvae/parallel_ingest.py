@@ -108,6 +108,14 @@ def tokenizes_in_workers(corpus: Any) -> bool:
     )
 
 
+def _encodes_raw_in_workers(corpus: Any) -> bool:
+    """Whether workers can encode ``corpus``'s raw reviews: Keras' ``imdb.npz`` (word ranks),
+    whose per-review checks and id mapping are most of its cost."""
+    from textvae.corpus import KerasImdbCorpus
+
+    return isinstance(corpus, KerasImdbCorpus) and type(corpus).encoded is KerasImdbCorpus.encoded
+
+
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:
@@ -379,6 +387,7 @@ class ParallelWriter:
         self.workers = workers
         self.chunk_rows = chunk_rows
         self._texts = tokenizes_in_workers(corpus)
+        self._raw = _encodes_raw_in_workers(corpus)
         self._target = _Target(
             path,
             dict(storage_options) if storage_options else None,
@@ -391,7 +400,11 @@ class ParallelWriter:
         self._pool: _Pool | None = None
 
     def __enter__(self) -> ParallelWriter:
-        state = {"target": self._target, "vocab": self.vocab if self._texts else None}
+        state = {
+            "target": self._target,
+            "vocab": self.vocab if self._texts or self._raw else None,
+            "corpus": self.corpus if self._raw else None,
+        }
         self._pool = _Pool(self.workers, state).__enter__()
         return self
 
@@ -458,6 +471,10 @@ class ParallelWriter:
         if self._texts:
             records: Iterable[Any] = self.corpus.reviews(split)
             encode = _encode_texts_task
+        elif self._raw:
+            self.corpus._check_vocab(self.vocab)
+            records = self.corpus.raw_reviews(split)
+            encode = _encode_raw_task
         else:
             records = self.corpus.encoded(split, self.vocab)
             encode = _write_ids_task
@@ -518,4 +535,11 @@ def _encode_texts_task(
 def _write_ids_task(
     split: str, start: int, encoded: list[tuple[list[int], Any]]
 ) -> tuple[list[Any], list[int]]:
+    return _write_rows(split, start, encoded)
+
+
+def _encode_raw_task(
+    split: str, start: int, raw: list[tuple[Any, Any]]
+) -> tuple[list[Any], list[int]]:
+    encoded = _STATE["corpus"].encode_raw(split, start, raw, _STATE["vocab"])
     return _write_rows(split, start, encoded)
