@@ -6,6 +6,9 @@ import csv
 import gzip
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -259,3 +262,34 @@ def test_cli_default_ingests_with_all_cores(tmp_path, corpus_dir, monkeypatch):
     assert ingest_main([str(corpus_dir), str(target), "--vocab", "12", "--quiet"]) == 0
     assert used == [2]
     assert TokenStore.open(target).num_rows("train") == 37
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ctrl_c_in_a_terminal_leaves_no_store_and_no_process(tmp_path):
+    # SIGINT to the whole process group, as a terminal sends it: the workers ignore it, the
+    # parent stops them, removes the partial store and exits 130 with one line.
+    root = tmp_path / "big"
+    write_jsonl(root / "x_train.jsonl", random_reviews(np.random.default_rng(2), 20000, 200))
+    target = tmp_path / "s.zarr"
+    code = "import sys; from textvae.cli import ingest_main; sys.exit(ingest_main())"
+    argv = [str(root), str(target), "--vocab", "12", "--chunk-rows", "64", "--workers", "2"]
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a job in a terminal
+    ) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "vocab: ..." once the words are counted: encoding runs
+        assert first.startswith("vocab:"), first
+        assert target.exists()
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130
+    assert rest.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in rest
+    assert not target.exists() and not Path(f"{target}.lock").exists()
+    with pytest.raises(ProcessLookupError):  # nobody is left in its process group
+        os.killpg(proc.pid, 0)
