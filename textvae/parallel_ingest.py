@@ -39,6 +39,7 @@ import pickle
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ _FORK_UNSAFE_MODULES = ("tensorflow", "torch", "jax")
 #: Threads a fork child can do without: zarr's and fsspec's event-loop threads and their
 #: executors' idle threads (zarr and fsspec register at-fork hooks that give the child new ones).
 _FORK_SAFE_THREADS = ("zarr_io", "fsspecIO", "asyncio_")
+#: Python >= 3.12's warning on fork() in a process with threads.
+_FORK_WARNING = r".*use of fork\(\) may lead to deadlocks"
 #: How often a worker checks that the parent is still alive.
 _PARENT_POLL_S = 0.5
 
@@ -248,7 +251,7 @@ class _Pool:
                     raise
                 if task is None:
                     break
-                pending.append(self._executor.submit(_call, fn, *task))
+                pending.append(self._submit(fn, task))
                 if len(pending) >= window:
                     consume(pending.popleft().result())
             while pending:
@@ -256,6 +259,13 @@ class _Pool:
         except BaseException:
             self._stop(pending)
             raise
+
+    def _submit(self, fn: Callable[..., Any], task: tuple[Any, ...]) -> futures.Future[Any]:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on any fork() of a process with threads; fork is chosen
+            # only when the threads are zarr's and fsspec's, which reset in the child.
+            warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+            return self._executor.submit(_call, fn, *task)
 
     def _stop(self, pending: collections.deque[futures.Future[Any]]) -> None:
         """Cancel the queued tasks and let the running ones end (a chunk each), so nothing
