@@ -108,10 +108,9 @@ def test_two_workers_write_the_same_bytes_as_one(tmp_path, splits, fmt):
     assert no_worker_left()
 
 
-@pytest.mark.parametrize(("padding", "truncating"), [("post", "post"), ("pre", "post")])
-def test_same_bytes_with_other_padding_and_more_workers(tmp_path, corpus_dir, padding, truncating):
+def test_same_bytes_with_other_padding_and_more_workers(tmp_path, corpus_dir):
     corpus = open_corpus(corpus_dir)
-    kwargs = {**SIZES, "padding": padding, "truncating": truncating, "max_len": 5}
+    kwargs = {**SIZES, "padding": "post", "truncating": "post", "max_len": 5}
     one = build_store(tmp_path / "one.zarr", corpus, workers=1, **kwargs)
     three = build_store(tmp_path / "three.zarr", corpus, workers=3, **kwargs)
     assert_same_bytes(Path(one.path), Path(three.path))
