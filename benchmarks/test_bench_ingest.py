@@ -77,7 +77,7 @@ def test_ingest_workers(benchmark, corpus_source, tmp_path, full, workers):
     benchmark.group = GROUP
     corpus = open_corpus(corpus_source)
     vocab_size, max_len = (20000, 300) if full else (5000, 300)
-    seconds, loads, others = [], [], []
+    seconds, loads, others, cpu = [], [], [], []
 
     def build():
         loads.append(os.getloadavg()[0])
@@ -92,6 +92,7 @@ def test_ingest_workers(benchmark, corpus_source, tmp_path, full, workers):
             workers=workers,
         )
         seconds.append(time.perf_counter() - start)
+        cpu.append(_own_seconds() - own)
         if busy is not None:
             # other processes' CPU time during the build, in cores (0: we had the machine)
             other = (_busy_seconds() - busy) - (_own_seconds() - own)
@@ -111,4 +112,7 @@ def test_ingest_workers(benchmark, corpus_source, tmp_path, full, workers):
         load_average_1min=round(max(loads), 2),
         other_processes_cores=round(max(others), 2) if others else None,
         rounds_seconds=[round(x, 3) for x in seconds],
+        # CPU seconds of this process and its workers: 2 x cpu(1 worker) / cpu(2 workers) is
+        # the speedup two idle cores would give
+        rounds_cpu_seconds=[round(x, 3) for x in cpu],
     )
