@@ -426,7 +426,7 @@ def ingest_section(cases: Sequence[Case]) -> str:
                 f"{c.extra_info.get('reviews', 0):,}",
                 f"{c.extra_info.get('seconds', c.mean):.2f}",
                 f"{c.extra_info.get('reviews_per_s', 0):,.0f}",
-                f"{c.extra_info.get('load_average_1min', float('nan')):.2f}",
+                _others(c.extra_info.get("other_processes_cores")),
                 fmt_ratio(one.min / c.min) if one else "—",
             ]
             for n, c in sorted(workers.items())
@@ -434,14 +434,19 @@ def ingest_section(cases: Sequence[Case]) -> str:
         out += [
             "",
             "Parallel ingest (`build_store(workers=N)`), the same corpus in one run (fastest "
-            "round of each):",
+            "round of each; others' cores: CPU other processes took during the build, 0 on a "
+            "quiet machine):",
             "",
             table(
-                ["workers", "corpus", "reviews", "seconds", "reviews/s", "load (1 min)", "speedup"],
+                ["workers", "corpus", "reviews", "seconds", "reviews/s", "others' cores", "speedup"],
                 rows,
             ),
         ]
     return "\n".join(out)
+
+
+def _others(cores: float | None) -> str:
+    return "—" if cores is None else f"{cores:.2f}"
 
 
 def ingest_workers(cases: Iterable[Case]) -> dict[int, Case]:

@@ -122,6 +122,7 @@ def data():
                         "seconds": seconds,
                         "reviews_per_s": 50000 / seconds,
                         "load_average_1min": 0.5,
+                        "other_processes_cores": 0.01,
                     },
                 )
                 for n, seconds in ((1, 16.0), (2, 8.0))
@@ -185,7 +186,7 @@ def test_report_tables(report, data):
     assert "600.0 GB" in text
     assert "| quick | onehot | 200.0 | 190.0 | 2.0% |" in text
     assert "| IMDB folder (tokenised) | 50,000 | 10.00 | 5,000 |" in text
-    assert "| 2 | IMDB | 50,000 | 8.00 | 6,250 | 0.50 | 2.00x |" in text
+    assert "| 2 | IMDB | 50,000 | 8.00 | 6,250 | 0.01 | 2.00x |" in text
     assert "MISSED" in text and "not measured (run with --full)" in text
 
 
