@@ -434,11 +434,11 @@ def ingest_section(cases: Sequence[Case]) -> str:
         out += [
             "",
             "Parallel ingest (`build_store(workers=N)`), the same corpus in one run (fastest "
-            "round of each; others' cores: CPU other processes took during the build, 0 on a "
+            "round of each; others' CPU: cores other processes took during the build, 0 on a "
             "quiet machine):",
             "",
             table(
-                ["workers", "corpus", "reviews", "seconds", "reviews/s", "others' cores", "speedup"],
+                ["workers", "corpus", "reviews", "seconds", "reviews/s", "others' CPU", "speedup"],
                 rows,
             ),
         ]
