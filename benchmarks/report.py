@@ -61,6 +61,7 @@ LAYOUT_GROUP = re.compile(r"^layout via Keras PyDataset path (\d+)x(\d+)x(\d+) (
 LAYOUTS = ("next_onehot", "lm_named_masked", "onehot_classes_masked")
 TRAINING_GROUP = re.compile(r"^training step (\S+) (\S+)$")
 RSS_GROUP_PREFIX = "epoch peak RSS"
+INGEST_WORKERS_GROUP = "ingest workers"
 VOCAB_IN_GROUP = re.compile(r"vocab (\d+)")
 
 #: Kernel-group test -> (label, its role); the order is the table's and the plot's.
@@ -456,7 +457,46 @@ def ingest_section(cases: Sequence[Case]) -> str:
             for c in sorted(found, key=lambda c: c.test)
         ]
         out.append(table(["corpus", "reviews", "seconds", "reviews/s"], rows))
+    workers = ingest_workers(cases)
+    if workers:
+        one = workers.get(1)
+        rows = [
+            [
+                str(n),
+                c.extra_info.get("corpus", "?"),
+                f"{c.extra_info.get('reviews', 0):,}",
+                f"{c.extra_info.get('seconds', c.mean):.2f}",
+                f"{c.extra_info.get('reviews_per_s', 0):,.0f}",
+                _others(c.extra_info.get("other_processes_cores")),
+                fmt_ratio(one.min / c.min) if one else "—",
+            ]
+            for n, c in sorted(workers.items())
+        ]
+        out += [
+            "",
+            "Parallel ingest (`build_store(workers=N)`), the same corpus in one run (fastest "
+            "round of each; others' CPU: cores other processes took during the build, 0 on a "
+            "quiet machine):",
+            "",
+            table(
+                ["workers", "corpus", "reviews", "seconds", "reviews/s", "others' CPU", "speedup"],
+                rows,
+            ),
+        ]
     return "\n".join(out)
+
+
+def _others(cores: float | None) -> str:
+    return "—" if cores is None else f"{cores:.2f}"
+
+
+def ingest_workers(cases: Iterable[Case]) -> dict[int, Case]:
+    """The parallel-ingest cases by their number of workers."""
+    return {
+        int(c.extra_info["workers"]): c
+        for c in cases
+        if c.group == INGEST_WORKERS_GROUP and "workers" in c.extra_info
+    }
 
 
 def other_section(cases: Sequence[Case]) -> str:
@@ -467,7 +507,8 @@ def other_section(cases: Sequence[Case]) -> str:
     for case in cases:
         if any(p.match(case.group) for p in covered):
             continue
-        if case.group.startswith(RSS_GROUP_PREFIX) or case.group == "ingest":
+        ingest = case.group in ("ingest", INGEST_WORKERS_GROUP)
+        if case.group.startswith(RSS_GROUP_PREFIX) or ingest:
             continue
         groups.setdefault(case.group, []).append(case)
     if not groups:
@@ -598,6 +639,16 @@ def targets(cases: Sequence[Case]) -> list[Target]:
                     None if share is None else f"{share:.1%}",
                 )
             )
+    workers = ingest_workers(cases)
+    imdb = {n: c for n, c in workers.items() if c.extra_info.get("corpus") == "IMDB"}
+    result.append(
+        _target(
+            "parallel ingest of IMDB, 2 workers' speedup over 1",
+            ">= 1.7x",
+            imdb[1].min / imdb[2].min if 1 in imdb and 2 in imdb else None,
+            lambda r: r >= 1.7,
+        )
+    )
     return result
 
 

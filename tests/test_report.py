@@ -110,6 +110,23 @@ def data():
                 10.0,
                 extra_info={"reviews": 50000, "seconds": 10.0, "reviews_per_s": 5000.0},
             ),
+            *(
+                bench(
+                    "ingest workers",
+                    f"test_ingest_workers[{n}]",
+                    seconds,
+                    extra_info={
+                        "workers": n,
+                        "corpus": "IMDB",
+                        "reviews": 50000,
+                        "seconds": seconds,
+                        "reviews_per_s": 50000 / seconds,
+                        "load_average_1min": 0.5,
+                        "other_processes_cores": 0.01,
+                    },
+                )
+                for n, seconds in ((1, 16.0), (2, 8.0))
+            ),
             {"group": "no stats", "name": "test_broken", "stats": None},  # skipped: no timings
         ],
     }
@@ -143,6 +160,7 @@ def test_target_ratios_and_verdicts(report, data):
     waiting = "share of a fit step waiting for data"
     assert got[f"{waiting}, quick model, onehot targets"] == (pytest.approx(0.02), "met")
     assert got[f"{waiting}, seed model, sparse targets"] == (pytest.approx(0.08), "MISSED")
+    assert got["parallel ingest of IMDB, 2 workers' speedup over 1"] == (pytest.approx(2.0), "met")
 
 
 def test_missing_cases_are_not_measured(report, data):
@@ -168,6 +186,7 @@ def test_report_tables(report, data):
     assert "600.0 GB" in text
     assert "| quick | onehot | 200.0 | 190.0 | 2.0% |" in text
     assert "| IMDB folder (tokenised) | 50,000 | 10.00 | 5,000 |" in text
+    assert "| 2 | IMDB | 50,000 | 8.00 | 6,250 | 0.01 | 2.00x |" in text
     assert "MISSED" in text and "not measured (run with --full)" in text
 
 

@@ -557,3 +557,20 @@ def test_two_ingests_into_one_url(bucket, corpus, capsys):
     assert ingest_main([str(corpus), url, *INGEST_ARGS]) == 0
     fs.invalidate_cache()
     assert not fs.exists(f"{inner}.lock")
+
+
+@pytest.mark.timeout(60)
+def test_parallel_ingest_to_s3_writes_the_same_objects(bucket, s3_env, corpus):
+    # Each worker opens the bucket itself and writes its own chunks of tokens.
+    one, two = f"s3://{bucket}/one.zarr", f"s3://{bucket}/two.zarr"
+    _build(one, corpus, workers=1)
+    _build(two, corpus, workers=2)
+    fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
+
+    def objects(url: str) -> dict[str, bytes]:
+        root = url.removeprefix("s3://")
+        return {key.removeprefix(root): fs.cat_file(key) for key in fs.find(root)}
+
+    written = objects(one)
+    assert len(written) > 10 and written == objects(two)
+    assert not fs.exists(f"{bucket}/two.zarr.lock")

@@ -148,6 +148,12 @@ def _ingest_parser() -> argparse.ArgumentParser:
         help="your own tokenizer, a function text -> list of str tokens, imported by name "
         "(default: textvae's built-in tokenizer)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that ingest (default: all cores); 1 ingests in this process alone",
+    )
     _add_storage_option(p, "an s3:// STORE")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -182,6 +188,7 @@ def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Na
             overwrite=args.overwrite,
             storage_options=_storage_options(parser, args.storage_options, args.store),
             tokenizer=args.tokenizer,
+            workers=args.workers,
         )
     except ValueError as err:
         parser.error(str(err))
@@ -221,6 +228,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 overwrite=config.overwrite,
                 progress=progress,
                 storage_options=config.storage_options,
+                workers=config.workers,
             )
         finally:
             if progress is not None:

@@ -207,6 +207,7 @@ class IngestConfig:
     ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
     ``tokenizer`` names a function ``"module:function"`` (text -> list of str tokens) used
     instead of :func:`~textvae.vocab.tokenize`; it is imported when the ingest runs.
+    ``workers`` processes ingest (``None``: all cores; 1: the plain in-process build).
     """
 
     source: str
@@ -219,6 +220,7 @@ class IngestConfig:
     overwrite: bool = False
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
     tokenizer: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -233,6 +235,9 @@ class IngestConfig:
         positive_int("chunk_rows", self.chunk_rows)
         one_of("padding", self.padding, PADDINGS)
         one_of("truncating", self.truncating, PADDINGS)
+        int_at_least(
+            "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
+        )
         object.__setattr__(
             self, "storage_options", _check_storage_options(self.storage_options, self.store)
         )

@@ -622,6 +622,13 @@ class KerasImdbCorpus(Corpus):
 
     def _ranks(self, split: str) -> Iterator[tuple[list[int], int]]:
         """(raw ranks, label) of every review of ``split``."""
+        for i, (seq, label) in enumerate(self.raw_reviews(split)):
+            yield self._checked(split, i, seq, label)
+
+    def raw_reviews(self, split: str) -> Iterator[tuple[Any, Any]]:
+        """(word ranks, label) of every review of ``split`` as the npz holds them, unchecked:
+        the reading half of :meth:`encoded`, whose other half is :meth:`encode_raw` (parallel
+        ingest reads here and encodes in its workers)."""
         self._check_split(split)
         x = _load_npz_member(self.npz_path, f"x_{split}")
         y = _load_npz_member(self.npz_path, f"y_{split}")
@@ -631,9 +638,14 @@ class KerasImdbCorpus(Corpus):
             )
         if len(x) == 0:
             raise CorpusError(f"{self._where(split)} holds no reviews in split {split!r}")
-        where = f"{self.npz_path} (y_{split})"
-        for i, (seq, label) in enumerate(zip(x, y.tolist(), strict=True)):
-            yield _word_ranks(seq, f"{self.npz_path} (x_{split}[{i}])"), _parse_label(label, where)
+        yield from zip(x, y.tolist(), strict=True)
+
+    def _checked(self, split: str, i: int, seq: Any, label: Any) -> tuple[list[int], int]:
+        """Review ``i`` of :meth:`raw_reviews` as (ranks, label), or the error naming it."""
+        return (
+            _word_ranks(seq, f"{self.npz_path} (x_{split}[{i}])"),
+            _parse_label(label, f"{self.npz_path} (y_{split})"),
+        )
 
     def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
         words = {rank: word for word, rank in self.word_index.items()}
@@ -677,11 +689,22 @@ class KerasImdbCorpus(Corpus):
         """(ids, label) as ``keras.datasets.imdb.load_data(num_words=vocab.size)`` gives them
         (in file order): ``[1] + [rank + 3 ...]`` with every id ``>= vocab.size`` set to 2."""
         self._check_vocab(vocab)
+        for i, raw in enumerate(self.raw_reviews(split)):
+            yield self.encode_raw(split, i, [raw], vocab)[0]
+
+    def encode_raw(
+        self, split: str, start: int, raw: list[tuple[Any, Any]], vocab: Vocabulary
+    ) -> list[tuple[list[int], int]]:
+        """(ids, label) of reviews ``start, start + 1, ...`` of ``split`` from their
+        :meth:`raw_reviews`, as :meth:`encoded` gives them (checked; errors name the review)."""
         cap = vocab.size - FIRST_WORD_ID  # rank r is kept when r + 3 < size
-        for seq, label in self._ranks(split):
+        out = []
+        for i, (seq, raw_label) in enumerate(raw, start):
+            ranks, label = self._checked(split, i, seq, raw_label)
             ids = [START_ID]
-            ids.extend([r + FIRST_WORD_ID if r < cap else OOV_ID for r in seq])
-            yield ids, label
+            ids.extend([r + FIRST_WORD_ID if r < cap else OOV_ID for r in ranks])
+            out.append((ids, label))
+        return out
 
     def _check_vocab(self, vocab: Vocabulary) -> None:
         words = {rank: word for word, rank in self.word_index.items() if rank <= 10}

@@ -29,6 +29,7 @@ This module knows nothing of batches or Keras.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -59,6 +60,7 @@ from textvae.errors import (
     TextVAEError,
 )
 from textvae.lock import StoreLock, lock_owner
+from textvae.parallel_ingest import ParallelWriter, check_workers, parallel_vocabulary
 from textvae.progress import ProgressFn
 from textvae.retry import call_with_retry, is_transient, run_with_timeout
 from textvae.retry import retry_seconds as retry_seconds_of
@@ -900,6 +902,7 @@ def build_store(
     progress: ProgressFn | None = None,
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
+    workers: int | None = 1,
 ) -> TokenStore:
     """Build a token store (format 2) from ``corpus``, streaming, and return it opened.
 
@@ -936,6 +939,11 @@ def build_store(
     log
         Called with a line when the lock of a build that is gone is taken over (default: the
         line goes to stderr).
+    workers
+        Processes that ingest (``None``: all cores). With more than 1, workers count the words
+        and encode and write chunks while this process reads the corpus
+        (:mod:`textvae.parallel_ingest`); the store is byte for byte the one ``workers=1``
+        (the plain in-process build) writes.
 
     Raises
     ------
@@ -962,6 +970,7 @@ def build_store(
     _check_chunk_bytes(chunk_rows, max_len, _token_dtype(vocab_size))
     one_of("padding", padding, PADDINGS)
     one_of("truncating", truncating, PADDINGS)
+    workers = check_workers(workers)
     local = not is_url(path)
     _opts(path, storage_options)  # refuse storage options for a local path before any work
     if local:
@@ -980,6 +989,7 @@ def build_store(
             overwrite=overwrite,
             progress=progress,
             storage_options=storage_options,
+            workers=workers,
         )
     return TokenStore.open(path, storage_options=storage_options)
 
@@ -996,6 +1006,7 @@ def _build_locked(
     overwrite: bool,
     progress: ProgressFn | None,
     storage_options: Mapping[str, Any] | None,
+    workers: int = 1,
 ) -> None:
     local = not is_url(path)
     existed = Path(path).exists() if local else _check_remote(path, storage_options, exists=True)
@@ -1009,7 +1020,13 @@ def _build_locked(
             "empty folder; choose another path, or delete it yourself"
         )
 
-    vocab = corpus.vocabulary(vocab_size, progress=progress)
+    if workers == 1:
+        vocab = corpus.vocabulary(vocab_size, progress=progress)
+    else:
+        # counting tasks of two chunks: 2,048 reviews by default, and several in a small test
+        vocab = parallel_vocabulary(
+            corpus, vocab_size, workers, progress, batch_rows=2 * chunk_rows
+        )
     if vocab.size > vocab_size:
         raise InvalidArgumentError(
             f"corpus vocabulary has {vocab.size} ids, more than vocab_size={vocab_size}"
@@ -1050,19 +1067,37 @@ def _build_locked(
             config=_ARRAY_CONFIG,
         )
         vocab_array[:] = np.array(vocab.padded(vocab_size).tokens, dtype=object)
-        for split in corpus.splits:
-            _write_split(
-                group,
-                split,
+        writer = (
+            ParallelWriter(
                 corpus,
                 vocab,
-                vocab_size,
-                max_len,
-                padding,
-                truncating,
-                chunk_rows,
-                progress,
+                workers=workers,
+                path=path,
+                storage_options=_opts(path, storage_options),
+                array_config=_ARRAY_CONFIG,
+                max_len=max_len,
+                padding=padding,
+                truncating=truncating,
+                chunk_rows=chunk_rows,
             )
+            if workers > 1
+            else contextlib.nullcontext()
+        )
+        with writer:  # on an error, stops the workers before the cleanup below
+            for split in corpus.splits:
+                _write_split(
+                    group,
+                    split,
+                    corpus,
+                    vocab,
+                    vocab_size,
+                    max_len,
+                    padding,
+                    truncating,
+                    chunk_rows,
+                    progress,
+                    writer if workers > 1 else None,
+                )
         group.attrs[_ATTR] = {**meta, "complete": True}
     except BaseException as err:
         if local and Path(path).exists():
@@ -1099,6 +1134,7 @@ def _write_split(
     truncating: str,
     chunk_rows: int,
     progress: ProgressFn | None,
+    parallel: ParallelWriter | None = None,
 ) -> None:
     dtype = _token_dtype(vocab_size)
     pad_id = vocab.pad_id
@@ -1134,6 +1170,9 @@ def _write_split(
         fill_value=0,
         config=_ARRAY_CONFIG,
     )
+    if parallel is not None:
+        parallel.write_split(split, tokens, labels, lengths, progress)
+        return
     block = np.full((chunk_rows, max_len), pad_id, dtype=dtype)
     block_labels = np.empty(chunk_rows, dtype=label_dtype)
     block_lengths = np.empty(chunk_rows, dtype=np.int32)
