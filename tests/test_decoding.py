@@ -18,6 +18,7 @@ TINY = {"embedding_dim": 8, "hidden": 16, "dense": 16, "latent": 4}
 def model():
     keras.utils.set_random_seed(0)
     m = build_vae(VOCAB, MAX_LEN, targets="sparse", seed=0, **TINY)
+    m.run_eagerly = True  # tracing the tiny model takes longer than its one epoch
     rng = np.random.default_rng(0)
     ids = rng.integers(3, VOCAB, size=(32, MAX_LEN)).astype(np.int32)
     ids[:, 0] = START_ID

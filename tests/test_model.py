@@ -239,6 +239,7 @@ def test_save_load_round_trip_and_resume(trained, tmp_path: Path):
     # Resuming with a fresh callback continues the schedule from the optimizer's iterations,
     # here fed by a PyDataset shaped like textvae's Sequence (2 batches an epoch).
     assert int(loaded.optimizer.iterations.numpy()) == EPOCHS
+    loaded.run_eagerly = True  # the graph was traced in `trained`: save its tracing time here
     record = _RecordKLWeight()
     batches = _Batches(trained.ids, trained.labels, batch_size=8)
     history = loaded.fit(
@@ -407,6 +408,7 @@ def test_autoregressive_decoder_uses_z(rng):
 
 def test_repeat_decoder_is_the_seeds_and_round_trips(rng, tmp_path: Path):
     model = build_vae(VOCAB, MAX_LEN, decoder="repeat", targets="sparse", **TINY)
+    model.run_eagerly = True  # tracing the tiny model takes longer than its one epoch
     ids, labels = make_batch(rng, 8)
     model.fit(ids, {"reconstruction": ids, "sentiment": labels}, epochs=1, verbose=0)
     assert [layer.name for layer in model.decoder.layers][1:] == [
@@ -486,6 +488,7 @@ def test_bag_of_words_loss_counts_in_evaluate_and_round_trips(trained, tmp_path:
     model = build_vae(
         VOCAB, MAX_LEN, sentiment_weight=SENTIMENT_WEIGHT, bow_weight=0.5, kl_weight=1.0, **TINY
     )
+    model.run_eagerly = True  # tracing the tiny model takes longer than its two epochs
     model.fit(trained.ids, trained.y, epochs=2, batch_size=8, verbose=0)
     logs = model.evaluate(trained.ids, trained.y, verbose=0, return_dict=True)
     z_mean, z_log_var, _ = model.encoder.predict(trained.ids, verbose=0)
@@ -504,6 +507,7 @@ def test_bag_of_words_loss_counts_in_evaluate_and_round_trips(trained, tmp_path:
     model.save(path)
     loaded = load_model(path)
     assert loaded.get_config()["bow_weight"] == 0.5
+    loaded.run_eagerly = True  # as `model`: a traced graph may round differently (1e-6)
     assert loaded.evaluate(trained.ids, trained.y, verbose=0, return_dict=True) == pytest.approx(
         logs, rel=1e-6
     )
