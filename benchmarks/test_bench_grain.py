@@ -20,8 +20,6 @@ where it is not installed (``pip install grain``). ``--full``: (64, 300, 20000) 
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
 from test_bench_sequence import (
@@ -29,10 +27,10 @@ from test_bench_sequence import (
     SPLIT,
     Pipeline,
     _name,
-    _record_mean,
     _sequence,
     _tf_data,
     check_batch,
+    time_pipeline,
 )
 
 TARGETS = ["float32", "uint8"]
@@ -117,25 +115,12 @@ def test_jax_path(
     pytest.importorskip("jax")
     benchmark.group = f"batches via Keras' JAX iterator {_name(shape)} {target}"
     running = _jax_path(pipeline, train_store, shape, target, all_ids, all_labels)
-    pulled = 0
-
-    def next_batch():
-        nonlocal pulled
-        ids, _outputs = next(running.iterator)
-        pulled += 1
-        return int(ids.shape[0])
-
-    warmup, timed = (10, 24) if full else (2, 5)
-    try:
-        rows = benchmark.pedantic(next_batch, rounds=timed, warmup_rounds=warmup, iterations=1)
-        assert rows == shape[0]
-        _record_mean(benchmark, pipeline_results, (benchmark.group, pipeline))
-        batch = next(running.iterator)
-        row_index = running.rows_of(pulled) if running.rows_of else None
-        check_batch(batch, target, shape, all_ids, all_labels, rows=row_index)
-        del batch
-    finally:
-        running.iterator = None
-        gc.collect()
-        running.close()
-        gc.collect()
+    time_pipeline(
+        benchmark,
+        running,
+        pipeline_results,
+        pipeline,
+        (10, 24) if full else (2, 5),
+        lambda batch, rows: check_batch(batch, target, shape, all_ids, all_labels, rows=rows),
+        rows=shape[0],
+    )

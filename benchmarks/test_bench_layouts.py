@@ -14,8 +14,6 @@ store; small otherwise. The ratios are printed at the end of the run and in the 
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
 from test_bench_sequence import (
@@ -25,7 +23,7 @@ from test_bench_sequence import (
     Pipeline,
     _keras_path,
     _name,
-    _record_mean,
+    time_pipeline,
 )
 
 from textvae.layout import next_token_ids, next_token_mask, padding_mask
@@ -157,24 +155,11 @@ def test_layout_keras_path(
             **LAYOUTS[layout],
         )
         running = _keras_path(seq)
-    pulled = 0
-
-    def next_batch():
-        nonlocal pulled
-        batch = next(running.iterator)  # dropped on return, as fit drops each batch
-        pulled += 1
-        return len(batch)
-
-    warmup, timed = rounds
-    try:
-        benchmark.pedantic(next_batch, rounds=timed, warmup_rounds=warmup, iterations=1)
-        _record_mean(benchmark, pipeline_results, (benchmark.group, pipeline))
-        batch = next(running.iterator)
-        rows = running.rows_of(pulled) if running.rows_of else None
-        _check(batch, layout, arrays, shape, padding, rows)
-        del batch
-    finally:
-        running.iterator = None
-        gc.collect()
-        running.close()
-        gc.collect()
+    time_pipeline(
+        benchmark,
+        running,
+        pipeline_results,
+        pipeline,
+        rounds,
+        lambda batch, rows: _check(batch, layout, arrays, shape, padding, rows),
+    )

@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -225,6 +226,43 @@ class Pipeline:
     close: Callable[[], None]
 
 
+def time_pipeline(
+    benchmark,
+    running: Pipeline,
+    results: dict,
+    pipeline: str,
+    rounds: tuple[int, int],
+    check: Callable[[Any, np.ndarray | None], None],
+    rows: int | None = None,
+) -> None:
+    """Time one batch pulled from ``running`` per round (``rounds``: warm-up, timed), record
+    the mean under ``(benchmark.group, pipeline)``, check the next batch with ``check(batch,
+    row_index)`` (the rows it holds, or None), then close the pipeline whatever happened.
+    ``rows``: the size every timed batch must have (its first element's leading axis)."""
+    pulled = 0
+
+    def next_batch():
+        nonlocal pulled
+        batch = next(running.iterator)  # dropped on return, as fit drops each batch
+        pulled += 1
+        return len(batch) if rows is None else int(batch[0].shape[0])
+
+    warmup, timed = rounds
+    try:
+        size = benchmark.pedantic(next_batch, rounds=timed, warmup_rounds=warmup, iterations=1)
+        if rows is not None:
+            assert size == rows
+        _record_mean(benchmark, results, (benchmark.group, pipeline))
+        batch = next(running.iterator)
+        check(batch, running.rows_of(pulled) if running.rows_of else None)
+        del batch
+    finally:
+        running.iterator = None
+        gc.collect()
+        running.close()
+        gc.collect()
+
+
 def _keras_path(dataset: keras.utils.PyDataset) -> Pipeline:
     """Batches as ``model.fit`` receives them: Keras' adapter -> tf.data -> tensors."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
@@ -299,28 +337,15 @@ def test_keras_path(
             train_store, SPLIT, shape[0], target=target, workers=2, max_queue_size=MAX_QUEUE_SIZE
         )
         running = _keras_path(dataset)
-    pulled = 0
-
-    def next_batch():
-        nonlocal pulled
-        ids, _outputs = next(running.iterator)  # dropped on return, as fit drops each batch
-        pulled += 1
-        return int(ids.shape[0])
-
-    warmup, timed = rounds
-    try:
-        rows = benchmark.pedantic(next_batch, rounds=timed, warmup_rounds=warmup, iterations=1)
-        assert rows == shape[0]
-        _record_mean(benchmark, pipeline_results, (benchmark.group, pipeline))
-        batch = next(running.iterator)
-        row_index = running.rows_of(pulled) if running.rows_of else None
-        check_batch(batch, target, shape, all_ids, all_labels, rows=row_index)
-        del batch
-    finally:
-        running.iterator = None
-        gc.collect()
-        running.close()
-        gc.collect()
+    time_pipeline(
+        benchmark,
+        running,
+        pipeline_results,
+        pipeline,
+        rounds,
+        lambda batch, rows: check_batch(batch, target, shape, all_ids, all_labels, rows=rows),
+        rows=shape[0],
+    )
 
 
 # -- peak RSS over an epoch ---------------------------------------------------------------------
