@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from textvae.decoding import generate
-from textvae.evaluate import evaluate_vae, plot_latents
+from textvae.evaluate import evaluate_vae, plot_latents, split_sentiment_accuracy
 from textvae.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model import build_vae
 from textvae.sequence import OneHotSequence
+from textvae.sources import build_store_from_ids
 
 
 @pytest.fixture(scope="module", params=["autoregressive", "repeat"])
@@ -55,6 +56,32 @@ def test_metrics_match_direct_computation(model, small_store):
     )
     np.testing.assert_allclose(z, z_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels, labels_ref)
+
+
+def test_split_sentiment_accuracy_matches_evaluate_vae(model, small_store):
+    # Batches of 4 over 11 rows: the last batch is short.
+    whole = split_sentiment_accuracy(model, small_store, "test", batch_size=4, verbose=0)
+    seq = OneHotSequence(small_store, "test", 4, targets="sparse", shuffle=False)
+    metrics, _, _ = evaluate_vae(model, seq, reconstruct_rows=0, verbose=0)
+    assert whole["split_sentiment_reviews"] == metrics["reviews"] == 11
+    assert whole["split_sentiment_accuracy"] == pytest.approx(metrics["sentiment_accuracy"])
+    ids = small_store.read("test", slice(None)).astype(np.int32)
+    predicted = np.asarray(model.sentiment_predictor(ids, training=False)).ravel() > 0.5
+    expected = (predicted == (small_store.labels("test") > 0)).mean()
+    assert whole["split_sentiment_accuracy"] == pytest.approx(expected)
+
+
+def test_split_sentiment_accuracy_leaves_out_unlabelled_rows(model, tmp_path):
+    rng = np.random.default_rng(0)
+    ids = {s: rng.integers(3, 12, size=(6, 16)) for s in ("train", "extra")}
+    store = build_store_from_ids(
+        tmp_path / "s.zarr", ids, vocab_size=12, max_len=16, labels={"train": [0, 1] * 3}
+    )
+    result = split_sentiment_accuracy(model, store, "extra", verbose=0)
+    assert result["split_sentiment_reviews"] == 0
+    assert (
+        split_sentiment_accuracy(model, store, "train", verbose=0)["split_sentiment_reviews"] == 6
+    )
 
 
 def test_reconstruction_scores_match_direct_computation(model, small_store):

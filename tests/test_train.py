@@ -12,6 +12,7 @@ import zarr
 
 from textvae.cli import EXIT_USER_ERROR, sample_main, train_config_from_args, train_main
 from textvae.config import QUICK, TrainConfig
+from textvae.store import TokenStore
 from textvae.testing import TINY_TRAIN_ARGS
 
 TINY = list(TINY_TRAIN_ARGS)
@@ -297,10 +298,16 @@ def test_ingests_a_corpus_once_then_reuses_the_store(corpus_dir, tmp_path, capsy
     assert "ingesting" in capsys.readouterr().out
     stamp = (store / "zarr.json").stat().st_mtime_ns
     assert train_main([*args, "--out", str(tmp_path / "b")]) == 0
-    assert "using the store" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "using the store" in out
     assert (store / "zarr.json").stat().st_mtime_ns == stamp
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert metrics["reviews"] == 8 and metrics["train_rows"] == 16 and metrics["processes"] == 1
+    # The token metrics read 8 test reviews; sentiment also covers the whole test split.
+    test_rows = TokenStore.open(store).num_rows("test")
+    assert 8 < test_rows == metrics["split_sentiment_reviews"]
+    assert 0 <= metrics["split_sentiment_accuracy"] <= 1
+    assert f"on all {test_rows:,}" in out
     # The old names, written for one more release (README, "Deprecated names").
     assert metrics["train_rows_per_epoch"] == 16 and metrics["workers"] == 1
 

@@ -440,8 +440,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if not metrics:  # a non-chief worker of a multi-worker run: the chief evaluates
             print("worker finished; the chief writes the results")
             return 0
+        whole = ""
+        if "split_sentiment_accuracy" in metrics:
+            whole = (
+                f" ({metrics['split_sentiment_accuracy']:.3f} on all "
+                f"{metrics['split_sentiment_reviews']:,})"
+            )
         print(
-            f"test: sentiment accuracy {metrics['sentiment_accuracy']:.3f}, KL "
+            f"test: sentiment accuracy {metrics['sentiment_accuracy']:.3f}{whole}, KL "
             f"{metrics['kl']:.2f} nats, {metrics['active_units']}/{metrics['latent']} active "
             f"units, token accuracy {metrics['token_accuracy']:.3f} -> {config.out}/metrics.json"
         )

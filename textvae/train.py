@@ -25,7 +25,12 @@ from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_see
 from textvae.cluster import worker_info
 from textvae.config import TrainConfig
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
-from textvae.evaluate import RECONSTRUCT_ROWS, evaluate_vae, plot_latents
+from textvae.evaluate import (
+    RECONSTRUCT_ROWS,
+    evaluate_vae,
+    plot_latents,
+    split_sentiment_accuracy,
+)
 from textvae.model import TextVAE, build_vae
 from textvae.preemption import StopOnSignal
 from textvae.progress import ProgressFn
@@ -391,6 +396,12 @@ def train(
         reconstruct_rows=min(RECONSTRUCT_ROWS, eval_seq.rows_per_shard),
         verbose=min(config.verbose, 1),
     )
+    if eval_seq.rows_per_shard < store.num_rows(split):
+        # The encoder alone is cheap: sentiment over the whole split, beside the subset's.
+        log(f"sentiment accuracy on all {store.num_rows(split):,} {split} reviews")
+        metrics.update(
+            split_sentiment_accuracy(model, store, split, verbose=min(config.verbose, 1))
+        )
     # Rows actually trained per epoch: every process's shard (a remainder is left out).
     train_rows = _train_sequence(config, store, 0, num_workers).rows_per_shard * num_workers
     metrics.update(
