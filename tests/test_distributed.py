@@ -322,9 +322,15 @@ def test_two_workers_train_their_own_shards_to_identical_weights(store64, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(200)
+@pytest.mark.skipif(
+    not os.environ.get("TEXTVAE_UPSTREAM_CHECKS"),
+    reason=f"watches an upstream bug ({FIT_ISSUE}): set TEXTVAE_UPSTREAM_CHECKS=1 to run it",
+)
 @pytest.mark.xfail(reason=f"model.fit under MultiWorkerMirroredStrategy: {FIT_ISSUE}", strict=False)
 def test_fit_under_multi_worker_strategy(store64, tmp_path):
-    """Passes once Keras fixes fit under MultiWorkerMirroredStrategy: then consider using it."""
+    """Passes once Keras fixes fit under MultiWorkerMirroredStrategy: then consider using it.
+    Opt-in (15 s of two TensorFlow workers failing as expected): the CI suite's time goes to
+    what can fail."""
     done, _ = _two_workers("fit", store64.path, tmp_path, timeout=150)
     assert done.returncode == 0, _log_tail(tmp_path)[-1500:]
 
