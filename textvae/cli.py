@@ -441,7 +441,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             print("worker finished; the chief writes the results")
             return 0
         whole = ""
-        if "split_sentiment_accuracy" in metrics:
+        if metrics.get("split_sentiment_accuracy") is not None:
             whole = (
                 f" ({metrics['split_sentiment_accuracy']:.3f} on all "
                 f"{metrics['split_sentiment_reviews']:,})"

@@ -91,13 +91,13 @@ def evaluate_vae(
 
 def split_sentiment_accuracy(
     model: Any, store: Any, split: str, *, batch_size: int = 256, verbose: int = 1
-) -> dict[str, float]:
+) -> dict[str, float | int | None]:
     """Sentiment accuracy from the latent mean over every labelled review of ``split``.
 
     The encoder alone runs (no decoder, no softmax), so this costs a small share of
     :func:`evaluate_vae` and can cover a whole test split when the token metrics use a subset.
-    Returns ``split_sentiment_accuracy`` and ``split_sentiment_reviews`` (unlabelled rows, label
-    -1, are left out).
+    Returns ``split_sentiment_accuracy`` (``None`` for a split with no labelled review) and
+    ``split_sentiment_reviews`` (unlabelled rows, label -1, are left out).
     """
     num_rows = store.num_rows(split)
     batch_size = positive_int("batch_size", batch_size)
@@ -116,7 +116,7 @@ def split_sentiment_accuracy(
         if bar is not None:
             bar.update(rows.stop)
     return {
-        "split_sentiment_accuracy": correct / max(counted, 1),
+        "split_sentiment_accuracy": correct / counted if counted else None,
         "split_sentiment_reviews": counted,
     }
 
