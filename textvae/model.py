@@ -213,6 +213,20 @@ class ReconstructionLoss(keras.losses.Loss):
         return config
 
 
+def _bidirectional_lstm(units: int, return_sequences: bool, name: str) -> keras.layers.Layer:
+    """A bidirectional LSTM with its backward layer given, not derived: Keras derives it by
+    serializing the forward layer a second time, which inside ``load_model``'s object-sharing
+    scope (keyed by ``id()``) can pick up another object's config (a flaky "Forward layer and
+    backward layer should have different `go_backwards` value" on a second load)."""
+    return keras.layers.Bidirectional(
+        keras.layers.LSTM(units, return_sequences=return_sequences, name="forward_lstm"),
+        backward_layer=keras.layers.LSTM(
+            units, return_sequences=return_sequences, go_backwards=True, name="backward_lstm"
+        ),
+        name=name,
+    )
+
+
 @keras.saving.register_keras_serializable(package="textvae")
 class TextVAE(keras.Model):
     """The seed tutorial's text VAE with a sentiment head on the latent code.
@@ -323,10 +337,8 @@ class TextVAE(keras.Model):
         embedded = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")(
             ids
         )
-        x = keras.layers.Bidirectional(
-            keras.layers.LSTM(self.hidden, return_sequences=True), name="bilstm_1"
-        )(embedded)
-        x = keras.layers.Bidirectional(keras.layers.LSTM(self.hidden), name="bilstm_2")(x)
+        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(embedded)
+        x = _bidirectional_lstm(self.hidden, False, "bilstm_2")(x)
         if self.encoder_pooling:
             pooled = MaskedMean(name="pooled_embedding")([embedded, ids])
             x = keras.layers.Concatenate(name="encoder_features")([x, pooled])
