@@ -89,7 +89,7 @@ def child(store: str, batch_size: int, dtypes: list[str], rounds: tuple[int, int
     import keras
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     backend = keras.backend.backend()
 

@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from textvae.store import TokenStore
+from textvae.data.store import TokenStore
 
 
 def bags(ids: np.ndarray, vocab_size: int, ignore: tuple[int, ...]) -> np.ndarray:

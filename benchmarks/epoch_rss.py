@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     seq = OneHotSequence(
         args.store,

@@ -91,7 +91,7 @@ def _one_batch(batch: tuple[Any, Any], steps: int):
 def _device_onehot_loss(vocab_size: int) -> Any:
     from keras import ops
 
-    from textvae.model import ReconstructionLoss
+    from textvae.model.vae import ReconstructionLoss
 
     class DeviceOneHot(ReconstructionLoss):
         """The one-hot loss, its targets expanded from ids on the device."""
@@ -107,8 +107,8 @@ def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[
     """Train a fresh model ``steps`` steps fed as ``case`` says; its row of the table."""
     import keras
 
-    from textvae.model import build_vae
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.model.vae import build_vae
 
     vocab, max_len, model_kwargs, batch = SIZES[size]
     targets = "onehot" if case.startswith("onehot") and case != "onehot on device" else "sparse"
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --warmup must be positive integers")
     vocab, max_len, _, _ = SIZES[args.size]
     if args.store:
-        from textvae.store import TokenStore
+        from textvae.data.store import TokenStore
 
         store: Any = TokenStore.open(args.store, vocab_size=vocab, max_len=max_len)
     else:

@@ -20,9 +20,9 @@ import numpy as np
 from synthetic import imdb_store
 from timing import step_timer
 
+from textvae.batching.sequence import OneHotSequence
 from textvae.kernels import aligned_empty
-from textvae.model import build_vae
-from textvae.sequence import OneHotSequence
+from textvae.model.vae import build_vae
 
 VOCAB, MAX_LEN, BATCH = 20000, 100, 16
 MODEL = {"embedding_dim": 64, "hidden": 64, "dense": 64, "latent": 32}

@@ -72,7 +72,7 @@ def measure(ids: np.ndarray, rng: np.random.Generator) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from textvae.store import TokenStore
+    from textvae.data.store import TokenStore
 
     if argv:
         store = TokenStore.open(argv[0])

@@ -1,6 +1,6 @@
 """Synthetic and real token stores for the benchmarks, built once and cached on disk.
 
-Every store here is a real format-1 store made by :func:`textvae.store.build_store`: only the
+Every store here is a real format-1 store made by :func:`textvae.data.store.build_store`: only the
 corpus is synthetic. :class:`SyntheticCorpus` draws ids from a Zipf-like distribution (word ``r``
 of ``vocab_size - 3`` has weight ``1 / r**1.1``, the shape of natural text) and review lengths
 from a log-normal around IMDB's (median 230 ids, a long tail truncated at ``max_len``), so
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from textvae.corpus import Corpus, find_imdb
+from textvae.data.corpus import Corpus, find_imdb
+from textvae.data.store import FORMAT, TokenStore, build_store
+from textvae.data.vocab import FIRST_WORD_ID, RESERVED, START_ID, Vocabulary
 from textvae.errors import TextVAEError
-from textvae.store import FORMAT, TokenStore, build_store
-from textvae.vocab import FIRST_WORD_ID, RESERVED, START_ID, Vocabulary
 
 __all__ = [
     "BENCH_DIR_ENV",
@@ -165,7 +165,7 @@ def imdb_store(vocab_size: int = 20000, max_len: int = 300) -> TokenStore:
     :data:`IMDB_DIR`; a synthetic store of IMDB train's size where that folder is missing."""
     if IMDB_DIR is None:
         return cached_synthetic_store(25000, vocab_size, max_len)
-    from textvae.corpus import open_corpus
+    from textvae.data.corpus import open_corpus
 
     path = bench_dir() / f"imdb-f{FORMAT}-v{vocab_size}-l{max_len}.zarr"
     return _cached(path, open_corpus(IMDB_DIR), vocab_size=vocab_size, max_len=max_len)

@@ -15,8 +15,8 @@ import itertools
 
 import pytest
 
-from textvae.model import build_vae
-from textvae.run import RunDir, TrainingState, checkpoint_name
+from textvae.model.vae import build_vae
+from textvae.training.run import RunDir, TrainingState, checkpoint_name
 
 SIZES = {
     # name: (vocab, max_len, model kwargs)

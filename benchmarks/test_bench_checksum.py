@@ -28,8 +28,8 @@ import zarr
 from numcodecs import Zstd
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from textvae.sequence import OneHotSequence
-from textvae.store import ZSTD_LEVEL, TokenStore
+from textvae.batching.sequence import OneHotSequence
+from textvae.data.store import ZSTD_LEVEL, TokenStore
 
 SPLIT = "train"
 BATCH = 64

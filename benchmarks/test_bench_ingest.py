@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from synthetic import IMDB_DIR
 
-from textvae.corpus import open_corpus
-from textvae.store import build_store
+from textvae.data.corpus import open_corpus
+from textvae.data.store import build_store
 from textvae.testing import random_reviews
 
 GROUP = "ingest workers"

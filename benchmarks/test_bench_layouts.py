@@ -26,8 +26,8 @@ from test_bench_sequence import (
     time_pipeline,
 )
 
-from textvae.layout import next_token_ids, next_token_mask, padding_mask
-from textvae.sequence import OneHotSequence
+from textvae.batching.layout import next_token_ids, next_token_mask, padding_mask
+from textvae.batching.sequence import OneHotSequence
 
 #: name -> OneHotSequence layout arguments; every one has one-hot float32 targets.
 LAYOUTS = {

@@ -39,8 +39,8 @@ import numpy as np
 import pytest
 from synthetic import cached_synthetic_store
 
-from textvae.sequence import OneHotSequence
-from textvae.store import TokenStore
+from textvae.batching.sequence import OneHotSequence
+from textvae.data.store import TokenStore
 
 SPLIT = "train"
 TARGETS = ["float32", "uint8", "sparse"]  # one-hot float32, one-hot uint8, sparse ids

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from synthetic import IMDB_DIR, SyntheticCorpus
 
-from textvae.store import TokenStore, build_store
+from textvae.data.store import TokenStore, build_store
 
 BATCH = 64
 SPLIT = "train"
@@ -110,7 +110,7 @@ def _ingest(benchmark, path, corpus, *, vocab_size: int, max_len: int) -> TokenS
 def test_ingest_imdb(benchmark, tmp_path):
     if IMDB_DIR is None:
         pytest.skip("no IMDB corpus found ($TEXTVAE_IMDB, shared/data/imdb, ../shared/data/imdb)")
-    from textvae.corpus import open_corpus
+    from textvae.data.corpus import open_corpus
 
     benchmark.group = "ingest"
     store = _ingest(

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from timing import step_timer
 
-from textvae.model import build_vae
-from textvae.sequence import OneHotSequence
+from textvae.batching.sequence import OneHotSequence
+from textvae.model.vae import build_vae
 
 SIZES = {
     # name: (vocab, max_len, model kwargs, batch, timed steps)

@@ -30,9 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 from reference import onehot_reference
 
-from textvae.callbacks import EpochSync
-from textvae.sequence import OneHotSequence
-from textvae.store import TokenStore
+from textvae.batching.sequence import OneHotSequence
+from textvae.data.store import TokenStore
+from textvae.training.callbacks import EpochSync
 
 BACKEND = keras.backend.backend()
 
@@ -187,7 +187,7 @@ def to_torch_case() -> dict:
     memory, lists as tuples, and no warning (torch warns on each read-only array it wraps)."""
     import warnings
 
-    from textvae.adapters import to_torch
+    from textvae.batching.adapters import to_torch
 
     onehot = np.zeros((2, 3, 4), np.float32).view()
     onehot.flags.writeable = False  # as the Sequence hands batches out: a read-only view

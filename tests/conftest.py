@@ -32,8 +32,8 @@ def corpus_dir(tmp_path: Path, rng: np.random.Generator) -> Path:
 @pytest.fixture
 def small_store(tmp_path: Path, corpus_dir: Path):
     """A complete store built from ``corpus_dir``: vocab 12, max_len 16, chunks of 8 rows."""
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
 
     return build_store(
         tmp_path / "small.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16, chunk_rows=8

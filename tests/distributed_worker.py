@@ -8,7 +8,7 @@
     listens on every interface (``[::]:port``) whatever address ``TF_CONFIG`` gives it.
 ``python distributed_worker.py worker MODE STORE OUT.npz EPOCHS BATCH``
     One worker. MODE ``cli``: ``textvae-train`` itself (writes OUTDIR/run on the chief). MODE
-    ``train``: :func:`textvae.distributed.fit_distributed` on this worker's
+    ``train``: :func:`textvae.training.distributed.fit_distributed` on this worker's
     shard; OUT.npz gets the rows it read per epoch, its steps, history, timings and final
     weights. MODE ``fit``: plain ``model.fit`` under MultiWorkerMirroredStrategy (fails with
     Keras 3.15.1, keras-team/keras#20585); OUT.npz gets the final weights.
@@ -103,15 +103,15 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
                 *sizes,
             ]
         )
-    from textvae.cluster import worker_info
-    from textvae.distributed import fit_distributed, strategy_from_env
+    from textvae.training.cluster import worker_info
+    from textvae.training.distributed import fit_distributed, strategy_from_env
 
     strategy = strategy_from_env()  # before any other TensorFlow work
     import keras
     import numpy as np
 
-    from textvae.model import build_vae
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.model.vae import build_vae
 
     task_index, num_workers, is_chief = worker_info()
     keras.utils.set_random_seed(0)
@@ -146,7 +146,7 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
         seqs.append(seq)
         return seq
 
-    from textvae.callbacks import KLAnnealing
+    from textvae.training.callbacks import KLAnnealing
 
     ended: list[int] = []
     run = os.path.join(os.path.dirname(out), f"checkpoint{task_index}")
@@ -193,9 +193,9 @@ def mirrored(store: str, out: str) -> int:
     import keras
     import numpy as np
 
-    from textvae.distributed import make_train_step
-    from textvae.model import build_vae
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.model.vae import build_vae
+    from textvae.training.distributed import make_train_step
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     # SGD: Adam's first steps move every weight by about +-learning_rate whatever the size

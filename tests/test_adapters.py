@@ -1,4 +1,4 @@
-"""textvae.adapters: a Sequence's batches in a tf.data pipeline, without a copy.
+"""textvae.batching.adapters: a Sequence's batches in a tf.data pipeline, without a copy.
 
 (PyTorch's side, ``to_torch`` and ``as_torch_dataloader``, runs under the torch backend in
 tests/backend_worker.py, which imports torch anyway.)
@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 from reference import onehot_reference
 
-from textvae.adapters import as_tf_dataset, batch_spec, torch_dataloader
+from textvae.batching.adapters import as_tf_dataset, batch_spec, torch_dataloader
+from textvae.batching.sequence import OneHotSequence
 from textvae.errors import InvalidArgumentError
 from textvae.kernels import aligned_empty
-from textvae.sequence import OneHotSequence
 
 
 def _expected(store, rows):

@@ -1,4 +1,4 @@
-"""textvae.callbacks: EpochSync under model.fit, RunCheckpoint's files and their order."""
+"""textvae.training.callbacks: EpochSync under model.fit, RunCheckpoint's files and their order."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.callbacks import (
+from textvae.errors import CheckpointError, TrainingInterrupted
+from textvae.training.callbacks import (
     EpochSync,
     RunCheckpoint,
     restore_seed_states,
     seed_state_variables,
 )
-from textvae.errors import CheckpointError, TrainingInterrupted
-from textvae.preemption import StopOnSignal
-from textvae.run import BEST, HISTORY, LAST, STATE, RunDir
+from textvae.training.preemption import StopOnSignal
+from textvae.training.run import BEST, HISTORY, LAST, STATE, RunDir
 
 
 def _tiny_model(max_len: int = 16) -> keras.Model:
@@ -33,7 +33,7 @@ def _tiny_model(max_len: int = 16) -> keras.Model:
 def test_fit_epoch_k_reads_sequence_epoch_k(small_store):
     """Keras calls on_epoch_end once more than it runs epochs; EpochSync pins epoch k of fit to
     epoch k of the Sequence, so a resumed run reads what an unbroken one would."""
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     class Recording(OneHotSequence):
         def __getitem__(self, index):

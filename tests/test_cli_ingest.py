@@ -10,7 +10,7 @@ import pytest
 
 from textvae.cli import EXIT_USER_ERROR, ingest_config_from_args, ingest_main
 from textvae.config import IngestConfig
-from textvae.store import TokenStore
+from textvae.data.store import TokenStore
 
 
 def test_ingest_builds_store(tmp_path, corpus_dir, capsys):

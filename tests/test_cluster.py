@@ -1,4 +1,4 @@
-"""textvae.cluster.worker_info: TF_CONFIG parsing (plain JSON, no TensorFlow)."""
+"""textvae.training.cluster.worker_info: TF_CONFIG parsing (plain JSON, no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from textvae.cluster import worker_info
+from textvae.training.cluster import worker_info
 
 
 def _cluster(n: int) -> dict:
@@ -71,6 +71,6 @@ def test_worker_info_refuses_bad_configs(tf_config, match):
 
 
 def test_the_distributed_module_still_exports_worker_info():
-    from textvae import distributed
+    from textvae.training import distributed
 
     assert distributed.worker_info is worker_info

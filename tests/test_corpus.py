@@ -1,4 +1,4 @@
-"""Tests of textvae.corpus: readers, counting words, and error messages."""
+"""Tests of textvae.data.corpus: readers, counting words, and error messages."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae.corpus import (
+from textvae.data.corpus import (
     AclImdbCorpus,
     CsvCorpus,
     JsonlCorpus,
@@ -23,9 +23,9 @@ from textvae.corpus import (
     find_imdb,
     open_corpus,
 )
+from textvae.data.vocab import OOV_ID, RESERVED, Vocabulary, tokenize
 from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
 from textvae.progress import VOCAB_STAGE
-from textvae.vocab import OOV_ID, RESERVED, Vocabulary, tokenize
 
 TRAIN = [
     ("A good film. Good acting!", 1),
@@ -447,7 +447,7 @@ def test_download_returns_npz_path(monkeypatch, tmp_path):
 
 def test_import_does_not_load_tensorflow():
     code = (
-        "import sys, textvae.corpus; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+        "import sys, textvae.data.corpus; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""Free-running decoding (textvae.decoding.generate) against the teacher-forced decoder."""
+"""Free-running decoding (textvae.model.decoding.generate) against the teacher-forced decoder."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.decoding import generate
-from textvae.model import build_vae
-from textvae.vocab import PAD_ID, START_ID
+from textvae.data.vocab import PAD_ID, START_ID
+from textvae.model.decoding import generate
+from textvae.model.vae import build_vae
 
 VOCAB, MAX_LEN = 40, 10
 TINY = {"embedding_dim": 8, "hidden": 16, "dense": 16, "latent": 4}

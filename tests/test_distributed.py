@@ -1,4 +1,4 @@
-"""textvae.distributed: the custom step against Keras' own, its callbacks, and real replicas.
+"""textvae.training.distributed: the custom step against Keras' own, its callbacks, and real replicas.
 
 The multi-replica tests run in subprocesses (``tests/distributed_worker.py``): TensorFlow's
 device layout and the multi-worker strategy must be set before TensorFlow starts. The
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae.distributed import FIT_ISSUE
+from textvae.training.distributed import FIT_ISSUE
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 EPOCHS, BATCH = 2, 8  # 64 reviews: 32 per worker and epoch, 4 steps each
@@ -30,7 +30,7 @@ SIZES = {"embedding_dim": 8, "hidden": 8, "dense": 8, "latent": 4, "sentiment_we
 
 
 def test_strategy_from_env_single_process_is_none(monkeypatch):
-    from textvae.distributed import strategy_from_env
+    from textvae.training.distributed import strategy_from_env
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert strategy_from_env() is None  # CPU only here: no MirroredStrategy either
@@ -40,8 +40,8 @@ def test_strategy_from_env_single_process_is_none(monkeypatch):
 @pytest.fixture
 def store64(tmp_path, rng):
     """64 labelled reviews, vocab 30, max_len 12, chunks of 16 rows."""
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     write_jsonl(tmp_path / "corpus" / "c_train.jsonl", random_reviews(rng, 64))
@@ -57,7 +57,7 @@ def store64(tmp_path, rng):
 def _model():
     import keras
 
-    from textvae.model import build_vae
+    from textvae.model.vae import build_vae
 
     keras.utils.set_random_seed(0)
     return build_vae(30, 12, seed=0, **SIZES)
@@ -65,8 +65,8 @@ def _model():
 
 def test_custom_step_equals_train_on_batch(store64):
     """One custom step = one ``train_on_batch``: same loss and same updated weights."""
-    from textvae.distributed import make_train_step
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.training.distributed import make_train_step
 
     x, y = OneHotSequence(store64, "train", BATCH, seed=0)[0]
     model = _model()
@@ -97,10 +97,10 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
     callbacks, and writes the same run files through them."""
     import keras
 
-    from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
-    from textvae.distributed import fit_distributed
-    from textvae.run import BEST, HISTORY, LAST, RunDir
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
+    from textvae.training.distributed import fit_distributed
+    from textvae.training.run import BEST, HISTORY, LAST, RunDir
 
     def make_sequence(shard_index, num_shards):
         return OneHotSequence(
@@ -168,8 +168,8 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
 
 def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
     """``checkpoint_dir``, ``kl_warmup_steps`` and ``on_epoch_end``: one more release, warned."""
-    from textvae.distributed import fit_distributed
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.training.distributed import fit_distributed
 
     ended = []
     with pytest.warns(DeprecationWarning) as warned:
@@ -199,8 +199,8 @@ def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
 
 
 def test_fit_distributed_refuses_a_sequence_of_another_shard(store64):
-    from textvae.distributed import fit_distributed
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
+    from textvae.training.distributed import fit_distributed
 
     with pytest.raises(ValueError, match="shard_index and num_shards"):
         fit_distributed(

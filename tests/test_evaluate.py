@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.decoding import generate
-from textvae.evaluate import evaluate_vae, plot_latents, split_sentiment_accuracy
-from textvae.metrics import bleu, predicted_positions, text_ids, unigram_f1
-from textvae.model import build_vae
-from textvae.sequence import OneHotSequence
-from textvae.sources import build_store_from_ids
+from textvae.batching.sequence import OneHotSequence
+from textvae.data.sources import build_store_from_ids
+from textvae.model.decoding import generate
+from textvae.model.metrics import bleu, predicted_positions, text_ids, unigram_f1
+from textvae.model.vae import build_vae
+from textvae.training.evaluate import evaluate_vae, plot_latents, split_sentiment_accuracy
 
 
 @pytest.fixture(scope="module", params=["autoregressive", "repeat"])

@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main, sample_main, train_main
+from textvae.data.store import TokenStore
 from textvae.errors import StoreFormatError, TextVAEError
-from textvae.store import TokenStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -110,10 +110,10 @@ class _Reached(Exception):
 
 
 def _first_batches_then_stop(config, store):
-    """Stands in for ``textvae.train._new_model``: the training Sequence serves its first and
+    """Stands in for ``textvae.training.train._new_model``: the training Sequence serves its first and
     last batches as the run configured them (batch size, targets, dtype), then the fuzz
     stops before any model is built."""
-    from textvae.train import _train_sequence
+    from textvae.training.train import _train_sequence
 
     seq = _train_sequence(config, store)
     seq[0]
@@ -122,7 +122,7 @@ def _first_batches_then_stop(config, store):
 
 
 def _stop_at_model():
-    return mock.patch("textvae.train._new_model", _first_batches_then_stop)
+    return mock.patch("textvae.training.train._new_model", _first_batches_then_stop)
 
 
 def _command(main: Callable, argv: list[str], cwd: Path) -> tuple[int, str, str]:
@@ -173,8 +173,8 @@ def _example_dir(root: Path) -> Iterator[Path]:
 
 class World:
     def __init__(self, root: Path) -> None:
-        from textvae.corpus import open_corpus
-        from textvae.store import build_store
+        from textvae.data.corpus import open_corpus
+        from textvae.data.store import build_store
         from textvae.testing import random_reviews, write_jsonl
 
         rng = np.random.default_rng(7)
@@ -468,8 +468,8 @@ def tiny_run(world) -> Path:
     """A run folder textvae-sample can use: an untrained tiny model (no training needed to
     decode) with the store's vocabulary and configuration."""
     from textvae.config import TrainConfig
-    from textvae.model import build_vae
-    from textvae.run import BEST, RunDir
+    from textvae.model.vae import build_vae
+    from textvae.training.run import BEST, RunDir
 
     store = TokenStore.open(world.store)
     run = RunDir(world.root / "tiny-run")
@@ -797,7 +797,7 @@ def damages(draw) -> tuple[str, Callable[[zarr.Group], None], bool]:
 @_fuzz(80)
 @given(damage=damages())
 def test_fuzz_store_metadata(world, damage):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     name, change, bad = damage
     with _example_dir(world.root) as where:
@@ -919,7 +919,7 @@ def test_fuzz_config_arguments(api, field, value):
     value=st.one_of(ODD_ARGS, st.sampled_from([np.arange(3), np.array([-1]), np.zeros(2)])),
 )
 def test_fuzz_sequence_arguments(world, argument, value):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     try:
         seq = OneHotSequence(str(world.store), **{argument: value})
@@ -941,8 +941,8 @@ def test_fuzz_sequence_arguments(world, argument, value):
     value=ODD_ARGS,
 )
 def test_fuzz_build_store_arguments(world, argument, value):
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
 
     kwargs = {"vocab_size": 12, "max_len": 8, argument: value}
     with _example_dir(world.root) as where:
@@ -1052,7 +1052,7 @@ def test_train_inputs_found_by_the_fuzz(world, tmp_path, case):
 def test_a_batch_larger_than_the_data_costs_only_the_data(world):
     """--batch-size 10**9 allocated a 10**9-row one-hot buffer (MemoryError); a batch holds
     at most the rows of an epoch."""
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     seq = OneHotSequence(str(world.store), batch_size=10**9, pool_size=1)
     ids, targets = seq[0]
@@ -1116,8 +1116,8 @@ def test_store_damage_found_by_the_fuzz(world, tmp_path, case):
 
 
 def test_sequence_arguments_found_by_the_fuzz(world):
+    from textvae.batching.sequence import OneHotSequence
     from textvae.errors import InvalidArgumentError, StoreMismatchError
-    from textvae.sequence import OneHotSequence
 
     with pytest.raises(InvalidArgumentError, match="`split` must be a split name"):
         OneHotSequence(str(world.store), split=np.arange(3))

@@ -412,8 +412,8 @@ def test_onehot_is_thread_safe(rng):
 
 
 def test_kernels_release_the_gil():
-    # `textvae.kernels.onehot` is the function; the module is only reachable by its name.
-    kernels_module = importlib.import_module("textvae.kernels.onehot")
+    # `textvae.kernels._onehot` is the function; the module is only reachable by its name.
+    kernels_module = importlib.import_module("textvae.kernels._onehot")
     for kernel in (kernels_module._fill_onehot, kernels_module._first_out_of_range):
         assert kernel.targetoptions["nogil"] is True
         assert kernel.targetoptions.get("parallel", False) is False
@@ -443,7 +443,7 @@ print("ok")
 def test_kernels_import_and_run_where_numba_cannot_cache_in_tree(
     tmp_path, locators, cache_files_expected
 ):
-    source = importlib.import_module("textvae.kernels.onehot").__file__
+    source = importlib.import_module("textvae.kernels._onehot").__file__
     copy = tmp_path / "src" / "onehot_copy.py"
     copy.parent.mkdir()
     shutil.copy(source, copy)

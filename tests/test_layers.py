@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.layers import AlignToStore, DecoderInputs, MaskedMean
-from textvae.vocab import OOV_ID, START_ID
+from textvae.data.vocab import OOV_ID, START_ID
+from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
 
 
 def rows(rng: np.random.Generator, n: int, max_len: int, padding: str) -> np.ndarray:

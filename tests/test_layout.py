@@ -1,4 +1,4 @@
-"""Batch layouts of OneHotSequence (textvae.layout): every kind against slow references, masks
+"""Batch layouts of OneHotSequence (textvae.batching.layout): every kind against slow references, masks
 against the ids, zero-copy and recycling for every layout, bad layouts, the memory budget,
 and fit's epochs without a callback."""
 
@@ -18,12 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference import onehot_reference
 
-import textvae.sequence
-from textvae.callbacks import EpochSync
+import textvae.batching.sequence
+from textvae.batching.layout import next_token_mask, padding_mask
+from textvae.batching.sequence import OneHotSequence, _default_queue_size
+from textvae.data.store import TokenStore
 from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
-from textvae.layout import next_token_mask, padding_mask
-from textvae.sequence import OneHotSequence, _default_queue_size
-from textvae.store import TokenStore
+from textvae.training.callbacks import EpochSync
 
 PAD = 0
 
@@ -31,8 +31,8 @@ PAD = 0
 @pytest.fixture
 def post_store(tmp_path: Path, corpus_dir: Path) -> TokenStore:
     """``small_store``'s corpus with padding and truncation at the end ("post")."""
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
 
     return build_store(
         tmp_path / "post.zarr",
@@ -294,7 +294,7 @@ def test_bad_layouts_are_refused(small_store, kwargs, message):
 
 
 def _id_store(path, **kwargs) -> TokenStore:
-    from textvae.sources import build_store_from_ids
+    from textvae.data.sources import build_store_from_ids
 
     ids = np.random.default_rng(5).integers(3, 12, size=(24, 10))
     return build_store_from_ids(path, {"train": ids}, vocab_size=12, max_len=16, **kwargs)
@@ -370,7 +370,7 @@ def test_over_budget_warns_once_with_the_arithmetic(small_store):
 
 
 def test_beyond_physical_memory_is_refused(small_store, monkeypatch):
-    monkeypatch.setattr(textvae.sequence, "_physical_memory", lambda: 20 * BATCH_BYTES)
+    monkeypatch.setattr(textvae.batching.sequence, "_physical_memory", lambda: 20 * BATCH_BYTES)
     with pytest.raises(InvalidArgumentError, match=r"more than this machine's .* of memory"):
         OneHotSequence(small_store, "train", 8, max_queue_size=30, memory_budget=2**40)
 

@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.lock import LockOwner, StoreLock, lock_path
+from textvae.data.store import TokenStore, build_store
 from textvae.errors import (
     IncompleteStoreError,
     StoreExistsError,
@@ -28,8 +30,6 @@ from textvae.errors import (
     StoreNotFoundError,
     TextVAEError,
 )
-from textvae.lock import LockOwner, StoreLock, lock_path
-from textvae.store import TokenStore, build_store
 from textvae.testing import write_jsonl
 
 ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
@@ -41,8 +41,8 @@ BUILDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
 
     corpus, store, started, go = sys.argv[1:5]
 
@@ -231,7 +231,7 @@ def test_disk_full_during_ingest(tmp_path, wordy_corpus):
 
 
 def test_resolve_store_names_the_build_in_progress(tmp_path, corpus_dir):
-    from textvae.store import resolve_store
+    from textvae.data.store import resolve_store
 
     store = tmp_path / "cached.zarr"
     proc, go = _start_builder(corpus_dir, store, tmp_path)

@@ -1,11 +1,11 @@
-"""textvae.metrics against hand-counted examples."""
+"""textvae.model.metrics against hand-counted examples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from textvae.metrics import (
+from textvae.model.metrics import (
     EvalTotals,
     active_units,
     bleu,

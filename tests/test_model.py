@@ -1,4 +1,4 @@
-"""Tests of textvae.model at tiny sizes (vocab 50, max_len 12, hidden 16, latent 4)."""
+"""Tests of textvae.model.vae at tiny sizes (vocab 50, max_len 12, hidden 16, latent 4)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.callbacks import KLAnnealing
 from textvae.config import ModelConfig
-from textvae.metrics import predicted_positions
-from textvae.model import (
+from textvae.model.metrics import predicted_positions
+from textvae.model.vae import (
     ReconstructionLoss,
     Sampling,
     TextVAE,
@@ -21,6 +20,7 @@ from textvae.model import (
     kl_divergence,
     load_model,
 )
+from textvae.training.callbacks import KLAnnealing
 
 VOCAB, MAX_LEN, BATCH = 50, 12, 16
 TINY = {"embedding_dim": 8, "hidden": 16, "dense": 16, "latent": 4}
@@ -311,11 +311,11 @@ def test_default_sentiment_weight_is_the_configs():
 def test_moved_names_still_import_from_model_with_a_warning(name):
     import importlib
 
-    import textvae.model
+    import textvae.model.vae
 
     with pytest.warns(DeprecationWarning, match=f"textvae.model.{name} moved"):
-        old = getattr(textvae.model, name)
-    new_home = "textvae.callbacks" if name == "KLAnnealing" else "textvae.metrics"
+        old = getattr(textvae.model.vae, name)
+    new_home = "textvae.training.callbacks" if name == "KLAnnealing" else "textvae.model.metrics"
     assert old is getattr(importlib.import_module(new_home), name)
 
 
@@ -423,7 +423,7 @@ def test_repeat_decoder_is_the_seeds_and_round_trips(rng, tmp_path: Path):
 
 
 def test_checkpoint_of_textvae_0_1_still_loads():
-    data = Path(__file__).parent / "data"
+    data = Path(__file__).parent / "fixtures"
     model = load_model(data / "textvae-0.1.0-repeat.keras")
     expected = np.load(data / "textvae-0.1.0-repeat-expected.npz")
     assert model.decoder_type == "repeat" and not model.encoder_pooling
@@ -450,7 +450,7 @@ def test_load_model_works_in_a_fresh_process(tmp_path: Path):
     import subprocess
     import sys
 
-    path = Path(__file__).parent / "data" / "textvae-0.1.0-repeat.keras"
+    path = Path(__file__).parent / "fixtures" / "textvae-0.1.0-repeat.keras"
     code = (
         "import textvae, sys; m = textvae.load_model(sys.argv[1]); "
         "print(type(m).__name__, m.vocab_size, m.decoder_type)"

@@ -18,4 +18,4 @@ def test_every_exported_name_resolves_the_same_way_twice():
 
     first = {name: getattr(textvae, name) for name in textvae.__all__}
     assert all(getattr(textvae, name) is value for name, value in first.items())
-    assert textvae.OneHotSequence.__module__ == "textvae.sequence"
+    assert textvae.OneHotSequence.__module__ == "textvae.batching.sequence"

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae import parallel_ingest
 from textvae.cli import EXIT_USER_ERROR, ingest_config_from_args, ingest_main
-from textvae.corpus import JsonlCorpus, open_corpus
+from textvae.data import parallel_ingest
+from textvae.data.corpus import JsonlCorpus, open_corpus
+from textvae.data.store import TokenStore, build_store
 from textvae.errors import CorpusError, InvalidArgumentError
-from textvae.store import TokenStore, build_store
 from textvae.testing import random_reviews, write_jsonl
 
 # Two rows a chunk: 37 training rows make 19 chunks of tokens and, at 32 rows a chunk of labels

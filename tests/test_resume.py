@@ -23,10 +23,10 @@ import keras
 import numpy as np
 import pytest
 
+from textvae.batching.sequence import OneHotSequence
 from textvae.cli import train_main
-from textvae.run import STATE, RunDir
-from textvae.sequence import OneHotSequence
 from textvae.testing import TINY_TRAIN_ARGS
+from textvae.training.run import STATE, RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
@@ -35,7 +35,7 @@ TINY = [*TINY_TRAIN_ARGS, "--run-eagerly", "--epochs", str(EPOCHS)]
 # The interrupted run: train_main with a sleep after every step, printing the step count first.
 CHILD = """
 import sys, time
-import textvae.callbacks as callbacks
+import textvae.training.callbacks as callbacks
 batch_end = callbacks.RunCheckpoint.on_train_batch_end
 def slowed(self, batch, logs=None):
     print("trained", int(self.model.optimizer.iterations.numpy()), flush=True)
@@ -125,8 +125,8 @@ def _assert_same_training(resumed: Path, reference: Path) -> None:
 def reference(tmp_path_factory):
     """A store (80 train reviews: 76 trained in 10 batches of 8, the last one of 4) and an
     uninterrupted run on it, with the rows of every batch it trained, in order."""
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("resume")

@@ -1,11 +1,10 @@
-"""textvae.retry: which faults are retried, for how long, and the one error at the end."""
+"""textvae.data.retry: which faults are retried, for how long, and the one error at the end."""
 
 from __future__ import annotations
 
 import pytest
 
-from textvae.errors import SettingError, StoreCorruptError, StoreUnavailableError
-from textvae.retry import (
+from textvae.data.retry import (
     DEFAULT_RETRY_SECONDS,
     MAX_DELAY_S,
     MIN_ATTEMPT_S,
@@ -14,6 +13,7 @@ from textvae.retry import (
     is_transient,
     retry_seconds,
 )
+from textvae.errors import SettingError, StoreCorruptError, StoreUnavailableError
 
 
 class FakeTime:

@@ -1,4 +1,4 @@
-"""textvae.run.RunDir: the run folder's rules, without training (tests/test_train.py trains)."""
+"""textvae.training.run.RunDir: the run folder's rules, without training (tests/test_train.py trains)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import pytest
 
 from textvae.config import TrainConfig
 from textvae.errors import CheckpointError, OutputDirError
-from textvae.run import ARTEFACTS, BEST, CONFIG, HISTORY, LAST, STATE, VOCAB, RunDir, TrainingState
+from textvae.training.run import (
+    ARTEFACTS,
+    BEST,
+    CONFIG,
+    HISTORY,
+    LAST,
+    STATE,
+    VOCAB,
+    RunDir,
+    TrainingState,
+)
 
 
 @pytest.fixture

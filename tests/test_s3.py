@@ -26,7 +26,8 @@ import pytest
 import s3fs  # a missing s3fs fails this module: the test extra installs it
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.store import TokenStore, build_store
 from textvae.errors import (
     IncompleteStoreError,
     StoreAccessError,
@@ -35,7 +36,6 @@ from textvae.errors import (
     StoreUnavailableError,
     TextVAEError,
 )
-from textvae.store import TokenStore, build_store
 from textvae.testing import random_reviews, write_jsonl
 
 SERVER_START_S = 30
@@ -194,7 +194,7 @@ def test_storage_option_parsing(tmp_path, corpus, capsys):
 
 @pytest.mark.timeout(60)
 def test_sequence_over_s3_equals_local(bucket, corpus, tmp_path):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     url = f"s3://{bucket}/seq.zarr"
     _build(url, corpus)
@@ -218,7 +218,7 @@ def test_sequence_over_s3_equals_local(bucket, corpus, tmp_path):
 def test_sequence_reads_only_the_chunks_it_needs(bucket, corpus, monkeypatch):
     from zarr.storage import FsspecStore
 
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     url = f"s3://{bucket}/chunks.zarr"
     _build(url, corpus)  # train: 37 rows in 5 chunks of 8
@@ -241,7 +241,7 @@ def test_sequence_reads_only_the_chunks_it_needs(bucket, corpus, monkeypatch):
 # -- errors ----------------------------------------------------------------------------------
 @pytest.mark.timeout(60)
 def test_missing_bucket(s3_env, corpus, capsys):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     url = "s3://textvae-no-such-bucket/x.zarr"
     with pytest.raises(StoreNotFoundError, match=r"bucket 'textvae-no-such-bucket'.*create it"):
@@ -332,7 +332,7 @@ def test_denied_access(monkeypatch, tmp_path, corpus, capsys):
 def test_resolve_store_ingests_into_a_url_with_storage_options(
     bucket, s3_env, corpus, tmp_path, monkeypatch
 ):
-    from textvae.store import resolve_store
+    from textvae.data.store import resolve_store
 
     # No AWS_ENDPOINT_URL: only storage_options say where the server is.
     monkeypatch.delenv("AWS_ENDPOINT_URL")
@@ -475,7 +475,7 @@ def test_reads_retry_through_a_short_outage(served, proxy):
 
 @pytest.mark.timeout(60)
 def test_reads_fail_after_the_retry_time_with_one_error(served, proxy, monkeypatch):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     url, _ = served
     options = {"endpoint_url": proxy.endpoint}
@@ -544,8 +544,8 @@ def test_server_lost_during_ingest(bucket, proxy, corpus):
 
 @pytest.mark.timeout(60)
 def test_two_ingests_into_one_url(bucket, corpus, capsys):
-    from textvae.lock import StoreLock
-    from textvae.store import _remote_fs
+    from textvae.data.lock import StoreLock
+    from textvae.data.store import _remote_fs
 
     url = f"s3://{bucket}/locked.zarr"
     fs, inner = _remote_fs(url, None)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from reference import onehot_reference
 
+from textvae.batching.sequence import OneHotSequence, holdout_rows
+from textvae.data.store import TokenStore
 from textvae.errors import StoreMismatchError
-from textvae.sequence import OneHotSequence, holdout_rows
-from textvae.store import TokenStore
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -335,7 +335,7 @@ def test_max_rows_is_a_deprecated_name_of_rows(small_store):
 
 @pytest.mark.parametrize(("n_chunks", "window"), [(25, 8), (5, 4), (5, 1), (1, 16), (16, 16)])
 def test_chunk_windows_are_balanced(n_chunks, window, rng):
-    from textvae.sequence import chunk_windows
+    from textvae.batching.sequence import chunk_windows
 
     windows = chunk_windows(n_chunks, window, rng)
     sizes = [len(w) for w in windows]
@@ -348,8 +348,8 @@ def test_sorted_source_gives_mixed_last_batches(tmp_path):
     """17 label-sorted chunks (8 negative, 9 positive), windows of up to 16 chunks: two windows
     of 9 and 8 chunks, not 16 and 1. With a lone last chunk, every epoch would end on a chunk's
     worth of rows of a single label."""
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
     from textvae.testing import write_jsonl
 
     reviews = [("bad film", 0)] * 64 + [("good film", 1)] * 72

@@ -1,4 +1,4 @@
-"""Stores from users' data (textvae.sources): ids of any tokenizer, texts with any tokenizer,
+"""Stores from users' data (textvae.data.sources): ids of any tokenizer, texts with any tokenizer,
 no/binary/class labels, any split names, ids beyond uint16, and format-1 stores still read."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 import textvae
 from textvae.cli import ingest_main
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.sources import ID_TOKEN, build_store_from_ids, build_store_from_texts
+from textvae.data.store import FORMAT, TokenStore, build_store
+from textvae.data.verify import verify_store
+from textvae.data.vocab import tokenize
 from textvae.errors import InvalidArgumentError, StoreFormatError, TextVAEError
 from textvae.kernels import onehot
-from textvae.sources import ID_TOKEN, build_store_from_ids, build_store_from_texts
-from textvae.store import FORMAT, TokenStore, build_store
 from textvae.testing import random_reviews, write_jsonl
-from textvae.verify import verify_store
-from textvae.vocab import tokenize
 
 PADDINGS = ["pre", "post"]
 
@@ -163,7 +163,7 @@ def test_ids_from_generators_and_tokens(tmp_path, rng):
 
 
 def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     rows = [[69_999, 65_536, 3], [65_535, 66_000, 0, 1], [68_123]]
     store = build_store_from_ids(
@@ -486,14 +486,14 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch):
     ],
 )
 def test_load_tokenizer_errors(spec, message):
-    from textvae.vocab import load_tokenizer
+    from textvae.data.vocab import load_tokenizer
 
     with pytest.raises(InvalidArgumentError, match=message):
         load_tokenizer(spec)
 
 
 def test_keras_npz_corpus_refuses_a_tokenizer(tmp_path):
-    from textvae.corpus import KerasImdbCorpus
+    from textvae.data.corpus import KerasImdbCorpus
     from textvae.errors import CorpusError
 
     x = np.empty(1, dtype=object)

@@ -13,7 +13,16 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.store import (
+    TokenStore,
+    build_store,
+    default_store_path,
+    is_store,
+    is_url,
+    resolve_store,
+)
+from textvae.data.vocab import Vocabulary, tokenize
 from textvae.errors import (
     IncompleteStoreError,
     StoreExistsError,
@@ -23,16 +32,7 @@ from textvae.errors import (
     StoreWriteError,
     TextVAEError,
 )
-from textvae.store import (
-    TokenStore,
-    build_store,
-    default_store_path,
-    is_store,
-    is_url,
-    resolve_store,
-)
 from textvae.testing import random_reviews, write_jsonl
-from textvae.vocab import Vocabulary, tokenize
 
 
 def reference_encoding(

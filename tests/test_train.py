@@ -12,7 +12,7 @@ import zarr
 
 from textvae.cli import EXIT_USER_ERROR, sample_main, train_config_from_args, train_main
 from textvae.config import QUICK, TrainConfig
-from textvae.store import TokenStore
+from textvae.data.store import TokenStore
 from textvae.testing import TINY_TRAIN_ARGS
 
 TINY = list(TINY_TRAIN_ARGS)
@@ -33,8 +33,8 @@ def finished_run(tmp_path_factory):
     """One 1-epoch run on a small store, shared by the tests that only read its artefacts."""
     import numpy as np
 
-    from textvae.corpus import open_corpus
-    from textvae.store import build_store
+    from textvae.data.corpus import open_corpus
+    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("run")
@@ -137,7 +137,7 @@ def test_bad_sample_arguments_exit_with_usage(argv, name, capsys):
 
 
 def test_validation_rows_are_held_out_of_training(small_store):
-    from textvae.train import _split_rows, _train_sequence, _val_sequence
+    from textvae.training.train import _split_rows, _train_sequence, _val_sequence
 
     config = TrainConfig(vocab_size=12, max_len=16, batch_size=4, val_fraction=0.2, seed=3)
     trained = _train_sequence(config, small_store)
@@ -204,7 +204,7 @@ def test_sample_names_a_missing_run_in_one_line(tmp_path, capsys):
 
 
 def test_single_process_training_never_imports_the_distributed_module(small_store, tmp_path):
-    """textvae.distributed imports TensorFlow: one process must train without it (a GPU
+    """textvae.training.distributed imports TensorFlow: one process must train without it (a GPU
     machine runs KERAS_BACKEND=jax with no TensorFlow). Here the module is made unimportable."""
     import subprocess
     import sys
@@ -215,13 +215,13 @@ import importlib.abc, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "textvae.distributed":
-            raise ImportError("textvae.distributed is not importable in this test")
+        if name == "textvae.training.distributed":
+            raise ImportError("textvae.training.distributed is not importable in this test")
 
 sys.meta_path.insert(0, Refuse())
 from textvae.cli import train_main
 code = train_main({argv!r})
-assert "textvae.distributed" not in sys.modules
+assert "textvae.training.distributed" not in sys.modules
 sys.exit(code)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -356,7 +356,7 @@ def test_missing_data_path(tmp_path, capsys):
 
 def test_store_the_vae_cannot_train_on_is_one_error_line(tmp_path, capsys):
     """Another tokenizer's ids, or labels that are not binary: named before any training."""
-    from textvae.sources import build_store_from_ids, build_store_from_texts
+    from textvae.data.sources import build_store_from_ids, build_store_from_texts
 
     rng = np.random.default_rng(3)
     ids = {s: rng.integers(3, 12, size=(16, 10)) for s in ("train", "test")}

@@ -14,12 +14,12 @@ import pytest
 import zarr
 from zarr.codecs import ZstdCodec
 
-import textvae.store
+import textvae.data.store
 from textvae.cli import EXIT_DAMAGED, EXIT_USER_ERROR, verify_main
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.store import TokenStore, array_codecs, build_store, has_checksum
+from textvae.data.verify import verify_store
 from textvae.errors import StoreCorruptError, StoreNotFoundError, TextVAEError
-from textvae.store import TokenStore, array_codecs, build_store, has_checksum
-from textvae.verify import verify_store
 
 CHUNK_ROWS = 8  # the small_store fixture's: train rows 16-23 are chunk 2
 
@@ -46,8 +46,8 @@ def _error_lines(capsys) -> list[str]:
 @pytest.fixture
 def legacy_store(tmp_path, corpus_dir, monkeypatch) -> TokenStore:
     """A format-1 store written as before checksums: zstd only, empty chunks not written."""
-    monkeypatch.setattr(textvae.store, "_compressors", lambda: [ZstdCodec(level=3)])
-    monkeypatch.setattr(textvae.store, "_ARRAY_CONFIG", {"write_empty_chunks": False})
+    monkeypatch.setattr(textvae.data.store, "_compressors", lambda: [ZstdCodec(level=3)])
+    monkeypatch.setattr(textvae.data.store, "_ARRAY_CONFIG", {"write_empty_chunks": False})
     store = build_store(
         tmp_path / "legacy.zarr",
         open_corpus(corpus_dir),
@@ -113,7 +113,7 @@ def test_missing_chunk_file_is_damage(small_store):
 
 
 def test_an_empty_review_is_not_taken_for_a_missing_chunk(tmp_path, corpus_dir):
-    from textvae.corpus import Corpus
+    from textvae.data.corpus import Corpus
 
     class WithEmptyRow(Corpus):
         """The corpus, with review 17 of train encoded to no ids at all (an all-padding row)."""
@@ -139,7 +139,7 @@ def test_an_empty_review_is_not_taken_for_a_missing_chunk(tmp_path, corpus_dir):
 
 
 def test_sequence_raises_store_corrupt_error(small_store):
-    from textvae.sequence import OneHotSequence
+    from textvae.batching.sequence import OneHotSequence
 
     flip_bytes(_chunk_file(small_store, "train", "tokens", 2))
     seq = OneHotSequence(small_store.path, "train", batch_size=4, shuffle=False)

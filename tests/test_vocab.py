@@ -1,4 +1,4 @@
-"""Tests of textvae.vocab: the tokenizer, the vocabulary and the padding rule."""
+"""Tests of textvae.data.vocab: the tokenizer, the vocabulary and the padding rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textvae.vocab import (
+from textvae.data.vocab import (
     FIRST_WORD_ID,
     OOV_ID,
     PAD_ID,

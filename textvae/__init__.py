@@ -1,6 +1,6 @@
 """textvae: a text VAE on IMDB at full vocabulary.
 
-Token ids live in chunked zarr stores (:mod:`textvae.store`), numba kernels expand a batch to
+Token ids live in chunked zarr stores (:mod:`textvae.data.store`), numba kernels expand a batch to
 one-hot (:mod:`textvae.kernels`), and :class:`OneHotSequence` serves batches to Keras.
 
 ``import textvae`` does not import TensorFlow (it costs seconds and 0.5 GB): the Keras-facing
@@ -13,9 +13,14 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from textvae.adapters import as_tf_dataset, to_torch, torch_dataloader
+from textvae import _compat
+from textvae.batching.adapters import as_tf_dataset, to_torch, torch_dataloader
 from textvae.config import IngestConfig, ModelConfig, TrainConfig
-from textvae.corpus import open_corpus
+from textvae.data.corpus import open_corpus
+from textvae.data.sources import build_store_from_ids, build_store_from_texts
+from textvae.data.store import TokenStore, build_store, resolve_store
+from textvae.data.verify import VerifyReport, verify_store
+from textvae.data.vocab import Vocabulary, tokenize
 from textvae.errors import (
     CheckpointError,
     CorpusError,
@@ -39,11 +44,9 @@ from textvae.errors import (
     TrainingInterrupted,
 )
 from textvae.kernels import onehot
-from textvae.run import RunDir, TrainingState
-from textvae.sources import build_store_from_ids, build_store_from_texts
-from textvae.store import TokenStore, build_store, resolve_store
-from textvae.verify import VerifyReport, verify_store
-from textvae.vocab import Vocabulary, tokenize
+from textvae.training.run import RunDir, TrainingState
+
+_compat.install()
 
 try:
     __version__ = version("textvae")
@@ -52,16 +55,16 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 # Names whose modules import Keras/TensorFlow: resolved lazily by __getattr__.
 _LAZY = {
-    "OneHotSequence": "textvae.sequence",
-    "TextVAE": "textvae.model",
-    "build_vae": "textvae.model",
-    "EpochSync": "textvae.callbacks",
-    "KLAnnealing": "textvae.callbacks",
-    "generate": "textvae.decoding",
-    "load_model": "textvae.model",
+    "OneHotSequence": "textvae.batching.sequence",
+    "TextVAE": "textvae.model.vae",
+    "build_vae": "textvae.model.vae",
+    "EpochSync": "textvae.training.callbacks",
+    "KLAnnealing": "textvae.training.callbacks",
+    "generate": "textvae.model.decoding",
+    "load_model": "textvae.model.vae",
 }
-# No lazy `train` here: importing the submodule textvae.train would rebind the name to the
-# module. Call `from textvae.train import train`.
+# No lazy `train` here: importing the submodule textvae.training.train would rebind the name to the
+# module. Call `from textvae.training.train import train`.
 
 __all__ = [
     "CheckpointError",

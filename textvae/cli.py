@@ -79,7 +79,7 @@ def _storage_options(
     usage error unless one of ``locations`` is a URL."""
     if not pairs:
         return None
-    from textvae.store import is_url
+    from textvae.data.store import is_url
 
     if not any(loc is not None and is_url(loc) for loc in locations):
         given = " or ".join(repr(loc) for loc in locations if loc is not None) or "nothing"
@@ -206,9 +206,9 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     config, args = _parse_ingest(argv)
 
     def run() -> int:
-        from textvae.corpus import open_corpus
-        from textvae.store import build_store
-        from textvae.vocab import load_tokenizer
+        from textvae.data.corpus import open_corpus
+        from textvae.data.store import build_store
+        from textvae.data.vocab import load_tokenizer
 
         tokenizer = None if config.tokenizer is None else load_tokenizer(config.tokenizer)
         progress = None if args.quiet else ConsoleProgress()
@@ -434,7 +434,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         import_keras(config.verbose)
-        from textvae.train import train
+        from textvae.training.train import train
 
         metrics = train(config, progress=ConsoleProgress())
         if not metrics:  # a non-chief worker of a multi-worker run: the chief evaluates
@@ -516,7 +516,7 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         import_keras(args.verbose)
-        from textvae import sample
+        from textvae.training import sample
 
         model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)
         decoding = {"temperature": args.temperature, "top_k": args.top_k}
@@ -565,7 +565,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     storage_options = _storage_options(parser, args.storage_options, args.store)
 
     def run() -> int:
-        from textvae.verify import verify_store
+        from textvae.data.verify import verify_store
 
         progress = None if args.quiet else ConsoleProgress()
         try:

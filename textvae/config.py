@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textvae._checks import (
-    DECODERS,
     DTYPES,
     PADDINGS,
     TARGETS,
@@ -22,10 +21,10 @@ from textvae._checks import (
     one_of,
     path,
     positive_int,
-    positive_number,
 )
+from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
-from textvae.vocab import check_vocab_size
+from textvae.model.config import ModelConfig
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainConfig"]
 
@@ -50,7 +49,7 @@ def _check_storage_options(
             "`storage_options` must be a dict or None. "
             f"Received: storage_options={storage_options!r}"
         )
-    from textvae.store import is_url  # lazy: the store imports zarr
+    from textvae.data.store import is_url  # lazy: the store imports zarr
 
     if storage_options and not any(loc is not None and is_url(loc) for loc in locations):
         raise InvalidArgumentError(
@@ -65,47 +64,6 @@ def _redacted(storage_options: dict[str, Any] | None) -> dict[str, str] | None:
     if storage_options is None:
         return None
     return {key: _REDACTED for key in storage_options}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Sizes and loss weights of the text VAE; the defaults are the seed tutorial's sizes.
-
-    ``sentiment_weight`` weighs the sentiment cross-entropy against the reconstruction loss
-    summed over time steps; 200 is the value DESIGN.md measured to reach 0.85+ test accuracy.
-    ``epsilon_std`` is the sampling noise (the seed used 0.01, nearly a plain autoencoder).
-    ``decoder`` is ``"autoregressive"`` (reads the review so far and z; README "The model") or
-    the seed's ``"repeat"``; ``word_dropout`` is the share of the autoregressive decoder's input
-    words replaced by ``<oov>`` in training; ``encoder_pooling`` adds a mean-pooled embedding
-    branch beside the encoder's BiLSTM; ``bow_weight`` weighs a bag-of-words loss from z
-    (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
-    """
-
-    embedding_dim: int = 64
-    hidden: int = 500
-    dense: int = 435
-    latent: int = 200
-    epsilon_std: float = 1.0
-    decoder: str = "autoregressive"
-    word_dropout: float = 0.25
-    encoder_pooling: bool = True
-    sentiment_weight: float = 200.0
-    free_bits: float = 0.0
-    bow_weight: float = 0.5
-    learning_rate: float = 1e-3
-
-    def __post_init__(self) -> None:
-        for name in ("embedding_dim", "hidden", "dense", "latent"):
-            positive_int(name, getattr(self, name))
-        one_of("decoder", self.decoder, DECODERS)
-        fraction("word_dropout", self.word_dropout)
-        for name in ("epsilon_std", "learning_rate"):
-            positive_number(name, getattr(self, name))
-        for name in ("sentiment_weight", "free_bits", "bow_weight"):
-            non_negative(name, getattr(self, name))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -206,7 +164,7 @@ class IngestConfig:
     ids by ``padding`` / ``truncating`` (``"pre"`` or ``"post"``, as Keras' ``pad_sequences``);
     ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
     ``tokenizer`` names a function ``"module:function"`` (text -> list of str tokens) used
-    instead of :func:`~textvae.vocab.tokenize`; it is imported when the ingest runs.
+    instead of :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs.
     ``workers`` processes ingest (``None``: all cores; 1: the plain in-process build).
     """
 

@@ -26,6 +26,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "TextVAEDeprecationWarning",
     "TextVAEError",
     "TrainingInterrupted",
 ]
@@ -38,6 +39,12 @@ class TextVAEError(Exception):
 class InvalidArgumentError(TextVAEError, ValueError):
     """An argument, option or setting (``TF_CONFIG``) has a value textvae does not accept; the
     message names it, the rule and the value received."""
+
+
+class TextVAEDeprecationWarning(DeprecationWarning):
+    """A textvae name, import path, argument or flag that is going away: its message names the
+    replacement and the release that removes it. Raised through :func:`textvae._compat.deprecated`
+    only, so every deprecation reads the same and can be filtered as one class."""
 
 
 class MemoryBudgetWarning(UserWarning):

@@ -105,7 +105,7 @@ def as_tf_dataset(sequence: Any) -> Any:
     Parameters
     ----------
     sequence
-        A :class:`~textvae.sequence.OneHotSequence`, or anything with ``__len__``,
+        A :class:`~textvae.batching.sequence.OneHotSequence`, or anything with ``__len__``,
         ``__getitem__``, ``on_epoch_end`` (and optionally ``workers`` / ``max_queue_size``:
         batches are built ahead in that many threads).
 

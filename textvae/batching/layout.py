@@ -1,4 +1,4 @@
-"""The batch layout: which arrays a :class:`~textvae.sequence.OneHotSequence` batch holds, and
+"""The batch layout: which arrays a :class:`~textvae.batching.sequence.OneHotSequence` batch holds, and
 under which names.
 
 A batch is Keras' ``(x, y)`` or ``(x, y, sample_weight)``. ``x`` is the bare ids array or a dict

@@ -24,9 +24,7 @@ from textvae._checks import (
     one_of,
     positive_int,
 )
-from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
-from textvae.kernels import aligned_empty, onehot
-from textvae.layout import (
+from textvae.batching.layout import (
     NEXT_KINDS,
     TOKEN_KINDS,
     BatchLayout,
@@ -34,7 +32,9 @@ from textvae.layout import (
     next_token_mask,
     padding_mask,
 )
-from textvae.store import TokenStore
+from textvae.data.store import TokenStore
+from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
+from textvae.kernels import aligned_empty, onehot
 
 __all__ = ["OneHotSequence", "chunk_windows", "default_memory_budget", "holdout_rows"]
 
@@ -254,10 +254,10 @@ class OneHotSequence(keras.utils.PyDataset):
 
     By default ``seq[i]`` returns ``(ids, {"reconstruction": targets, "sentiment": labels})``:
     ``ids`` int32 (batch, max_len); targets the one-hot (batch, max_len, vocab_size) batch in
-    ``dtype`` from :func:`textvae.kernels.onehot`, or the int32 ids themselves with
+    ``dtype`` from :func:`textvae.kernels._onehot`, or the int32 ids themselves with
     ``targets="sparse"`` (for ``sparse_categorical_crossentropy``); labels float32 (batch, 1).
     ``inputs``, ``outputs`` and ``sample_weight`` give any other layout (see
-    :class:`~textvae.layout.BatchLayout`)::
+    :class:`~textvae.batching.layout.BatchLayout`)::
 
         OneHotSequence(store, inputs="tokens", outputs={"lm": "next_onehot", "label": "classes"},
                        sample_weight="mask")[i]
@@ -270,7 +270,7 @@ class OneHotSequence(keras.utils.PyDataset):
     Parameters
     ----------
     store
-        Path or URL of a store, or an opened :class:`~textvae.store.TokenStore`. The store is
+        Path or URL of a store, or an opened :class:`~textvae.data.store.TokenStore`. The store is
         (re)opened lazily in each process, so the sequence pickles.
     split
         Which split to serve (``"train"``, ``"test"``, ...).
@@ -343,7 +343,7 @@ class OneHotSequence(keras.utils.PyDataset):
     first), and advances when Keras ends an epoch it began and read to its last batch (see
     :meth:`on_epoch_end`), so ``model.fit(seq, epochs=3)`` trains on epochs 0, 1 and 2's
     orders. To start elsewhere (resuming at ``initial_epoch``) call :meth:`set_epoch`, or pass
-    :class:`~textvae.callbacks.EpochSync`, which pins fit's epoch k to the sequence's epoch k.
+    :class:`~textvae.training.callbacks.EpochSync`, which pins fit's epoch k to the sequence's epoch k.
 
     :meth:`from_batch` gives a copy that starts every epoch at a later batch: how
     ``textvae-train --resume`` finishes an epoch it stopped in the middle of.
@@ -477,7 +477,7 @@ class OneHotSequence(keras.utils.PyDataset):
 
     @property
     def store(self) -> TokenStore:
-        """The opened :class:`~textvae.store.TokenStore` this sequence reads (in this process)."""
+        """The opened :class:`~textvae.data.store.TokenStore` this sequence reads (in this process)."""
         return self._open()
 
     @property
@@ -564,7 +564,7 @@ class OneHotSequence(keras.utils.PyDataset):
         do not count, so ``model.fit(seq, epochs=3)`` serves epochs 0, 1 and 2. (With several
         thread or process workers on JAX and torch, Keras' enqueuer keeps the batches prefetched
         during that peek and serves them first in epoch 0: pass ``workers=1`` there, or build
-        the model before ``fit``.) :class:`~textvae.callbacks.EpochSync` pins fit's epoch k to
+        the model before ``fit``.) :class:`~textvae.training.callbacks.EpochSync` pins fit's epoch k to
         epoch k whatever happened before (resuming at ``initial_epoch``).
 
         The buffer pool is let go too: Keras keeps a finished dataset adapter (and so this
@@ -701,16 +701,16 @@ class OneHotSequence(keras.utils.PyDataset):
     # -- outside fit (textvae/adapters.py) -----------------------------------------------------
     def as_tf_dataset(self) -> Any:
         """A ``tf.data.Dataset`` of this sequence's batches, without a copy: each pass serves
-        the current epoch, then advances it. See :func:`textvae.adapters.as_tf_dataset`."""
-        from textvae.adapters import as_tf_dataset
+        the current epoch, then advances it. See :func:`textvae.batching.adapters.as_tf_dataset`."""
+        from textvae.batching.adapters import as_tf_dataset
 
         return as_tf_dataset(self)
 
     def as_torch_dataloader(self, **kwargs: Any) -> Any:
         """A PyTorch ``DataLoader`` of this sequence's batches as tensors sharing its memory
         (``num_workers=0``); ``set_epoch(k)`` before each epoch. See
-        :func:`textvae.adapters.torch_dataloader`."""
-        from textvae.adapters import torch_dataloader
+        :func:`textvae.batching.adapters.torch_dataloader`."""
+        from textvae.batching.adapters import torch_dataloader
 
         return torch_dataloader(self, **kwargs)
 

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 
 from textvae._checks import PADDINGS, int_at_least, positive_int
-from textvae.decoding import generate
+from textvae.data.vocab import Vocabulary, pad_row, tokenize
 from textvae.errors import CheckpointError
-from textvae.run import BEST, CONFIG, VOCAB, RunDir
-from textvae.vocab import Vocabulary, pad_row, tokenize
+from textvae.model.decoding import generate
+from textvae.training.run import BEST, CONFIG, VOCAB, RunDir
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
 
@@ -71,7 +71,7 @@ def decode_latents(
     top_k: int | None = None,
     seed: int | None = 0,
 ) -> list[str]:
-    """Latent codes decoded into text by :func:`textvae.decoding.generate` (greedy by default,
+    """Latent codes decoded into text by :func:`textvae.model.decoding.generate` (greedy by default,
     sampled with ``temperature`` / ``top_k``), up to ``max_len`` ids; start id dropped."""
     ids = generate(model, z, temperature=temperature, top_k=top_k, seed=seed)
     return [" ".join(vocab.decode(row)) for row in ids]

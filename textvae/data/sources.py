@@ -3,10 +3,10 @@
 :func:`build_store_from_ids` stores ids a user already has (a Hugging Face tokenizer, Keras'
 ``TextVectorization``, SentencePiece, an ``(N, L)`` array); :func:`build_store_from_texts`
 tokenizes texts with a callable the user passes and builds the vocabulary as
-:func:`~textvae.store.build_store` does. Labels are optional: none, binary, or integer classes
+:func:`~textvae.data.store.build_store` does. Labels are optional: none, binary, or integer classes
 (``num_classes``). Splits may have any name a path can hold.
 
-Both feed :func:`~textvae.store.build_store` a :class:`~textvae.store.StoreSource`, so the
+Both feed :func:`~textvae.data.store.build_store` a :class:`~textvae.data.store.StoreSource`, so the
 store is built the same way: streaming (a chunk of rows in memory at a time), under the path's
 lock, every chunk checksummed, ``complete`` written last. Every row and label is checked as it
 is read; a bad one stops the build with an error naming the split, the row and the value, and
@@ -25,11 +25,11 @@ import numpy as np
 
 from textvae._checks import int_at_least, int_in_range
 from textvae.config import DEFAULT_CHUNK_ROWS
-from textvae.corpus import Corpus
+from textvae.data.corpus import Corpus
+from textvae.data.store import MAX_CLASSES, Log, TokenStore, build_store
+from textvae.data.vocab import Vocabulary, check_tokenizer, check_vocab_size, tokenize
 from textvae.errors import InvalidArgumentError
 from textvae.progress import ProgressFn
-from textvae.store import MAX_CLASSES, Log, TokenStore, build_store
-from textvae.vocab import Vocabulary, check_tokenizer, check_vocab_size, tokenize
 
 __all__ = [
     "ID_TOKEN",
@@ -422,7 +422,7 @@ def _id_tokens(tokens: Any, vocab_size: int) -> tuple[str, ...]:
 
 
 class _IdsSource:
-    """A :class:`~textvae.store.StoreSource` of a user's token ids (and labels)."""
+    """A :class:`~textvae.data.store.StoreSource` of a user's token ids (and labels)."""
 
     def __init__(
         self,
@@ -519,7 +519,7 @@ def build_store_from_ids(
     Parameters
     ----------
     path
-        Local path or fsspec URL (``s3://...``), as for :func:`~textvae.store.build_store`.
+        Local path or fsspec URL (``s3://...``), as for :func:`~textvae.data.store.build_store`.
     ids
         Split name -> rows: a 2-D integer array (NumPy, a memmap, zarr: read ``chunk_rows``
         rows at a time), or an iterable of integer sequences of any lengths (lists, a
@@ -544,7 +544,7 @@ def build_store_from_ids(
     pad_id
         The id that pads short rows (kept as the store's ``pad_id``).
     padding, truncating, chunk_rows, overwrite, progress, storage_options, log
-        As for :func:`~textvae.store.build_store`.
+        As for :func:`~textvae.data.store.build_store`.
     source
         What the ids are, kept in the store's metadata.
 
@@ -555,7 +555,7 @@ def build_store_from_ids(
         (outside ``[0, num_classes)``, a count that differs from the rows'); the message names
         the split, the row and the value.
     TextVAEError
-        Whatever :func:`~textvae.store.build_store` raises.
+        Whatever :func:`~textvae.data.store.build_store` raises.
 
     Examples
     --------
@@ -606,7 +606,7 @@ def build_store_from_ids(
 
 
 class _TextsCorpus(Corpus):
-    """A :class:`~textvae.corpus.Corpus` of texts a user passes (and their labels)."""
+    """A :class:`~textvae.data.corpus.Corpus` of texts a user passes (and their labels)."""
 
     def __init__(
         self,
@@ -670,26 +670,26 @@ def build_store_from_texts(
 ) -> TokenStore:
     """Build a token store from texts, split into tokens by ``tokenizer``, and return it opened.
 
-    As :func:`~textvae.store.build_store`: the vocabulary is the ``vocab_size - 3`` most
+    As :func:`~textvae.data.store.build_store`: the vocabulary is the ``vocab_size - 3`` most
     frequent tokens of the ``train`` split (of the first split when none is named ``train``),
     with textvae's ids (0 padding, 1 start, 2 out-of-vocabulary); every row starts with id 1.
 
     Parameters
     ----------
     path
-        Local path or fsspec URL, as for :func:`~textvae.store.build_store`.
+        Local path or fsspec URL, as for :func:`~textvae.data.store.build_store`.
     texts
         Split name -> texts (an iterable of str, or a function returning a new iterable). The
         vocabulary's split is read twice (counting, then encoding): it must be a list (or
         another re-iterable) or a function, not a one-shot iterator.
     tokenizer
-        Text -> list of str tokens (default :func:`~textvae.vocab.tokenize`); every result
+        Text -> list of str tokens (default :func:`~textvae.data.vocab.tokenize`); every result
         is checked.
     labels, num_classes
         As for :func:`build_store_from_ids`.
     vocab_size, max_len, padding, truncating, chunk_rows, overwrite, progress,
     storage_options, log
-        As for :func:`~textvae.store.build_store`.
+        As for :func:`~textvae.data.store.build_store`.
     source
         What the texts are, kept in the store's metadata.
 
@@ -698,7 +698,7 @@ def build_store_from_texts(
     InvalidArgumentError
         A bad argument, split name, text (not a str), tokenizer result or label.
     TextVAEError
-        Whatever :func:`~textvae.store.build_store` raises.
+        Whatever :func:`~textvae.data.store.build_store` raises.
     """
     splits = _check_splits(texts, "texts")
     tokenizer = check_tokenizer(tokenizer)

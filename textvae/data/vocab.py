@@ -4,7 +4,7 @@ Ids follow ``keras.datasets.imdb``: 0 padding, 1 start, 2 out-of-vocabulary, wor
 descending training-set frequency; ``vocab_size`` counts every id, like Keras' ``num_words``.
 (Keras' own pre-tokenised ids start words at 4, leaving 3 unused: the Keras reader keeps them.)
 
-Reading corpora is :mod:`textvae.corpus`'s job; this module knows nothing of files.
+Reading corpora is :mod:`textvae.data.corpus`'s job; this module knows nothing of files.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class Vocabulary:
     """
 
     tokens: tuple[str, ...] = field(repr=False)
-    #: The special ids, as every source of a store names them (:class:`textvae.store.StoreSource`).
+    #: The special ids, as every source of a store names them (:class:`textvae.data.store.StoreSource`).
     pad_id: ClassVar[int] = PAD_ID
     start_id: ClassVar[int] = START_ID
     oov_id: ClassVar[int] = OOV_ID

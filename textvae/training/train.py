@@ -1,14 +1,14 @@
 """``train(config)``: store -> OneHotSequence -> TextVAE.fit -> the run folder.
 
-The run folder (``config.out``, ``--out``) and its files are :mod:`textvae.run`'s; the
-callbacks that write them every epoch are :mod:`textvae.callbacks`' and serve both training
+The run folder (``config.out``, ``--out``) and its files are :mod:`textvae.training.run`'s; the
+callbacks that write them every epoch are :mod:`textvae.training.callbacks`' and serve both training
 paths:
 
 - one process: ``model.fit`` (any Keras backend; TensorFlow is not needed), with mid-epoch
   checkpoints (every ``checkpoint_steps`` / ``checkpoint_minutes`` and on SIGTERM/SIGINT) and a
   resume that continues at the next batch;
 - several processes (``TF_CONFIG`` naming several workers) or several GPUs under the
-  TensorFlow backend: :func:`textvae.distributed.fit_distributed`, imported only then; it
+  TensorFlow backend: :func:`textvae.training.distributed.fit_distributed`, imported only then; it
   checkpoints and resumes per epoch.
 """
 
@@ -21,23 +21,23 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
-from textvae.cluster import worker_info
+from textvae.batching.sequence import OneHotSequence, holdout_rows
 from textvae.config import TrainConfig
+from textvae.data.store import TokenStore, is_store, resolve_store
+from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
-from textvae.evaluate import (
+from textvae.model.vae import TextVAE, build_vae
+from textvae.progress import ProgressFn
+from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
+from textvae.training.cluster import worker_info
+from textvae.training.evaluate import (
     RECONSTRUCT_ROWS,
     evaluate_vae,
     plot_latents,
     split_sentiment_accuracy,
 )
-from textvae.model import TextVAE, build_vae
-from textvae.preemption import StopOnSignal
-from textvae.progress import ProgressFn
-from textvae.run import LAST, LATENTS, RunDir, TrainingState
-from textvae.sequence import OneHotSequence, holdout_rows
-from textvae.store import TokenStore, is_store, resolve_store
-from textvae.vocab import OOV_ID, PAD_ID, START_ID
+from textvae.training.preemption import StopOnSignal
+from textvae.training.run import LAST, LATENTS, RunDir, TrainingState
 
 __all__ = ["train"]
 
@@ -60,7 +60,7 @@ def _strategy(num_workers: int) -> Any:
 
         if len(tf.config.list_physical_devices("GPU")) < 2:
             return None
-    from textvae.distributed import strategy_from_env
+    from textvae.training.distributed import strategy_from_env
 
     return strategy_from_env()
 
@@ -185,7 +185,7 @@ def _fit_multi_worker(
     Checkpoints and resumes per epoch only: a state saved mid-epoch by a single-process run
     resumes at that epoch's start, from ``last.keras`` (the partial epoch is trained again).
     """
-    from textvae.distributed import fit_distributed
+    from textvae.training.distributed import fit_distributed
 
     _, num_workers, _ = worker_info()
     initial_epoch = state.epochs_done if state is not None else 0
@@ -297,7 +297,7 @@ def train(
 
     With ``TF_CONFIG`` naming several workers (or on one host with several GPUs under the
     TensorFlow backend) training runs under a ``tf.distribute`` strategy with
-    :func:`textvae.distributed.fit_distributed`, each worker on its own shard; the chief writes
+    :func:`textvae.training.distributed.fit_distributed`, each worker on its own shard; the chief writes
     the run folder and evaluates. Otherwise ``model.fit``, on any Keras backend.
 
     Parameters
@@ -307,12 +307,12 @@ def train(
     log
         Called with one line per step of the run (ingest, training, evaluation).
     progress
-        Ingest progress, passed to :func:`textvae.store.resolve_store`.
+        Ingest progress, passed to :func:`textvae.data.store.resolve_store`.
 
     Returns
     -------
     dict
-        The metrics also written to ``metrics.json`` (:func:`textvae.evaluate.evaluate_vae`
+        The metrics also written to ``metrics.json`` (:func:`textvae.training.evaluate.evaluate_vae`
         plus ``split``, ``epochs``, ``processes``, ``train_rows``, ``fit_seconds``,
         ``total_seconds``), or ``{}`` on a worker of a multi-worker run that is not the chief.
 

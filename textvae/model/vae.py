@@ -22,7 +22,7 @@ The seed's decoder sees no previous id (Bowman et al. 2016 call it inputless): i
 the most frequent id of each position, and its samples are one token repeated. The
 autoregressive decoder predicts store position ``j`` from the ids before it and ``z``, so its
 output lines up with the store's rows: one-hot and sparse targets from
-:class:`~textvae.sequence.OneHotSequence` are used as they are (:mod:`textvae.layers` does the
+:class:`~textvae.batching.sequence.OneHotSequence` are used as they are (:mod:`textvae.model.layers` does the
 shift inside the model). The softmax ``Dense`` is applied to the 3-D tensor directly: Keras 3's
 ``TimeDistributed`` loops in Python over a static time axis and ran out of memory at the seed's
 sizes (see DESIGN.md).
@@ -42,7 +42,7 @@ do without it.
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric.
 ``kl_weight`` is a non-trainable variable on the model (set per batch by
-:class:`~textvae.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
+:class:`~textvae.training.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
 :meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
 per review, no free bits) is reported as ``kl``.
 
@@ -64,10 +64,10 @@ import numpy as np
 from keras import ops
 
 from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, positive_int
-from textvae.config import ModelConfig
+from textvae.data.vocab import PAD_ID, START_ID
 from textvae.errors import CheckpointError
-from textvae.layers import AlignToStore, DecoderInputs, MaskedMean
-from textvae.vocab import PAD_ID, START_ID
+from textvae.model.config import ModelConfig
+from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
 
 __all__ = [
     "ReconstructionLoss",
@@ -275,7 +275,7 @@ class TextVAE(keras.Model):
     decoder
         ``[z, ids] -> reconstruction`` probabilities ``(batch, max_len, vocab_size)``
         (teacher-forced on ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
-        :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.decoding.generate`
+        :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.model.decoding.generate`
         decodes free-running.
     sentiment_predictor
         ``ids -> sentiment`` probability ``(batch, 1)`` through ``z_mean``.
@@ -383,7 +383,7 @@ class TextVAE(keras.Model):
         self.decoder = keras.Model(z_in, y, name="decoder")
 
     def _build_autoregressive_decoder(self) -> None:
-        # Layers kept as attributes: textvae.decoding.generate runs them one step at a time.
+        # Layers kept as attributes: textvae.model.decoding.generate runs them one step at a time.
         self.decoder_embedding = keras.layers.Embedding(
             self.vocab_size, self.embedding_dim, name="decoder_embedding"
         )
@@ -579,9 +579,9 @@ def load_model(path: str | os.PathLike[str]) -> TextVAE:
 
 # Moved in this release; the old names work for one more release, with a DeprecationWarning.
 _MOVED = {
-    "KLAnnealing": "textvae.callbacks",
-    "active_units": "textvae.metrics",
-    "token_accuracy": "textvae.metrics",
+    "KLAnnealing": "textvae.training.callbacks",
+    "active_units": "textvae.model.metrics",
+    "token_accuracy": "textvae.model.metrics",
 }
 
 
@@ -594,4 +594,4 @@ def __getattr__(name: str) -> Any:
             stacklevel=2,
         )
         return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'textvae.model' has no attribute {name!r}")
+    raise AttributeError(f"module 'textvae.model.vae' has no attribute {name!r}")

@@ -13,8 +13,8 @@ Four layouts are read, all streaming (memory grows with the vocabulary, not with
 ``"0"``/``"1"``, ``pos``/``neg`` and ``positive``/``negative`` are accepted.
 
 A corpus counts its training split's words and encodes its reviews with a
-:class:`~textvae.vocab.Vocabulary` (tokenizing, ids and their conventions live in
-:mod:`textvae.vocab`).
+:class:`~textvae.data.vocab.Vocabulary` (tokenizing, ids and their conventions live in
+:mod:`textvae.data.vocab`).
 
 This module never imports TensorFlow or Keras at import time (that costs seconds and 0.5 GB);
 only :func:`download_keras_imdb` imports Keras, when called.
@@ -39,9 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
-from textvae.progress import VOCAB_STAGE, ProgressFn
-from textvae.vocab import (
+from textvae.data.vocab import (
     FIRST_WORD_ID,
     OOV_ID,
     RESERVED,
@@ -51,6 +49,8 @@ from textvae.vocab import (
     check_vocab_size,
     tokenize,
 )
+from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+from textvae.progress import VOCAB_STAGE, ProgressFn
 
 __all__ = [
     "ENV_VAR",
@@ -94,7 +94,7 @@ class Corpus(abc.ABC):
     num_classes:
         2: labels are binary (1 positive, 0 negative).
     tokenizer:
-        Text -> list of str tokens; :func:`~textvae.vocab.tokenize` unless
+        Text -> list of str tokens; :func:`~textvae.data.vocab.tokenize` unless
         :meth:`with_tokenizer` chose another.
     """
 
@@ -105,7 +105,7 @@ class Corpus(abc.ABC):
 
     def with_tokenizer(self, tokenizer: Callable[[str], list[str]]) -> Corpus:
         """A copy of this corpus that splits its texts with ``tokenizer`` (text -> list of
-        str tokens; every result is checked) instead of :func:`~textvae.vocab.tokenize`."""
+        str tokens; every result is checked) instead of :func:`~textvae.data.vocab.tokenize`."""
         corpus = copy.copy(self)
         corpus.tokenizer = check_tokenizer(tokenizer)
         return corpus

@@ -17,9 +17,9 @@ from typing import Any
 
 import zarr
 
+from textvae.data.retry import call_with_retry, run_with_timeout
+from textvae.data.store import _DECODE_ERRORS, TokenStore, _chunk_problem, has_checksum
 from textvae.progress import ProgressFn
-from textvae.retry import call_with_retry, run_with_timeout
-from textvae.store import _DECODE_ERRORS, TokenStore, _chunk_problem, has_checksum
 
 __all__ = ["DamagedChunk", "VerifyReport", "verify_store"]
 

@@ -1,6 +1,6 @@
 """Parallel ingest: counting words and encoding chunks of a corpus in several processes.
 
-:func:`~textvae.store.build_store` with ``workers > 1`` uses this module; ``workers=1`` never
+:func:`~textvae.data.store.build_store` with ``workers > 1`` uses this module; ``workers=1`` never
 does. Measured on IMDB (README "textvae-ingest"), a single process spends about 40% of its time
 in the tokenizer's regex, 30% looking up ids, 10% counting words and 15% reading and parsing the
 corpus (gzip, JSON, CSV or files), the rest padding and compressing chunks. So:
@@ -9,7 +9,7 @@ corpus (gzip, JSON, CSV or files), the rest padding and compressing chunks. So:
   exactly as one process does, so every reader error is the same error at the same record;
 - **workers do the rest**: in the vocabulary pass each task counts the tokens of a batch of
   reviews and the parent adds the counts (the vocabulary is the one a single process builds:
-  :meth:`~textvae.vocab.Vocabulary.from_counts` does not depend on the order of counting); in
+  :meth:`~textvae.data.vocab.Vocabulary.from_counts` does not depend on the order of counting); in
   the encoding pass each task is one chunk of rows (``chunk_rows``): the worker tokenizes,
   looks up, pads and writes that chunk of ``tokens`` itself, so no two processes write one
   chunk; the parent writes ``labels`` and ``lengths`` (5 bytes a row) in row order, the way one
@@ -17,7 +17,7 @@ corpus (gzip, JSON, CSV or files), the rest padding and compressing chunks. So:
   process (tested).
 
 Memory stays bounded: at most ``2 x workers`` tasks (one chunk of reviews each) are in flight.
-A corpus that does not tokenize with the built-in :func:`~textvae.vocab.tokenize` (Keras'
+A corpus that does not tokenize with the built-in :func:`~textvae.data.vocab.tokenize` (Keras'
 ``imdb.npz``, a custom tokenizer, a source of ids) is encoded by the parent with its own
 ``encoded``; workers still pad, compress and write the chunks.
 
@@ -49,8 +49,8 @@ import numpy as np
 import zarr
 
 from textvae._checks import int_at_least
+from textvae.data.vocab import Vocabulary, pad_row, tokenize
 from textvae.progress import VOCAB_STAGE, ProgressFn
-from textvae.vocab import Vocabulary, pad_row, tokenize
 
 __all__ = [
     "ParallelWriter",
@@ -99,7 +99,7 @@ def check_workers(workers: Any) -> int:
 def tokenizes_in_workers(corpus: Any) -> bool:
     """Whether workers can tokenize ``corpus``'s texts themselves: a :class:`Corpus` that counts
     and encodes with the base class' methods and the built-in :func:`tokenize`."""
-    from textvae.corpus import Corpus
+    from textvae.data.corpus import Corpus
 
     cls = type(corpus)
     return (
@@ -114,7 +114,7 @@ def tokenizes_in_workers(corpus: Any) -> bool:
 def _encodes_raw_in_workers(corpus: Any) -> bool:
     """Whether workers can encode ``corpus``'s raw reviews: Keras' ``imdb.npz`` (word ranks),
     whose per-review checks and id mapping are most of its cost."""
-    from textvae.corpus import KerasImdbCorpus
+    from textvae.data.corpus import KerasImdbCorpus
 
     return isinstance(corpus, KerasImdbCorpus) and type(corpus).encoded is KerasImdbCorpus.encoded
 
@@ -360,7 +360,7 @@ class ParallelWriter:
     """Writes the splits of ``corpus`` into a store's arrays with ``workers`` processes.
 
     A context manager: the processes live from ``__enter__`` to ``__exit__``. Made by
-    :func:`~textvae.store.build_store` after it created the store (and its ``vocab``).
+    :func:`~textvae.data.store.build_store` after it created the store (and its ``vocab``).
 
     Parameters
     ----------
@@ -375,7 +375,7 @@ class ParallelWriter:
     array_config
         zarr's runtime array config of the build (``write_empty_chunks``).
     max_len, padding, truncating, chunk_rows
-        As given to :func:`~textvae.store.build_store`.
+        As given to :func:`~textvae.data.store.build_store`.
     """
 
     def __init__(

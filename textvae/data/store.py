@@ -11,7 +11,7 @@ Layout (see DESIGN.md, "The corpus store")::
     <store>/<split>/lengths  (N,) int32: tokens before padding/truncation
 
 Format 2 adds ``num_classes`` (null: no labels) and lets a store built from a user's token ids
-(:mod:`textvae.sources`) have its own ``pad_id`` and no start or out-of-vocabulary id
+(:mod:`textvae.data.sources`) have its own ``pad_id`` and no start or out-of-vocabulary id
 (``start_id`` and ``oov_id`` null). Format-1 stores (always binary labels, textvae's ids) are
 read as before.
 
@@ -19,8 +19,8 @@ read as before.
 chunk of every array carries a crc32c checksum (zarr v3's ``crc32c`` codec after zstd), verified
 on every read: a damaged chunk raises :class:`StoreCorruptError` naming its rows. Stores written
 before checksums (same format 1) still open and read, unchecked. A build holds the path's lock
-(:mod:`textvae.lock`); reads of remote stores retry transient faults for a bounded time
-(:mod:`textvae.retry`).
+(:mod:`textvae.data.lock`); reads of remote stores retry transient faults for a bounded time
+(:mod:`textvae.data.retry`).
 A store can be a local path or any URL zarr understands through fsspec (``s3://...``); one rule,
 :func:`is_url`, tells them apart. :func:`resolve_store` turns what a user passed (a store, a
 corpus, or nothing: IMDB) into an opened store, ingesting a corpus once into a cache folder.
@@ -45,7 +45,20 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from textvae._checks import PADDINGS, one_of, positive_int
 from textvae.config import DEFAULT_CHUNK_ROWS
-from textvae.corpus import Corpus, download_keras_imdb, find_imdb, open_corpus
+from textvae.data.corpus import Corpus, download_keras_imdb, find_imdb, open_corpus
+from textvae.data.lock import StoreLock, lock_owner
+from textvae.data.parallel_ingest import ParallelWriter, check_workers, parallel_vocabulary
+from textvae.data.retry import call_with_retry, is_transient, run_with_timeout
+from textvae.data.retry import retry_seconds as retry_seconds_of
+from textvae.data.vocab import (
+    MAX_VOCAB_SIZE,
+    OOV_ID,
+    PAD_ID,
+    START_ID,
+    Vocabulary,
+    check_vocab_size,
+    pad_row,
+)
 from textvae.errors import (
     IncompleteStoreError,
     InvalidArgumentError,
@@ -59,20 +72,7 @@ from textvae.errors import (
     StoreWriteError,
     TextVAEError,
 )
-from textvae.lock import StoreLock, lock_owner
-from textvae.parallel_ingest import ParallelWriter, check_workers, parallel_vocabulary
 from textvae.progress import ProgressFn
-from textvae.retry import call_with_retry, is_transient, run_with_timeout
-from textvae.retry import retry_seconds as retry_seconds_of
-from textvae.vocab import (
-    MAX_VOCAB_SIZE,
-    OOV_ID,
-    PAD_ID,
-    START_ID,
-    Vocabulary,
-    check_vocab_size,
-    pad_row,
-)
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -185,12 +185,12 @@ def _label_dtype(num_classes: int) -> np.dtype:
 
 
 class StoreSource(Protocol):
-    """What :func:`build_store` reads: a :class:`~textvae.corpus.Corpus`, or a source of
-    :mod:`textvae.sources` (users' token ids or texts).
+    """What :func:`build_store` reads: a :class:`~textvae.data.corpus.Corpus`, or a source of
+    :mod:`textvae.data.sources` (users' token ids or texts).
 
     ``vocabulary`` returns an object with ``size``, ``padded(vocab_size).tokens`` and the
     special ids ``pad_id``, ``start_id``, ``oov_id`` (None: the ids have none), as
-    :class:`~textvae.vocab.Vocabulary` has; ``encoded`` yields ``(ids, label)`` of every row of
+    :class:`~textvae.data.vocab.Vocabulary` has; ``encoded`` yields ``(ids, label)`` of every row of
     a split in order, ids in ``[0, vocab_size)``, label a class id, -1 (unlabelled) or None
     when ``num_classes`` is None (no labels).
     """
@@ -280,7 +280,7 @@ class TokenStore:
         retry_seconds
             For URLs: how long opening and each read retry transient faults (connection
             refused or reset, timeouts) before :class:`StoreUnavailableError`; default
-            ``$TEXTVAE_RETRY_SECONDS``, else 60 (:mod:`textvae.retry`).
+            ``$TEXTVAE_RETRY_SECONDS``, else 60 (:mod:`textvae.data.retry`).
 
         Raises
         ------
@@ -579,7 +579,7 @@ class TokenStore:
 
     @property
     def vocab(self) -> Vocabulary:
-        """The store's :class:`~textvae.vocab.Vocabulary`, ``vocab_size`` tokens by id (read
+        """The store's :class:`~textvae.data.vocab.Vocabulary`, ``vocab_size`` tokens by id (read
         once, then cached). It is a sequence of tokens: ``store.vocab[i]``, ``list(store.vocab)``.
 
         Raises
@@ -815,7 +815,7 @@ def _check_remote(
 
 def _read_options(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Storage options for reading a URL: for s3, botocore makes one attempt per request (unless
-    the caller set ``config_kwargs["retries"]``), so that :mod:`textvae.retry` alone decides
+    the caller set ``config_kwargs["retries"]``), so that :mod:`textvae.data.retry` alone decides
     how long a failing read is retried (botocore's own retries are counted, not timed)."""
     options = dict(storage_options or {})
     if path.startswith(("s3://", "s3a://")):
@@ -911,15 +911,15 @@ def build_store(
     ``complete`` is written last; if the build fails or is interrupted (Ctrl-C), a local store
     it created is removed, and any store left behind (remote) is refused by :meth:`TokenStore.open`.
     Every chunk carries a crc32c checksum. The build holds the lock ``<path>.lock``
-    (:class:`~textvae.lock.StoreLock`) from before it looks at ``path`` until it ends.
+    (:class:`~textvae.data.lock.StoreLock`) from before it looks at ``path`` until it ends.
 
     Parameters
     ----------
     path
         Local path (``file://`` URLs included) or fsspec URL (``s3://bucket/imdb.zarr``).
     corpus
-        The reviews, e.g. from :func:`~textvae.corpus.open_corpus` (or any
-        :class:`StoreSource`: :mod:`textvae.sources` builds stores from users' ids and texts).
+        The reviews, e.g. from :func:`~textvae.data.corpus.open_corpus` (or any
+        :class:`StoreSource`: :mod:`textvae.data.sources` builds stores from users' ids and texts).
     vocab_size, max_len
         Ids in the vocabulary (reserved ones included, >= 4) and ids per row.
     padding, truncating
@@ -942,7 +942,7 @@ def build_store(
     workers
         Processes that ingest (``None``: all cores). With more than 1, workers count the words
         and encode and write chunks while this process reads the corpus
-        (:mod:`textvae.parallel_ingest`); the store is byte for byte the one ``workers=1``
+        (:mod:`textvae.data.parallel_ingest`); the store is byte for byte the one ``workers=1``
         (the plain in-process build) writes.
 
     Raises
@@ -1244,8 +1244,8 @@ def resolve_store(
     ----------
     data
         A token store (a URL, or a local zarr group: see :func:`is_store`), a corpus source
-        (anything :func:`~textvae.corpus.open_corpus` reads), or ``None``: IMDB, found locally
-        (:func:`~textvae.corpus.find_imdb`) or downloaded through ``keras.datasets`` (which
+        (anything :func:`~textvae.data.corpus.open_corpus` reads), or ``None``: IMDB, found locally
+        (:func:`~textvae.data.corpus.find_imdb`) or downloaded through ``keras.datasets`` (which
         fails with a clear message offline).
     vocab_size, max_len
         What the store must have; an existing store built otherwise raises
@@ -1267,7 +1267,7 @@ def resolve_store(
         ``storage_options`` given, but neither ``data`` nor ``store_path`` is a URL.
     TextVAEError
         Whatever :meth:`TokenStore.open`, :func:`build_store` and
-        :func:`~textvae.corpus.open_corpus` raise.
+        :func:`~textvae.data.corpus.open_corpus` raise.
     """
     expected = {"vocab_size": vocab_size, "max_len": max_len}
     remote = [os.fspath(p) for p in (data, store_path) if p is not None and is_url(p)]

@@ -3,7 +3,7 @@
 A preempted cloud machine gets SIGTERM and some seconds before it is killed; Ctrl-C sends
 SIGINT. Without a handler either ends the process in the middle of a step and loses what was
 trained since the last checkpoint. :class:`StopOnSignal` records the signal instead;
-:class:`textvae.callbacks.RunCheckpoint` reads it after the step in progress, saves the training
+:class:`textvae.training.callbacks.RunCheckpoint` reads it after the step in progress, saves the training
 state and raises :class:`textvae.errors.TrainingInterrupted`.
 """
 

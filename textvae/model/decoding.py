@@ -1,6 +1,6 @@
 """Decoding latent codes into token ids: free-running, one step at a time, from the start id.
 
-:func:`generate` runs the autoregressive decoder of a :class:`~textvae.model.TextVAE` the way it
+:func:`generate` runs the autoregressive decoder of a :class:`~textvae.model.vae.TextVAE` the way it
 was trained, except that each step reads the id it chose at the previous step instead of the
 review's own: greedy (arg-max) by default, or sampled with a ``temperature`` and an optional
 ``top_k``. Padding and the start id are never chosen (the model never learned to predict them).
@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from textvae._checks import non_negative, positive_int
-from textvae.vocab import PAD_ID, START_ID
+from textvae.data.vocab import PAD_ID, START_ID
 
 __all__ = ["generate"]
 
@@ -46,7 +46,7 @@ def generate(
     Parameters
     ----------
     model
-        A trained :class:`~textvae.model.TextVAE`.
+        A trained :class:`~textvae.model.vae.TextVAE`.
     z
         Latent codes, shape ``(n, model.latent)``.
     steps

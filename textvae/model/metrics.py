@@ -2,8 +2,8 @@
 
 :func:`token_accuracy` and :func:`active_units` work on arrays a user has at hand;
 :class:`EvalTotals` sums the same quantities over the batches of a split for
-:func:`textvae.evaluate.evaluate_vae`. The KL divergence is not here: it is computed on tensors
-by :func:`textvae.model.kl_divergence`, the loss's own formula, also at evaluation.
+:func:`textvae.training.evaluate.evaluate_vae`. The KL divergence is not here: it is computed on tensors
+by :func:`textvae.model.vae.kl_divergence`, the loss's own formula, also at evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from textvae.vocab import PAD_ID
+from textvae.data.vocab import PAD_ID
 
 __all__ = [
     "EvalTotals",
@@ -65,7 +65,7 @@ def predicted_positions(ids: np.ndarray, pad_id: int | None = PAD_ID) -> np.ndar
 
     Padding is not text, and the first id of a row's text (the start id, or the first kept
     word of a review cut at ``max_len``) is given to the decoder, not predicted: the same
-    positions the training loss counts (:class:`textvae.model.ReconstructionLoss`).
+    positions the training loss counts (:class:`textvae.model.vae.ReconstructionLoss`).
 
     Parameters
     ----------
@@ -211,7 +211,7 @@ class EvalTotals:
         return np.concatenate(self._labels)
 
     def result(self) -> dict[str, Any]:
-        """The metrics over every batch added (see :func:`textvae.evaluate.evaluate_vae`)."""
+        """The metrics over every batch added (see :func:`textvae.training.evaluate.evaluate_vae`)."""
         z = self.z_means
         n = len(z)
         tokens = max(self.tokens, 1)

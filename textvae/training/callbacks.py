@@ -1,7 +1,7 @@
 """The Keras callbacks of a training run, for ``model.fit`` and the multi-worker loop alike.
 
 ``textvae-train`` hands the same callbacks to ``model.fit`` (one process) and to
-:func:`textvae.distributed.fit_distributed` (several), which drives them through a
+:func:`textvae.training.distributed.fit_distributed` (several), which drives them through a
 ``keras.callbacks.CallbackList`` with the same hooks and logs as ``fit``:
 
 - :class:`EpochSync` ties fit's epoch k to the Sequence's epoch k (every process);
@@ -25,8 +25,8 @@ import numpy as np
 
 from textvae._checks import int_at_least, non_negative
 from textvae.errors import TrainingInterrupted
-from textvae.preemption import StopOnSignal
-from textvae.run import BEST, RunDir, TrainingState
+from textvae.training.preemption import StopOnSignal
+from textvae.training.run import BEST, RunDir, TrainingState
 
 __all__ = [
     "EpochSync",
@@ -113,7 +113,7 @@ class KLAnnealing(keras.callbacks.Callback):
 class EpochSync(keras.callbacks.Callback):
     """Serve the sequence's epoch k during fit's epoch k (``sequence.set_epoch(k)``).
 
-    A :class:`~textvae.sequence.OneHotSequence` follows ``fit``'s epochs on its own from the
+    A :class:`~textvae.batching.sequence.OneHotSequence` follows ``fit``'s epochs on its own from the
     epoch it is at (0 for a new one: ``model.fit(seq, epochs=3)`` serves epochs 0, 1, 2); this
     callback pins it to fit's epoch number at every epoch's start whatever happened before,
     so a run resumed at ``initial_epoch=k`` reads the same batches as an uninterrupted one, and
@@ -122,7 +122,7 @@ class EpochSync(keras.callbacks.Callback):
     Parameters
     ----------
     sequence
-        Anything with ``set_epoch(epoch)``, e.g. :class:`~textvae.sequence.OneHotSequence`.
+        Anything with ``set_epoch(epoch)``, e.g. :class:`~textvae.batching.sequence.OneHotSequence`.
     """
 
     def __init__(self, sequence: Any) -> None:
@@ -138,7 +138,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     At every epoch's end, in this order: ``best.keras`` (when ``logs[monitor]`` is the lowest
     of the run so far), a row of ``history.csv``, then the checkpoint
-    (:meth:`~textvae.run.RunDir.save_checkpoint`: the model, with its optimizer, as
+    (:meth:`~textvae.training.run.RunDir.save_checkpoint`: the model, with its optimizer, as
     ``last.keras``; ``state.json``, the commit mark, names it).
 
     Mid-epoch, after a training step, every ``every_steps`` steps or ``every_seconds`` seconds
@@ -156,7 +156,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     Parameters
     ----------
     out
-        The run folder (``--out``), a path or a :class:`~textvae.run.RunDir`.
+        The run folder (``--out``), a path or a :class:`~textvae.training.run.RunDir`.
     monitor
         The log whose lowest value selects ``best.keras``.
     append
@@ -165,12 +165,12 @@ class RunCheckpoint(keras.callbacks.Callback):
     every_steps, every_seconds
         Mid-epoch checkpoint intervals (``None``: not on that count).
     resume
-        The :class:`~textvae.run.TrainingState` training resumes from: its best value is kept,
+        The :class:`~textvae.training.run.TrainingState` training resumes from: its best value is kept,
         and a mid-epoch state makes the first epoch count its batches from
         ``resume.batches_done`` and add the saved metric sums after its first step. Train that
         epoch on ``sequence.from_batch(resume.batches_done)``.
     stop
-        A :class:`~textvae.preemption.StopOnSignal` to watch.
+        A :class:`~textvae.training.preemption.StopOnSignal` to watch.
     """
 
     def __init__(

@@ -21,7 +21,7 @@ import keras
 from keras import ops
 
 from textvae._checks import fraction
-from textvae.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
+from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
 
 __all__ = ["AlignToStore", "DecoderInputs", "MaskedMean"]
 

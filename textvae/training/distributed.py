@@ -3,7 +3,7 @@
 ``model.fit`` under ``tf.distribute.MultiWorkerMirroredStrategy`` fails with Keras 3.15.1 /
 TF 2.21 ("Attempt to convert a value (PerReplica ...) with an unsupported type ... to a
 Tensor", for PyDataset and ``tf.data`` input alike; keras-team/keras#20585). This module trains
-the same compiled :class:`~textvae.model.TextVAE` with a step of its own::
+the same compiled :class:`~textvae.model.vae.TextVAE` with a step of its own::
 
     strategy.run(replica_step)             # one replica per device of every worker
       loss = model.compute_loss(x, y, model(x, training=True))   # compiled losses + add_loss KL
@@ -49,13 +49,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textvae.callbacks import EpochSync, KLAnnealing, RunCheckpoint
-from textvae.cluster import worker_info
-from textvae.model import TextVAE
-from textvae.run import RunDir
-from textvae.sequence import OneHotSequence
+from textvae.batching.sequence import OneHotSequence
+from textvae.model.vae import TextVAE
+from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
+from textvae.training.cluster import worker_info
+from textvae.training.run import RunDir
 
-# `worker_info` lives in textvae.cluster (no TensorFlow); it stays importable from here.
+# `worker_info` lives in textvae.training.cluster (no TensorFlow); it stays importable from here.
 __all__ = ["fit_distributed", "make_train_step", "strategy_from_env"]
 
 #: The upstream issue that keeps ``model.fit`` from running under MultiWorkerMirroredStrategy.
@@ -288,7 +288,7 @@ def fit_distributed(
     make_sequence
         ``make_sequence(shard_index, num_shards)`` returns this worker's training sequence
         (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``). An
-        :class:`~textvae.callbacks.EpochSync` on it runs first: epoch e reads the sequence's
+        :class:`~textvae.training.callbacks.EpochSync` on it runs first: epoch e reads the sequence's
         epoch e.
     epochs, initial_epoch
         Train epochs ``initial_epoch .. epochs - 1``.
@@ -298,7 +298,7 @@ def fit_distributed(
     out
         The run folder: the chief writes ``best.keras``, ``last.keras``, ``history.csv`` and
         ``state.json`` there after every epoch through
-        :class:`~textvae.callbacks.RunCheckpoint` (``history.csv`` continued when
+        :class:`~textvae.training.callbacks.RunCheckpoint` (``history.csv`` continued when
         ``initial_epoch > 0``). ``None``: no files.
     log
         Receives one line per epoch on the chief (``None``: silent).

@@ -10,11 +10,11 @@ import numpy as np
 from keras import ops
 
 from textvae._checks import int_at_least, positive_int
-from textvae.decoding import generate
-from textvae.metrics import EvalTotals, bleu, text_ids, unigram_f1
-from textvae.model import kl_divergence
-from textvae.sequence import OneHotSequence
-from textvae.vocab import pad_row
+from textvae.batching.sequence import OneHotSequence
+from textvae.data.vocab import pad_row
+from textvae.model.decoding import generate
+from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
+from textvae.model.vae import kl_divergence
 
 __all__ = [
     "RECONSTRUCT_ROWS",
@@ -134,11 +134,11 @@ def reconstruction_scores(
     """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
 
     Each review is encoded to its latent mean and decoded greedily by
-    :func:`textvae.decoding.generate`, as long as the review (stores have no end-of-review id),
+    :func:`textvae.model.decoding.generate`, as long as the review (stores have no end-of-review id),
     then compared with its own text:
 
-    - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.metrics.unigram_f1`);
-    - ``reconstruct_bleu4``: corpus BLEU-4 (:func:`textvae.metrics.bleu`);
+    - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.model.metrics.unigram_f1`);
+    - ``reconstruct_bleu4``: corpus BLEU-4 (:func:`textvae.model.metrics.bleu`);
     - ``reconstruct_sentiment_kept``: share of reconstructions that the model's own sentiment
       head, reading them back, classifies as it classifies the input;
     - ``reconstruct_reviews``: how many were decoded (``rows``, or fewer in a small split).

@@ -1,0 +1,143 @@
+"""Old import paths and names, kept working for one release through one table.
+
+textvae 0.2 moved its modules into four wings (:mod:`textvae.data`, :mod:`textvae.batching`,
+:mod:`textvae.model`, :mod:`textvae.training`) and renamed a few names. Every old path and name
+still resolves until 0.3, with a :class:`~textvae.errors.TextVAEDeprecationWarning` that names
+the new home. This module is the only place that knows the old names: :data:`MOVED_MODULES`
+(an old module path -> the modules that hold its names now) and :data:`RENAMED` (an old
+``module.name`` -> its new ``module.name``). :func:`deprecated` is the one way to warn.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+import warnings
+from typing import Any
+
+from textvae.errors import TextVAEDeprecationWarning
+
+__all__ = ["MOVED_MODULES", "REMOVED_IN", "RENAMED", "deprecated", "install"]
+
+#: The release that removes every name this table keeps alive.
+REMOVED_IN = "0.3"
+
+#: Old module path -> the modules that hold its public names now, searched in order.
+MOVED_MODULES: dict[str, tuple[str, ...]] = {
+    "textvae.store": (
+        "textvae.data.store",
+        "textvae.data.format",
+        "textvae.data.location",
+        "textvae.data.ingest",
+        "textvae.data.resolve",
+    ),
+    "textvae.corpus": ("textvae.data.corpus", "textvae.data.keras_imdb"),
+    "textvae.sources": ("textvae.data.from_ids", "textvae.data.from_texts", "textvae.data.user"),
+    "textvae.parallel_ingest": ("textvae.data.parallel", "textvae.data.ingest"),
+    "textvae.verify": ("textvae.data.verify",),
+    "textvae.vocab": ("textvae.data.vocab",),
+    "textvae.lock": ("textvae.data.lock",),
+    "textvae.retry": ("textvae.data.retry",),
+    "textvae.sequence": (
+        "textvae.batching.sequence",
+        "textvae.batching.sampling",
+        "textvae.batching.memory",
+        "textvae.batching.buffers",
+    ),
+    "textvae.layout": ("textvae.batching.layout",),
+    "textvae.adapters": ("textvae.batching.adapters",),
+    "textvae.kernels.onehot": ("textvae.kernels._onehot",),
+    "textvae.layers": ("textvae.model.layers",),
+    "textvae.decoding": ("textvae.model.decoding",),
+    "textvae.metrics": ("textvae.model.metrics",),
+    "textvae.train": ("textvae.training.train",),
+    "textvae.distributed": ("textvae.training.distributed",),
+    "textvae.callbacks": ("textvae.training.callbacks",),
+    "textvae.run": ("textvae.training.run",),
+    "textvae.preemption": ("textvae.training.preemption",),
+    "textvae.cluster": ("textvae.training.cluster",),
+    "textvae.evaluate": ("textvae.training.evaluate",),
+    "textvae.sample": ("textvae.training.sample",),
+}
+
+#: Old ``module.name`` -> new ``module.name`` for names that changed, not only moved.
+RENAMED: dict[str, str] = {}
+
+
+def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn once per call site that ``old`` is deprecated in favour of ``new``.
+
+    Every deprecation in textvae goes through here, so they read the same and one
+    ``warnings.filterwarnings(..., category=TextVAEDeprecationWarning)`` governs them all.
+    """
+    warnings.warn(
+        f"{old} is deprecated and will be removed in textvae {REMOVED_IN}: use {new}",
+        TextVAEDeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _resolve(old_module: str, name: str) -> Any:
+    """The object that ``old_module.name`` names today (warning), or AttributeError."""
+    renamed = RENAMED.get(f"{old_module}.{name}")
+    if renamed is not None:
+        module, _, new_name = renamed.rpartition(".")
+        deprecated(f"{old_module}.{name}", renamed, stacklevel=4)
+        return getattr(importlib.import_module(module), new_name)
+    for candidate in MOVED_MODULES.get(old_module, ()):
+        try:
+            module = importlib.import_module(candidate)
+        except ModuleNotFoundError as err:
+            if err.name != candidate:  # a real import failure inside the module
+                raise
+            continue
+        if name in getattr(module, "__all__", ()) or (
+            not name.startswith("_") and hasattr(module, name)
+        ):
+            deprecated(f"{old_module}.{name}", f"{candidate}.{name}", stacklevel=4)
+            return getattr(module, name)
+    raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+
+
+class _MovedModule(types.ModuleType):
+    """An old module path: each attribute resolves to its new home with a warning.
+
+    Calling it calls the function of the same name (``textvae.train`` was a module and is now
+    the function; importing the old module rebinds the package attribute to this object).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _resolve(self.__name__, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import textvae.store`` (and every old path in the table) still work."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in MOVED_MODULES:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return _MovedModule(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        homes = " or ".join(MOVED_MODULES[module.__name__])
+        deprecated(f"importing {module.__name__}", homes, stacklevel=6)
+
+
+_FINDER = _Finder()
+
+
+def install() -> None:
+    """Put the old-path finder on ``sys.meta_path`` (once; ``import textvae`` calls this)."""
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.append(_FINDER)
