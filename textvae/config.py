@@ -22,15 +22,13 @@ from textvae._checks import (
     path,
     positive_int,
 )
+from textvae.data.format import DEFAULT_CHUNK_ROWS
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainConfig"]
 
-#: Rows per stored chunk (``chunk_rows``). 1024 rows x 300 ids is 600 kB raw, about 150 kB
-#: compressed for IMDB.
-DEFAULT_CHUNK_ROWS = 1024
 _REDACTED = "***"
 #: The largest ``seed``: Keras seeds NumPy's global generator with it (2**32 - 1 at most).
 MAX_SEED = 2**32 - 1

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from textvae._checks import int_at_least, int_in_range
-from textvae.config import DEFAULT_CHUNK_ROWS
 from textvae.data.corpus import Corpus
+from textvae.data.format import DEFAULT_CHUNK_ROWS
 from textvae.data.store import MAX_CLASSES, Log, TokenStore, build_store
 from textvae.data.vocab import Vocabulary, check_tokenizer, check_vocab_size, tokenize
 from textvae.errors import InvalidArgumentError

@@ -44,8 +44,10 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from textvae._checks import PADDINGS, one_of, positive_int
-from textvae.config import DEFAULT_CHUNK_ROWS
 from textvae.data.corpus import Corpus, download_keras_imdb, find_imdb, open_corpus
+from textvae.data.format import DEFAULT_CHUNK_ROWS
+from textvae.data.location import is_url
+from textvae.data.location import local_path as _location
 from textvae.data.lock import StoreLock, lock_owner
 from textvae.data.parallel_ingest import ParallelWriter, check_workers, parallel_vocabulary
 from textvae.data.retry import call_with_retry, is_transient, run_with_timeout
@@ -136,27 +138,6 @@ MAX_CLASSES = 2**31 - 1
 
 Rows = slice | Sequence[int] | np.ndarray
 Log = Callable[[str], None]
-
-
-def is_url(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names remote storage (read through fsspec) rather than a local path.
-
-    The one rule everywhere in textvae: a URL holds ``://`` and is not a ``file://`` URL
-    (those are local paths, and :class:`TokenStore` reads them as such).
-
-    Examples
-    --------
-    >>> is_url("s3://bucket/imdb.zarr"), is_url("file:///tmp/imdb.zarr"), is_url("imdb.zarr")
-    (True, False, False)
-    """
-    path = os.fspath(path)
-    return "://" in path and not path.startswith(_FILE_SCHEME)
-
-
-def _location(path: str | os.PathLike[str]) -> str:
-    """``path`` as textvae uses it: a URL as is, a ``file://`` URL as its local path."""
-    path = os.fspath(path)
-    return path.removeprefix(_FILE_SCHEME) if path.startswith(_FILE_SCHEME) else path
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
