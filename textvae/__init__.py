@@ -1,10 +1,13 @@
-"""textvae: a text VAE on IMDB at full vocabulary.
+"""textvae: a text VAE on IMDB at full vocabulary, and the data toolkit under it.
 
-Token ids live in chunked zarr stores (:mod:`textvae.data.store`), numba kernels expand a batch to
-one-hot (:mod:`textvae.kernels`), and :class:`OneHotSequence` serves batches to Keras.
+Token ids live in chunked zarr stores (:mod:`textvae.data`), numba kernels expand a batch to
+one-hot (:mod:`textvae.kernels`), :class:`OneHotSequence` serves batches to any Keras model
+(:mod:`textvae.batching`), and the VAE (:mod:`textvae.model`) trains with :func:`train`
+(:mod:`textvae.training`). Errors are in :mod:`textvae.errors`, options in :mod:`textvae.config`.
 
-``import textvae`` does not import TensorFlow (it costs seconds and 0.5 GB): the Keras-facing
-names (``OneHotSequence``, ``TextVAE``, ``build_vae``, ...) are loaded on first use.
+Every name here is loaded on first use, so ``import textvae`` imports neither Keras nor zarr:
+``textvae.TokenStore`` costs zarr, ``textvae.OneHotSequence`` Keras. ``dir(textvae)`` lists
+them all.
 """
 
 from __future__ import annotations
@@ -14,37 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from textvae import _compat
-from textvae.batching.adapters import as_tf_dataset, to_torch, torch_dataloader
-from textvae.config import IngestConfig, ModelConfig, TrainConfig
-from textvae.data.corpus import open_corpus
-from textvae.data.sources import build_store_from_ids, build_store_from_texts
-from textvae.data.store import TokenStore, build_store, resolve_store
-from textvae.data.verify import VerifyReport, verify_store
-from textvae.data.vocab import Vocabulary, tokenize
-from textvae.errors import (
-    CheckpointError,
-    CorpusError,
-    CorpusNotFoundError,
-    DatasetUnavailableError,
-    IncompleteStoreError,
-    InvalidArgumentError,
-    MemoryBudgetWarning,
-    OutputDirError,
-    SettingError,
-    StoreAccessError,
-    StoreCorruptError,
-    StoreExistsError,
-    StoreFormatError,
-    StoreLockedError,
-    StoreMismatchError,
-    StoreNotFoundError,
-    StoreUnavailableError,
-    StoreWriteError,
-    TextVAEError,
-    TrainingInterrupted,
-)
-from textvae.kernels import onehot
-from textvae.training.run import RunDir, TrainingState
+from textvae.errors import TextVAEError
 
 _compat.install()
 
@@ -53,71 +26,69 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-# Names whose modules import Keras/TensorFlow: resolved lazily by __getattr__.
+#: Public name -> the module (a wing's face) that defines it, imported on first use.
 _LAZY = {
-    "OneHotSequence": "textvae.batching.sequence",
-    "TextVAE": "textvae.model.vae",
-    "build_vae": "textvae.model.vae",
-    "EpochSync": "textvae.training.callbacks",
-    "KLAnnealing": "textvae.training.callbacks",
-    "generate": "textvae.model.decoding",
-    "load_model": "textvae.model.vae",
+    "IngestConfig": "textvae.config",
+    "ModelConfig": "textvae.config",
+    "TrainConfig": "textvae.config",
+    "StoreSpec": "textvae.data",
+    "TokenStore": "textvae.data",
+    "Vocabulary": "textvae.data",
+    "build_store": "textvae.data",
+    "build_store_from_ids": "textvae.data",
+    "build_store_from_texts": "textvae.data",
+    "resolve_store": "textvae.data",
+    "verify_store": "textvae.data",
+    "onehot": "textvae.kernels",
+    "OneHotSequence": "textvae.batching",
+    "as_numpy_iterator": "textvae.batching",
+    "as_tf_dataset": "textvae.batching",
+    "as_torch_dataloader": "textvae.batching",
+    "TextVAE": "textvae.model",
+    "generate": "textvae.model",
+    "load_model": "textvae.model",
+    "EpochSync": "textvae.training",
+    "KLAnnealing": "textvae.training",
+    "RunDir": "textvae.training",
+    "train": "textvae.training",
 }
-# No lazy `train` here: importing the submodule textvae.training.train would rebind the name to the
-# module. Call `from textvae.training.train import train`.
 
 __all__ = [
-    "CheckpointError",
-    "CorpusError",
-    "CorpusNotFoundError",
-    "DatasetUnavailableError",
     "EpochSync",
-    "IncompleteStoreError",
     "IngestConfig",
-    "InvalidArgumentError",
     "KLAnnealing",
-    "MemoryBudgetWarning",
     "ModelConfig",
     "OneHotSequence",
-    "OutputDirError",
     "RunDir",
-    "SettingError",
-    "StoreAccessError",
-    "StoreCorruptError",
-    "StoreExistsError",
-    "StoreFormatError",
-    "StoreLockedError",
-    "StoreMismatchError",
-    "StoreNotFoundError",
-    "StoreUnavailableError",
-    "StoreWriteError",
+    "StoreSpec",
     "TextVAE",
     "TextVAEError",
     "TokenStore",
     "TrainConfig",
-    "TrainingInterrupted",
-    "TrainingState",
-    "VerifyReport",
     "Vocabulary",
     "__version__",
+    "as_numpy_iterator",
     "as_tf_dataset",
+    "as_torch_dataloader",
     "build_store",
     "build_store_from_ids",
     "build_store_from_texts",
-    "build_vae",
     "generate",
     "load_model",
     "onehot",
-    "open_corpus",
     "resolve_store",
-    "to_torch",
-    "tokenize",
-    "torch_dataloader",
+    "train",
     "verify_store",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'textvae' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    return _compat.resolve_top_level(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

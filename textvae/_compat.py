@@ -20,7 +20,14 @@ from typing import Any
 
 from textvae.errors import TextVAEDeprecationWarning
 
-__all__ = ["MOVED_MODULES", "REMOVED_IN", "RENAMED", "deprecated", "install"]
+__all__ = [
+    "MOVED_MODULES",
+    "REMOVED_IN",
+    "RENAMED",
+    "deprecated",
+    "install",
+    "resolve_top_level",
+]
 
 #: The release that removes every name this table keeps alive.
 REMOVED_IN = "0.3"
@@ -63,8 +70,39 @@ MOVED_MODULES: dict[str, tuple[str, ...]] = {
     "textvae.sample": ("textvae.training.sample",),
 }
 
-#: Old ``module.name`` -> new ``module.name`` for names that changed, not only moved.
-RENAMED: dict[str, str] = {}
+#: Old ``module.name`` -> new ``module.name`` for names that changed or left ``textvae``'s top.
+RENAMED: dict[str, str] = {
+    # textvae 0.1 exported every error class at the top; they live in textvae.errors.
+    **{
+        f"textvae.{name}": f"textvae.errors.{name}"
+        for name in (
+            "CheckpointError",
+            "CorpusError",
+            "CorpusNotFoundError",
+            "DatasetUnavailableError",
+            "IncompleteStoreError",
+            "InvalidArgumentError",
+            "MemoryBudgetWarning",
+            "OutputDirError",
+            "SettingError",
+            "StoreAccessError",
+            "StoreCorruptError",
+            "StoreExistsError",
+            "StoreFormatError",
+            "StoreLockedError",
+            "StoreMismatchError",
+            "StoreNotFoundError",
+            "StoreUnavailableError",
+            "StoreWriteError",
+            "TrainingInterrupted",
+        )
+    },
+    "textvae.open_corpus": "textvae.data.open_corpus",
+    "textvae.tokenize": "textvae.data.tokenize",
+    "textvae.VerifyReport": "textvae.data.VerifyReport",
+    "textvae.build_vae": "textvae.model.build_vae",
+    "textvae.TrainingState": "textvae.training.TrainingState",
+}
 
 
 def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
@@ -100,6 +138,13 @@ def _resolve(old_module: str, name: str) -> Any:
             deprecated(f"{old_module}.{name}", f"{candidate}.{name}", stacklevel=4)
             return getattr(module, name)
     raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+
+
+def resolve_top_level(name: str) -> Any:
+    """``textvae.<name>`` for a name that left the top level (warning), or AttributeError."""
+    if f"textvae.{name}" in RENAMED:
+        return _resolve("textvae", name)
+    raise AttributeError(f"module 'textvae' has no attribute {name!r}")
 
 
 class _MovedModule(types.ModuleType):
