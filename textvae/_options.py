@@ -167,7 +167,9 @@ def add_flag(container: Any, flag: Flag) -> argparse.Action:
         kwargs["action"] = argparse.BooleanOptionalAction
     else:
         metavar = meta["metavar"] or _METAVARS.get(flag.type)
-        kwargs.update(type=flag.type, choices=meta["choices"], metavar=meta["choices"] or metavar)
+        kwargs.update(
+            type=flag.type, choices=meta["choices"], metavar=None if meta["choices"] else metavar
+        )
     action = container.add_argument(*flag.names, **kwargs)
     action.help = flag.help()  # after: BooleanOptionalAction appends its own "(default: ...)"
     return action

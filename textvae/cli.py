@@ -81,13 +81,18 @@ def _or_usage_error(parser: argparse.ArgumentParser, build: Callable[[], T]) -> 
 
 
 # -- textvae-ingest --------------------------------------------------------------------------
-def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Namespace]:
+def _ingest_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
     parser = _Parser(
         prog="textvae-ingest",
         description="Build a token store (chunked zarr v3) from a labelled review corpus.",
     )
     flags = add_flags(parser, IngestConfig)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser, flags
+
+
+def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Namespace]:
+    parser, flags = _ingest_parser()
     args, given = parse_given(parser, flags, argv)
     return _or_usage_error(parser, lambda: apply(IngestConfig, given)), args
 
@@ -150,10 +155,13 @@ def _read_config_file(parser: argparse.ArgumentParser, file: str) -> dict[str, A
     if not isinstance(saved, dict):
         parser.error(f"--config {file}: expected a JSON object, as a run's config.json holds")
     saved.pop("store_attrs", None)  # the run folder saves the store's attributes beside them
-    # Checked alone first, so a bad setting in the file is named as the file's.
-    alone = {k: v for k, v in saved.items() if k != "storage_options"}
-    _or_usage_error(parser, lambda: TrainConfig.from_dict(alone).replace(storage_options=None))
-    return _or_usage_error(parser, lambda: flatten(TrainConfig, saved))
+    try:
+        values = flatten(TrainConfig, saved)
+        # Checked alone first, so that a bad setting in the file is named as the file's.
+        TrainConfig.from_dict({k: v for k, v in values.items() if k != "storage_options"})
+    except ValueError as err:
+        parser.error(f"--config {file}: {err}")
+    return values
 
 
 def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:

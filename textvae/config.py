@@ -45,7 +45,7 @@ MAX_WORKERS = 256
 #: What ``--verbose`` also changes in every command that imports Keras.
 STARTUP_LOGS_HELP = (
     f"at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are hidden otherwise "
-    f"(unless {LOG_LEVEL_ENV} is set)"
+    f"unless {LOG_LEVEL_ENV} is set"
 )
 
 # The flags of the store's shape, shared by textvae-ingest (a StoreSpec) and textvae-train.
@@ -57,9 +57,11 @@ _STORE_FLAGS = {
         group="data",
     ),
     "max_len": flag(help="ids per review after padding/truncation", unit="ids", group="data"),
-    "padding": flag(help="where padding goes (pre, as Keras)", choices=PADDINGS, group="data"),
+    "padding": flag(
+        help="where padding goes: pre puts it first, as Keras does", choices=PADDINGS, group="data"
+    ),
     "truncating": flag(
-        help="which end of a long review is cut (pre: keep the end)",
+        help="which end of a long review is cut: pre keeps the end",
         choices=PADDINGS,
         group="data",
     ),
@@ -146,14 +148,14 @@ class TrainConfig:
     )
     train_rows: int | None = option(
         None,
-        help="reviews per epoch (a fresh random subset each epoch)",
+        help="reviews per epoch, a fresh random subset each epoch",
         unit="reviews",
         none="all",
         group="data",
     )
     eval_rows: int | None = option(
         None,
-        help="test reviews to evaluate (a random subset)",
+        help="test reviews to evaluate, a random subset",
         unit="reviews",
         none="all",
         group="data",
@@ -185,7 +187,7 @@ class TrainConfig:
     )
     resume: bool = option(
         False,
-        help="continue the run in --out from its last checkpoint (mid-epoch: the next batch)",
+        help="continue the run in --out from its last checkpoint, mid-epoch at the next batch",
         group="checkpoints",
     )
     overwrite: bool = option(False, help="replace the run in --out", group="output")

@@ -40,7 +40,7 @@ class ModelConfig:
     latent: int = option(200, help="size of the latent code z", unit="dimensions", group="model")
     epsilon_std: float = option(
         1.0,
-        help="sampling noise of z (the seed used 0.01)",
+        help="sampling noise of z; the seed used 0.01",
         unit="standard deviations",
         group="model",
     )
@@ -67,13 +67,13 @@ class ModelConfig:
     )
     free_bits: float = option(
         0.0,
-        help="floor of each latent unit's KL term (free bits; 0: off)",
+        help="floor of each latent unit's KL term, the free bits; 0: off",
         unit="nats per unit",
         group="model",
     )
     bow_weight: float = option(
         0.5,
-        help="weight of a bag-of-words loss from z (Zhao et al. 2017)",
+        help="weight of a bag-of-words loss from z, after Zhao et al. 2017",
         unit="loss weight",
         group="model",
     )
