@@ -6,7 +6,7 @@ name stays as a second), the choices. :func:`add_flags` turns every field of a c
 nested ones flattened (:func:`nested`), into an ``argparse`` argument whose default is the
 field's default and whose help ends ``(UNIT; default X)``. :func:`parse_given` tells the flags
 given on the command line from the ones left at their default, so a preset or a saved config
-file can sit between the two; :func:`apply` builds the config from those values.
+file can sit between the two; :func:`build` makes the config from those values.
 
 Hand-written rather than a library (tyro, jsonargparse, simple-parsing): about a hundred lines
 that keep ``argparse``'s parser (one-line usage errors, old flag names, positional arguments)
@@ -27,7 +27,7 @@ __all__ = [
     "GROUPS",
     "Flag",
     "add_flags",
-    "apply",
+    "build",
     "flag",
     "flags_of",
     "flatten",
@@ -109,6 +109,7 @@ class Flag:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The flag's option strings: its ``flags``, or ``--field-name``."""
         return self.meta["flags"] or ("--" + self.name.replace("_", "-"),)
 
     def shown_default(self) -> str:
@@ -120,6 +121,7 @@ class Flag:
         return str(self.default)
 
     def help(self) -> str:
+        """The ``--help`` text: the field's help, then ``(UNIT; default X)``."""
         unit = f"{self.meta['unit']}; " if self.meta["unit"] else ""
         text = f"{self.meta['help']} ({unit}default {self.shown_default()})"
         return text.replace("%", "%%")  # argparse %-formats help
@@ -138,8 +140,7 @@ def flags_of(cls: type, overrides: Mapping[str, Mapping[str, Any]] | None = None
         if "nested" in meta:
             found += flags_of(field.default_factory, meta["nested"])
         elif "help" in meta:
-            default = field.default
-            found.append(Flag(field.name, default, meta, _field_type(field)))
+            found.append(Flag(field.name, field.default, meta, _field_type(field)))
     return found
 
 
@@ -209,7 +210,7 @@ def parse_given(
 
 def flatten(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (a config's fields as plain data, as ``dataclasses.asdict`` gives them) with the
-    fields of its nested configs spread out under their own names, as :func:`apply` takes them."""
+    fields of its nested configs spread out under their own names, as :func:`build` takes them."""
     flat = dict(data)
     for field in dataclasses.fields(cls):
         if "nested" in field.metadata and field.name in flat:
@@ -223,19 +224,17 @@ def flatten(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def apply(target: Any, values: Mapping[str, Any]) -> Any:
-    """A config built from ``values`` (flat field names, nested ones included): a new one
-    when ``target`` is a class, else a copy of ``target`` with ``values`` changed."""
+def build(cls: type, values: Mapping[str, Any]) -> Any:
+    """A ``cls`` built from ``values``: field names, the fields of its nested configs among
+    them (a nested config is its default with those values replaced)."""
     values = dict(values)
-    cls = target if isinstance(target, type) else type(target)
     kwargs = {}
     for field in dataclasses.fields(cls):
         if "nested" in field.metadata:
             names = {f.name for f in dataclasses.fields(field.default_factory)}
             inner = {name: values.pop(name) for name in list(values) if name in names}
-            base = field.default_factory() if target is cls else getattr(target, field.name)
             if inner:
-                kwargs[field.name] = dataclasses.replace(base, **inner)
+                kwargs[field.name] = dataclasses.replace(field.default_factory(), **inner)
         elif field.name in values:
             kwargs[field.name] = values.pop(field.name)
     if values:
@@ -243,4 +242,4 @@ def apply(target: Any, values: Mapping[str, Any]) -> Any:
             f"{cls.__name__} has no setting {sorted(values)[0]!r}. Its settings: "
             + ", ".join(sorted(flag.name for flag in flags_of(cls)))
         )
-    return cls(**kwargs) if target is cls else dataclasses.replace(target, **kwargs)
+    return cls(**kwargs)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import textvae
-from textvae._options import Flag, add_flag, add_flags, apply, flatten, parse_given
+from textvae._options import Flag, add_flag, add_flags, build, flatten, parse_given
 from textvae._startup import import_keras
 from textvae.config import (
     QUICK,
@@ -72,10 +72,10 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
-def _or_usage_error(parser: argparse.ArgumentParser, build: Callable[[], T]) -> T:
-    """``build()``, a refused value (``ValueError``) turned into a usage error."""
+def _or_usage_error(parser: argparse.ArgumentParser, make: Callable[[], T]) -> T:
+    """``make()``, a refused value (``ValueError``) turned into a usage error."""
     try:
-        return build()
+        return make()
     except ValueError as err:
         parser.error(str(err))
 
@@ -94,7 +94,7 @@ def _ingest_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
 def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Namespace]:
     parser, flags = _ingest_parser()
     args, given = parse_given(parser, flags, argv)
-    return _or_usage_error(parser, lambda: apply(IngestConfig, given)), args
+    return _or_usage_error(parser, lambda: build(IngestConfig, given)), args
 
 
 def ingest_config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
