@@ -25,7 +25,7 @@ from textvae._checks import (
     positive_int,
 )
 from textvae._compat import deprecated
-from textvae._options import apply, flag, flatten, nested, option
+from textvae._options import build, flag, flatten, nested, option
 from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY
 from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
@@ -277,7 +277,7 @@ class TrainConfig:
                 f"the values of storage options {', '.join(hidden)} are not saved (they read "
                 f"{REDACTED!r}): give them again, e.g. --storage-option {hidden[0]}=VALUE"
             )
-        return apply(cls, values)
+        return build(cls, values)
 
 
 @dataclass(frozen=True)
