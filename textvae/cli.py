@@ -11,11 +11,19 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from textvae._checks import DTYPES, PADDINGS, TARGETS
-from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY, import_keras
-from textvae.config import DEFAULT_CHUNK_ROWS, IngestConfig
+import textvae
+from textvae._options import Flag, add_flag, add_flags, build, flatten, parse_given
+from textvae._startup import import_keras
+from textvae.config import (
+    QUICK,
+    STARTUP_LOGS_HELP,
+    IngestConfig,
+    TrainConfig,
+    storage_options_flag,
+)
+from textvae.data.location import check_storage_options
 from textvae.errors import TextVAEError, TrainingInterrupted
 from textvae.progress import ConsoleProgress
 
@@ -25,6 +33,8 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 #: The most lines ``textvae-sample prior --n`` / ``interpolate --steps`` decode and print.
 MAX_SAMPLE_LINES = 100_000
+
+T = TypeVar("T")
 
 
 def _one_line(text: object) -> str:
@@ -49,7 +59,12 @@ def _run(fn: Callable[[], int]) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (``PROG: error: ...``), exit code 2:
-    the full usage is one ``--help`` away, and one line is what a script's log can show."""
+    the full usage is one ``--help`` away, and one line is what a script's log can show.
+    Every command's parser also answers ``--version``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"textvae {textvae.__version__}")
 
     def error(self, message: str) -> NoReturn:
         self.exit(
@@ -57,142 +72,29 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
-# -- options shared by every command that opens a store -------------------------------------
-def _add_storage_option(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument(
-        "--storage-option",
-        dest="storage_options",
-        metavar="KEY=VALUE",
-        type=_storage_option,
-        action="append",
-        default=None,
-        help=f"fsspec option for {what}, repeatable (e.g. endpoint_url=http://host:9000, "
-        "anon=true; a JSON VALUE is decoded). Credentials and the endpoint also come from "
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE and AWS_ENDPOINT_URL",
-    )
-
-
-def _storage_options(
-    parser: argparse.ArgumentParser, pairs: list[tuple[str, object]] | None, *locations: str | None
-) -> dict[str, object] | None:
-    """The ``--storage-option`` pairs as a dict (None when none was given); refused with a
-    usage error unless one of ``locations`` is a URL."""
-    if not pairs:
-        return None
-    from textvae.data.store import is_url
-
-    if not any(loc is not None and is_url(loc) for loc in locations):
-        given = " or ".join(repr(loc) for loc in locations if loc is not None) or "nothing"
-        parser.error(f"--storage-option applies to a URL store (s3://...), not to {given}")
-    return dict(pairs)
-
-
-def _add_verbose_option(p: argparse.ArgumentParser, default: int | None, what: str) -> None:
-    p.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=default,
-        help=f"{what}; at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are "
-        f"hidden otherwise (unless {LOG_LEVEL_ENV} is set)",
-    )
+def _or_usage_error(parser: argparse.ArgumentParser, make: Callable[[], T]) -> T:
+    """``make()``, a refused value (``ValueError``) turned into a usage error."""
+    try:
+        return make()
+    except ValueError as err:
+        parser.error(str(err))
 
 
 # -- textvae-ingest --------------------------------------------------------------------------
-def _ingest_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+def _ingest_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
+    parser = _Parser(
         prog="textvae-ingest",
         description="Build a token store (chunked zarr v3) from a labelled review corpus.",
     )
-    p.add_argument(
-        "source",
-        help="aclImdb folder, JSONL/JSONL.gz or CSV file (or a folder with train and test files), "
-        "or a Keras imdb.npz",
-    )
-    p.add_argument("store", help="where to write the store: a local path or an s3:// URL")
-    p.add_argument(
-        "--vocab",
-        type=int,
-        default=20000,
-        help="vocabulary size, reserved ids 0-2 included (default 20000)",
-    )
-    p.add_argument(
-        "--max-len",
-        type=int,
-        default=300,
-        help="ids per review after padding/truncation (default 300)",
-    )
-    p.add_argument(
-        "--padding",
-        choices=PADDINGS,
-        default="pre",
-        help="where padding goes (default pre, as Keras)",
-    )
-    p.add_argument(
-        "--truncating",
-        choices=PADDINGS,
-        default="pre",
-        help="which end of a long review is cut (default pre: keep the end)",
-    )
-    p.add_argument(
-        "--chunk-rows",
-        type=int,
-        default=DEFAULT_CHUNK_ROWS,
-        help=f"rows per zarr chunk (default {DEFAULT_CHUNK_ROWS})",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store at STORE")
-    p.add_argument(
-        "--tokenizer",
-        default=None,
-        metavar="MODULE:FUNCTION",
-        help="your own tokenizer, a function text -> list of str tokens, imported by name "
-        "(default: textvae's built-in tokenizer)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes that ingest (default: all cores); 1 ingests in this process alone",
-    )
-    _add_storage_option(p, "an s3:// STORE")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
-
-
-def _storage_option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` -> (key, value); VALUE is JSON-decoded when it parses (true, 3, {...})."""
-    import json
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
-    try:
-        decoded: object = json.loads(value)
-    except ValueError:
-        decoded = value
-    return key.strip(), decoded
+    flags = add_flags(parser, IngestConfig)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser, flags
 
 
 def _parse_ingest(argv: Sequence[str] | None) -> tuple[IngestConfig, argparse.Namespace]:
-    parser = _ingest_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = IngestConfig(
-            source=args.source,
-            store=args.store,
-            vocab_size=args.vocab,
-            max_len=args.max_len,
-            padding=args.padding,
-            truncating=args.truncating,
-            chunk_rows=args.chunk_rows,
-            overwrite=args.overwrite,
-            storage_options=_storage_options(parser, args.storage_options, args.store),
-            tokenizer=args.tokenizer,
-            workers=args.workers,
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    return config, args
+    parser, flags = _ingest_parser()
+    args, given = parse_given(parser, flags, argv)
+    return _or_usage_error(parser, lambda: build(IngestConfig, given)), args
 
 
 def ingest_config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
@@ -202,7 +104,7 @@ def ingest_config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
 
 
 def ingest_main(argv: Sequence[str] | None = None) -> int:
-    """``textvae-ingest SOURCE STORE --vocab N --max-len L``."""
+    """``textvae-ingest SOURCE STORE --vocab-size N --max-len L``."""
     config, args = _parse_ingest(argv)
 
     def run() -> int:
@@ -220,11 +122,8 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
             store = build_store(
                 config.store,
                 corpus,
-                vocab_size=config.vocab_size,
-                max_len=config.max_len,
-                padding=config.padding,
-                truncating=config.truncating,
-                chunk_rows=config.chunk_rows,
+                # LEAD: switch to spec=config.spec after h-data merges
+                **config.spec.to_dict(),
                 overwrite=config.overwrite,
                 progress=progress,
                 storage_options=config.storage_options,
@@ -243,189 +142,62 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     return _run(run)
 
 
-def _train_parser() -> argparse.ArgumentParser:
-    from textvae._checks import DECODERS
-    from textvae.config import QUICK, ModelConfig, TrainConfig
+# -- textvae-train ---------------------------------------------------------------------------
+def _read_config_file(parser: argparse.ArgumentParser, file: str) -> dict[str, Any]:
+    """The settings of a run's ``config.json`` as flat field names; refused as a usage error."""
+    import json
 
-    d, m = TrainConfig(), ModelConfig()
-    p = _Parser(
+    try:
+        with open(file, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as err:
+        parser.error(f"--config {file}: cannot read it as JSON ({err})")
+    if not isinstance(saved, dict):
+        parser.error(f"--config {file}: expected a JSON object, as a run's config.json holds")
+    saved.pop("store_attrs", None)  # the run folder saves the store's attributes beside them
+    try:
+        values = flatten(TrainConfig, saved)
+        # Checked alone first, so that a bad setting in the file is named as the file's.
+        TrainConfig.from_dict({k: v for k, v in values.items() if k != "storage_options"})
+    except ValueError as err:
+        parser.error(f"--config {file}: {err}")
+    return values
+
+
+def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
+    parser = _Parser(
         prog="textvae-train",
         description="Train the text VAE from a token store (or a corpus it ingests first).",
         epilog="Without --data, IMDB is taken from $TEXTVAE_IMDB, shared/data/imdb or "
-        "../shared/data/imdb, or Keras' cache, else downloaded through keras.datasets.",
+        "../shared/data/imdb, or Keras' cache, else downloaded through keras.datasets. "
+        "Settings apply in this order, each over the one before: the defaults, --config, "
+        "--quick, the other flags.",
     )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="a token store (path or s3:// URL) or a corpus source to ingest first",
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from the settings in FILE, a run's config.json (storage option values are "
+        "not saved there: give them again)",
     )
-    p.add_argument(
-        "--store",
-        default=None,
-        help="where to keep the store ingested from --data (default: a cache folder)",
-    )
-    _add_storage_option(p, "an s3:// --data or --store")
-    p.add_argument("--out", default=d.out, help=f"output directory (default {d.out})")
-    p.add_argument(
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="small preset that finishes in minutes on a 2-core CPU: "
         + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
     )
-    p.add_argument(
-        "--vocab",
-        dest="vocab_size",
-        type=int,
-        default=None,
-        help=f"vocabulary size, reserved ids included (default {d.vocab_size})",
-    )
-    p.add_argument(
-        "--max-len", type=int, default=None, help=f"ids per review (default {d.max_len})"
-    )
-    p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
-    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
-    p.add_argument(
-        "--train-rows",
-        type=int,
-        default=None,
-        help="reviews per epoch (a fresh random subset each epoch; default all)",
-    )
-    p.add_argument(
-        "--eval-rows",
-        type=int,
-        default=None,
-        help="test reviews to evaluate (a random subset; default all)",
-    )
-    p.add_argument(
-        "--targets",
-        choices=TARGETS,
-        default=None,
-        help=f"one-hot targets from the kernels, or integer ids (default {d.targets})",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default=None,
-        help=f"one-hot dtype (default {d.dtype})",
-    )
-    p.add_argument(
-        "--workers", type=int, default=None, help=f"batch-building threads (default {d.workers})"
-    )
-    p.add_argument(
-        "--max-queue-size",
-        type=int,
-        default=None,
-        help=f"batches prepared ahead (default {d.max_queue_size})",
-    )
-    p.add_argument("--embedding-dim", type=int, default=None, help=f"default {m.embedding_dim}")
-    p.add_argument("--hidden", type=int, default=None, help=f"LSTM/GRU units (default {m.hidden})")
-    p.add_argument("--dense", type=int, default=None, help=f"default {m.dense}")
-    p.add_argument("--latent", type=int, default=None, help=f"default {m.latent}")
-    p.add_argument(
-        "--epsilon-std",
-        type=float,
-        default=None,
-        help=f"sampling noise (default {m.epsilon_std}; the seed used 0.01)",
-    )
-    p.add_argument(
-        "--sentiment-weight", type=float, default=None, help=f"default {m.sentiment_weight}"
-    )
-    p.add_argument("--free-bits", type=float, default=None, help=f"default {m.free_bits}")
-    p.add_argument(
-        "--bow-weight",
-        type=float,
-        default=None,
-        help=f"weight of a bag-of-words loss from z (Zhao et al. 2017; default {m.bow_weight})",
-    )
-    p.add_argument(
-        "--decoder",
-        choices=DECODERS,
-        default=None,
-        help=f"autoregressive: reads the review so far and z; repeat: the seed's decoder "
-        f"(default {m.decoder})",
-    )
-    p.add_argument(
-        "--word-dropout",
-        type=float,
-        default=None,
-        help=f"share of the decoder's input words replaced by <oov> in training "
-        f"(default {m.word_dropout})",
-    )
-    p.add_argument(
-        "--encoder-pooling",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=f"a mean-pooled embedding branch beside the encoder's BiLSTM "
-        f"(default {'on' if m.encoder_pooling else 'off'})",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=None,
-        help=f"share of the train split held out to choose best.keras (default {d.val_fraction})",
-    )
-    p.add_argument("--learning-rate", type=float, default=None, help=f"default {m.learning_rate}")
-    p.add_argument(
-        "--kl-warmup-epochs",
-        type=float,
-        default=None,
-        help=f"epochs over which the KL weight rises 0 -> 1 (default {d.kl_warmup_epochs})",
-    )
-    p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
-    p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=None,
-        help="also save the whole training state every N steps, mid-epoch (default "
-        f"{d.checkpoint_steps or 'off'}; 0: off)",
-    )
-    p.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        default=None,
-        help="save the whole training state every M minutes, mid-epoch (default "
-        f"{d.checkpoint_minutes:g}; 0: off). SIGTERM/SIGINT save too, then exit with code 130",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (mid-epoch: the next batch)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    p.add_argument(
-        "--run-eagerly",
-        action="store_true",
-        help="run Keras' steps eagerly, without tracing them into a graph (Keras' run_eagerly): "
-        "for debugging, and for tiny models, where tracing takes longer than the steps",
-    )
-    _add_verbose_option(
-        p,
-        default=None,
-        what="Keras' verbosity: 0 silent, 1 progress bar (default), 2 a line per epoch",
-    )
-    return p
+    return parser, add_flags(parser, TrainConfig)
 
 
-def train_config_from_args(argv: Sequence[str] | None = None):
+def train_config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """The :class:`~textvae.config.TrainConfig` that ``textvae-train ARGS`` runs."""
-    from textvae.config import QUICK, TrainConfig
-
-    parser = _train_parser()
-    args = vars(parser.parse_args(argv))
-    quick = args.pop("quick")
-    args["storage_options"] = _storage_options(
-        parser, args["storage_options"], args["data"], args["store"]
-    )
-    changes = dict(QUICK) if quick else {}
-    # store_true: absent means "not given", not False
-    flags = ("resume", "overwrite", "run_eagerly")
-    changes.update(
-        {k: v for k, v in args.items() if v is not None and not (k in flags and v is False)}
-    )
-    try:
-        return TrainConfig().replace(**changes)
-    except ValueError as err:
-        parser.error(str(err))
+    parser, flags = _train_parser()
+    args, given = parse_given(parser, flags, argv)
+    values = {} if args.config is None else _read_config_file(parser, args.config)
+    if args.quick:
+        values.update(QUICK)
+    options = {**(values.get("storage_options") or {}), **given.pop("storage_options", {})}
+    values.update(given, storage_options=options or None)
+    return _or_usage_error(parser, lambda: TrainConfig.from_dict(values))
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -487,7 +259,13 @@ def _sample_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--top-k", type=int, default=None, help="sample among the k most probable ids only"
         )
-        _add_verbose_option(parser, default=1, what="0 or 1 (default): the decoded text only")
+        parser.add_argument(
+            "--verbose",
+            type=int,
+            choices=(0, 1, 2),
+            default=1,
+            help=f"0 or 1 (default): the decoded text only; {STARTUP_LOGS_HELP}",
+        )
     return p
 
 
@@ -545,24 +323,27 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
 EXIT_DAMAGED = 1
 
 
-def _verify_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _verify_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
+    p = _Parser(
         prog="textvae-verify",
         description="Read every chunk of every array of a token store and check its checksum. "
         f"Exit code 0: no damage; {EXIT_DAMAGED}: damaged chunks (each is listed); "
         f"{EXIT_USER_ERROR}: usage error or no readable store.",
     )
     p.add_argument("store", help="the store: a local path or an s3:// URL")
-    _add_storage_option(p, "an s3:// STORE")
+    options = Flag("storage_options", None, storage_options_flag("an s3:// STORE"), None)
+    add_flag(p, options)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
+    return p, [options]
 
 
 def verify_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-verify STORE``: list damaged chunks (exit 1) or say the store is sound (0)."""
-    parser = _verify_parser()
-    args = parser.parse_args(argv)
-    storage_options = _storage_options(parser, args.storage_options, args.store)
+    parser, flags = _verify_parser()
+    args, given = parse_given(parser, flags, argv)
+    storage_options = _or_usage_error(
+        parser, lambda: check_storage_options(given.get("storage_options"), args.store)
+    )
 
     def run() -> int:
         from textvae.data.verify import verify_store

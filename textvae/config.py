@@ -7,6 +7,8 @@ value fails when the config is built, with the argument's name in the message.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,46 +24,71 @@ from textvae._checks import (
     path,
     positive_int,
 )
-from textvae.data.format import DEFAULT_CHUNK_ROWS
+from textvae._compat import deprecated
+from textvae._options import build, flag, flatten, nested, option
+from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY
+from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
+from textvae.data.location import check_storage_options
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "TrainConfig"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "StoreSpec", "TrainConfig"]
 
-_REDACTED = "***"
+#: What :meth:`TrainConfig.to_dict` writes in place of each storage option's value.
+REDACTED = "***"
 #: The largest ``seed``: Keras seeds NumPy's global generator with it (2**32 - 1 at most).
 MAX_SEED = 2**32 - 1
 #: The most batch-building threads ``workers`` may ask for.
 MAX_WORKERS = 256
 
+#: What ``--verbose`` also changes in every command that imports Keras.
+STARTUP_LOGS_HELP = (
+    f"at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are hidden otherwise "
+    f"unless {LOG_LEVEL_ENV} is set"
+)
 
-def _check_storage_options(
-    storage_options: dict[str, Any] | None, *locations: str | None
-) -> dict[str, Any] | None:
-    """A copy of ``storage_options``; refused unless one of ``locations`` is a URL."""
-    if storage_options is None:
-        return None
-    if not isinstance(storage_options, dict):
-        raise InvalidArgumentError(
-            "`storage_options` must be a dict or None. "
-            f"Received: storage_options={storage_options!r}"
-        )
-    from textvae.data.store import is_url  # lazy: the store imports zarr
+# The flags of the store's shape, shared by textvae-ingest (a StoreSpec) and textvae-train.
+_STORE_FLAGS = {
+    "vocab_size": flag(
+        help="vocabulary size, reserved ids 0-2 included",
+        unit="ids",
+        flags=("--vocab-size", "--vocab"),
+        group="data",
+    ),
+    "max_len": flag(help="ids per review after padding/truncation", unit="ids", group="data"),
+    "padding": flag(
+        help="where padding goes: pre puts it first, as Keras does", choices=PADDINGS, group="data"
+    ),
+    "truncating": flag(
+        help="which end of a long review is cut: pre keeps the end",
+        choices=PADDINGS,
+        group="data",
+    ),
+    "chunk_rows": flag(help="rows per zarr chunk", unit="rows", group="ingest"),
+}
+_STORAGE_HELP = (
+    "fsspec option for {}, repeatable (e.g. endpoint_url=http://host:9000, anon=true; a JSON "
+    "VALUE is decoded). Credentials and the endpoint also come from AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY, AWS_PROFILE and AWS_ENDPOINT_URL"
+)
 
-    if storage_options and not any(loc is not None and is_url(loc) for loc in locations):
-        raise InvalidArgumentError(
-            "`storage_options` apply to an s3:// (or other URL) store; "
-            f"none of {[loc for loc in locations if loc is not None]} is one"
-        )
-    return dict(storage_options)
+
+def storage_options_flag(what: str) -> dict[str, Any]:
+    """The ``--storage-option KEY=VALUE`` flag of a command that opens ``what``."""
+    return flag(
+        help=_STORAGE_HELP.format(what),
+        flags=("--storage-option",),
+        key_values=True,
+        group="data",
+    )
 
 
 def _redacted(storage_options: dict[str, Any] | None) -> dict[str, str] | None:
     # Saved configs (config.json) must not carry credentials: keep the keys only.
     if storage_options is None:
         return None
-    return {key: _REDACTED for key in storage_options}
+    return {key: REDACTED for key in storage_options}
 
 
 @dataclass(frozen=True)
@@ -80,33 +107,108 @@ class TrainConfig:
     first (0 turns either off; README "Stopping and resuming" says why the defaults).
     ``run_eagerly`` runs Keras' steps without tracing them (same results, slower steps; for
     debugging and for tiny models, whose graphs take longer to trace than to train).
+
+    Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
+    beside its default, with :func:`textvae._options.option`.
     """
 
-    data: str | None = None
-    store: str | None = None
-    out: str = "runs/textvae"
-    vocab_size: int = 20000
-    max_len: int = 300
-    batch_size: int = 32
-    epochs: int = 1
-    targets: str = "onehot"
-    dtype: str = "float32"
-    workers: int = 2
-    max_queue_size: int = 2
-    seed: int = 0
-    train_rows: int | None = None
-    eval_rows: int | None = None
-    kl_warmup_epochs: float = 1.0
-    val_fraction: float = 0.05
-    checkpoint_steps: int = 0
-    checkpoint_minutes: float = 2.0
-    resume: bool = False
-    overwrite: bool = False
-    run_eagerly: bool = False
-    verbose: int = 1
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str | None = option(
+        None,
+        help="a token store (path or s3:// URL) or a corpus source to ingest first",
+        none="IMDB from $TEXTVAE_IMDB, shared/data/imdb or Keras' cache, else downloaded",
+        group="data",
+    )
+    store: str | None = option(
+        None,
+        help="where to keep the store ingested from --data",
+        none="a cache folder",
+        group="data",
+    )
+    out: str = option("runs/textvae", help="the run's output folder", group="output")
+    vocab_size: int = field(default=StoreSpec.vocab_size, metadata=_STORE_FLAGS["vocab_size"])
+    max_len: int = field(default=StoreSpec.max_len, metadata=_STORE_FLAGS["max_len"])
+    batch_size: int = option(32, help="reviews per training step", unit="reviews", group="training")
+    epochs: int = option(
+        1, help="passes over the training reviews", unit="epochs", group="training"
+    )
+    targets: str = option(
+        "onehot",
+        help="reconstruction targets: one-hot from the kernels, or the integer ids",
+        choices=TARGETS,
+        group="data",
+    )
+    dtype: str = option("float32", help="one-hot targets' dtype", choices=DTYPES, group="data")
+    workers: int = option(2, help="threads that build batches", unit="threads", group="data")
+    max_queue_size: int = option(2, help="batches prepared ahead", unit="batches", group="data")
+    seed: int = option(
+        0,
+        help="seed of the shuffles, the hold-out and the initial weights",
+        unit=f"integer 0 to {MAX_SEED}",
+        group="training",
+    )
+    train_rows: int | None = option(
+        None,
+        help="reviews per epoch, a fresh random subset each epoch",
+        unit="reviews",
+        none="all",
+        group="data",
+    )
+    eval_rows: int | None = option(
+        None,
+        help="test reviews to evaluate, a random subset",
+        unit="reviews",
+        none="all",
+        group="data",
+    )
+    kl_warmup_epochs: float = option(
+        1.0,
+        help="epochs over which the KL weight rises 0 -> 1",
+        unit="epochs",
+        group="training",
+    )
+    val_fraction: float = option(
+        0.05,
+        help="share of the train split held out to choose best.keras",
+        unit="fraction of the train split",
+        group="data",
+    )
+    checkpoint_steps: int = option(
+        0,
+        help="also save the whole training state every N steps, mid-epoch; 0: off",
+        unit="steps",
+        group="checkpoints",
+    )
+    checkpoint_minutes: float = option(
+        2.0,
+        help="save the whole training state every M minutes, mid-epoch; 0: off. SIGTERM and "
+        "SIGINT save too, then exit with code 128 + the signal's number (143 and 130)",
+        unit="minutes",
+        group="checkpoints",
+    )
+    resume: bool = option(
+        False,
+        help="continue the run in --out from its last checkpoint, mid-epoch at the next batch",
+        group="checkpoints",
+    )
+    overwrite: bool = option(False, help="replace the run in --out", group="output")
+    run_eagerly: bool = option(
+        False,
+        help="run Keras' steps eagerly, without tracing them into a graph (Keras' run_eagerly): "
+        "for debugging, and for tiny models, where tracing takes longer than the steps",
+        group="training",
+    )
+    verbose: int = option(
+        1,
+        help=f"Keras' verbosity: 0 silent, 1 progress bar, 2 a line per epoch; {STARTUP_LOGS_HELP}",
+        unit="level",
+        choices=(0, 1, 2),
+        group="output",
+    )
+    model: ModelConfig = field(default_factory=ModelConfig, metadata=nested())
     # Not hashed: a dict is not hashable, and a config stays usable as a dict key without it.
-    storage_options: dict[str, Any] | None = field(default=None, hash=False)
+    storage_options: dict[str, Any] | None = field(
+        default=None, hash=False, metadata=storage_options_flag("an s3:// --data or --store")
+    )
 
     def __post_init__(self) -> None:
         path("out", self.out)
@@ -130,10 +232,14 @@ class TrainConfig:
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
         non_negative("checkpoint_minutes", self.checkpoint_minutes)
         int_in_range("verbose", self.verbose, 0, 3)
+        if not isinstance(self.model, ModelConfig):
+            raise InvalidArgumentError(
+                f"`model` must be a ModelConfig. Received: model={self.model!r}"
+            )
         object.__setattr__(
             self,
             "storage_options",
-            _check_storage_options(self.storage_options, self.data, self.store),
+            check_storage_options(self.storage_options, self.data, self.store),
         )
         if self.resume and self.overwrite:
             raise InvalidArgumentError(
@@ -152,31 +258,69 @@ class TrainConfig:
         """The fields as plain data (for ``config.json``), ``storage_options`` values redacted."""
         return {**dataclasses.asdict(self), "storage_options": _redacted(self.storage_options)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The config that :meth:`to_dict` wrote (``config.json``); a missing field takes its
+        default, and model fields may also be given by name, outside ``"model"``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A key that is no field, a value refused, or storage options still redacted
+            (:data:`REDACTED`: their values are never saved; give them again).
+        """
+        values = flatten(cls, data)
+        options = values.get("storage_options")
+        hidden = sorted(k for k, v in (options or {}).items() if v == REDACTED)
+        if hidden:
+            raise InvalidArgumentError(
+                f"the values of storage options {', '.join(hidden)} are not saved (they read "
+                f"{REDACTED!r}): give them again, e.g. --storage-option {hidden[0]}=VALUE"
+            )
+        return build(cls, values)
+
 
 @dataclass(frozen=True)
 class IngestConfig:
     """One run of ``textvae-ingest``: a corpus ``source`` into a token store at ``store``.
 
     ``store`` is a local path or a URL (``s3://...``; ``storage_options`` go to fsspec for it).
-    ``vocab_size`` counts the reserved ids (>= 4); reviews are padded/truncated to ``max_len``
-    ids by ``padding`` / ``truncating`` (``"pre"`` or ``"post"``, as Keras' ``pad_sequences``);
-    ``chunk_rows`` rows are stored per chunk. ``overwrite`` replaces whatever is at ``store``.
-    ``tokenizer`` names a function ``"module:function"`` (text -> list of str tokens) used
-    instead of :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs.
-    ``workers`` processes ingest (``None``: all cores; 1: the plain in-process build).
+    ``spec`` is the store's shape (:class:`~textvae.data.format.StoreSpec`: vocabulary size,
+    ids per review, padding, truncation, rows per chunk); its fields are also readable here
+    (``config.vocab_size``), and the old flat keywords (``vocab_size=...``) still build one,
+    deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names a function
+    ``"module:function"`` (text -> list of str tokens) used instead of
+    :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs. ``workers``
+    processes ingest (``None``: all cores; 1: the plain in-process build).
     """
 
-    source: str
-    store: str
-    vocab_size: int = 20000
-    max_len: int = 300
-    padding: str = "pre"
-    truncating: str = "pre"
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
-    overwrite: bool = False
-    storage_options: dict[str, Any] | None = field(default=None, hash=False)
-    tokenizer: str | None = None
-    workers: int | None = None
+    source: str = option(
+        help="aclImdb folder, JSONL/JSONL.gz or CSV file (or a folder with train and test "
+        "files), or a Keras imdb.npz",
+        group="positional",
+    )
+    store: str = option(
+        help="where to write the store: a local path or an s3:// URL", group="positional"
+    )
+    spec: StoreSpec = field(default_factory=StoreSpec, metadata=nested(_STORE_FLAGS))
+    overwrite: bool = option(False, help="replace an existing store at STORE", group="output")
+    storage_options: dict[str, Any] | None = field(
+        default=None, hash=False, metadata=storage_options_flag("an s3:// STORE")
+    )
+    tokenizer: str | None = option(
+        None,
+        help="your own tokenizer, a function text -> list of str tokens, imported by name",
+        none="textvae's built-in tokenizer",
+        metavar="MODULE:FUNCTION",
+        group="data",
+    )
+    workers: int | None = option(
+        None,
+        help="processes that ingest; 1 ingests in this process alone",
+        unit="processes",
+        none="all cores",
+        group="ingest",
+    )
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -186,21 +330,47 @@ class IngestConfig:
                 f"Received: tokenizer={self.tokenizer!r}"
             )
         path("store", self.store)
-        check_vocab_size(self.vocab_size)
-        positive_int("max_len", self.max_len)
-        positive_int("chunk_rows", self.chunk_rows)
-        one_of("padding", self.padding, PADDINGS)
-        one_of("truncating", self.truncating, PADDINGS)
+        if not isinstance(self.spec, StoreSpec):
+            raise InvalidArgumentError(f"`spec` must be a StoreSpec. Received: spec={self.spec!r}")
         int_at_least(
             "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
         )
         object.__setattr__(
-            self, "storage_options", _check_storage_options(self.storage_options, self.store)
+            self, "storage_options", check_storage_options(self.storage_options, self.store)
         )
+
+    # The store's shape, read through: ``config.vocab_size`` is ``config.spec.vocab_size``.
+    vocab_size = property(lambda self: self.spec.vocab_size)
+    max_len = property(lambda self: self.spec.max_len)
+    padding = property(lambda self: self.spec.padding)
+    truncating = property(lambda self: self.spec.truncating)
+    chunk_rows = property(lambda self: self.spec.chunk_rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data, ``storage_options`` values redacted."""
         return {**dataclasses.asdict(self), "storage_options": _redacted(self.storage_options)}
+
+
+def _accept_flat_spec(init: Any) -> Any:
+    """IngestConfig's constructor, also taking the store's shape as flat keywords (0.1's
+    ``vocab_size=...``), deprecated: they are folded into ``spec``."""
+    names = tuple(f.name for f in dataclasses.fields(StoreSpec))
+
+    @functools.wraps(init)
+    def __init__(self: IngestConfig, *args: Any, **kwargs: Any) -> None:
+        flat = {name: kwargs.pop(name) for name in names if name in kwargs}
+        if flat:
+            deprecated(
+                f"IngestConfig({', '.join(f'{name}=...' for name in flat)})",
+                "IngestConfig(spec=StoreSpec(...))",
+            )
+            kwargs["spec"] = dataclasses.replace(kwargs.get("spec", StoreSpec()), **flat)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+IngestConfig.__init__ = _accept_flat_spec(IngestConfig.__init__)  # type: ignore[method-assign]
 
 
 #: ``textvae-train --quick``: a small VAE of the seed's shape that finishes on a 2-core CPU in

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textvae._checks import DECODERS, fraction, non_negative, one_of, positive_int, positive_number
+from textvae._options import option
 
 __all__ = ["ModelConfig"]
 
@@ -29,18 +30,56 @@ class ModelConfig:
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
     """
 
-    embedding_dim: int = 64
-    hidden: int = 500
-    dense: int = 435
-    latent: int = 200
-    epsilon_std: float = 1.0
-    decoder: str = "autoregressive"
-    word_dropout: float = 0.25
-    encoder_pooling: bool = True
-    sentiment_weight: float = 200.0
-    free_bits: float = 0.0
-    bow_weight: float = 0.5
-    learning_rate: float = 1e-3
+    embedding_dim: int = option(
+        64, help="size of each word's embedding", unit="dimensions", group="model"
+    )
+    hidden: int = option(500, help="units of each LSTM/GRU layer", unit="units", group="model")
+    dense: int = option(
+        435, help="units of the encoder's dense layer before z", unit="units", group="model"
+    )
+    latent: int = option(200, help="size of the latent code z", unit="dimensions", group="model")
+    epsilon_std: float = option(
+        1.0,
+        help="sampling noise of z; the seed used 0.01",
+        unit="standard deviations",
+        group="model",
+    )
+    decoder: str = option(
+        "autoregressive",
+        help="autoregressive: reads the review so far and z; repeat: the seed's decoder",
+        choices=DECODERS,
+        group="model",
+    )
+    word_dropout: float = option(
+        0.25,
+        help="share of the decoder's input words replaced by <oov> in training",
+        unit="fraction of words",
+        group="model",
+    )
+    encoder_pooling: bool = option(
+        True, help="a mean-pooled embedding branch beside the encoder's BiLSTM", group="model"
+    )
+    sentiment_weight: float = option(
+        200.0,
+        help="weight of the sentiment loss against the reconstruction loss summed over time steps",
+        unit="loss weight",
+        group="model",
+    )
+    free_bits: float = option(
+        0.0,
+        help="floor of each latent unit's KL term, the free bits; 0: off",
+        unit="nats per unit",
+        group="model",
+    )
+    bow_weight: float = option(
+        0.5,
+        help="weight of a bag-of-words loss from z, after Zhao et al. 2017",
+        unit="loss weight",
+        group="model",
+    )
+    learning_rate: float = option(
+        1e-3, help="Adam's learning rate", unit="step size", group="training"
+    )
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "hidden", "dense", "latent"):
@@ -53,4 +92,5 @@ class ModelConfig:
             non_negative(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data."""
         return dataclasses.asdict(self)

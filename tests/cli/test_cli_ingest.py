@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from textvae.cli import EXIT_USER_ERROR, ingest_config_from_args, ingest_main
-from textvae.config import IngestConfig
+from textvae.config import IngestConfig, StoreSpec
 from textvae.data.store import TokenStore
+from textvae.errors import TextVAEDeprecationWarning
 
 
 def test_ingest_builds_store(tmp_path, corpus_dir, capsys):
@@ -142,8 +143,7 @@ def test_config_from_args(tmp_path):
     assert config == IngestConfig(
         source="src",
         store="s3://bucket/s.zarr",
-        vocab_size=50,
-        padding="post",
+        spec=StoreSpec(vocab_size=50, padding="post"),
         storage_options={"anon": True, "endpoint_url": "http://h:9000"},
     )
     assert config.to_dict()["storage_options"] == {"anon": "***", "endpoint_url": "***"}
@@ -159,13 +159,39 @@ def test_config_from_args(tmp_path):
         ({"chunk_rows": True}, "chunk_rows"),
         ({"padding": "middle"}, "padding"),
         ({"truncating": None}, "truncating"),
-        ({"storage_options": {"anon": True}}, "storage_options"),
     ],
-    ids=["vocab", "max-len", "chunk-rows", "chunk-rows-bool", "padding", "truncating", "opts"],
+    ids=["vocab", "max-len", "chunk-rows", "chunk-rows-bool", "padding", "truncating"],
 )
 def test_ingest_config_validates(changes, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
+        IngestConfig("src", "local.zarr", spec=StoreSpec(**changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"storage_options": {"anon": True}}, "storage options apply to a URL store"),
+        ({"spec": 300}, "`spec` must be a StoreSpec"),
+        ({"workers": 0}, "`workers`"),
+    ],
+    ids=["opts", "spec", "workers"],
+)
+def test_ingest_config_refuses(changes, message):
+    with pytest.raises(ValueError, match=message):
         IngestConfig("src", "local.zarr", **changes)
+
+
+def test_ingest_config_reads_its_spec_and_takes_old_keywords_deprecated():
+    config = IngestConfig("src", "out.zarr", spec=StoreSpec(vocab_size=50, chunk_rows=7))
+    assert (config.vocab_size, config.max_len, config.chunk_rows) == (50, 300, 7)
+    assert (config.padding, config.truncating) == ("pre", "pre")
+    with pytest.warns(
+        TextVAEDeprecationWarning, match=r"IngestConfig\(vocab_size=\.\.\., chunk_rows="
+    ):
+        old = IngestConfig("src", "out.zarr", vocab_size=50, chunk_rows=7)
+    assert old == config
+    with pytest.warns(TextVAEDeprecationWarning), pytest.raises(ValueError, match="`max_len`"):
+        IngestConfig("src", "out.zarr", max_len=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,4 +215,5 @@ def test_train_takes_storage_options(capsys):
     with pytest.raises(SystemExit) as exc:
         train_config_from_args(["--data", "runs/store.zarr", "--storage-option", "anon=true"])
     assert exc.value.code == EXIT_USER_ERROR
-    assert "--storage-option applies to a URL store" in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "storage options apply to a URL store (s3://...), not to 'runs/store.zarr'" in line
