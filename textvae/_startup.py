@@ -1,4 +1,5 @@
-"""Quiet start-up: Keras imported without TensorFlow's C++ start-up lines on stderr.
+"""Command start-up: Keras imported without TensorFlow's C++ start-up lines on stderr, and one
+line naming the extra to install when a Keras backend or another optional package is missing.
 
 Importing Keras with its TensorFlow backend prints lines such as ``WARNING: All log messages
 before absl::InitializeLog() is called are written to STDERR``, ``I0000 ... cudart_stub.cc:31]
