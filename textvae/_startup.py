@@ -101,7 +101,8 @@ def require_extra(module: str, extra: str, needed_for: str) -> None:
     """Raise :class:`~textvae.errors.MissingExtraError` unless ``module`` is installed.
 
     For a check before a long run (training, then drawing ``latents.png``): it looks the package
-    up without importing it. Arguments as for :func:`missing_extra`.
+    up without importing it (a dotted name imports its parent package). Arguments as for
+    :func:`missing_extra`.
     """
     if not _installed(_top(module)) or not _installed(module):
         raise missing_extra(module, extra, needed_for)
