@@ -15,6 +15,7 @@ __all__ = [
     "IncompleteStoreError",
     "InvalidArgumentError",
     "MemoryBudgetWarning",
+    "MissingExtraError",
     "OutputDirError",
     "SettingError",
     "StoreAccessError",
@@ -143,3 +144,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __reduce__(self):
         return type(self), (str(self), self.signum, self.step)
+
+
+class MissingExtraError(TextVAEError, ImportError):
+    """A command or function needs an optional dependency that is not installed (a Keras
+    backend, matplotlib, s3fs, ...): the message names the extra that installs it
+    (``pip install "textvae[jax]"``). An ``ImportError``, so code that already catches a
+    failed import keeps working; ``name`` is the module that was missing."""
