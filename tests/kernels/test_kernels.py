@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import onehot_reference
 
 from textvae.kernels import ALIGNMENT, aligned_empty, onehot
+from textvae.testing import onehot_reference
 
 OUT_DTYPES = ["float32", "float16", "uint8"]
 ID_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]

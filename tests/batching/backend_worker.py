@@ -28,10 +28,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
-from reference import onehot_reference
 
-from textvae.batching.sequence import OneHotSequence
+from textvae.batching import MemoryOptions, OneHotSequence
 from textvae.data.store import TokenStore
+from textvae.testing import assert_batch_matches_store
 from textvae.training.callbacks import EpochSync
 
 BACKEND = keras.backend.backend()
@@ -69,15 +69,6 @@ def fit_case(store: TokenStore, targets: str, loader: str = "sequence") -> dict:
         not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
     )
     return {"loss": history.history["loss"], "weights_changed": changed}
-
-
-def check_batch(store: TokenStore, rows: np.ndarray, ids, outputs) -> None:
-    ref_ids = store.read("train", rows).astype(np.int64)
-    np.testing.assert_array_equal(np.asarray(ids), ref_ids)
-    ref = onehot_reference(ref_ids, store.vocab_size, "float32")
-    np.testing.assert_array_equal(np.asarray(outputs["reconstruction"]), ref)
-    labels = store.labels("train", rows)
-    np.testing.assert_array_equal(np.asarray(outputs["sentiment"]).ravel(), labels)
 
 
 def pointer(x) -> int:
@@ -119,7 +110,7 @@ def delivered_case(store: TokenStore, path: str) -> dict:
         adapter.on_epoch_end()
     assert len(held) == len(seq), (len(held), len(seq))
     for (ids, outputs), r in zip(held, rows, strict=True):
-        check_batch(store, r, ids, outputs)
+        assert_batch_matches_store(seq, (ids, outputs), r)
     shares = [pointer(out["reconstruction"]) in pointers for _, out in held]
     for buf in pool:
         buf[0, 0, 0] = 7
@@ -141,7 +132,7 @@ def jit_hold_case(store: TokenStore) -> dict:
     import jax
     import jax.numpy as jnp
 
-    seq = OneHotSequence(store, "train", 4, seed=5, pool_size=1)
+    seq = OneHotSequence(store, "train", 4, seed=5, memory=MemoryOptions(pool_size=1))
     step = jax.jit(lambda onehot: (onehot * jnp.arange(onehot.shape[-1])).sum())  # sum of ids
     ids, outputs = seq[0]
     pointer_before = outputs["reconstruction"].ctypes.data
@@ -182,19 +173,19 @@ def torch_loop(store: TokenStore) -> dict:
     return {"loss": losses}
 
 
-def to_torch_case() -> dict:
-    """to_torch on a nested layout with a read-only batch: tensors sharing every array's
+def batch_to_torch_case() -> dict:
+    """batch_to_torch on a nested layout with a read-only batch: tensors sharing every array's
     memory, lists as tuples, and no warning (torch warns on each read-only array it wraps)."""
     import warnings
 
-    from textvae.batching.adapters import to_torch
+    from textvae.batching.adapters import batch_to_torch
 
     onehot = np.zeros((2, 3, 4), np.float32).view()
     onehot.flags.writeable = False  # as the Sequence hands batches out: a read-only view
     batch = ({"ids": np.ones((2, 3), np.int32)}, [onehot], np.ones(2, np.float16))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        x, y, w = to_torch(batch)
+        x, y, w = batch_to_torch(batch)
     arrays = (batch[0]["ids"], onehot, batch[2])
     tensors = (x["ids"], y[0], w)
     return {
@@ -217,7 +208,7 @@ def main(store_path: str) -> None:
         result["dataloader"] = delivered_case(store, "dataloader")
         result["fit_dataloader"] = fit_case(store, "onehot", loader="dataloader")
         result["torch_loop"] = torch_loop(store)
-        result["to_torch"] = to_torch_case()
+        result["batch_to_torch"] = batch_to_torch_case()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     print(json.dumps(result))
 

@@ -71,7 +71,7 @@ def test_fit_and_batches_on_backend(small_store, backend):
         fit = result["fit_dataloader"]
         assert _falls(fit["loss"]) and fit["weights_changed"], fit
         assert _falls(result["torch_loop"]["loss"]), result["torch_loop"]
-        assert result["to_torch"] == {
+        assert result["batch_to_torch"] == {
             "warnings": [],
             "structure": ["dict", "tuple", ["ids"]],
             "shares": [True, True, True],
