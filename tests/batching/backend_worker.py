@@ -1,6 +1,10 @@
-"""Checks of OneHotSequence under one Keras backend, for tests/test_backends.py (not a test file).
+"""Checks of OneHotSequence under one Keras backend, for test_backends.py (not a test file).
 
 ``KERAS_BACKEND=jax|torch python backend_worker.py STORE``
+``KERAS_BACKEND=jax python backend_worker.py --wings FOLDER`` (the light check below)
+
+TensorFlow is made unimportable before anything else is imported (the GPU machines have none):
+an ``import tensorflow`` anywhere on these paths fails the run.
 
 Keras reads ``KERAS_BACKEND`` once, at import: each backend needs a process of its own. This
 one runs every check for its backend (import time dominates) and prints one JSON line with
@@ -12,27 +16,46 @@ what it saw; a batch that differs from the store's rows fails an assertion here 
   NumPy reference of the rows the Sequence planned for it; whether the one-hot ones share the
   Sequence's buffers, and the marks test: write into every pooled buffer and count the held
   batches that show it (one each: zero-copy, and no buffer recycled under a held batch);
-- whether TensorFlow was imported (it must not be: the GPU machines have none);
+- whether TensorFlow was imported (it cannot be: see above);
 - torch only: the same through ``seq.as_torch_dataloader()`` (zero-copy), ``fit`` on that
   loader, and a plain PyTorch training loop over it.
+
+``--wings``: every module of textvae.kernels, textvae.data and textvae.batching imported, then
+a store built in FOLDER with :func:`textvae.testing.make_store`, and batches of several layouts
+served through ``seq[i]``, ``seq.as_numpy_iterator()`` and Keras' own PyDataset adapter, each
+checked with :func:`textvae.testing.assert_batch_matches_store`.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import json
 import os
+import pkgutil
 import sys
-
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras
 
-from textvae.batching import MemoryOptions, OneHotSequence
-from textvae.data.store import TokenStore
-from textvae.testing import assert_batch_matches_store
-from textvae.training.callbacks import EpochSync
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """Refuses ``tensorflow`` and its submodules, as on a machine without it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (refused by this test)", name=name)
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
+
+# Imported after the refusal is in place (hence E402).
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from textvae.batching import MemoryOptions, OneHotSequence  # noqa: E402
+from textvae.data.store import TokenStore  # noqa: E402
+from textvae.testing import assert_batch_matches_store  # noqa: E402
+from textvae.training.callbacks import EpochSync  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
@@ -196,6 +219,54 @@ def batch_to_torch_case() -> dict:
     }
 
 
+WINGS = ("textvae.kernels", "textvae.data", "textvae.batching")
+WING_LAYOUTS = {
+    "vae": {},
+    "sparse": {"targets": "sparse", "dtype": "uint8"},
+    "lm-masked": {
+        "inputs": "tokens",
+        "outputs": {"lm": "next_onehot", "label": "classes"},
+        "sample_weight": "mask",
+        "dtype": "float16",
+    },
+}
+
+
+def wings_case(folder: str) -> dict:
+    """Import every module of the wings, then serve and check batches on this backend."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from textvae.testing import make_store
+
+    modules = []
+    for wing in WINGS:
+        package = importlib.import_module(wing)
+        modules.append(wing)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{wing}."):
+            importlib.import_module(info.name)
+            modules.append(info.name)
+    store = make_store(os.path.join(folder, "s.zarr"), rows={"train": 30, "test": 9}, seed=1)
+    checked = 0
+    for kwargs in WING_LAYOUTS.values():
+        seq = OneHotSequence(store, "train", 7, seed=2, **kwargs)
+        for i in range(len(seq)):
+            assert_batch_matches_store(seq, seq[i], seq.batch_rows(i))
+            checked += 1
+        plan = [seq.batch_rows(i) for i in range(len(seq))]
+        for batch, rows in zip(seq.as_numpy_iterator(), plan, strict=True):
+            assert_batch_matches_store(seq, batch, rows)
+            checked += 1
+        plan = [seq.batch_rows(i) for i in range(len(seq))]
+        adapter = PyDatasetAdapter(seq, shuffle=False)
+        adapter.on_epoch_begin()
+        iterator = adapter.get_jax_iterator() if BACKEND == "jax" else adapter.get_numpy_iterator()
+        for batch, rows in zip(iterator, plan, strict=True):
+            assert_batch_matches_store(seq, batch, rows)
+            checked += 1
+        adapter.on_epoch_end()
+    return {"backend": BACKEND, "modules": modules, "batches_checked": checked}
+
+
 def main(store_path: str) -> None:
     store = TokenStore.open(store_path)
     result: dict = {"backend": BACKEND}
@@ -214,4 +285,7 @@ def main(store_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--wings":
+        print(json.dumps(wings_case(sys.argv[2])))
+    else:
+        main(sys.argv[1])
