@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from textvae.batching import OneHotSequence
+from textvae.batching.buffers import BufferPool, ChunkCache
 from textvae.batching.memory import MemoryOptions
 from textvae.testing import onehot_reference
 
@@ -46,3 +47,31 @@ def test_buffer_recycled_only_when_released(small_store):
     _, fourth = seq[3]
     assert fourth["reconstruction"].ctypes.data == first_ptr
     assert seq._pool.allocations == 3
+
+
+def test_pool_hands_a_buffer_out_again_once_released():
+    pool = BufferPool((4, 3, 5), np.dtype(np.float32), capacity=2)
+    first, record = pool.acquire(4)
+    assert first.ctypes.data % 64 == 0 and first.flags.c_contiguous and not first.any()
+    assert (record == -1).all(), "a new buffer holds no ones"
+    pointer = first.ctypes.data
+    second, _ = pool.acquire(2)  # first is held: another buffer
+    assert second.shape == (2, 3, 5) and second.ctypes.data != pointer
+    third, none = pool.acquire(4)  # both held, capacity 2: a fresh, unpooled buffer
+    assert none is None and len(pool) == 2 and pool.allocations == 3
+    del first, third
+    again, _ = pool.acquire(3)
+    assert again.ctypes.data == pointer and pool.allocations == 3
+
+
+def test_chunk_cache_keeps_the_most_recent_chunks():
+    loads = []
+
+    def load(key):
+        loads.append(key)
+        return np.full(2, key)
+
+    cache = ChunkCache(capacity=2)
+    for key in (0, 1, 0, 2, 0, 1):
+        assert (cache.get(key, load) == key).all()
+    assert loads == [0, 1, 2, 1], "0 stayed (recently used); 1 was evicted by 2"

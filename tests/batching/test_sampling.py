@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
-from textvae.batching import OneHotSequence, SamplingOptions, ShardOptions
+from textvae.batching import EpochPlan, OneHotSequence, SamplingOptions, ShardOptions
 from textvae.batching.sampling import chunk_windows, holdout_rows
 
 
@@ -163,3 +165,55 @@ def test_row_subset_serves_only_its_rows(small_store, shuffle):
 def test_row_subset_out_of_range_is_refused(small_store):
     with pytest.raises(IndexError, match=r"valid rows are \[0, 37\)"):
         OneHotSequence(small_store, "train", 4, sampling=SamplingOptions(row_subset=[0, 37]))
+
+
+def test_the_plan_needs_no_store(small_store):
+    """An EpochPlan from the split's row and chunk counts gives the Sequence's rows: counting
+    an epoch needs no Sequence."""
+    sampling = SamplingOptions(rows=30, window_chunks=2)
+    shards = ShardOptions(shard_index=1, num_shards=2)
+    seq = OneHotSequence(small_store, "train", 4, seed=7, sampling=sampling, shards=shards)
+    plan = EpochPlan(37, 8, 4, seed=7, sampling=sampling, shards=shards)
+    assert (
+        (plan.rows_per_shard, plan.batches_per_epoch) == (15, 4) == (seq.rows_per_shard, len(seq))
+    )
+    for epoch in (0, 3):
+        np.testing.assert_array_equal(plan.epoch_rows(epoch), seq.epoch_rows(epoch))
+    clone = pickle.loads(pickle.dumps(plan))
+    np.testing.assert_array_equal(clone.epoch_rows(1), plan.epoch_rows(1))
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: ShardOptions(shard_index=1, num_shards=1), "shard_index"),
+        (lambda: ShardOptions(num_shards=0), "num_shards"),
+        (lambda: ShardOptions(num_shards=True), "num_shards"),
+        (lambda: SamplingOptions(rows=0), "rows"),
+        (lambda: SamplingOptions(window_chunks=1.5), "window_chunks"),
+        (lambda: SamplingOptions(row_subset=[[1, 2]]), "row_subset"),
+        (lambda: SamplingOptions(row_subset=[0.5]), "row_subset"),
+        (lambda: EpochPlan(10, 8, 0), "batch_size"),
+        (lambda: EpochPlan(10, 8, 4, seed=None), "seed"),
+        (lambda: EpochPlan(10, 8, 4, seed=-1), "seed"),
+    ],
+)
+def test_options_are_validated_at_construction(make, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        make()
+
+
+def test_options_are_frozen_and_readable():
+    options = SamplingOptions(row_subset=np.arange(5))
+    with pytest.raises(AttributeError):
+        options.rows = 3
+    with pytest.raises(ValueError, match="read-only"):
+        options.row_subset[0] = 9
+    assert repr(options) == "SamplingOptions(rows=None, row_subset=<5 rows>, window_chunks=16)"
+    assert ShardOptions(1, 3) == ShardOptions(shard_index=1, num_shards=3)
+    assert EpochPlan(10, 8, 4, shuffle=False, seed=None).epoch_rows(0).tolist() == list(range(10))
+
+
+def test_more_shards_than_rows_is_refused():
+    with pytest.raises(ValueError, match="fewer than num_shards=4"):
+        EpochPlan(3, 8, 1, shards=ShardOptions(num_shards=4))
