@@ -1,7 +1,7 @@
 """textvae.batching.adapters: a Sequence's batches in a tf.data pipeline, without a copy.
 
 (PyTorch's side, ``batch_to_torch`` and ``as_torch_dataloader``, runs under the torch backend in
-tests/backend_worker.py, which imports torch anyway.)
+backend_worker.py, which imports torch anyway.)
 """
 
 from __future__ import annotations

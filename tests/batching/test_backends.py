@@ -2,8 +2,8 @@
 TensorFlow made unimportable (the GPU machines have none).
 
 Keras picks its backend from ``KERAS_BACKEND`` once, at import, so each backend runs in a
-process of its own (``tests/backend_worker.py``: every check of one backend in one process,
-since importing dominates). TensorFlow, the default backend, is tested in test_sequence.py.
+process of its own (``backend_worker.py`` beside this file: every check of one backend in one
+process, since importing dominates). TensorFlow, the default backend, is tested in test_sequence.py.
 JAX is in the ``test`` extra (a CPU wheel); torch is skipped where it is not installed (its
 registry wheel brings several GB of GPU libraries).
 """
