@@ -4,13 +4,14 @@ holds, and under which names.
 A batch is Keras' ``(x, y)`` or ``(x, y, sample_weight)``. ``x`` is the bare ids array or a dict
 of named inputs; ``y`` one bare output or a dict of named outputs; ``sample_weight`` (when asked
 for) mirrors ``y``: a bare array, or a dict with the same keys. This module validates a layout
-and computes the small arrays a layout needs besides the ids (next-token ids, padding masks). It
-imports NumPy only: the one-hot expansion is the Sequence's (kernel and buffer pool).
+and computes the small arrays a layout needs besides the ids (next-token ids, padding masks),
+then assembles a batch (:class:`BatchArrays`, :meth:`BatchLayout.assemble`). It imports NumPy
+only: the one-hot expansion is the Sequence's (kernel and buffer pool), handed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from textvae._checks import INPUT_KINDS, OUTPUT_KINDS, SAMPLE_WEIGHTS, TARGETS, 
 from textvae.errors import InvalidArgumentError, StoreMismatchError
 
 __all__ = [
+    "BatchArrays",
     "BatchLayout",
     "Default",
     "legacy_outputs",
@@ -169,6 +171,24 @@ class BatchLayout:
                 "sparse_categorical_crossentropy)"
             )
 
+    def assemble(self, arrays: BatchArrays) -> tuple:
+        """Keras' ``(x, y)`` or ``(x, y, sample_weight)`` of one batch, from its arrays."""
+        if isinstance(self.inputs, str):
+            x: Any = {self.inputs: arrays.ids}
+        elif self.inputs is None:
+            x = arrays.ids
+        else:
+            x = {name: arrays.input(kind) for name, kind in self.inputs.items()}
+        if isinstance(self.outputs, str):
+            y: Any = arrays.output(self.outputs)
+            if self.sample_weight is None:
+                return x, y
+            return x, y, arrays.weight(self.outputs)
+        y = {name: arrays.output(kind) for name, kind in self.outputs.items()}
+        if self.sample_weight is None:
+            return x, y
+        return x, y, {name: arrays.weight(kind) for name, kind in self.outputs.items()}
+
     def describe(self) -> str:
         """The layout as ``repr`` shows it."""
         parts = [f"outputs={self.outputs!r}"]
@@ -207,6 +227,77 @@ def next_token_mask(mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
     out[:, :-1] = mask[:, :-1] * mask[:, 1:]
     return out
+
+
+class BatchArrays:
+    """The arrays of one batch, each computed once when a layout first asks for it.
+
+    Parameters
+    ----------
+    ids
+        int32 (rows, max_len): the batch's ids.
+    pad_id, padding
+        The store's padding id and side (``"pre"`` / ``"post"``).
+    onehot
+        Expands ids to a one-hot array (the Sequence's kernel and buffer pool).
+    lengths, labels
+        Read the batch's stored lengths and labels (only when a layout needs them).
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        *,
+        pad_id: int,
+        onehot: Callable[[np.ndarray], np.ndarray],
+        lengths: Callable[[], np.ndarray],
+        labels: Callable[[], np.ndarray],
+        padding: str,
+    ) -> None:
+        self.ids = ids
+        self._pad_id, self._onehot, self._padding = pad_id, onehot, padding
+        self._read_lengths, self._read_labels = lengths, labels
+        self._next_ids: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def next_ids(self) -> np.ndarray:
+        if self._next_ids is None:
+            self._next_ids = next_token_ids(self.ids, self._pad_id)
+        return self._next_ids
+
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            self._mask = padding_mask(self._read_lengths(), self.ids.shape[1], self._padding)
+        return self._mask
+
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = self._read_labels()
+        return self._labels
+
+    def input(self, kind: str) -> np.ndarray:
+        return self.ids if kind == "ids" else self.mask()
+
+    def output(self, kind: str) -> np.ndarray:
+        if kind == "onehot":
+            return self._onehot(self.ids)
+        if kind == "sparse":
+            return self.ids
+        if kind == "next_onehot":
+            return self._onehot(self.next_ids())
+        if kind == "next_sparse":
+            return self.next_ids()
+        if kind == "binary":
+            return self.labels().astype(np.float32).reshape(-1, 1)
+        return self.labels().astype(np.int32)  # "classes"
+
+    def weight(self, kind: str) -> np.ndarray:
+        if kind in NEXT_KINDS:
+            return next_token_mask(self.mask())
+        if kind in TOKEN_KINDS:
+            return self.mask()
+        return (self.labels() >= 0).astype(np.float32)
 
 
 def legacy_outputs(

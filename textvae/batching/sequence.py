@@ -21,16 +21,7 @@ import numpy as np
 from textvae._checks import DTYPES, int_in_range, one_of
 from textvae._compat import deprecated
 from textvae.batching.buffers import BufferPool, ChunkCache
-from textvae.batching.layout import (
-    NEXT_KINDS,
-    TOKEN_KINDS,
-    BatchLayout,
-    Default,
-    legacy_outputs,
-    next_token_ids,
-    next_token_mask,
-    padding_mask,
-)
+from textvae.batching.layout import BatchArrays, BatchLayout, Default, legacy_outputs
 from textvae.batching.memory import MemoryOptions, default_memory_budget, onehot_queue_size
 from textvae.batching.sampling import EpochPlan, SamplingOptions, ShardOptions
 from textvae.data.store import TokenStore
@@ -480,28 +471,19 @@ class OneHotSequence(keras.utils.PyDataset):
         ``sample_weight="mask"``; each a bare NumPy array or a dict of them (see the class
         docstring)."""
         rows = self.batch_rows(index)
-        batch = _Batch(self, rows, self._read_ids(rows))
-        layout = self.layout
-        if isinstance(layout.inputs, str):
-            x: Any = {layout.inputs: batch.ids}
-        elif layout.inputs is None:
-            x = batch.ids
-        else:
-            x = {name: batch.input(kind) for name, kind in layout.inputs.items()}
-        if isinstance(layout.outputs, str):
-            y: Any = batch.output(layout.outputs)
-            weights: Any = batch.weight(layout.outputs) if layout.sample_weight else None
-        else:
-            y = {name: batch.output(kind) for name, kind in layout.outputs.items()}
-            weights = (
-                {name: batch.weight(kind) for name, kind in layout.outputs.items()}
-                if layout.sample_weight
-                else None
-            )
+        arrays = BatchArrays(
+            self._read_ids(rows),
+            pad_id=self.pad_id,
+            onehot=self._onehot,
+            lengths=lambda: self._read_lengths(rows),
+            labels=lambda: self._read_labels(rows),
+            padding=self.padding,
+        )
+        batch = self.layout.assemble(arrays)
         self._served_any = True
         if index == len(self) - 1:
             self._served_last = True
-        return (x, y) if weights is None else (x, y, weights)
+        return batch
 
     # -- outside fit (textvae.batching.adapters) ----------------------------------------------
     def as_numpy_iterator(self) -> Iterator[Any]:
@@ -539,54 +521,3 @@ class OneHotSequence(keras.utils.PyDataset):
             f"batches={len(self)}"
             + (f", first_batch={self.first_batch})" if self.first_batch else ")")
         )
-
-
-class _Batch:
-    """The arrays of one batch, each computed once when a layout first asks for it."""
-
-    def __init__(self, seq: OneHotSequence, rows: np.ndarray, ids: np.ndarray) -> None:
-        self.seq = seq
-        self.rows = rows
-        self.ids = ids
-        self._next_ids: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
-        self._labels: np.ndarray | None = None
-
-    def next_ids(self) -> np.ndarray:
-        if self._next_ids is None:
-            self._next_ids = next_token_ids(self.ids, self.seq.pad_id)
-        return self._next_ids
-
-    def mask(self) -> np.ndarray:
-        if self._mask is None:
-            seq = self.seq
-            self._mask = padding_mask(seq._read_lengths(self.rows), seq.max_len, seq.padding)
-        return self._mask
-
-    def labels(self) -> np.ndarray:
-        if self._labels is None:
-            self._labels = self.seq._read_labels(self.rows)
-        return self._labels
-
-    def input(self, kind: str) -> np.ndarray:
-        return self.ids if kind == "ids" else self.mask()
-
-    def output(self, kind: str) -> np.ndarray:
-        if kind == "onehot":
-            return self.seq._onehot(self.ids)
-        if kind == "sparse":
-            return self.ids
-        if kind == "next_onehot":
-            return self.seq._onehot(self.next_ids())
-        if kind == "next_sparse":
-            return self.next_ids()
-        if kind == "binary":
-            return self.labels().astype(np.float32).reshape(-1, 1)
-        return self.labels().astype(np.int32)  # "classes"
-
-    def weight(self, kind: str) -> np.ndarray:
-        if kind in NEXT_KINDS:
-            return next_token_mask(self.mask())
-        if kind in TOKEN_KINDS:
-            return self.mask()
-        return (self.labels() >= 0).astype(np.float32)
