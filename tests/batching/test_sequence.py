@@ -197,8 +197,11 @@ FLAT = [
 
 @pytest.mark.parametrize(("old", "value", "group", "options"), FLAT, ids=[f[0] for f in FLAT])
 def test_flat_keywords_of_0_1_fold_into_the_options(small_store, old, value, group, options):
-    with pytest.warns(TextVAEDeprecationWarning, match=rf"{old}=.*use OneHotSequence\({group}="):
+    with pytest.warns(
+        TextVAEDeprecationWarning, match=rf"{old}=.*use OneHotSequence\({group}="
+    ) as record:
         flat = OneHotSequence(small_store, "train", 4, seed=3, **{old: value})
+    assert record[0].filename == __file__, "the warning points at the caller's line"
     grouped = OneHotSequence(small_store, "train", 4, seed=3, **{group: options})
     assert repr(getattr(flat, group)) == repr(getattr(grouped, group))
     np.testing.assert_array_equal(flat.epoch_rows(), grouped.epoch_rows())

@@ -47,6 +47,10 @@ class ShardOptions:
 class SamplingOptions:
     """Which rows of a split an epoch serves, and how locally it shuffles them.
 
+    Whether to shuffle, and the seed, stay plain keywords of the Sequence (``shuffle=``,
+    ``seed=``), where a Keras user looks for them (``fit(shuffle=...)``,
+    ``Dataset.shuffle(seed=...)``); these options tune what is less often changed.
+
     Parameters
     ----------
     rows
