@@ -38,6 +38,22 @@ def _run_worker(backend: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def test_the_face_loads_keras_only_with_the_sequence():
+    """``import textvae.batching`` (the plan, options, adapters) needs no Keras; the Sequence
+    loads it, and on JAX nothing loads TensorFlow."""
+    pytest.importorskip("jax")
+    code = (
+        "import sys, textvae.batching as b; assert 'keras' not in sys.modules; "
+        "b.OneHotSequence; assert 'keras' in sys.modules; "
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.mark.timeout(200)
 def test_store_kernels_and_sequence_on_jax_without_tensorflow(tmp_path):
     """Every module of textvae.kernels, textvae.data and textvae.batching imports with
