@@ -135,3 +135,18 @@ def test_as_torch_dataloader_refuses_what_the_sequence_does(small_store, name):
     seq = OneHotSequence(small_store, "train", 4)
     with pytest.raises(InvalidArgumentError, match=f"`{name}` is set by as_torch_dataloader"):
         as_torch_dataloader(seq, **{name: 8})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_numpy_iterator_serves_the_epoch_then_advances(small_store, workers):
+    seq = OneHotSequence(small_store, "train", 8, seed=2, workers=workers, max_queue_size=2)
+    seq.set_epoch(1)
+    rows = [seq.batch_rows(i) for i in range(len(seq))]
+    batches = list(seq.as_numpy_iterator())
+    assert len(batches) == len(rows) and seq.epoch == 2
+    for batch, r in zip(batches, rows, strict=True):
+        assert isinstance(batch, tuple) and isinstance(batch[0], np.ndarray)
+        assert_batch_matches_store(seq, batch, r)
+    first = next(iter(seq.as_numpy_iterator()))  # stopped early: the epoch stays
+    np.testing.assert_array_equal(first[0], small_store.read("train", seq.batch_rows(0)))
+    assert seq.epoch == 2

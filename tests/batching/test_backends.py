@@ -114,3 +114,13 @@ def test_fit_and_batches_on_backend(small_store, backend):
             "shares": [True, True, True],
             "dtypes": ["torch.int32", "torch.float32", "torch.float16"],
         }
+
+
+def test_the_face_lists_what_it_holds():
+    import textvae.batching
+
+    for name in textvae.batching.__all__:
+        assert getattr(textvae.batching, name) is not None, name
+    assert set(textvae.batching.__all__) <= set(dir(textvae.batching))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        textvae.batching.nothing  # noqa: B018
