@@ -89,7 +89,7 @@ def child(store: str, batch_size: int, dtypes: list[str], rounds: tuple[int, int
     import keras
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import MemoryOptions, OneHotSequence
 
     backend = keras.backend.backend()
 
@@ -104,7 +104,9 @@ def child(store: str, batch_size: int, dtypes: list[str], rounds: tuple[int, int
     def sequence(dtype: str) -> OneHotSequence:
         # pool_size 3: what these serial paths need (the batch pulled, the next, one ahead),
         # so a (64, 300, 20000) float32 run holds at most ~4.5 GB of buffers.
-        seq = Recorded(store, "train", batch_size, dtype=dtype, seed=0, pool_size=3)
+        seq = Recorded(
+            store, "train", batch_size, dtype=dtype, seed=0, memory=MemoryOptions(pool_size=3)
+        )
         seq.served = set()
         return seq
 

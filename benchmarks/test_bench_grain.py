@@ -121,6 +121,6 @@ def test_jax_path(
         pipeline_results,
         pipeline,
         (10, 24) if full else (2, 5),
-        lambda batch, rows: check_batch(batch, target, shape, all_ids, all_labels, rows=rows),
+        lambda batch, rows: check_batch(batch, train_store, target, rows=rows),
         rows=shape[0],
     )

@@ -26,8 +26,8 @@ from test_bench_sequence import (
     time_pipeline,
 )
 
-from textvae.batching.layout import next_token_ids, next_token_mask, padding_mask
-from textvae.batching.sequence import OneHotSequence
+from textvae.batching import BatchLayout, MemoryOptions, OneHotSequence
+from textvae.testing import assert_batch_matches_store
 
 #: name -> OneHotSequence layout arguments; every one has one-hot float32 targets.
 LAYOUTS = {
@@ -108,28 +108,11 @@ def _tf_data(arrays, shape, layout: str, padding: str) -> Pipeline:
     return Pipeline(iter(dataset), None, lambda: None)
 
 
-def _check(batch, layout: str, arrays, shape, padding: str, rows=None) -> None:
-    """The batch against the store: its ids (those of ``rows`` when known, else rows of the
-    split), the one-hot targets and masks recomputed from them."""
-    all_ids, all_labels, all_lengths = arrays
-    x, y = batch[0], batch[1]
-    ids = np.asarray(x["tokens"] if isinstance(x, dict) else x)
-    if rows is None:  # the tf.data pipeline: find the rows by their ids
-        rows = np.array([np.flatnonzero((all_ids == row).all(axis=1))[0] for row in ids])
-    np.testing.assert_array_equal(ids, all_ids[rows])
-    mask = padding_mask(all_lengths[rows], shape[1], padding)
-    next_ids = next_token_ids(ids, 0)
-    if layout == "next_onehot":
-        np.testing.assert_array_equal(np.asarray(y).argmax(-1), next_ids)
-        return
-    weights = batch[2]
-    if layout == "lm_named_masked":
-        np.testing.assert_array_equal(np.asarray(y["lm"]).argmax(-1), next_ids)
-        np.testing.assert_array_equal(np.asarray(weights["lm"]), next_token_mask(mask))
-        return
-    np.testing.assert_array_equal(np.asarray(y["recon"]).argmax(-1), ids)
-    np.testing.assert_array_equal(np.asarray(y["label"]), all_labels[rows])
-    np.testing.assert_array_equal(np.asarray(weights["recon"]), mask)
+def _check(batch, store, layout: str, rows=None) -> None:
+    """The batch against the store (first and last rows; ``rows`` None: found by their ids)."""
+    assert_batch_matches_store(
+        store, batch, rows, split=SPLIT, layout=BatchLayout(**LAYOUTS[layout]), positions=(0, -1)
+    )
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -151,7 +134,7 @@ def test_layout_keras_path(
             seed=0,
             workers=int(pipeline[-1]),
             max_queue_size=MAX_QUEUE_SIZE,
-            memory_budget=MEMORY_BUDGET,
+            memory=MemoryOptions(memory_budget=MEMORY_BUDGET),
             **LAYOUTS[layout],
         )
         running = _keras_path(seq)
@@ -161,5 +144,5 @@ def test_layout_keras_path(
         pipeline_results,
         pipeline,
         rounds,
-        lambda batch, rows: _check(batch, layout, arrays, shape, padding, rows),
+        lambda batch, rows: _check(batch, train_store, layout, rows),
     )

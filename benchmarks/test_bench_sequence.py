@@ -39,8 +39,9 @@ import numpy as np
 import pytest
 from synthetic import cached_synthetic_store
 
-from textvae.batching.sequence import OneHotSequence
+from textvae.batching import BatchLayout, MemoryOptions, OneHotSequence
 from textvae.data.store import TokenStore
+from textvae.testing import assert_batch_matches_store
 
 SPLIT = "train"
 TARGETS = ["float32", "uint8", "sparse"]  # one-hot float32, one-hot uint8, sparse ids
@@ -120,34 +121,20 @@ def _sequence(store, shape, target, **kwargs) -> OneHotSequence:
         dtype=dtype,
         shuffle=True,
         seed=0,
-        memory_budget=MEMORY_BUDGET,
+        memory=MemoryOptions(memory_budget=MEMORY_BUDGET),
         **kwargs,
     )
 
 
-def check_batch(batch, target, shape, all_ids, all_labels, rows=None) -> None:
-    """Check a delivered batch against the store: its ids (those of ``rows`` when known, else
-    real rows of the split), its targets (one-hot of the ids, or the ids) and its labels."""
-    ids, outputs = batch
-    ids = np.asarray(ids)
-    recon, labels = outputs["reconstruction"], np.asarray(outputs["sentiment"]).ravel()
-    if rows is not None:
-        np.testing.assert_array_equal(ids, all_ids[rows])
-        np.testing.assert_array_equal(labels, all_labels[rows])
-    else:
-        for r in (0, -1):
-            matches = np.flatnonzero((all_ids == ids[r]).all(axis=1))
-            assert matches.size > 0, "a delivered row is no row of the store"
-            assert labels[r] in all_labels[matches]
-    if target == "sparse":
-        np.testing.assert_array_equal(np.asarray(recon), ids)
-        return
-    assert recon.dtype == target or getattr(recon.dtype, "name", None) == target
-    assert ids.shape[1:] == shape[1:2] and tuple(recon.shape) == (*ids.shape, shape[2])
-    for r in (0, -1):
-        row = np.asarray(recon[r])
-        np.testing.assert_array_equal(row.argmax(axis=-1), ids[r])
-        np.testing.assert_array_equal(row.sum(axis=-1, dtype=np.int64), 1)
+def check_batch(batch, store: TokenStore, target: str, rows=None) -> None:
+    """A delivered batch against the store (its first and last rows: a full-size one-hot batch
+    is 1.5 GB), with :func:`textvae.testing.assert_batch_matches_store`; ``rows`` None: found
+    by their ids."""
+    kind, dtype = _targets_dtype(target)
+    layout = BatchLayout(outputs={"reconstruction": kind, "sentiment": "binary"})
+    assert_batch_matches_store(
+        store, batch, rows, split=SPLIT, layout=layout, dtype=dtype, positions=(0, -1)
+    )
 
 
 def _record_mean(benchmark, results: dict, key: tuple[str, str]) -> None:
@@ -179,7 +166,7 @@ def test_getitem_sequence(benchmark, train_store, shape, target, full, all_ids, 
 
     seq[0]  # compile, open the store, build the epoch plan
     batch = benchmark.pedantic(getitem, rounds=30 if full else 3, warmup_rounds=2, iterations=1)
-    check_batch(batch, target, shape, all_ids, all_labels, rows=seq.batch_rows(last["i"]))
+    check_batch(batch, train_store, target, rows=seq.batch_rows(last["i"]))
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -194,7 +181,7 @@ def test_getitem_numpy_reference(benchmark, train_store, shape, target, full, al
         return dataset[i]
 
     batch = benchmark.pedantic(getitem, rounds=10 if full else 3, warmup_rounds=1, iterations=1)
-    check_batch(batch, target, shape, all_ids, all_labels, rows=dataset.batch_rows(last["i"]))
+    check_batch(batch, train_store, target, rows=dataset.batch_rows(last["i"]))
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -343,7 +330,7 @@ def test_keras_path(
         pipeline_results,
         pipeline,
         rounds,
-        lambda batch, rows: check_batch(batch, target, shape, all_ids, all_labels, rows=rows),
+        lambda batch, rows: check_batch(batch, train_store, target, rows=rows),
         rows=shape[0],
     )
 

@@ -1,6 +1,11 @@
-"""A Sequence's batches outside ``model.fit``: a ``tf.data`` pipeline and PyTorch tensors.
+"""A Sequence's batches outside ``model.fit``: one verb per hand-off, as Keras' data adapters.
 
-Both hand over the Sequence's own memory, without a copy: ``tf.data.Dataset.from_generator``
+- :func:`as_numpy_iterator`: the current epoch's NumPy batches (built ahead in threads);
+- :func:`as_tf_dataset`: a ``tf.data.Dataset``;
+- :func:`as_torch_dataloader`: a PyTorch ``DataLoader`` whose collate function is
+  :func:`batch_to_torch` (one batch's arrays to tensors).
+
+The last two hand over the Sequence's own memory, without a copy: ``tf.data.Dataset.from_generator``
 wraps a 64-byte-aligned NumPy array (the one-hot buffers are aligned) and ``torch.from_numpy``
 shares an array's memory. Either way the tensor keeps the array it wraps alive, so the
 Sequence's buffer pool never recycles a buffer under a batch that is still held.
@@ -21,7 +26,13 @@ import numpy as np
 
 from textvae.errors import InvalidArgumentError
 
-__all__ = ["as_tf_dataset", "batch_spec", "epoch_batches", "to_torch", "torch_dataloader"]
+__all__ = [
+    "as_numpy_iterator",
+    "as_tf_dataset",
+    "as_torch_dataloader",
+    "batch_spec",
+    "batch_to_torch",
+]
 
 
 def _map_leaves(fn: Callable[[Any, str], Any], batch: Any, path: str = "batch") -> Any:
@@ -64,9 +75,12 @@ def batch_spec(batch: Any) -> Any:
     )
 
 
-def epoch_batches(sequence: Any) -> Iterator[Any]:
-    """``sequence.on_epoch_begin()`` (if it has one), every batch of the sequence's current
-    epoch in order, then ``sequence.on_epoch_end()``.
+def as_numpy_iterator(sequence: Any) -> Iterator[Any]:
+    """The sequence's current epoch as NumPy batches, as ``fit`` would read it.
+
+    ``sequence.on_epoch_begin()`` (if it has one), every batch of the current epoch in order,
+    then ``sequence.on_epoch_end()`` (which advances a :class:`OneHotSequence` to its next
+    epoch when the iterator is read to its end).
 
     With ``sequence.workers > 1``, that many threads build batches ahead, at most
     ``sequence.max_queue_size`` of them waiting (the kernels release the GIL), as Keras'
@@ -121,7 +135,9 @@ def as_tf_dataset(sequence: Any) -> Any:
     if len(sequence) == 0:
         raise InvalidArgumentError("the sequence has no batches: nothing to make a dataset of")
     spec = batch_spec(sequence[0])
-    dataset = tf.data.Dataset.from_generator(lambda: epoch_batches(sequence), output_signature=spec)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: as_numpy_iterator(sequence), output_signature=spec
+    )
     # A generator's length is unknown to tf.data: state it, so that `fit` knows an epoch's
     # steps (else it warns that the input "ran out of data" after the first epoch).
     return dataset.apply(tf.data.experimental.assert_cardinality(len(sequence)))
@@ -144,19 +160,21 @@ def _tensor(leaf: Any, path: str) -> Any:
     return torch.from_numpy(array)
 
 
-def to_torch(batch: Any) -> Any:
+def batch_to_torch(batch: Any) -> Any:
     """``batch`` with every NumPy array replaced by a ``torch.Tensor`` sharing its memory.
 
     Use it as a ``DataLoader``'s ``collate_fn`` with ``batch_size=None`` (the Sequence already
-    batches): ``DataLoader(seq, batch_size=None, collate_fn=to_torch)``. The tensors share the
-    Sequence's recycled buffers: read them, do not write into them in place (a buffer is
-    recycled only after every tensor over it is gone).
+    batches): ``DataLoader(seq, batch_size=None, collate_fn=batch_to_torch)``. The tensors share
+    the Sequence's recycled buffers: read them, do not write into them in place (a buffer is
+    recycled only after every tensor over it is gone). A job of its own beside
+    :func:`as_torch_dataloader`: it converts one batch, for a loader you build yourself.
     """
     return _map_leaves(_tensor, batch)
 
 
-def torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
-    """``torch.utils.data.DataLoader(sequence, batch_size=None, collate_fn=to_torch, **kwargs)``.
+def as_torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
+    """A PyTorch ``DataLoader`` of the sequence's batches as tensors sharing their memory:
+    ``DataLoader(sequence, batch_size=None, collate_fn=batch_to_torch, **kwargs)``.
 
     With ``num_workers=0`` (the default) every tensor shares the Sequence's memory; worker
     processes (``num_workers > 0``) pass tensors back through shared memory, a copy. Call
@@ -167,9 +185,18 @@ def torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
     for name in ("batch_size", "collate_fn", "shuffle", "sampler", "batch_sampler"):
         if name in kwargs:
             raise InvalidArgumentError(
-                f"`{name}` is set by torch_dataloader (the sequence batches and shuffles "
+                f"`{name}` is set by as_torch_dataloader (the sequence batches and shuffles "
                 f"itself). Received: {name}={kwargs[name]!r}"
             )
     import torch.utils.data
 
-    return torch.utils.data.DataLoader(sequence, batch_size=None, collate_fn=to_torch, **kwargs)
+    return torch.utils.data.DataLoader(
+        sequence, batch_size=None, collate_fn=batch_to_torch, **kwargs
+    )
+
+
+# textvae/__init__.py (the lead's) still imports 0.1's names from here: plain aliases until the
+# merge, when the alias table takes them over (to_torch -> batch_to_torch, torch_dataloader ->
+# as_torch_dataloader, epoch_batches -> as_numpy_iterator). Not in __all__.
+to_torch = batch_to_torch
+torch_dataloader = as_torch_dataloader

@@ -1,25 +1,34 @@
-"""The batch layout: which arrays a :class:`~textvae.batching.sequence.OneHotSequence` batch holds, and
-under which names.
+"""The batch layout: which arrays a :class:`~textvae.batching.sequence.OneHotSequence` batch
+holds, and under which names.
 
 A batch is Keras' ``(x, y)`` or ``(x, y, sample_weight)``. ``x`` is the bare ids array or a dict
 of named inputs; ``y`` one bare output or a dict of named outputs; ``sample_weight`` (when asked
 for) mirrors ``y``: a bare array, or a dict with the same keys. This module validates a layout
-and computes the small arrays a layout needs besides the ids (next-token ids, padding masks). It
-imports NumPy only: the one-hot expansion is the Sequence's (kernel and buffer pool).
+and computes the small arrays a layout needs besides the ids (next-token ids, padding masks),
+then assembles a batch (:class:`BatchArrays`, :meth:`BatchLayout.assemble`). It imports NumPy
+only: the one-hot expansion is the Sequence's (kernel and buffer pool), handed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from textvae._checks import INPUT_KINDS, OUTPUT_KINDS, SAMPLE_WEIGHTS, one_of
-from textvae.errors import InvalidArgumentError
+from textvae._checks import INPUT_KINDS, OUTPUT_KINDS, SAMPLE_WEIGHTS, TARGETS, one_of
+from textvae.errors import InvalidArgumentError, StoreMismatchError
 
-__all__ = ["BatchLayout", "next_token_ids", "next_token_mask", "padding_mask"]
+__all__ = [
+    "BatchArrays",
+    "BatchLayout",
+    "Default",
+    "legacy_outputs",
+    "next_token_ids",
+    "next_token_mask",
+    "padding_mask",
+]
 
 #: Output kinds with one value per token position, (batch, max_len[, vocab_size]).
 TOKEN_KINDS = ("onehot", "sparse", "next_onehot", "next_sparse")
@@ -29,6 +38,22 @@ ONEHOT_KINDS = ("onehot", "next_onehot")
 NEXT_KINDS = ("next_onehot", "next_sparse")
 #: Output kinds read from the store's labels.
 LABEL_KINDS = ("binary", "classes")
+
+
+class Default:
+    """A keyword's default, told apart from the same value passed on purpose.
+
+    Its repr is the value's, so a signature reads as usual (``targets='onehot'``) while the code
+    can tell whether the caller gave the argument (``isinstance(targets, Default)``).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def _name(argument: str, name: Any) -> str:
@@ -128,6 +153,42 @@ class BatchLayout:
     def label_kinds(self) -> tuple[str, ...]:
         return tuple(kind for kind in self.output_kinds if kind in LABEL_KINDS)
 
+    def check_labels(self, store: Any, split: str) -> None:
+        """Refuse label outputs that ``store`` (a :class:`~textvae.data.store.TokenStore`)
+        cannot give (format-1 stores are binary)."""
+        if not self.needs_labels:
+            return
+        if not store.has_labels:
+            raise StoreMismatchError(
+                f"outputs {self.outputs!r} ask for labels, but the store {store.path} has none "
+                f"(split {split!r}): leave out the 'binary' and 'classes' outputs, or build the "
+                "store with labels"
+            )
+        if "binary" in self.label_kinds() and store.num_classes != 2:
+            raise StoreMismatchError(
+                f"a 'binary' output needs a store with 2 classes; {store.path} has "
+                f"num_classes={store.num_classes}: use 'classes' (int32 class ids, for "
+                "sparse_categorical_crossentropy)"
+            )
+
+    def assemble(self, arrays: BatchArrays) -> tuple:
+        """Keras' ``(x, y)`` or ``(x, y, sample_weight)`` of one batch, from its arrays."""
+        if isinstance(self.inputs, str):
+            x: Any = {self.inputs: arrays.ids}
+        elif self.inputs is None:
+            x = arrays.ids
+        else:
+            x = {name: arrays.input(kind) for name, kind in self.inputs.items()}
+        if isinstance(self.outputs, str):
+            y: Any = arrays.output(self.outputs)
+            if self.sample_weight is None:
+                return x, y
+            return x, y, arrays.weight(self.outputs)
+        y = {name: arrays.output(kind) for name, kind in self.outputs.items()}
+        if self.sample_weight is None:
+            return x, y
+        return x, y, {name: arrays.weight(kind) for name, kind in self.outputs.items()}
+
     def describe(self) -> str:
         """The layout as ``repr`` shows it."""
         parts = [f"outputs={self.outputs!r}"]
@@ -166,3 +227,120 @@ def next_token_mask(mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
     out[:, :-1] = mask[:, :-1] * mask[:, 1:]
     return out
+
+
+class BatchArrays:
+    """The arrays of one batch, each computed once when a layout first asks for it.
+
+    Parameters
+    ----------
+    ids
+        int32 (rows, max_len): the batch's ids.
+    pad_id, padding
+        The store's padding id and side (``"pre"`` / ``"post"``).
+    onehot
+        Expands ids to a one-hot array (the Sequence's kernel and buffer pool).
+    lengths, labels
+        Read the batch's stored lengths and labels (only when a layout needs them).
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        *,
+        pad_id: int,
+        onehot: Callable[[np.ndarray], np.ndarray],
+        lengths: Callable[[], np.ndarray],
+        labels: Callable[[], np.ndarray],
+        padding: str,
+    ) -> None:
+        self.ids = ids
+        self._pad_id, self._onehot, self._padding = pad_id, onehot, padding
+        self._read_lengths, self._read_labels = lengths, labels
+        self._next_ids: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def next_ids(self) -> np.ndarray:
+        if self._next_ids is None:
+            self._next_ids = next_token_ids(self.ids, self._pad_id)
+        return self._next_ids
+
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            self._mask = padding_mask(self._read_lengths(), self.ids.shape[1], self._padding)
+        return self._mask
+
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = self._read_labels()
+        return self._labels
+
+    def input(self, kind: str) -> np.ndarray:
+        return self.ids if kind == "ids" else self.mask()
+
+    def output(self, kind: str) -> np.ndarray:
+        if kind == "onehot":
+            return self._onehot(self.ids)
+        if kind == "sparse":
+            return self.ids
+        if kind == "next_onehot":
+            return self._onehot(self.next_ids())
+        if kind == "next_sparse":
+            return self.next_ids()
+        if kind == "binary":
+            return self.labels().astype(np.float32).reshape(-1, 1)
+        return self.labels().astype(np.int32)  # "classes"
+
+    def weight(self, kind: str) -> np.ndarray:
+        if kind in NEXT_KINDS:
+            return next_token_mask(self.mask())
+        if kind in TOKEN_KINDS:
+            return self.mask()
+        return (self.labels() >= 0).astype(np.float32)
+
+
+def legacy_outputs(
+    outputs: Any, targets: Any, reconstruction_name: Any, sentiment_name: Any
+) -> tuple[str | None, str | None, str | None, Any]:
+    """``(targets, reconstruction_name, sentiment_name, outputs)``: the older arguments mapped
+    onto ``outputs`` (``{reconstruction_name: targets, sentiment_name: "binary"}``) when it is
+    not given; refused beside it."""
+    given = [
+        name
+        for name, value in (
+            ("targets", targets),
+            ("reconstruction_name", reconstruction_name),
+            ("sentiment_name", sentiment_name),
+        )
+        if not isinstance(value, Default)
+    ]
+    if outputs is not None:
+        if given:
+            raise InvalidArgumentError(
+                f"pass `outputs` or {', '.join(f'`{g}`' for g in given)}, not both: `outputs` "
+                "names every output and its kind, e.g. outputs={'reconstruction': 'onehot', "
+                "'sentiment': 'binary'}"
+            )
+        return None, None, None, outputs
+    targets, reconstruction_name, sentiment_name = (
+        v.value if isinstance(v, Default) else v
+        for v in (targets, reconstruction_name, sentiment_name)
+    )
+    one_of("targets", targets, TARGETS)
+    if reconstruction_name is None and sentiment_name is None:
+        raise InvalidArgumentError(
+            "at least one of `reconstruction_name` and `sentiment_name` must be given"
+        )
+    if reconstruction_name is not None and reconstruction_name == sentiment_name:
+        raise InvalidArgumentError(
+            "`reconstruction_name` and `sentiment_name` must differ (they key one dict). "
+            f"Received: both {reconstruction_name!r}"
+        )
+    legacy = {reconstruction_name: targets, sentiment_name: "binary"}
+    return (
+        targets,
+        reconstruction_name,
+        sentiment_name,
+        {name: kind for name, kind in legacy.items() if name is not None},
+    )

@@ -1,252 +1,82 @@
-"""OneHotSequence: batches from a token store into Keras, one batch of memory at a time."""
+"""OneHotSequence: batches from a token store into Keras, one batch of memory at a time.
+
+This module is the ``PyDataset`` only: the epoch plan is :mod:`textvae.batching.sampling`, the
+recycled buffers and chunk cache :mod:`textvae.batching.buffers`, the memory budget
+:mod:`textvae.batching.memory`, what a batch holds :mod:`textvae.batching.layout`, and the
+hand-offs outside ``fit`` :mod:`textvae.batching.adapters`.
+"""
 
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 import os
-import sys
 import threading
-import warnings
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
-from textvae._checks import (
-    DTYPES,
-    TARGETS,
-    fraction,
-    int_at_least,
-    int_in_range,
-    one_of,
-    positive_int,
-)
-from textvae.batching.layout import (
-    NEXT_KINDS,
-    TOKEN_KINDS,
-    BatchLayout,
-    next_token_ids,
-    next_token_mask,
-    padding_mask,
-)
+from textvae._checks import DTYPES, int_in_range, one_of
+from textvae._compat import deprecated
+from textvae.batching.buffers import BufferPool, ChunkCache
+from textvae.batching.layout import BatchArrays, BatchLayout, Default, legacy_outputs
+from textvae.batching.memory import MemoryOptions, default_memory_budget, onehot_queue_size
+from textvae.batching.sampling import EpochPlan, SamplingOptions, ShardOptions
 from textvae.data.store import TokenStore
-from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
-from textvae.kernels import aligned_empty, onehot
+from textvae.errors import InvalidArgumentError
+from textvae.kernels import onehot
 
-__all__ = ["OneHotSequence", "chunk_windows", "default_memory_budget", "holdout_rows"]
+__all__ = ["OneHotSequence"]
 
-_UNSET: Any = object()
-
-#: Keras' own default ``max_queue_size``, kept for batches without one-hot outputs (small).
-KERAS_MAX_QUEUE_SIZE = 10
-
-
-class _BufferPool:
-    """Output buffers handed out again only when nothing outside the pool holds them.
-
-    Each buffer is an aligned view of a raw uint8 allocation; every NumPy view of it (and every
-    zero-copy TensorFlow tensor, which keeps the array it wraps alive) references that raw
-    owner, so the owner's reference count says whether anyone still holds the memory. A fresh
-    1.5 GB buffer costs ~90 ms of page faults here (4x the kernel): recycling avoids that.
-    Beyond ``capacity`` buffers it falls back to a fresh, unpooled allocation.
-
-    Each pooled buffer keeps a record of the ids whose ones it holds (-1: an all-zero
-    position), so the kernel clears just those cells instead of zeroing gigabytes. Batches
-    are handed out read-only, so the record stays true.
-    """
-
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, capacity: int) -> None:
-        self.shape = shape
-        self.dtype = dtype
-        self.capacity = capacity
-        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
-        self._lock = threading.Lock()
-        self._idle_refcount: int | None = None
-        self.allocations = 0  # buffers allocated so far, pooled or not (for tests and benchmarks)
-
-    @staticmethod
-    def _owner(buf: np.ndarray) -> Any:
-        return buf.base if buf.base is not None else buf
-
-    def acquire(self, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(out, previous)``: a C-contiguous (rows, ...) 64-byte-aligned view that nobody else
-        holds, and the record of the ids it holds (None for an unpooled buffer)."""
-        with self._lock:
-            for buf, record in self._buffers:
-                if sys.getrefcount(self._owner(buf)) == self._idle_refcount:
-                    return buf[:rows], record[:rows]  # the view holds the owner from here on
-            buf = aligned_empty(self.shape, self.dtype)
-            self.allocations += 1
-            if len(self._buffers) >= self.capacity:
-                return buf[:rows], None
-            buf.reshape(-1).view(np.uint8).fill(0)
-            record = np.full(self.shape[:2], -1, dtype=np.int32)
-            self._buffers.append((buf, record))
-            if self._idle_refcount is None:
-                # The same expression as in the loop above, while only the pool holds it.
-                for pooled, _ in self._buffers[-1:]:
-                    self._idle_refcount = sys.getrefcount(self._owner(pooled))
-            return buf[:rows], record[:rows]
-
-    def __len__(self) -> int:
-        return len(self._buffers)
+#: The options classes, by the keyword that takes them.
+_OPTIONS: dict[str, type] = {
+    "sampling": SamplingOptions,
+    "shards": ShardOptions,
+    "memory": MemoryOptions,
+}
+#: 0.1's flat keywords -> (the options keyword that holds them now, the field).
+_FLAT_KEYWORDS = {
+    "rows": ("sampling", "rows"),
+    "max_rows": ("sampling", "rows"),
+    "row_subset": ("sampling", "row_subset"),
+    "window_chunks": ("sampling", "window_chunks"),
+    "shard_index": ("shards", "shard_index"),
+    "num_shards": ("shards", "num_shards"),
+    "pool_size": ("memory", "pool_size"),
+    "memory_budget": ("memory", "memory_budget"),
+}
 
 
-class _ChunkCache:
-    """A small LRU cache of decompressed token chunks (a shuffled window reuses each one)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: int, load) -> np.ndarray:
-        with self._lock:
-            if key in self._chunks:
-                self._chunks.move_to_end(key)
-                return self._chunks[key]
-        chunk = load(key)  # outside the lock: decompression runs in parallel across workers
-        with self._lock:
-            self._chunks[key] = chunk
-            self._chunks.move_to_end(key)
-            while len(self._chunks) > self.capacity:
-                self._chunks.popitem(last=False)
-        return chunk
-
-
-def holdout_rows(num_rows: int, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``range(num_rows)`` into ``(kept, held_out)`` sorted row indices.
-
-    ``held_out`` is a seeded random ``round(share * num_rows)`` rows (at least one when
-    ``share > 0``): the same for a given ``(num_rows, share, seed)`` in every process and
-    every resume, so a validation part never leaks into training.
-    """
-    positive_int("num_rows", num_rows)
-    share = fraction("share", share)
-    size = max(round(share * num_rows), 1) if share > 0 else 0
-    if size >= num_rows:
-        raise InvalidArgumentError(
-            f"holding out `share`={share} of {num_rows} rows leaves none to keep (in "
-            "textvae-train: --val-fraction): use a smaller fraction"
-        )
-    rng = np.random.default_rng([seed, 0x5E1D])  # a stream of its own, apart from shuffling
-    held = np.sort(rng.choice(num_rows, size=size, replace=False))
-    keep = np.ones(num_rows, dtype=bool)
-    keep[held] = False
-    return np.flatnonzero(keep), held
-
-
-def _membership(row_subset, num_rows: int, split: str) -> np.ndarray:
-    index = np.asarray(row_subset)
-    if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
-        raise InvalidArgumentError(
-            "`row_subset` must be a 1-D array of row indices. "
-            f"Received: dtype={index.dtype}, shape={index.shape}"
-        )
-    if index.size and (index.min() < 0 or index.max() >= num_rows):
-        raise IndexError(
-            f"`row_subset` holds rows outside split {split!r}: valid rows are [0, {num_rows})"
-        )
-    member = np.zeros(num_rows, dtype=bool)
-    member[index.astype(np.int64)] = True
-    return member
-
-
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not POSIX, or not reported
-        return None
-
-
-def _gib(size: int) -> str:
-    return f"{size / 2**30:,.3g} GiB"
-
-
-def default_memory_budget() -> int:
-    """The default ``memory_budget`` of a :class:`OneHotSequence`: a quarter of this machine's
-    physical memory (4 GiB where it is not reported)."""
-    memory = _physical_memory()
-    return 4 * 2**30 if memory is None else memory // 4
-
-
-def _default_queue_size(batch_bytes: int, budget: int, workers: int) -> int:
-    """The largest ``max_queue_size`` (1 to Keras' 10) whose batches in flight,
-    ``max_queue_size + workers + 2``, fit in ``budget`` bytes; 1 when none does."""
-    fits = budget // batch_bytes - max(workers, 1) - 2
-    return int(min(max(fits, 1), KERAS_MAX_QUEUE_SIZE))
-
-
-def _onehot_arithmetic(
-    shape: tuple[int, int, int], dtype: np.dtype, arrays: int, queue: int, workers: int
-) -> tuple[int, int, str]:
-    """``(bytes a batch's one-hot arrays take, batches in flight, the sum in words)``."""
-    size = math.prod(shape) * dtype.itemsize * arrays
-    batches = queue + max(workers, 1) + 2
-    what = f"{arrays} one-hot arrays" if arrays > 1 else "one-hot batches"
-    words = (
-        f"{what} of shape {shape} {dtype.name} take {_gib(size)} a batch and up to {batches} "
-        f"batches are alive at once (max_queue_size={queue} + workers={max(workers, 1)} + 2: "
-        "Keras' queue, the batches being built, the one being trained on and the next): "
-        f"{batches} x {_gib(size)} = {_gib(size * batches)}"
-    )
-    return size, batches, words
-
-
-_FIXES = (
-    "Use dtype='uint8' (a quarter of float32's bytes), sparse targets ('sparse' / "
-    "'next_sparse', --targets sparse), a smaller batch_size, fewer workers or a smaller "
-    "max_queue_size"
-)
-
-
-def _check_batch_memory(
-    shape: tuple[int, int, int], dtype: np.dtype, arrays: int, queue: int, workers: int
-) -> None:
-    """Refuse one-hot batches that cannot fit in this machine's memory as many at a time as
-    can be in flight (measured: a slow consumer keeps that many alive), before training."""
-    memory = _physical_memory()
-    size, batches, words = _onehot_arithmetic(shape, dtype, arrays, queue, workers)
-    if memory is None or size * batches <= memory:
-        return
-    raise InvalidArgumentError(
-        f"{words}: more than this machine's {_gib(memory)} of memory. {_FIXES}"
-    )
-
-
-def _warn_over_budget(
-    shape: tuple[int, int, int],
-    dtype: np.dtype,
-    arrays: int,
-    queue: int,
-    workers: int,
-    budget: int,
-) -> None:
-    size, batches, words = _onehot_arithmetic(shape, dtype, arrays, queue, workers)
-    if size * batches <= budget:
-        return
-    warnings.warn(
-        f"{words}, more than memory_budget={budget:,} bytes ({_gib(budget)}; the default is a "
-        f"quarter of this machine's memory). {_FIXES}, or pass a larger memory_budget",
-        MemoryBudgetWarning,
-        stacklevel=3,
-    )
-
-
-def chunk_windows(n_chunks: int, window_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The chunks of one shuffled epoch, grouped into windows whose rows are shuffled together.
-
-    The chunks are permuted, then cut into ``ceil(n_chunks / window_chunks)`` windows of
-    balanced sizes (they differ by one at most). Balanced, because a corpus stored in source
-    order is often sorted (IMDB's files: all negative reviews, then all positive): a short last
-    window of one or two chunks would end every epoch with batches of a single label, and
-    that is enough to collapse a classifier head in its last steps.
-    """
-    order = rng.permutation(n_chunks)
-    return np.array_split(order, -(-n_chunks // window_chunks)) if n_chunks else []
+def _fold_flat_keywords(kwargs: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The options (``given`` where passed, else defaults) with 0.1's flat keywords, popped from
+    ``kwargs``, folded in, each with a deprecation warning."""
+    fields: dict[str, dict[str, Any]] = {group: {} for group in _OPTIONS}
+    for old, (group, field) in _FLAT_KEYWORDS.items():
+        if old not in kwargs:
+            continue
+        value = kwargs.pop(old)
+        new = f"OneHotSequence({group}={_OPTIONS[group].__name__}({field}=...))"
+        deprecated(f"OneHotSequence({old}=...)", new, stacklevel=4)
+        if given[group] is not None:
+            raise InvalidArgumentError(
+                f"pass `{field}` inside `{group}` only: `{old}` is its deprecated flat form"
+            )
+        if field in fields[group]:
+            raise InvalidArgumentError("pass `rows` only (`max_rows` is its deprecated name)")
+        fields[group][field] = value
+    options = {}
+    for group, cls in _OPTIONS.items():
+        value = given[group]
+        if value is None:
+            value = cls(**fields[group])
+        elif not isinstance(value, cls):
+            raise InvalidArgumentError(
+                f"`{group}` must be a {cls.__name__} or None. Received: {group}={value!r}"
+            )
+        options[group] = value
+    return options
 
 
 class OneHotSequence(keras.utils.PyDataset):
@@ -254,7 +84,7 @@ class OneHotSequence(keras.utils.PyDataset):
 
     By default ``seq[i]`` returns ``(ids, {"reconstruction": targets, "sentiment": labels})``:
     ``ids`` int32 (batch, max_len); targets the one-hot (batch, max_len, vocab_size) batch in
-    ``dtype`` from :func:`textvae.kernels._onehot`, or the int32 ids themselves with
+    ``dtype`` from :func:`textvae.kernels.onehot`, or the int32 ids themselves with
     ``targets="sparse"`` (for ``sparse_categorical_crossentropy``); labels float32 (batch, 1).
     ``inputs``, ``outputs`` and ``sample_weight`` give any other layout (see
     :class:`~textvae.batching.layout.BatchLayout`)::
@@ -302,48 +132,46 @@ class OneHotSequence(keras.utils.PyDataset):
     shuffle, seed
         Shuffle rows each epoch, keyed on ``(seed, epoch)``: every worker, process and resume
         gives the same batches. Shuffling is chunk-aware: the chunks are permuted, then rows are
-        permuted within windows of at most ``window_chunks`` chunks (balanced sizes: see
-        :func:`chunk_windows`), so a batch decompresses at most
+        permuted within windows of at most ``sampling.window_chunks`` chunks (balanced sizes:
+        see :func:`~textvae.batching.sampling.chunk_windows`), so a batch decompresses at most
         that many chunks (and they are cached while the window lasts). Call
         ``model.fit(seq, shuffle=False)``: Keras' own ``shuffle`` would reorder the batches,
         losing that locality and the (seed, epoch) order.
-    shard_index, num_shards
-        Serve the ``shard_index``-th of ``num_shards`` disjoint, equally long shares of every
-        epoch (one per training process). ``N % num_shards`` rows are left out of each epoch
-        (different ones each epoch when shuffled).
-    rows
-        Use only the first ``rows`` rows of each epoch's order (a fresh random subset each
-        epoch when shuffled; the first rows of the split otherwise), before sharding; ``None``
-        uses every row. ``textvae-train`` passes ``--train-rows`` / ``--eval-rows`` here.
-        (``max_rows``, its old name, still works for one release with a ``DeprecationWarning``.)
-    row_subset
-        Serve only these rows of the split (indices, e.g. one side of :func:`holdout_rows`);
-        shuffling, ``rows`` and sharding then apply to them alone. ``None``: every row.
+    drop_remainder
+        Leave out an epoch's last partial batch.
     reconstruction_name, sentiment_name
         Keys of the targets dict when ``outputs`` is not given (defaults ``"reconstruction"``,
         ``"sentiment"``); ``None`` leaves that output out.
     vocab_size, max_len
         What the caller expects of the store; a store built otherwise raises
         :class:`~textvae.errors.StoreMismatchError`.
-    pool_size
-        Cap on recycled one-hot buffers (0: none recycled); default the buffers that can be
-        in flight: ``(max_queue_size + workers + 2)`` times the one-hot outputs of a batch.
-    memory_budget
-        Bytes of one-hot batches that may be alive at once (default
-        :func:`default_memory_budget`, a quarter of physical memory). With one-hot outputs and
-        no ``max_queue_size`` given, the queue is the largest (1 to Keras' 10) whose batches
-        in flight, ``max_queue_size + workers + 2``, fit in it; a configuration that exceeds it
-        warns once (:class:`~textvae.errors.MemoryBudgetWarning`) with the arithmetic, one
-        that exceeds physical memory is refused.
+    storage_options
+        fsspec options of a store on object storage (``s3://...``).
+    sampling
+        :class:`~textvae.batching.sampling.SamplingOptions`: which rows an epoch serves
+        (``rows``, ``row_subset``) and the shuffling window (``window_chunks``). Default: every
+        row, windows of 16 chunks.
+    shards
+        :class:`~textvae.batching.sampling.ShardOptions`: serve the ``shard_index``-th of
+        ``num_shards`` disjoint, equally long shares of every epoch (one per training process).
+        Default: one shard.
+    memory
+        :class:`~textvae.batching.memory.MemoryOptions`: the buffer pool's cap (``pool_size``)
+        and the bytes of one-hot batches that may be alive at once (``memory_budget``, default
+        a quarter of physical memory; it sizes ``max_queue_size`` when that is not given).
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size``, passed to ``PyDataset``.
-        ``max_queue_size`` defaults to Keras' 10 without one-hot outputs.
+        ``max_queue_size`` defaults to Keras' 10 without one-hot outputs. The flat keywords of
+        0.1 (``rows``, ``row_subset``, ``window_chunks``, ``shard_index``, ``num_shards``,
+        ``pool_size``, ``memory_budget``, ``max_rows``) still work until 0.3, with a
+        :class:`~textvae.errors.TextVAEDeprecationWarning`: they fold into the options above.
 
     Epochs follow ``model.fit``'s on their own: the sequence serves its ``epoch`` (0 at
     first), and advances when Keras ends an epoch it began and read to its last batch (see
     :meth:`on_epoch_end`), so ``model.fit(seq, epochs=3)`` trains on epochs 0, 1 and 2's
     orders. To start elsewhere (resuming at ``initial_epoch``) call :meth:`set_epoch`, or pass
-    :class:`~textvae.training.callbacks.EpochSync`, which pins fit's epoch k to the sequence's epoch k.
+    :class:`~textvae.training.callbacks.EpochSync`, which pins fit's epoch k to the sequence's
+    epoch k.
 
     :meth:`from_batch` gives a copy that starts every epoch at a later batch: how
     ``textvae-train --resume`` finishes an epoch it stopped in the middle of.
@@ -358,38 +186,27 @@ class OneHotSequence(keras.utils.PyDataset):
         inputs: str | Mapping[str, str] | None = None,
         outputs: str | Mapping[str, str] | None = None,
         sample_weight: str | None = None,
-        targets: str = _UNSET,
+        targets: str = Default("onehot"),
         dtype: str = "float32",
         shuffle: bool = True,
         seed: int | None = 0,
         drop_remainder: bool = False,
-        shard_index: int = 0,
-        num_shards: int = 1,
-        rows: int | None = None,
-        row_subset: np.ndarray | Sequence[int] | None = None,
-        window_chunks: int = 16,
-        reconstruction_name: str | None = _UNSET,
-        sentiment_name: str | None = _UNSET,
+        reconstruction_name: str | None = Default("reconstruction"),
+        sentiment_name: str | None = Default("sentiment"),
         vocab_size: int | None = None,
         max_len: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        pool_size: int | None = None,
-        memory_budget: int | None = None,
-        max_rows: int | None = _UNSET,
+        sampling: SamplingOptions | None = None,
+        shards: ShardOptions | None = None,
+        memory: MemoryOptions | None = None,
         **kwargs: Any,
     ) -> None:
+        options = _fold_flat_keywords(
+            kwargs, {"sampling": sampling, "shards": shards, "memory": memory}
+        )
         queue_given = "max_queue_size" in kwargs
         super().__init__(**kwargs)
-        if max_rows is not _UNSET:
-            warnings.warn(
-                "`max_rows` is deprecated, use `rows` (it will be removed in the next release)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if rows is not None:
-                raise InvalidArgumentError("pass `rows` only (`max_rows` is its deprecated name)")
-            rows = max_rows
-        targets, reconstruction_name, sentiment_name, outputs = _legacy_outputs(
+        targets, reconstruction_name, sentiment_name, outputs = legacy_outputs(
             outputs, targets, reconstruction_name, sentiment_name
         )
         self.layout = BatchLayout(inputs=inputs, outputs=outputs, sample_weight=sample_weight)
@@ -398,21 +215,8 @@ class OneHotSequence(keras.utils.PyDataset):
         except TypeError:
             pass  # not a dtype at all: one_of says what is allowed
         one_of("dtype", dtype, DTYPES)
-        positive_int("batch_size", batch_size)
-        positive_int("num_shards", num_shards)
-        int_in_range("shard_index", shard_index, 0, num_shards)
-        if shuffle and seed is None:
-            raise InvalidArgumentError(
-                "`seed` must be an integer when shuffle=True, so that every worker and every "
-                "resume sees the same order. Received: seed=None"
-            )
-        int_at_least("seed", seed, 0, allow_none=True)
         if not isinstance(split, str):
             raise InvalidArgumentError(f"`split` must be a split name. Received: split={split!r}")
-        positive_int("window_chunks", window_chunks)
-        positive_int("rows", rows, allow_none=True)
-        int_at_least("pool_size", pool_size, 0, allow_none=True)  # 0: recycle nothing
-        positive_int("memory_budget", memory_budget, allow_none=True)
         if isinstance(store, TokenStore):
             self._store: TokenStore | None = store
             self.store_path = store.path
@@ -429,15 +233,15 @@ class OneHotSequence(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.drop_remainder = drop_remainder
-        self.shard_index = shard_index
-        self.num_shards = num_shards
-        self.rows = rows
-        self.window_chunks = window_chunks
         self.reconstruction_name = reconstruction_name
         self.sentiment_name = sentiment_name
         self.storage_options = dict(storage_options) if storage_options else None
-        self.pool_size = pool_size
-        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
+        self.sampling: SamplingOptions = options["sampling"]
+        self.shards: ShardOptions = options["shards"]
+        memory = options["memory"]
+        if memory.memory_budget is None:
+            memory = dataclasses.replace(memory, memory_budget=default_memory_budget())
+        self.memory: MemoryOptions = memory
         self.epoch = 0
         self.first_batch = 0
         # Validate now (clear errors at construction); per-process state is rebuilt lazily.
@@ -448,43 +252,55 @@ class OneHotSequence(keras.utils.PyDataset):
         self.chunk_rows = opened.chunk_rows(split)
         self.padding = opened.padding
         self.pad_id = opened.pad_id
-        if self.layout.needs_labels:
-            _check_labels(opened, split, self.layout)
-        self._member: np.ndarray | None = None
-        available = self.num_rows
-        if row_subset is not None:
-            self._member = _membership(row_subset, self.num_rows, split)
-            available = int(np.count_nonzero(self._member))
-        used = available if rows is None else min(rows, available)
-        self.rows_per_shard = used // num_shards
-        if self.rows_per_shard == 0:
-            raise InvalidArgumentError(
-                f"split {split!r} has {self.num_rows} rows, fewer than num_shards={num_shards}"
-            )
-        arrays = self.layout.onehot_outputs
-        if arrays:
-            shape, one = self._batch_shape(), np.dtype(dtype)
-            if not queue_given:
-                batch_bytes = math.prod(shape) * one.itemsize * arrays
-                self.max_queue_size = _default_queue_size(
-                    batch_bytes, self.memory_budget, self.workers
-                )
-            _check_batch_memory(shape, one, arrays, self.max_queue_size, self.workers)
-            _warn_over_budget(
-                shape, one, arrays, self.max_queue_size, self.workers, self.memory_budget
+        self.layout.check_labels(opened, split)
+        self.plan = EpochPlan(
+            self.num_rows,
+            self.chunk_rows,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_remainder=drop_remainder,
+            sampling=self.sampling,
+            shards=self.shards,
+            split=split,
+        )
+        if self.layout.onehot_outputs:
+            self.max_queue_size = onehot_queue_size(
+                self._batch_shape(),
+                np.dtype(dtype),
+                self.layout.onehot_outputs,
+                self.workers,
+                self.memory.memory_budget,
+                self.max_queue_size if queue_given else None,
             )
         self._reset_process_state()
 
     @property
+    def shard_index(self) -> int:
+        """Which share of every epoch this sequence serves (``shards.shard_index``)."""
+        return self.shards.shard_index
+
+    @property
+    def num_shards(self) -> int:
+        """How many shares every epoch is cut into (``shards.num_shards``)."""
+        return self.shards.num_shards
+
+    @property
+    def rows_per_shard(self) -> int:
+        """Rows this sequence serves each epoch."""
+        return self.plan.rows_per_shard
+
+    @property
     def store(self) -> TokenStore:
-        """The opened :class:`~textvae.data.store.TokenStore` this sequence reads (in this process)."""
+        """The opened :class:`~textvae.data.store.TokenStore` this sequence reads (in this
+        process)."""
         return self._open()
 
     @property
     def max_rows(self) -> int | None:
-        """Deprecated name of :attr:`rows` (removed in the next release)."""
-        warnings.warn("`max_rows` is deprecated, use `rows`", DeprecationWarning, stacklevel=2)
-        return self.rows
+        """Deprecated: ``sampling.rows``."""
+        deprecated("OneHotSequence.max_rows", "OneHotSequence.sampling.rows")
+        return self.sampling.rows
 
     # -- per-process state -------------------------------------------------------------------
     def _reset_process_state(self) -> None:
@@ -492,8 +308,8 @@ class OneHotSequence(keras.utils.PyDataset):
         self._plan: tuple[int, np.ndarray] | None = None
         self._labels: np.ndarray | None = None
         self._lengths: np.ndarray | None = None
-        self._cache = _ChunkCache(2 * self.window_chunks)
-        self._pool: _BufferPool | None = None
+        self._cache = ChunkCache(2 * self.sampling.window_chunks)
+        self._pool: BufferPool | None = None
         # What this process saw of the epoch Keras began last (see on_epoch_end).
         self._epoch_open = False
         self._served_any = False
@@ -529,8 +345,7 @@ class OneHotSequence(keras.utils.PyDataset):
     @property
     def batches_per_epoch(self) -> int:
         """Batches of a whole epoch (``len(seq)`` of a sequence that starts at batch 0)."""
-        full, rest = divmod(self.rows_per_shard, self.batch_size)
-        return full + (1 if rest and not self.drop_remainder else 0)
+        return self.plan.batches_per_epoch
 
     def from_batch(self, batch: int) -> OneHotSequence:
         """A copy that serves every epoch from batch ``batch`` on: ``copy[i]`` is
@@ -564,8 +379,8 @@ class OneHotSequence(keras.utils.PyDataset):
         do not count, so ``model.fit(seq, epochs=3)`` serves epochs 0, 1 and 2. (With several
         thread or process workers on JAX and torch, Keras' enqueuer keeps the batches prefetched
         during that peek and serves them first in epoch 0: pass ``workers=1`` there, or build
-        the model before ``fit``.) :class:`~textvae.training.callbacks.EpochSync` pins fit's epoch k to
-        epoch k whatever happened before (resuming at ``initial_epoch``).
+        the model before ``fit``.) :class:`~textvae.training.callbacks.EpochSync` pins fit's
+        epoch k to epoch k whatever happened before (resuming at ``initial_epoch``).
 
         The buffer pool is let go too: Keras keeps a finished dataset adapter (and so this
         sequence) alive, and its pool would otherwise hold its buffers (GBs) until exit.
@@ -589,27 +404,8 @@ class OneHotSequence(keras.utils.PyDataset):
         epoch = self.epoch if epoch is None else epoch
         with self._lock:
             if self._plan is None or self._plan[0] != epoch:
-                self._plan = (epoch, self._shard_rows(epoch))
+                self._plan = (epoch, self.plan.epoch_rows(epoch))
             return self._plan[1]
-
-    def _shard_rows(self, epoch: int) -> np.ndarray:
-        n, c = self.num_rows, self.chunk_rows
-        index_dtype = np.int32 if n < 2**31 else np.int64
-        if not self.shuffle:
-            order = np.arange(n, dtype=index_dtype)
-        else:
-            rng = np.random.default_rng([self.seed, epoch])
-            parts = []
-            for window in chunk_windows(-(-n // c), self.window_chunks, rng):
-                rows = np.concatenate(
-                    [np.arange(k * c, min((k + 1) * c, n), dtype=index_dtype) for k in window]
-                )
-                parts.append(rng.permutation(rows))
-            order = np.concatenate(parts)
-        if self._member is not None:
-            order = order[self._member[order]]
-        start = self.shard_index * self.rows_per_shard
-        return order[start : start + self.rows_per_shard]
 
     # -- batches ------------------------------------------------------------------------------
     def batch_rows(self, index: int) -> np.ndarray:
@@ -660,10 +456,10 @@ class OneHotSequence(keras.utils.PyDataset):
             if self._pool is None:
                 capacity = (
                     self._in_flight() * self.layout.onehot_outputs
-                    if self.pool_size is None
-                    else self.pool_size
+                    if self.memory.pool_size is None
+                    else self.memory.pool_size
                 )
-                self._pool = _BufferPool(self._batch_shape(), np.dtype(self.dtype), capacity)
+                self._pool = BufferPool(self._batch_shape(), np.dtype(self.dtype), capacity)
         out, previous = self._pool.acquire(ids.shape[0])
         onehot(ids, self.vocab_size, dtype=self.dtype, out=out, previous=previous)
         batch = out.view()
@@ -675,30 +471,28 @@ class OneHotSequence(keras.utils.PyDataset):
         ``sample_weight="mask"``; each a bare NumPy array or a dict of them (see the class
         docstring)."""
         rows = self.batch_rows(index)
-        batch = _Batch(self, rows, self._read_ids(rows))
-        layout = self.layout
-        if isinstance(layout.inputs, str):
-            x: Any = {layout.inputs: batch.ids}
-        elif layout.inputs is None:
-            x = batch.ids
-        else:
-            x = {name: batch.input(kind) for name, kind in layout.inputs.items()}
-        if isinstance(layout.outputs, str):
-            y: Any = batch.output(layout.outputs)
-            weights: Any = batch.weight(layout.outputs) if layout.sample_weight else None
-        else:
-            y = {name: batch.output(kind) for name, kind in layout.outputs.items()}
-            weights = (
-                {name: batch.weight(kind) for name, kind in layout.outputs.items()}
-                if layout.sample_weight
-                else None
-            )
+        arrays = BatchArrays(
+            self._read_ids(rows),
+            pad_id=self.pad_id,
+            onehot=self._onehot,
+            lengths=lambda: self._read_lengths(rows),
+            labels=lambda: self._read_labels(rows),
+            padding=self.padding,
+        )
+        batch = self.layout.assemble(arrays)
         self._served_any = True
         if index == len(self) - 1:
             self._served_last = True
-        return (x, y) if weights is None else (x, y, weights)
+        return batch
 
-    # -- outside fit (textvae/adapters.py) -----------------------------------------------------
+    # -- outside fit (textvae.batching.adapters) ----------------------------------------------
+    def as_numpy_iterator(self) -> Iterator[Any]:
+        """This sequence's current epoch as NumPy batches, then the next epoch begins. See
+        :func:`textvae.batching.adapters.as_numpy_iterator`."""
+        from textvae.batching.adapters import as_numpy_iterator
+
+        return as_numpy_iterator(self)
+
     def as_tf_dataset(self) -> Any:
         """A ``tf.data.Dataset`` of this sequence's batches, without a copy: each pass serves
         the current epoch, then advances it. See :func:`textvae.batching.adapters.as_tf_dataset`."""
@@ -709,10 +503,10 @@ class OneHotSequence(keras.utils.PyDataset):
     def as_torch_dataloader(self, **kwargs: Any) -> Any:
         """A PyTorch ``DataLoader`` of this sequence's batches as tensors sharing its memory
         (``num_workers=0``); ``set_epoch(k)`` before each epoch. See
-        :func:`textvae.batching.adapters.torch_dataloader`."""
-        from textvae.batching.adapters import torch_dataloader
+        :func:`textvae.batching.adapters.as_torch_dataloader`."""
+        from textvae.batching.adapters import as_torch_dataloader
 
-        return torch_dataloader(self, **kwargs)
+        return as_torch_dataloader(self, **kwargs)
 
     def __repr__(self) -> str:
         what = (
@@ -726,117 +520,4 @@ class OneHotSequence(keras.utils.PyDataset):
             f"shuffle={self.shuffle}, shard={self.shard_index}/{self.num_shards}, "
             f"batches={len(self)}"
             + (f", first_batch={self.first_batch})" if self.first_batch else ")")
-        )
-
-
-class _Batch:
-    """The arrays of one batch, each computed once when a layout first asks for it."""
-
-    def __init__(self, seq: OneHotSequence, rows: np.ndarray, ids: np.ndarray) -> None:
-        self.seq = seq
-        self.rows = rows
-        self.ids = ids
-        self._next_ids: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
-        self._labels: np.ndarray | None = None
-
-    def next_ids(self) -> np.ndarray:
-        if self._next_ids is None:
-            self._next_ids = next_token_ids(self.ids, self.seq.pad_id)
-        return self._next_ids
-
-    def mask(self) -> np.ndarray:
-        if self._mask is None:
-            seq = self.seq
-            self._mask = padding_mask(seq._read_lengths(self.rows), seq.max_len, seq.padding)
-        return self._mask
-
-    def labels(self) -> np.ndarray:
-        if self._labels is None:
-            self._labels = self.seq._read_labels(self.rows)
-        return self._labels
-
-    def input(self, kind: str) -> np.ndarray:
-        return self.ids if kind == "ids" else self.mask()
-
-    def output(self, kind: str) -> np.ndarray:
-        if kind == "onehot":
-            return self.seq._onehot(self.ids)
-        if kind == "sparse":
-            return self.ids
-        if kind == "next_onehot":
-            return self.seq._onehot(self.next_ids())
-        if kind == "next_sparse":
-            return self.next_ids()
-        if kind == "binary":
-            return self.labels().astype(np.float32).reshape(-1, 1)
-        return self.labels().astype(np.int32)  # "classes"
-
-    def weight(self, kind: str) -> np.ndarray:
-        if kind in NEXT_KINDS:
-            return next_token_mask(self.mask())
-        if kind in TOKEN_KINDS:
-            return self.mask()
-        return (self.labels() >= 0).astype(np.float32)
-
-
-def _legacy_outputs(
-    outputs: Any, targets: Any, reconstruction_name: Any, sentiment_name: Any
-) -> tuple[str | None, str | None, str | None, Any]:
-    """``(targets, reconstruction_name, sentiment_name, outputs)``: the older arguments mapped
-    onto ``outputs`` (``{reconstruction_name: targets, sentiment_name: "binary"}``) when it is
-    not given; refused beside it."""
-    given = [
-        name
-        for name, value in (
-            ("targets", targets),
-            ("reconstruction_name", reconstruction_name),
-            ("sentiment_name", sentiment_name),
-        )
-        if value is not _UNSET
-    ]
-    if outputs is not None:
-        if given:
-            raise InvalidArgumentError(
-                f"pass `outputs` or {', '.join(f'`{g}`' for g in given)}, not both: `outputs` "
-                "names every output and its kind, e.g. outputs={'reconstruction': 'onehot', "
-                "'sentiment': 'binary'}"
-            )
-        return None, None, None, outputs
-    targets = "onehot" if targets is _UNSET else targets
-    reconstruction_name = "reconstruction" if reconstruction_name is _UNSET else reconstruction_name
-    sentiment_name = "sentiment" if sentiment_name is _UNSET else sentiment_name
-    one_of("targets", targets, TARGETS)
-    if reconstruction_name is None and sentiment_name is None:
-        raise InvalidArgumentError(
-            "at least one of `reconstruction_name` and `sentiment_name` must be given"
-        )
-    if reconstruction_name is not None and reconstruction_name == sentiment_name:
-        raise InvalidArgumentError(
-            "`reconstruction_name` and `sentiment_name` must differ (they key one dict). "
-            f"Received: both {reconstruction_name!r}"
-        )
-    legacy = {reconstruction_name: targets, sentiment_name: "binary"}
-    return (
-        targets,
-        reconstruction_name,
-        sentiment_name,
-        {name: kind for name, kind in legacy.items() if name is not None},
-    )
-
-
-def _check_labels(store: TokenStore, split: str, layout: BatchLayout) -> None:
-    """Refuse label outputs the store cannot give (format-1 stores are binary)."""
-    num_classes = store.num_classes
-    if not store.has_labels:
-        raise StoreMismatchError(
-            f"outputs {layout.outputs!r} ask for labels, but the store {store.path} has none "
-            f"(split {split!r}): leave out the 'binary' and 'classes' outputs, or build the "
-            "store with labels"
-        )
-    if "binary" in layout.label_kinds() and num_classes != 2:
-        raise StoreMismatchError(
-            f"a 'binary' output needs a store with 2 classes; {store.path} has "
-            f"num_classes={num_classes}: use 'classes' (int32 class ids, for "
-            "sparse_categorical_crossentropy)"
         )

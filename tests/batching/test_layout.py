@@ -1,6 +1,6 @@
-"""Batch layouts of OneHotSequence (textvae.batching.layout): every kind against slow references, masks
-against the ids, zero-copy and recycling for every layout, bad layouts, the memory budget,
-and fit's epochs without a callback."""
+"""Batch layouts of OneHotSequence (textvae.batching.layout): every kind against the slow
+references of textvae.testing, masks against the ids, zero-copy and recycling for every layout,
+bad layouts, and fit's epochs without a callback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import keras
@@ -16,13 +15,16 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import onehot_reference
 
-import textvae.batching.sequence
+from textvae.batching import MemoryOptions, OneHotSequence
 from textvae.batching.layout import next_token_mask, padding_mask
-from textvae.batching.sequence import OneHotSequence, _default_queue_size
 from textvae.data.store import TokenStore
-from textvae.errors import InvalidArgumentError, MemoryBudgetWarning, StoreMismatchError
+from textvae.errors import InvalidArgumentError, StoreMismatchError
+from textvae.testing import (
+    assert_batch_matches_store,
+    mask_reference,
+    next_mask_reference,
+)
 from textvae.training.callbacks import EpochSync
 
 PAD = 0
@@ -45,57 +47,6 @@ def post_store(tmp_path: Path, corpus_dir: Path) -> TokenStore:
     )
 
 
-# -- slow, obvious references --------------------------------------------------------------------
-
-
-def mask_reference(lengths, max_len: int, padding: str) -> np.ndarray:
-    """Position by position: is it one of the row's real tokens?"""
-    out = np.zeros((len(lengths), max_len), dtype=np.float32)
-    for r, length in enumerate(lengths):
-        real = min(int(length), max_len)
-        for t in range(max_len):
-            out[r, t] = (t >= max_len - real) if padding == "pre" else (t < real)
-    return out
-
-
-def next_mask_reference(mask: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(mask)
-    for r in range(mask.shape[0]):
-        for t in range(mask.shape[1] - 1):
-            out[r, t] = float(mask[r, t] == 1 and mask[r, t + 1] == 1)
-    return out
-
-
-def next_ids_reference(ids: np.ndarray) -> np.ndarray:
-    out = np.full(ids.shape, PAD, dtype=np.int64)
-    for r in range(ids.shape[0]):
-        for t in range(ids.shape[1] - 1):
-            out[r, t] = ids[r, t + 1]
-    return out
-
-
-def expected_output(kind: str, store: TokenStore, rows: np.ndarray, dtype: str) -> np.ndarray:
-    ids = store.read("train", rows).astype(np.int64)
-    labels = store.labels("train", rows)
-    return {
-        "onehot": lambda: onehot_reference(ids, store.vocab_size, dtype),
-        "sparse": lambda: ids,
-        "next_onehot": lambda: onehot_reference(next_ids_reference(ids), store.vocab_size, dtype),
-        "next_sparse": lambda: next_ids_reference(ids),
-        "binary": lambda: labels.astype(np.float32).reshape(-1, 1),
-        "classes": lambda: labels.astype(np.int64),
-    }[kind]()
-
-
-def expected_weight(kind: str, store: TokenStore, rows: np.ndarray) -> np.ndarray:
-    mask = mask_reference(store.lengths("train", rows), store.max_len, store.padding)
-    if kind.startswith("next_"):
-        return next_mask_reference(mask)
-    if kind in ("onehot", "sparse"):
-        return mask
-    return (store.labels("train", rows) >= 0).astype(np.float32)
-
-
 LAYOUTS = {
     "lm-bare": {"outputs": "next_onehot"},
     "lm-sparse-masked": {"outputs": "next_sparse", "sample_weight": "mask"},
@@ -112,42 +63,6 @@ LAYOUTS = {
 }
 
 
-def check_batch(seq: OneHotSequence, store: TokenStore, rows: np.ndarray, batch) -> None:
-    """Every element of ``batch`` (of the rows ``rows``; NumPy arrays or tensors) against the
-    references."""
-    ids = store.read("train", rows).astype(np.int64)
-    layout = seq.layout
-    assert len(batch) == (3 if layout.sample_weight else 2)
-    x, y = batch[0], batch[1]
-    if layout.inputs is None:
-        np.testing.assert_array_equal(np.asarray(x), ids)
-    elif isinstance(layout.inputs, str):
-        assert list(x) == [layout.inputs]
-        np.testing.assert_array_equal(np.asarray(x[layout.inputs]), ids)
-    else:
-        assert list(x) == list(layout.inputs)
-        for name, kind in layout.inputs.items():
-            want = ids if kind == "ids" else expected_weight("onehot", store, rows)
-            np.testing.assert_array_equal(np.asarray(x[name]), want)
-    named = {None: seq.outputs} if isinstance(seq.outputs, str) else dict(seq.outputs)
-    got_y = {None: y} if isinstance(seq.outputs, str) else y
-    assert list(got_y) == list(named)
-    for name, kind in named.items():
-        got = np.asarray(got_y[name])
-        want = expected_output(kind, store, rows, seq.dtype)
-        np.testing.assert_array_equal(got, want)
-        assert got.dtype == {
-            "onehot": np.dtype(seq.dtype),
-            "next_onehot": np.dtype(seq.dtype),
-            "binary": np.float32,
-        }.get(kind, np.int32)
-        if layout.sample_weight:
-            weights = batch[2] if name is None else batch[2][name]
-            weights = np.asarray(weights)
-            assert weights.dtype == np.float32
-            np.testing.assert_array_equal(weights, expected_weight(kind, store, rows))
-
-
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("padding", ["pre", "post"])
 def test_layouts_match_references(request, layout, padding):
@@ -156,7 +71,7 @@ def test_layouts_match_references(request, layout, padding):
     assert (store.lengths("train") > store.max_len).any(), "some rows must be truncated"
     seq = OneHotSequence(store, "train", 5, shuffle=True, seed=2, **LAYOUTS[layout])
     for i in range(len(seq)):
-        check_batch(seq, store, seq.batch_rows(i), seq[i])
+        assert_batch_matches_store(seq, seq[i], seq.batch_rows(i))
 
 
 @pytest.mark.parametrize("padding", ["pre", "post"])
@@ -192,7 +107,7 @@ def test_a_layout_pickles(small_store):
 
     seq = OneHotSequence(small_store, "train", 4, **LAYOUTS["named-multi-masked"])
     clone = pickle.loads(pickle.dumps(seq))
-    check_batch(clone, small_store, clone.batch_rows(1), clone[1])
+    assert_batch_matches_store(clone, clone[1], clone.batch_rows(1))
 
 
 # -- zero copy and recycling ---------------------------------------------------------------------
@@ -207,17 +122,18 @@ ONEHOT_LAYOUT = {
 def test_next_onehot_recycled_only_when_released(small_store):
     """next-token one-hot targets come from the same pool: a held batch is never recycled
     under its holder, a released one is reused (no new allocation)."""
-    seq = OneHotSequence(small_store, "train", 4, outputs="next_onehot", pool_size=2)
+    seq = OneHotSequence(
+        small_store, "train", 4, outputs="next_onehot", memory=MemoryOptions(pool_size=2)
+    )
     held = seq[0][1]
     snapshot = held.copy()
     held_ptr = held.ctypes.data
     for i in range(1, 6):  # pool of 2, one held: every batch after reuses the other buffer
-        y = seq[i][1]
+        batch = seq[i]
+        y = batch[1]
         assert y.ctypes.data != held_ptr and y.ctypes.data % 64 == 0
-        np.testing.assert_array_equal(
-            y, expected_output("next_onehot", small_store, seq.batch_rows(i), "float32")
-        )
-        del y
+        assert_batch_matches_store(seq, batch, seq.batch_rows(i))
+        del y, batch
     np.testing.assert_array_equal(held, snapshot)
     assert seq._pool.allocations == 2, "released buffers must be reused"
     del held
@@ -230,7 +146,7 @@ def test_two_onehot_outputs_share_one_pool(small_store, rng):
     assert seq._in_flight() == seq.max_queue_size + 3
     order = [len(seq) - 1, 0, len(seq) - 1, 3, *rng.integers(0, len(seq), 12)]
     for i in order:
-        check_batch(seq, small_store, seq.batch_rows(int(i)), seq[int(i)])
+        assert_batch_matches_store(seq, seq[int(i)], seq.batch_rows(int(i)))
     assert seq._pool.capacity == 2 * seq._in_flight()  # two one-hot arrays a batch
     assert seq._pool.allocations <= 2, "each released batch's two buffers are reused"
 
@@ -255,7 +171,7 @@ def test_keras_path_zero_copy_for_every_onehot_output(small_store, workers):
     adapter.on_epoch_end()
     assert len(held) == len(seq)
     for i, batch in enumerate(held):
-        check_batch(seq, small_store, rows[i], batch)
+        assert_batch_matches_store(seq, batch, rows[i])
     assert 0 < len(pool) <= 2 * (seq.max_queue_size + workers + 2)
     for buf in pool:
         buf[0, 0, 0] = 7
@@ -325,54 +241,6 @@ def test_binary_of_a_multiclass_store_is_refused(tmp_path):
 # -- memory budget and default queue ---------------------------------------------------------------
 
 BATCH_BYTES = 8 * 16 * 12 * 4  # (8, 16, 12) float32
-
-
-@pytest.mark.parametrize(
-    ("budget", "queue"), [(6 * BATCH_BYTES, 3), (4 * BATCH_BYTES, 1), (100 * BATCH_BYTES, 10)]
-)
-def test_default_queue_fits_the_budget(small_store, budget, queue):
-    seq = OneHotSequence(small_store, "train", 8, memory_budget=budget, outputs="onehot")
-    assert seq.max_queue_size == queue
-    in_flight = seq.max_queue_size + seq.workers + 2
-    assert in_flight * BATCH_BYTES <= budget or queue == 1
-
-
-def test_default_queue_at_vocab_20000():
-    """The issue's case: (64, 300, 20000) float32, 1.5 GB a batch, 2 workers: Keras' 10 would
-    allow 14 batches (21 GB); a 6 GiB budget gives a queue of 1 (5 batches)."""
-    batch = 64 * 300 * 20000 * 4
-    assert _default_queue_size(batch, 6 * 2**30, workers=2) == 1
-    assert _default_queue_size(batch // 4, 3 * 2**30, workers=2) == 8 - 2 - 2  # uint8
-    assert _default_queue_size(batch // 4, 6 * 2**30, workers=2) == 10  # at most Keras' 10
-
-
-def test_over_budget_warns_once_with_the_arithmetic(small_store):
-    with pytest.warns(MemoryBudgetWarning) as record:
-        OneHotSequence(small_store, "train", 8, max_queue_size=10, memory_budget=10 * BATCH_BYTES)
-    assert len(record) == 1
-    text = str(record[0].message)
-    assert "up to 13 batches are alive at once (max_queue_size=10 + workers=1 + 2" in text
-    assert "memory_budget=61,440 bytes" in text and "dtype='uint8'" in text
-    # Two one-hot arrays a batch count twice.
-    with pytest.warns(MemoryBudgetWarning, match="2 one-hot arrays of shape"):
-        OneHotSequence(
-            small_store,
-            "train",
-            8,
-            outputs={"a": "onehot", "b": "next_onehot"},
-            max_queue_size=3,
-            memory_budget=10 * BATCH_BYTES,
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # sparse targets hold no one-hot batch
-        seq = OneHotSequence(small_store, "train", 8, targets="sparse", memory_budget=1)
-    assert seq.max_queue_size == 10
-
-
-def test_beyond_physical_memory_is_refused(small_store, monkeypatch):
-    monkeypatch.setattr(textvae.batching.sequence, "_physical_memory", lambda: 20 * BATCH_BYTES)
-    with pytest.raises(InvalidArgumentError, match=r"more than this machine's .* of memory"):
-        OneHotSequence(small_store, "train", 8, max_queue_size=30, memory_budget=2**40)
 
 
 # -- fit ------------------------------------------------------------------------------------------
@@ -494,7 +362,7 @@ def test_fit_serves_epochs_in_order_on_jax(small_store):
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
-        "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)]),
+        "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)]),
     }
     done = subprocess.run(
         [sys.executable, "-c", code, small_store.path],

@@ -1,4 +1,5 @@
-"""Tests of textvae.kernels: onehot against tests/reference.py, bad input, alignment, threads."""
+"""Tests of textvae.kernels: onehot against textvae.testing.onehot_reference, bad input,
+alignment, threads."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import onehot_reference
 
 from textvae.kernels import ALIGNMENT, aligned_empty, onehot
+from textvae.testing import onehot_reference
 
 OUT_DTYPES = ["float32", "float16", "uint8"]
 ID_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
@@ -412,7 +413,8 @@ def test_onehot_is_thread_safe(rng):
 
 
 def test_kernels_release_the_gil():
-    # `textvae.kernels._onehot` is the function; the module is only reachable by its name.
+    # The private kernels live in the module textvae.kernels._onehot (textvae.kernels.onehot is
+    # the public wrapper function, so no module hides behind that name).
     kernels_module = importlib.import_module("textvae.kernels._onehot")
     for kernel in (kernels_module._fill_onehot, kernels_module._first_out_of_range):
         assert kernel.targetoptions["nogil"] is True

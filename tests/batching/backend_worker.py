@@ -1,6 +1,10 @@
-"""Checks of OneHotSequence under one Keras backend, for tests/test_backends.py (not a test file).
+"""Checks of OneHotSequence under one Keras backend, for test_backends.py (not a test file).
 
 ``KERAS_BACKEND=jax|torch python backend_worker.py STORE``
+``KERAS_BACKEND=jax python backend_worker.py --wings FOLDER`` (the light check below)
+
+TensorFlow is made unimportable before anything else is imported (the GPU machines have none):
+an ``import tensorflow`` anywhere on these paths fails the run.
 
 Keras reads ``KERAS_BACKEND`` once, at import: each backend needs a process of its own. This
 one runs every check for its backend (import time dominates) and prints one JSON line with
@@ -12,27 +16,46 @@ what it saw; a batch that differs from the store's rows fails an assertion here 
   NumPy reference of the rows the Sequence planned for it; whether the one-hot ones share the
   Sequence's buffers, and the marks test: write into every pooled buffer and count the held
   batches that show it (one each: zero-copy, and no buffer recycled under a held batch);
-- whether TensorFlow was imported (it must not be: the GPU machines have none);
+- whether TensorFlow was imported (it cannot be: see above);
 - torch only: the same through ``seq.as_torch_dataloader()`` (zero-copy), ``fit`` on that
   loader, and a plain PyTorch training loop over it.
+
+``--wings``: every module of textvae.kernels, textvae.data and textvae.batching imported, then
+a store built in FOLDER with :func:`textvae.testing.make_store`, and batches of several layouts
+served through ``seq[i]``, ``seq.as_numpy_iterator()`` and Keras' own PyDataset adapter, each
+checked with :func:`textvae.testing.assert_batch_matches_store`.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import json
 import os
+import pkgutil
 import sys
-
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras
-from reference import onehot_reference
 
-from textvae.batching.sequence import OneHotSequence
-from textvae.data.store import TokenStore
-from textvae.training.callbacks import EpochSync
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """Refuses ``tensorflow`` and its submodules, as on a machine without it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (refused by this test)", name=name)
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
+
+# Imported after the refusal is in place (hence E402).
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from textvae.batching import MemoryOptions, OneHotSequence  # noqa: E402
+from textvae.data.store import TokenStore  # noqa: E402
+from textvae.testing import assert_batch_matches_store  # noqa: E402
+from textvae.training.callbacks import EpochSync  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
@@ -69,15 +92,6 @@ def fit_case(store: TokenStore, targets: str, loader: str = "sequence") -> dict:
         not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
     )
     return {"loss": history.history["loss"], "weights_changed": changed}
-
-
-def check_batch(store: TokenStore, rows: np.ndarray, ids, outputs) -> None:
-    ref_ids = store.read("train", rows).astype(np.int64)
-    np.testing.assert_array_equal(np.asarray(ids), ref_ids)
-    ref = onehot_reference(ref_ids, store.vocab_size, "float32")
-    np.testing.assert_array_equal(np.asarray(outputs["reconstruction"]), ref)
-    labels = store.labels("train", rows)
-    np.testing.assert_array_equal(np.asarray(outputs["sentiment"]).ravel(), labels)
 
 
 def pointer(x) -> int:
@@ -119,7 +133,7 @@ def delivered_case(store: TokenStore, path: str) -> dict:
         adapter.on_epoch_end()
     assert len(held) == len(seq), (len(held), len(seq))
     for (ids, outputs), r in zip(held, rows, strict=True):
-        check_batch(store, r, ids, outputs)
+        assert_batch_matches_store(seq, (ids, outputs), r)
     shares = [pointer(out["reconstruction"]) in pointers for _, out in held]
     for buf in pool:
         buf[0, 0, 0] = 7
@@ -141,7 +155,7 @@ def jit_hold_case(store: TokenStore) -> dict:
     import jax
     import jax.numpy as jnp
 
-    seq = OneHotSequence(store, "train", 4, seed=5, pool_size=1)
+    seq = OneHotSequence(store, "train", 4, seed=5, memory=MemoryOptions(pool_size=1))
     step = jax.jit(lambda onehot: (onehot * jnp.arange(onehot.shape[-1])).sum())  # sum of ids
     ids, outputs = seq[0]
     pointer_before = outputs["reconstruction"].ctypes.data
@@ -182,19 +196,19 @@ def torch_loop(store: TokenStore) -> dict:
     return {"loss": losses}
 
 
-def to_torch_case() -> dict:
-    """to_torch on a nested layout with a read-only batch: tensors sharing every array's
+def batch_to_torch_case() -> dict:
+    """batch_to_torch on a nested layout with a read-only batch: tensors sharing every array's
     memory, lists as tuples, and no warning (torch warns on each read-only array it wraps)."""
     import warnings
 
-    from textvae.batching.adapters import to_torch
+    from textvae.batching.adapters import batch_to_torch
 
     onehot = np.zeros((2, 3, 4), np.float32).view()
     onehot.flags.writeable = False  # as the Sequence hands batches out: a read-only view
     batch = ({"ids": np.ones((2, 3), np.int32)}, [onehot], np.ones(2, np.float16))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        x, y, w = to_torch(batch)
+        x, y, w = batch_to_torch(batch)
     arrays = (batch[0]["ids"], onehot, batch[2])
     tensors = (x["ids"], y[0], w)
     return {
@@ -203,6 +217,54 @@ def to_torch_case() -> dict:
         "shares": [t.data_ptr() == a.ctypes.data for t, a in zip(tensors, arrays, strict=True)],
         "dtypes": [str(t.dtype) for t in tensors],
     }
+
+
+WINGS = ("textvae.kernels", "textvae.data", "textvae.batching")
+WING_LAYOUTS = {
+    "vae": {},
+    "sparse": {"targets": "sparse", "dtype": "uint8"},
+    "lm-masked": {
+        "inputs": "tokens",
+        "outputs": {"lm": "next_onehot", "label": "classes"},
+        "sample_weight": "mask",
+        "dtype": "float16",
+    },
+}
+
+
+def wings_case(folder: str) -> dict:
+    """Import every module of the wings, then serve and check batches on this backend."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from textvae.testing import make_store
+
+    modules = []
+    for wing in WINGS:
+        package = importlib.import_module(wing)
+        modules.append(wing)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{wing}."):
+            importlib.import_module(info.name)
+            modules.append(info.name)
+    store = make_store(os.path.join(folder, "s.zarr"), rows={"train": 30, "test": 9}, seed=1)
+    checked = 0
+    for kwargs in WING_LAYOUTS.values():
+        seq = OneHotSequence(store, "train", 7, seed=2, **kwargs)
+        for i in range(len(seq)):
+            assert_batch_matches_store(seq, seq[i], seq.batch_rows(i))
+            checked += 1
+        plan = [seq.batch_rows(i) for i in range(len(seq))]
+        for batch, rows in zip(seq.as_numpy_iterator(), plan, strict=True):
+            assert_batch_matches_store(seq, batch, rows)
+            checked += 1
+        plan = [seq.batch_rows(i) for i in range(len(seq))]
+        adapter = PyDatasetAdapter(seq, shuffle=False)
+        adapter.on_epoch_begin()
+        iterator = adapter.get_jax_iterator() if BACKEND == "jax" else adapter.get_numpy_iterator()
+        for batch, rows in zip(iterator, plan, strict=True):
+            assert_batch_matches_store(seq, batch, rows)
+            checked += 1
+        adapter.on_epoch_end()
+    return {"backend": BACKEND, "modules": modules, "batches_checked": checked}
 
 
 def main(store_path: str) -> None:
@@ -217,10 +279,13 @@ def main(store_path: str) -> None:
         result["dataloader"] = delivered_case(store, "dataloader")
         result["fit_dataloader"] = fit_case(store, "onehot", loader="dataloader")
         result["torch_loop"] = torch_loop(store)
-        result["to_torch"] = to_torch_case()
+        result["batch_to_torch"] = batch_to_torch_case()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--wings":
+        print(json.dumps(wings_case(sys.argv[2])))
+    else:
+        main(sys.argv[1])

@@ -1,7 +1,7 @@
 """textvae.batching.adapters: a Sequence's batches in a tf.data pipeline, without a copy.
 
-(PyTorch's side, ``to_torch`` and ``as_torch_dataloader``, runs under the torch backend in
-tests/backend_worker.py, which imports torch anyway.)
+(PyTorch's side, ``batch_to_torch`` and ``as_torch_dataloader``, runs under the torch backend in
+backend_worker.py, which imports torch anyway.)
 """
 
 from __future__ import annotations
@@ -9,17 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from reference import onehot_reference
 
-from textvae.batching.adapters import as_tf_dataset, batch_spec, torch_dataloader
-from textvae.batching.sequence import OneHotSequence
+from textvae.batching import MemoryOptions, OneHotSequence
+from textvae.batching.adapters import as_tf_dataset, as_torch_dataloader, batch_spec
 from textvae.errors import InvalidArgumentError
 from textvae.kernels import aligned_empty
-
-
-def _expected(store, rows):
-    ids = store.read("train", rows).astype(np.int64)
-    return ids, onehot_reference(ids, store.vocab_size), store.labels("train", rows)
+from textvae.testing import assert_batch_matches_store
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -32,22 +27,19 @@ def test_tf_dataset_serves_the_epoch_without_copies(small_store, workers):
     held = list(dataset)  # one pass, every tensor held: nothing may be recycled under them
     assert len(held) == len(rows)
     for (ids, outputs), r in zip(held, rows, strict=True):
-        want_ids, want_onehot, want_labels = _expected(small_store, r)
-        np.testing.assert_array_equal(ids.numpy(), want_ids)
-        np.testing.assert_array_equal(outputs["reconstruction"].numpy(), want_onehot)
-        np.testing.assert_array_equal(outputs["sentiment"].numpy().ravel(), want_labels)
+        assert_batch_matches_store(seq, (ids, outputs), r)
         assert outputs["reconstruction"].dtype == tf.float32 and ids.dtype == tf.int32
     assert seq.epoch == 3, "a full pass advances the epoch, as fit does"
     assert seq._pool is None, "the pool is let go at the epoch's end"
 
 
 def test_tf_dataset_hands_over_the_buffers(small_store):
-    seq = OneHotSequence(small_store, "train", 4, seed=3, pool_size=16)
+    seq = OneHotSequence(small_store, "train", 4, seed=3, memory=MemoryOptions(pool_size=16))
     rows = [seq.batch_rows(i) for i in range(5)]
     batches = iter(seq.as_tf_dataset())
     held = [next(batches) for _ in range(5)]  # mid-epoch: the pool is still there
-    for (_, out), r in zip(held, rows, strict=True):
-        np.testing.assert_array_equal(out["reconstruction"].numpy(), _expected(small_store, r)[1])
+    for batch, r in zip(held, rows, strict=True):
+        assert_batch_matches_store(seq, batch, r)
     # tf.data may have pulled a batch ahead: the pool holds the 5 held batches' buffers and
     # maybe more. A distinct mark in each buffer must show through every held tensor (zero
     # copy), all marks different (no two held batches over one buffer).
@@ -138,8 +130,23 @@ def test_batch_spec_names_a_bad_leaf(batch, where):
 
 
 @pytest.mark.parametrize("name", ["batch_size", "shuffle", "collate_fn"])
-def test_torch_dataloader_refuses_what_the_sequence_does(small_store, name):
+def test_as_torch_dataloader_refuses_what_the_sequence_does(small_store, name):
     # Checked before torch is imported: runs without torch.
     seq = OneHotSequence(small_store, "train", 4)
-    with pytest.raises(InvalidArgumentError, match=f"`{name}` is set by torch_dataloader"):
-        torch_dataloader(seq, **{name: 8})
+    with pytest.raises(InvalidArgumentError, match=f"`{name}` is set by as_torch_dataloader"):
+        as_torch_dataloader(seq, **{name: 8})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_numpy_iterator_serves_the_epoch_then_advances(small_store, workers):
+    seq = OneHotSequence(small_store, "train", 8, seed=2, workers=workers, max_queue_size=2)
+    seq.set_epoch(1)
+    rows = [seq.batch_rows(i) for i in range(len(seq))]
+    batches = list(seq.as_numpy_iterator())
+    assert len(batches) == len(rows) and seq.epoch == 2
+    for batch, r in zip(batches, rows, strict=True):
+        assert isinstance(batch, tuple) and isinstance(batch[0], np.ndarray)
+        assert_batch_matches_store(seq, batch, r)
+    first = next(iter(seq.as_numpy_iterator()))  # stopped early: the epoch stays
+    np.testing.assert_array_equal(first[0], small_store.read("train", seq.batch_rows(0)))
+    assert seq.epoch == 2
