@@ -98,6 +98,12 @@ RENAMED: dict[str, str] = {
         )
     },
     "textvae.open_corpus": "textvae.data.open_corpus",
+    "textvae.to_torch": "textvae.batching.adapters.batch_to_torch",
+    "textvae.torch_dataloader": "textvae.batching.as_torch_dataloader",
+    # One verb per hand-off, as Keras' data adapters name theirs.
+    "textvae.adapters.to_torch": "textvae.batching.adapters.batch_to_torch",
+    "textvae.adapters.torch_dataloader": "textvae.batching.adapters.as_torch_dataloader",
+    "textvae.adapters.epoch_batches": "textvae.batching.adapters.as_numpy_iterator",
     "textvae.tokenize": "textvae.data.tokenize",
     "textvae.VerifyReport": "textvae.data.VerifyReport",
     "textvae.build_vae": "textvae.model.build_vae",

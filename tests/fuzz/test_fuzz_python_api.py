@@ -76,10 +76,20 @@ def test_fuzz_config_arguments(api, data, value):
     value=st.one_of(ODD_ARGS, st.sampled_from([np.arange(3), np.array([-1]), np.zeros(2)])),
 )
 def test_fuzz_sequence_arguments(world, argument, value):
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import MemoryOptions, OneHotSequence, SamplingOptions, ShardOptions
 
+    # A grouped option reaches the Sequence through its options object, as a user passes it.
+    groups = {
+        "shards": (ShardOptions, ("shard_index", "num_shards")),
+        "sampling": (SamplingOptions, ("rows", "row_subset", "window_chunks")),
+        "memory": (MemoryOptions, ("pool_size",)),
+    }
     try:
-        seq = OneHotSequence(str(world.store), **{argument: value})
+        kwargs = {argument: value}
+        for keyword, (options, names) in groups.items():
+            if argument in names:
+                kwargs = {keyword: options(**{argument: value})}
+        seq = OneHotSequence(str(world.store), **kwargs)
         seq[0]
     except TextVAEError as err:
         tally("sequence arguments", "refused", str(err))
@@ -138,9 +148,9 @@ def test_fuzz_onehot_arguments(ids, vocab_size, dtype):
 def test_a_batch_larger_than_the_data_costs_only_the_data(world):
     """--batch-size 10**9 allocated a 10**9-row one-hot buffer (MemoryError); a batch holds
     at most the rows of an epoch."""
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import MemoryOptions, OneHotSequence
 
-    seq = OneHotSequence(str(world.store), batch_size=10**9, pool_size=1)
+    seq = OneHotSequence(str(world.store), batch_size=10**9, memory=MemoryOptions(pool_size=1))
     ids, targets = seq[0]
     assert len(seq) == 1 and ids.shape == (21, 16)
     assert targets["reconstruction"].shape == (21, 16, 12)

@@ -194,9 +194,3 @@ def as_torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
         sequence, batch_size=None, collate_fn=batch_to_torch, **kwargs
     )
 
-
-# textvae/__init__.py (the lead's) still imports 0.1's names from here: plain aliases until the
-# merge, when the alias table takes them over (to_torch -> batch_to_torch, torch_dataloader ->
-# as_torch_dataloader, epoch_batches -> as_numpy_iterator). Not in __all__.
-to_torch = batch_to_torch
-torch_dataloader = as_torch_dataloader
