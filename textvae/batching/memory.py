@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -21,8 +22,10 @@ from textvae.errors import InvalidArgumentError, MemoryBudgetWarning
 __all__ = [
     "KERAS_MAX_QUEUE_SIZE",
     "MemoryOptions",
+    "cgroup_memory_limit",
     "default_memory_budget",
     "default_queue_size",
+    "memory_limit",
     "onehot_queue_size",
     "physical_memory",
 ]
@@ -49,11 +52,11 @@ class MemoryOptions:
         a batch.
     memory_budget
         Bytes of one-hot batches that may be alive at once; ``None`` (default):
-        :func:`default_memory_budget`, a quarter of physical memory. With one-hot outputs and
-        no ``max_queue_size`` given, the queue is the largest (1 to Keras' 10) whose batches in
-        flight, ``max_queue_size + workers + 2``, fit in it; a configuration that exceeds it
-        warns once (:class:`~textvae.errors.MemoryBudgetWarning`) with the arithmetic, one that
-        exceeds physical memory is refused.
+        :func:`default_memory_budget`, a quarter of the memory this process may use. With
+        one-hot outputs and no ``max_queue_size`` given, the queue is the largest (1 to Keras'
+        10) whose batches in flight, ``max_queue_size + workers + 2``, fit in it; a
+        configuration that exceeds it warns once (:class:`~textvae.errors.MemoryBudgetWarning`)
+        with the arithmetic, one that exceeds :func:`memory_limit` is refused.
     """
 
     pool_size: int | None = None
@@ -78,10 +81,70 @@ def _gib(size: int) -> str:
     return f"{size / 2**30:,.3g} GiB"
 
 
+#: A cgroup v1 "no limit" reads as a huge number (2**63 rounded down to a page); anything at or
+#: above this is no limit.
+_NO_LIMIT = 2**60
+
+
+def _read_limit(path: Path) -> int | None:
+    """The limit in a cgroup file (``memory.max`` or ``memory.limit_in_bytes``), or ``None``
+    for no limit, an unreadable file or one that is not there."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():  # "max": no limit
+        return None
+    value = int(text)
+    return value if value < _NO_LIMIT else None
+
+
+def cgroup_memory_limit(
+    root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    proc_cgroup: str | os.PathLike[str] = "/proc/self/cgroup",
+) -> int | None:
+    """Bytes this process may use under its control group's memory limit (Docker
+    ``--memory``, Kubernetes limits, SLURM jobs), or ``None`` where none is set or readable.
+
+    Reads cgroup v2's ``memory.max`` and cgroup v1's ``memory.limit_in_bytes`` for this
+    process's group and every group above it (a parent's limit binds its children), and
+    returns the smallest. Inside a container the group's own path may not be mounted; the
+    mount's root then holds the container's limit, and is read too.
+    """
+    root = Path(root)
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    files: list[Path] = []
+    for line in lines:
+        _, controllers, group = [*line.split(":", 2), "", ""][:3]
+        if controllers == "":  # cgroup v2, unified
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):  # cgroup v1 memory controller
+            base, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        where = base / group.strip("/")
+        files.extend(
+            folder / name for folder in (where, *where.parents) if base in (folder, *folder.parents)
+        )
+    limits = [limit for limit in map(_read_limit, dict.fromkeys(files)) if limit is not None]
+    return min(limits, default=None)
+
+
+def memory_limit() -> int | None:
+    """Bytes of memory this process may use: physical memory or its control group's limit,
+    whichever is smaller (``None`` where neither is reported)."""
+    known = [m for m in (physical_memory(), cgroup_memory_limit()) if m is not None]
+    return min(known, default=None)
+
+
 def default_memory_budget() -> int:
-    """The default ``memory_budget`` of a :class:`OneHotSequence`: a quarter of this machine's
-    physical memory (4 GiB where it is not reported)."""
-    memory = physical_memory()
+    """The default ``memory_budget`` of a :class:`OneHotSequence`: a quarter of the memory
+    this process may use (:func:`memory_limit`: physical memory, or a container's cgroup limit
+    where that is smaller; 4 GiB where neither is reported)."""
+    memory = memory_limit()
     return 4 * 2**30 if memory is None else memory // 4
 
 
@@ -133,10 +196,11 @@ def onehot_queue_size(
     if queue is None:
         queue = default_queue_size(math.prod(shape) * dtype.itemsize * arrays, budget, workers)
     size, batches, words = _arithmetic(shape, dtype, arrays, queue, workers)
-    memory = physical_memory()
+    memory = memory_limit()
     if memory is not None and size * batches > memory:
         raise InvalidArgumentError(
-            f"{words}: more than this machine's {_gib(memory)} of memory. {_FIXES}"
+            f"{words}: more than this machine's {_gib(memory)} of memory (or its container's "
+            f"limit). {_FIXES}"
         )
     if size * batches > budget:
         warnings.warn(
