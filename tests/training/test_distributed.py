@@ -1,6 +1,6 @@
 """textvae.training.distributed: the custom step against Keras' own, its callbacks, and real replicas.
 
-The multi-replica tests run in subprocesses (``tests/distributed_worker.py``): TensorFlow's
+The multi-replica tests run in subprocesses (``tests/training/distributed_worker.py``): TensorFlow's
 device layout and the multi-worker strategy must be set before TensorFlow starts. The
 two-worker test runs its workers in a private network namespace (``unshare --user --net``):
 TensorFlow's gRPC server listens on every interface (``[::]:port``) whatever address TF_CONFIG

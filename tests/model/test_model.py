@@ -423,7 +423,7 @@ def test_repeat_decoder_is_the_seeds_and_round_trips(rng, tmp_path: Path):
 
 
 def test_checkpoint_of_textvae_0_1_still_loads():
-    data = Path(__file__).parent / "fixtures"
+    data = Path(__file__).parents[1] / "fixtures"
     model = load_model(data / "textvae-0.1.0-repeat.keras")
     expected = np.load(data / "textvae-0.1.0-repeat-expected.npz")
     assert model.decoder_type == "repeat" and not model.encoder_pooling
@@ -450,7 +450,7 @@ def test_load_model_works_in_a_fresh_process(tmp_path: Path):
     import subprocess
     import sys
 
-    path = Path(__file__).parent / "fixtures" / "textvae-0.1.0-repeat.keras"
+    path = Path(__file__).parents[1] / "fixtures" / "textvae-0.1.0-repeat.keras"
     code = (
         "import textvae, sys; m = textvae.load_model(sys.argv[1]); "
         "print(type(m).__name__, m.vocab_size, m.decoder_type)"
