@@ -1,7 +1,8 @@
-"""textvae.training.distributed: the custom step against Keras' own, its callbacks, and real replicas.
+"""textvae.training.distributed: the custom step against Keras' own, its callbacks, and real
+replicas.
 
-The multi-replica tests run in subprocesses (``tests/training/distributed_worker.py``): TensorFlow's
-device layout and the multi-worker strategy must be set before TensorFlow starts. The
+The multi-replica tests run in subprocesses (``distributed_worker.py`` beside this file):
+TensorFlow's device layout and the multi-worker strategy must be set before TensorFlow starts. The
 two-worker test runs its workers in a private network namespace (``unshare --user --net``):
 TensorFlow's gRPC server listens on every interface (``[::]:port``) whatever address TF_CONFIG
 gives, and a TensorFlow worker server runs any graph a peer sends it. Without a namespace the

@@ -30,7 +30,7 @@ from textvae.training.run import STATE, RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 2
-# Eager: tracing the tiny model takes longer than training it (graph mode: tests/training/test_train.py).
+# Eager: tracing the tiny model takes longer than training it (graph mode: test_train.py).
 TINY = [*TINY_TRAIN_ARGS, "--run-eagerly", "--epochs", str(EPOCHS)]
 # The interrupted run: train_main with a sleep after every step, printing the step count first.
 CHILD = """

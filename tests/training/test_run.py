@@ -1,4 +1,4 @@
-"""textvae.training.run.RunDir: the run folder's rules, without training (tests/training/test_train.py trains)."""
+"""textvae.training.run.RunDir: the run folder's rules, without training (test_train.py trains)."""
 
 from __future__ import annotations
 
