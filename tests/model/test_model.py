@@ -307,18 +307,6 @@ def test_default_sentiment_weight_is_the_configs():
     assert TextVAE(VOCAB, MAX_LEN, **TINY).sentiment_weight == ModelConfig().sentiment_weight
 
 
-@pytest.mark.parametrize("name", ["KLAnnealing", "active_units", "token_accuracy"])
-def test_moved_names_still_import_from_model_with_a_warning(name):
-    import importlib
-
-    import textvae.model.vae
-
-    with pytest.warns(DeprecationWarning, match=f"textvae.model.{name} moved"):
-        old = getattr(textvae.model.vae, name)
-    new_home = "textvae.training.callbacks" if name == "KLAnnealing" else "textvae.model.metrics"
-    assert old is getattr(importlib.import_module(new_home), name)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
