@@ -170,10 +170,11 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
 def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
     """``checkpoint_dir``, ``kl_warmup_steps`` and ``on_epoch_end``: one more release, warned."""
     from textvae.batching.sequence import OneHotSequence
+    from textvae.errors import TextVAEDeprecationWarning
     from textvae.training.distributed import fit_distributed
 
     ended = []
-    with pytest.warns(DeprecationWarning) as warned:
+    with pytest.warns(TextVAEDeprecationWarning) as warned:
         _, history = fit_distributed(
             None,
             _model,
