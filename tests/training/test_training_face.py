@@ -1,4 +1,4 @@
-"""textvae.training's face: its names, and ``train`` the function beside its module."""
+"""The wings' faces (textvae.model, textvae.training): their names; ``train`` the function."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import types
 
 import pytest
 
-import textvae.training
 
-
-def test_every_public_name_resolves_to_its_home():
-    for name in textvae.training.__all__:
-        obj = getattr(textvae.training, name)
+@pytest.mark.parametrize("wing", ["textvae.model", "textvae.training"])
+def test_every_public_name_resolves_to_its_home(wing):
+    face = importlib.import_module(wing)
+    for name in face.__all__:
+        obj = getattr(face, name)
         assert obj is getattr(importlib.import_module(obj.__module__), name)
-    assert dir(textvae.training) == sorted(textvae.training.__all__)
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        textvae.training.nothing  # noqa: B018
+    assert dir(face) == sorted(face.__all__)
+    with pytest.raises(AttributeError, match=f"module '{wing}' has no attribute 'nothing'"):
+        face.nothing  # noqa: B018
 
 
 def test_train_is_the_function_even_after_its_module_is_imported():
