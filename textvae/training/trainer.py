@@ -1,6 +1,6 @@
 """``train(config)``: store -> OneHotSequence -> TextVAE.fit -> the run folder.
 
-Users call it as ``textvae.training.train`` (or ``textvae.train``); the module is ``trainer`` so
+Users call it as ``textvae.training.train`` (the wing's face); the module is ``trainer`` so
 that ``textvae.training.train`` names the function only, never a module too.
 
 The run folder (``config.out``, ``--out``) and its files are :mod:`textvae.training.run`'s; the
