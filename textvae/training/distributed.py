@@ -50,7 +50,7 @@ import tensorflow as tf
 
 from textvae._compat import deprecated
 from textvae.batching.sequence import OneHotSequence
-from textvae.model.vae import TextVAE
+from textvae.model import TextVAE
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
 from textvae.training.cluster import worker_info
 from textvae.training.run import RunDir

@@ -11,9 +11,8 @@ from keras import ops
 from textvae._checks import int_at_least, positive_int
 from textvae.batching.sequence import OneHotSequence
 from textvae.data.vocab import pad_row
-from textvae.model.decoding import generate
+from textvae.model import generate, kl_divergence
 from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
-from textvae.model.vae import kl_divergence
 
 __all__ = [
     "RECONSTRUCT_ROWS",

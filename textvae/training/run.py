@@ -363,7 +363,7 @@ class RunDir:
         """
         import keras
 
-        from textvae.model.vae import TextVAE  # registers textvae's Keras classes for loading
+        from textvae.model import TextVAE  # registers textvae's Keras classes for loading
 
         path = self._existing_file(name)
         try:

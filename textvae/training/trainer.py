@@ -30,7 +30,7 @@ from textvae.config import TrainConfig
 from textvae.data.store import TokenStore, is_store, resolve_store
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
-from textvae.model.vae import TextVAE, build_vae
+from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.training.cluster import worker_info
@@ -153,6 +153,21 @@ def _val_sequence(
     if not len(rows.held_out):
         return None
     return _sequence(config, store, rows.held_out, shuffle=False)
+
+
+def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHotSequence:
+    """The evaluation split (``eval_rows`` of it, drawn at random, when given), sparse targets
+    and the last partial batch included."""
+    return OneHotSequence(
+        store,
+        split,
+        max(config.batch_size, 64),
+        targets="sparse",
+        shuffle=config.eval_rows is not None,
+        seed=config.seed,
+        rows=config.eval_rows,
+        drop_remainder=False,
+    )
 
 
 def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
@@ -429,16 +444,7 @@ def train(
     fit_seconds = time.perf_counter() - fit_started
 
     split = _eval_split(store)
-    eval_seq = OneHotSequence(
-        store,
-        split,
-        max(config.batch_size, 64),
-        targets="sparse",
-        shuffle=config.eval_rows is not None,
-        seed=config.seed,
-        rows=config.eval_rows,
-        drop_remainder=False,
-    )
+    eval_seq = _eval_sequence(config, store, split)
     model.run_eagerly = config.run_eagerly
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
     metrics, z_means, labels = evaluate_vae(
