@@ -1,1 +1,74 @@
-"""textvae.model."""
+"""The model wing: the text VAE, its layers and losses, decoding, and the metrics in NumPy.
+
+=========================  ===================================================================
+:mod:`.vae`                :class:`TextVAE`, :func:`build_vae`, :func:`load_model`, the sampling
+                           layer, the reconstruction loss and the KL / bag-of-words terms
+:mod:`.layers`             the decoder's input and alignment layers, the pooled encoder branch
+:mod:`.decoding`           :func:`generate`: latent codes -> token ids, free-running
+:mod:`.metrics`            token accuracy, active units, BLEU, unigram F1, the evaluation sums
+:mod:`.config`             :class:`ModelConfig`: the model's sizes and loss weights
+=========================  ===================================================================
+
+The wing imports nothing above it (not :mod:`textvae.config`, :mod:`textvae.training` nor the
+CLI). Its names load on first use: ``textvae.config`` imports :mod:`textvae.model.config`, and
+that must not import Keras (``import textvae`` stays free of it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from textvae._compat import deprecated
+
+__all__ = [
+    "AlignToStore",
+    "DecoderInputs",
+    "MaskedMean",
+    "ModelConfig",
+    "ReconstructionLoss",
+    "Sampling",
+    "TextVAE",
+    "bag_of_words_nll",
+    "build_vae",
+    "generate",
+    "kl_divergence",
+    "load_model",
+]
+
+#: Each public name -> the module of this wing that holds it.
+_HOMES = {
+    "AlignToStore": "textvae.model.layers",
+    "DecoderInputs": "textvae.model.layers",
+    "MaskedMean": "textvae.model.layers",
+    "ModelConfig": "textvae.model.config",
+    "ReconstructionLoss": "textvae.model.vae",
+    "Sampling": "textvae.model.vae",
+    "TextVAE": "textvae.model.vae",
+    "bag_of_words_nll": "textvae.model.vae",
+    "build_vae": "textvae.model.vae",
+    "generate": "textvae.model.decoding",
+    "kl_divergence": "textvae.model.vae",
+    "load_model": "textvae.model.vae",
+}
+
+#: Names textvae 0.1 moved out of ``textvae.model`` (then one module); they still resolve, with
+#: a TextVAEDeprecationWarning, until textvae 0.3.
+_MOVED = {
+    "KLAnnealing": "textvae.training.callbacks",
+    "active_units": "textvae.model.metrics",
+    "token_accuracy": "textvae.model.metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    if name in _MOVED:
+        deprecated(f"textvae.model.{name}", f"{_MOVED[name]}.{name}")
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'textvae.model' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

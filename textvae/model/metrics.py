@@ -2,8 +2,9 @@
 
 :func:`token_accuracy` and :func:`active_units` work on arrays a user has at hand;
 :class:`EvalTotals` sums the same quantities over the batches of a split for
-:func:`textvae.training.evaluate.evaluate_vae`. The KL divergence is not here: it is computed on tensors
-by :func:`textvae.model.vae.kl_divergence`, the loss's own formula, also at evaluation.
+:func:`textvae.training.evaluate.evaluate_vae`. The KL divergence is not here: it is computed
+on tensors by :func:`textvae.model.vae.kl_divergence`, the loss's own formula, also at
+evaluation.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ class EvalTotals:
         return np.concatenate(self._labels)
 
     def result(self) -> dict[str, Any]:
-        """The metrics over every batch added (see :func:`textvae.training.evaluate.evaluate_vae`)."""
+        """The metrics over every batch added (:func:`textvae.training.evaluate.evaluate_vae`)."""
         z = self.z_means
         n = len(z)
         tokens = max(self.tokens, 1)

@@ -22,10 +22,10 @@ The seed's decoder sees no previous id (Bowman et al. 2016 call it inputless): i
 the most frequent id of each position, and its samples are one token repeated. The
 autoregressive decoder predicts store position ``j`` from the ids before it and ``z``, so its
 output lines up with the store's rows: one-hot and sparse targets from
-:class:`~textvae.batching.sequence.OneHotSequence` are used as they are (:mod:`textvae.model.layers` does the
-shift inside the model). The softmax ``Dense`` is applied to the 3-D tensor directly: Keras 3's
-``TimeDistributed`` loops in Python over a static time axis and ran out of memory at the seed's
-sizes (see DESIGN.md).
+:class:`~textvae.batching.sequence.OneHotSequence` are used as they are
+(:mod:`textvae.model.layers` does the shift inside the model). The softmax ``Dense`` is applied
+to the 3-D tensor directly: Keras 3's ``TimeDistributed`` loops in Python over a static time
+axis and ran out of memory at the seed's sizes (see DESIGN.md).
 
 The loss per batch, as :func:`build_vae` compiles it::
 
@@ -54,9 +54,7 @@ backend and mixed precision are untested here.
 
 from __future__ import annotations
 
-import importlib
 import os
-import warnings
 from typing import Any
 
 import keras
@@ -252,7 +250,7 @@ class TextVAE(keras.Model):
     sentiment_weight
         Weight of the sentiment binary cross-entropy against the reconstruction loss summed
         over time steps (used by :func:`build_vae`); the default is
-        :class:`~textvae.config.ModelConfig`'s.
+        :class:`~textvae.model.config.ModelConfig`'s.
     kl_weight
         Initial value of the ``kl_weight`` variable (the current value is saved with the model).
     free_bits
@@ -260,7 +258,7 @@ class TextVAE(keras.Model):
         penalised (0 turns free bits off). The ``kl`` metric always reports the plain KL.
     bow_weight
         Weight of the bag-of-words loss from ``z`` (Zhao et al. 2017; 0 turns it off and adds
-        no layer; the default is :class:`~textvae.config.ModelConfig`'s): nats per review of
+        no layer; the default is :class:`~textvae.model.config.ModelConfig`'s): nats per review of
         the review's words under one softmax of ``z``, reported as the ``bow`` metric.
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
@@ -575,23 +573,3 @@ def load_model(path: str | os.PathLike[str]) -> TextVAE:
     if not isinstance(model, TextVAE):
         raise CheckpointError(f"{path} holds a {type(model).__name__}, not a textvae model")
     return model
-
-
-# Moved in this release; the old names work for one more release, with a DeprecationWarning.
-_MOVED = {
-    "KLAnnealing": "textvae.training.callbacks",
-    "active_units": "textvae.model.metrics",
-    "token_accuracy": "textvae.model.metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"textvae.model.{name} moved to {_MOVED[name]}.{name}; the old name will be removed "
-            "in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'textvae.model.vae' has no attribute {name!r}")

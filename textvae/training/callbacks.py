@@ -113,8 +113,8 @@ class KLAnnealing(keras.callbacks.Callback):
 class EpochSync(keras.callbacks.Callback):
     """Serve the sequence's epoch k during fit's epoch k (``sequence.set_epoch(k)``).
 
-    A :class:`~textvae.batching.sequence.OneHotSequence` follows ``fit``'s epochs on its own from the
-    epoch it is at (0 for a new one: ``model.fit(seq, epochs=3)`` serves epochs 0, 1, 2); this
+    A :class:`~textvae.batching.sequence.OneHotSequence` follows ``fit``'s epochs on its own from
+    the epoch it is at (0 for a new one: ``model.fit(seq, epochs=3)`` serves epochs 0, 1, 2); this
     callback pins it to fit's epoch number at every epoch's start whatever happened before,
     so a run resumed at ``initial_epoch=k`` reads the same batches as an uninterrupted one, and
     every training process (the multi-worker loop too) the same epoch's order.
@@ -165,8 +165,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     every_steps, every_seconds
         Mid-epoch checkpoint intervals (``None``: not on that count).
     resume
-        The :class:`~textvae.training.run.TrainingState` training resumes from: its best value is kept,
-        and a mid-epoch state makes the first epoch count its batches from
+        The :class:`~textvae.training.run.TrainingState` training resumes from: its best value is
+        kept, and a mid-epoch state makes the first epoch count its batches from
         ``resume.batches_done`` and add the saved metric sums after its first step. Train that
         epoch on ``sequence.from_batch(resume.batches_done)``.
     stop

@@ -1,8 +1,8 @@
 """Where this process stands in a training cluster, read from ``TF_CONFIG`` (plain JSON).
 
 No TensorFlow here: ``textvae-train`` asks :func:`worker_info` first and imports
-:mod:`textvae.training.distributed` (and with it TensorFlow) only when the answer is a cluster, so the
-single-process path runs on any Keras backend (``KERAS_BACKEND=jax`` without TensorFlow).
+:mod:`textvae.training.distributed` (and with it TensorFlow) only when the answer is a cluster,
+so the single-process path runs on any Keras backend (``KERAS_BACKEND=jax`` without TensorFlow).
 """
 
 from __future__ import annotations

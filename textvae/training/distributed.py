@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,8 +48,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from textvae._compat import deprecated
 from textvae.batching.sequence import OneHotSequence
-from textvae.model.vae import TextVAE
+from textvae.model import TextVAE
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
 from textvae.training.cluster import worker_info
 from textvae.training.run import RunDir
@@ -245,15 +245,6 @@ def _check_same_steps(strategy: tf.distribute.Strategy, steps: int, replicas: in
         )
 
 
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"fit_distributed's `{old}` is deprecated and will be removed in the next release: "
-        f"use {new}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
 def fit_distributed(
     strategy: tf.distribute.Strategy | None,
     build_model: Callable[[], TextVAE],
@@ -287,9 +278,9 @@ def fit_distributed(
         inside ``strategy.scope()``.
     make_sequence
         ``make_sequence(shard_index, num_shards)`` returns this worker's training sequence
-        (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``). An
-        :class:`~textvae.training.callbacks.EpochSync` on it runs first: epoch e reads the sequence's
-        epoch e.
+        (``OneHotSequence(..., shard_index=shard_index, num_shards=num_shards)``); it is
+        called once. An :class:`~textvae.training.callbacks.EpochSync` on it runs first: epoch
+        e reads the sequence's epoch e.
     epochs, initial_epoch
         Train epochs ``initial_epoch .. epochs - 1``.
     callbacks
@@ -324,15 +315,19 @@ def fit_distributed(
         )
     callbacks = list(callbacks or ())
     if kl_warmup_steps is not None:
-        _deprecated("kl_warmup_steps", "callbacks=[KLAnnealing(kl_warmup_steps)]")
+        deprecated(
+            "fit_distributed's `kl_warmup_steps`", "callbacks=[KLAnnealing(kl_warmup_steps)]"
+        )
         callbacks.append(KLAnnealing(kl_warmup_steps))
     if on_epoch_end is not None:
-        _deprecated("on_epoch_end", "a callback's on_epoch_end (callbacks=[...])")
+        deprecated(
+            "fit_distributed's `on_epoch_end`", "a callback's on_epoch_end (callbacks=[...])"
+        )
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
     if checkpoint_dir is not None:
         if out is not None:
             raise ValueError("pass `out` only: `checkpoint_dir` is its deprecated name")
-        _deprecated("checkpoint_dir", "out=")
+        deprecated("fit_distributed's `checkpoint_dir`", "out=")
         out = checkpoint_dir
     strategy = strategy or tf.distribute.get_strategy()
     task_index, num_workers, is_chief = _position(strategy)

@@ -1,8 +1,7 @@
-"""Evaluation of a trained text VAE on a split of a token store, and the latent-space picture."""
+"""Evaluation of a trained text VAE on a split of a token store (the picture: :mod:`.plots`)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
@@ -12,14 +11,12 @@ from keras import ops
 from textvae._checks import int_at_least, positive_int
 from textvae.batching.sequence import OneHotSequence
 from textvae.data.vocab import pad_row
-from textvae.model.decoding import generate
+from textvae.model import generate, kl_divergence
 from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
-from textvae.model.vae import kl_divergence
 
 __all__ = [
     "RECONSTRUCT_ROWS",
     "evaluate_vae",
-    "plot_latents",
     "reconstruction_scores",
     "split_sentiment_accuracy",
 ]
@@ -134,8 +131,8 @@ def reconstruction_scores(
     """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
 
     Each review is encoded to its latent mean and decoded greedily by
-    :func:`textvae.model.decoding.generate`, as long as the review (stores have no end-of-review id),
-    then compared with its own text:
+    :func:`textvae.model.decoding.generate`, as long as the review (stores have no end-of-review
+    id), then compared with its own text:
 
     - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.model.metrics.unigram_f1`);
     - ``reconstruct_bleu4``: corpus BLEU-4 (:func:`textvae.model.metrics.bleu`);
@@ -174,27 +171,3 @@ def reconstruction_scores(
         "reconstruct_bleu4": bleu(hypotheses, references),
         "reconstruct_sentiment_kept": kept / max(len(subset), 1),
     }
-
-
-def plot_latents(z_means: np.ndarray, labels: np.ndarray, path: str | os.PathLike[str]) -> None:
-    """Scatter of the latent means projected to 2-D with PCA, coloured by sentiment (a PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    centred = z_means - z_means.mean(axis=0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    explained = (s[:2] ** 2) / max(float((s**2).sum()), 1e-12)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
-    for value, colour, name in ((0, "tab:red", "negative"), (1, "tab:blue", "positive")):
-        sel = labels == value
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=3, alpha=0.4, c=colour, label=name, linewidths=0)
-    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)" if len(explained) > 1 else "PC 2")
-    ax.set_title(f"Test reviews in latent space (PCA of z_mean, n={len(labels):,})")
-    ax.legend(markerscale=4)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -3,8 +3,8 @@
 A preempted cloud machine gets SIGTERM and some seconds before it is killed; Ctrl-C sends
 SIGINT. Without a handler either ends the process in the middle of a step and loses what was
 trained since the last checkpoint. :class:`StopOnSignal` records the signal instead;
-:class:`textvae.training.callbacks.RunCheckpoint` reads it after the step in progress, saves the training
-state and raises :class:`textvae.errors.TrainingInterrupted`.
+:class:`textvae.training.callbacks.RunCheckpoint` reads it after the step in progress, saves the
+training state and raises :class:`textvae.errors.TrainingInterrupted`.
 """
 
 from __future__ import annotations

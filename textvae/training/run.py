@@ -10,7 +10,7 @@
 ``state.json``          where training stands (:class:`TrainingState`): epochs and batches done,
                         the model file to resume from, random streams, the partial epoch's metrics
 ``history.csv``         one row per finished epoch: ``epoch`` and the epoch's logs (``loss``, ...)
-``metrics.json``        test metrics (:func:`textvae.training.evaluate.evaluate_vae`), run size and timings
+``metrics.json``        test metrics (:func:`~.evaluate.evaluate_vae`), the run's size and timings
 ``latents.png``         test latent means projected to 2-D with PCA, coloured by sentiment
 ======================  ============================================================================
 
@@ -226,8 +226,8 @@ class RunDir:
     """The folder of one training run: where each artefact lives and how it is read and written.
 
     ``textvae-train`` (single process and multi-worker), its callbacks
-    (:class:`textvae.training.callbacks.RunCheckpoint`) and ``textvae-sample`` all go through this class,
-    so the file names and formats are defined here only.
+    (:class:`textvae.training.callbacks.RunCheckpoint`) and ``textvae-sample`` all go through this
+    class, so the file names and formats are defined here only.
 
     Parameters
     ----------
@@ -363,7 +363,7 @@ class RunDir:
         """
         import keras
 
-        from textvae.model.vae import TextVAE  # registers textvae's Keras classes for loading
+        from textvae.model import TextVAE  # registers textvae's Keras classes for loading
 
         path = self._existing_file(name)
         try:

@@ -11,7 +11,7 @@ import numpy as np
 from textvae._checks import PADDINGS, int_at_least, positive_int
 from textvae.data.vocab import Vocabulary, pad_row, tokenize
 from textvae.errors import CheckpointError
-from textvae.model.decoding import generate
+from textvae.model import generate
 from textvae.training.run import BEST, CONFIG, VOCAB, RunDir
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]

@@ -1,4 +1,4 @@
-"""textvae.training.run.RunDir: the run folder's rules, without training (tests/test_train.py trains)."""
+"""textvae.training.run.RunDir: the run folder's rules, without training (test_train.py trains)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from textvae.config import TrainConfig
 from textvae.errors import CheckpointError, OutputDirError
 from textvae.training.run import (
-    ARTEFACTS,
     BEST,
     CONFIG,
     HISTORY,
@@ -46,13 +45,38 @@ def test_prepare_creates_the_folder_and_refuses_an_existing_run(run):
     assert run.file(HISTORY).exists()
 
 
+#: Every file a run writes, listed here by hand: a file missing from the code's list would
+#: survive --overwrite and still be refused as no run.
+RUN_FILES = [
+    "config.json",
+    "vocab.json",
+    "best.keras",
+    "last.keras",
+    "state.json",
+    "history.csv",
+    "metrics.json",
+    "latents.png",
+    "checkpoint-12.keras",
+]
+
+
 def test_prepare_overwrite_deletes_the_artefacts_only(run):
     run.prepare()
-    for name in ARTEFACTS:
+    for name in RUN_FILES:
         run.file(name).write_text("old")
     (run.path / "notes.txt").write_text("mine")
+    (run.path / "checkpoint-notes.txt").write_text("mine too")
+    assert run.existing() == RUN_FILES
     run.prepare(overwrite=True)
-    assert sorted(p.name for p in run.path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint-notes.txt", "notes.txt"]
+
+
+@pytest.mark.parametrize("name", RUN_FILES)
+def test_any_one_run_file_makes_a_folder_a_run(run, name):
+    run.prepare()
+    run.file(name).write_text("old")
+    with pytest.raises(OutputDirError, match=rf"already holds a run \({name}\)"):
+        run.prepare()
 
 
 def test_prepare_refuses_an_unwritable_folder(tmp_path):

@@ -307,18 +307,6 @@ def test_default_sentiment_weight_is_the_configs():
     assert TextVAE(VOCAB, MAX_LEN, **TINY).sentiment_weight == ModelConfig().sentiment_weight
 
 
-@pytest.mark.parametrize("name", ["KLAnnealing", "active_units", "token_accuracy"])
-def test_moved_names_still_import_from_model_with_a_warning(name):
-    import importlib
-
-    import textvae.model.vae
-
-    with pytest.warns(DeprecationWarning, match=f"textvae.model.{name} moved"):
-        old = getattr(textvae.model.vae, name)
-    new_home = "textvae.training.callbacks" if name == "KLAnnealing" else "textvae.model.metrics"
-    assert old is getattr(importlib.import_module(new_home), name)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
@@ -423,7 +411,7 @@ def test_repeat_decoder_is_the_seeds_and_round_trips(rng, tmp_path: Path):
 
 
 def test_checkpoint_of_textvae_0_1_still_loads():
-    data = Path(__file__).parent / "fixtures"
+    data = Path(__file__).parents[1] / "fixtures"
     model = load_model(data / "textvae-0.1.0-repeat.keras")
     expected = np.load(data / "textvae-0.1.0-repeat-expected.npz")
     assert model.decoder_type == "repeat" and not model.encoder_pooling
@@ -450,7 +438,7 @@ def test_load_model_works_in_a_fresh_process(tmp_path: Path):
     import subprocess
     import sys
 
-    path = Path(__file__).parent / "fixtures" / "textvae-0.1.0-repeat.keras"
+    path = Path(__file__).parents[1] / "fixtures" / "textvae-0.1.0-repeat.keras"
     code = (
         "import textvae, sys; m = textvae.load_model(sys.argv[1]); "
         "print(type(m).__name__, m.vocab_size, m.decoder_type)"

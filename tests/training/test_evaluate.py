@@ -11,7 +11,7 @@ from textvae.data.sources import build_store_from_ids
 from textvae.model.decoding import generate
 from textvae.model.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model.vae import build_vae
-from textvae.training.evaluate import evaluate_vae, plot_latents, split_sentiment_accuracy
+from textvae.training.evaluate import evaluate_vae, split_sentiment_accuracy
 
 
 @pytest.fixture(scope="module", params=["autoregressive", "repeat"])
@@ -96,9 +96,3 @@ def test_reconstruction_scores_match_direct_computation(model, small_store):
     assert metrics["reconstruct_unigram_f1"] == pytest.approx(unigram_f1(hypotheses, references))
     assert metrics["reconstruct_bleu4"] == pytest.approx(bleu(hypotheses, references))
     assert 0 <= metrics["reconstruct_sentiment_kept"] <= 1
-
-
-def test_plot_latents_writes_png(tmp_path, rng):
-    path = tmp_path / "latents.png"
-    plot_latents(rng.normal(size=(50, 4)), rng.integers(0, 2, 50).astype(np.float32), path)
-    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""Worker processes for tests/test_distributed.py (not a test module itself).
+"""Worker processes for tests/training/test_distributed.py (not a test module itself).
 
 ``python distributed_worker.py launch MODE STORE OUTDIR EPOCHS BATCH TIMEOUT [--lo-up]``
     Start two ``worker`` processes on free 127.0.0.1 ports with ``TF_CONFIG`` set for each,

@@ -1,5 +1,8 @@
 """``train(config)``: store -> OneHotSequence -> TextVAE.fit -> the run folder.
 
+Users call it as ``textvae.training.train`` (the wing's face); the module is ``trainer`` so
+that ``textvae.training.train`` names the function only, never a module too.
+
 The run folder (``config.out``, ``--out``) and its files are :mod:`textvae.training.run`'s; the
 callbacks that write them every epoch are :mod:`textvae.training.callbacks`' and serve both training
 paths:
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -26,16 +30,12 @@ from textvae.config import TrainConfig
 from textvae.data.store import TokenStore, is_store, resolve_store
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
-from textvae.model.vae import TextVAE, build_vae
+from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.training.cluster import worker_info
-from textvae.training.evaluate import (
-    RECONSTRUCT_ROWS,
-    evaluate_vae,
-    plot_latents,
-    split_sentiment_accuracy,
-)
+from textvae.training.evaluate import RECONSTRUCT_ROWS, evaluate_vae, split_sentiment_accuracy
+from textvae.training.plots import plot_latents_if_possible
 from textvae.training.preemption import StopOnSignal
 from textvae.training.run import LAST, LATENTS, RunDir, TrainingState
 
@@ -70,11 +70,39 @@ def _eval_split(store: TokenStore) -> str:
     return "test" if "test" in others else (others[-1] if others else "train")
 
 
-def _split_rows(config: TrainConfig, store: TokenStore) -> tuple[np.ndarray, np.ndarray]:
-    """``(training rows, validation rows)`` of the store's train split (seeded, disjoint)."""
-    if config.val_fraction == 0:
-        return np.arange(store.num_rows("train")), np.arange(0)
-    return holdout_rows(store.num_rows("train"), config.val_fraction, config.seed)
+@dataclass(frozen=True)
+class _TrainRows:
+    """The rows of the train split a run trains on and holds out for validation: drawn once per
+    run (:meth:`of`) and handed to everything that needs them.
+
+    Attributes
+    ----------
+    kept, held_out
+        Sorted, disjoint row indices (``held_out`` empty when ``val_fraction`` is 0).
+    limit
+        ``config.train_rows``: the most rows of ``kept`` an epoch reads (``None``: all).
+    """
+
+    kept: np.ndarray
+    held_out: np.ndarray
+    limit: int | None
+
+    @classmethod
+    def of(cls, config: TrainConfig, store: TokenStore) -> _TrainRows:
+        """The rows of ``store``'s train split for ``config`` (seeded: the same in every
+        process and every resume)."""
+        num_rows = store.num_rows("train")
+        if config.val_fraction == 0:
+            kept, held_out = np.arange(num_rows), np.arange(0)
+        else:
+            kept, held_out = holdout_rows(num_rows, config.val_fraction, config.seed)
+        return cls(kept, held_out, config.train_rows)
+
+    def per_epoch(self, num_shards: int) -> int:
+        """Rows trained per epoch by ``num_shards`` processes together: every shard reads the
+        same count, a remainder is left out (as :class:`OneHotSequence` counts its shard)."""
+        used = len(self.kept) if self.limit is None else min(self.limit, len(self.kept))
+        return used // num_shards * num_shards
 
 
 def _sequence(
@@ -96,24 +124,50 @@ def _sequence(
 
 
 def _train_sequence(
-    config: TrainConfig, store: TokenStore, shard_index: int = 0, num_shards: int = 1
+    config: TrainConfig,
+    store: TokenStore,
+    rows: _TrainRows | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> OneHotSequence:
+    """Shard ``shard_index`` of ``num_shards`` of the training rows, shuffled per epoch
+    (``rows``: the run's :class:`_TrainRows`, drawn here when not given)."""
+    if rows is None:
+        rows = _TrainRows.of(config, store)
     return _sequence(
         config,
         store,
-        _split_rows(config, store)[0],
+        rows.kept,
         shuffle=True,
-        rows=config.train_rows,
+        rows=rows.limit,
         shard_index=shard_index,
         num_shards=num_shards,
     )
 
 
-def _val_sequence(config: TrainConfig, store: TokenStore) -> OneHotSequence | None:
+def _val_sequence(
+    config: TrainConfig, store: TokenStore, rows: _TrainRows
+) -> OneHotSequence | None:
     """The held-out part of the train split (``None`` without one), in the training targets'
     form: ``val_loss`` is the training loss on reviews the model never trained on."""
-    rows = _split_rows(config, store)[1]
-    return _sequence(config, store, rows, shuffle=False) if len(rows) else None
+    if not len(rows.held_out):
+        return None
+    return _sequence(config, store, rows.held_out, shuffle=False)
+
+
+def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHotSequence:
+    """The evaluation split (``eval_rows`` of it, drawn at random, when given), sparse targets
+    and the last partial batch included."""
+    return OneHotSequence(
+        store,
+        split,
+        max(config.batch_size, 64),
+        targets="sparse",
+        shuffle=config.eval_rows is not None,
+        seed=config.seed,
+        rows=config.eval_rows,
+        drop_remainder=False,
+    )
 
 
 def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
@@ -176,6 +230,7 @@ def _fit_multi_worker(
     config: TrainConfig,
     strategy: Any,
     store: TokenStore,
+    rows: _TrainRows,
     run: RunDir,
     state: TrainingState | None,
     log: Log,
@@ -187,7 +242,7 @@ def _fit_multi_worker(
     """
     from textvae.training.distributed import fit_distributed
 
-    _, num_workers, _ = worker_info()
+    task_index, num_workers, _ = worker_info()
     initial_epoch = state.epochs_done if state is not None else 0
     if config.checkpoint_steps or config.checkpoint_minutes:
         log("multi-worker training checkpoints at every epoch's end only (not mid-epoch)")
@@ -202,11 +257,20 @@ def _fit_multi_worker(
             return _new_model(config, store)
         return run.load_model(LAST if state.batches_done else state.checkpoint)
 
-    steps = len(_train_sequence(config, store, 0, num_workers))
+    # This worker's shard, built once: its length sets the KL warm-up, and fit_distributed
+    # asks for the same shard (the strategy reads the same TF_CONFIG).
+    seq = _train_sequence(config, store, rows, task_index, num_workers)
+
+    def make_sequence(index: int, count: int) -> OneHotSequence:
+        if (index, count) == (task_index, num_workers):
+            return seq
+        return _train_sequence(config, store, rows, index, count)
+
+    steps = len(seq)
     fit_distributed(
         strategy,
         build_model,
-        lambda index, count: _train_sequence(config, store, index, count),
+        make_sequence,
         config.epochs,
         initial_epoch=initial_epoch,
         callbacks=[_kl_annealing(config, steps)],
@@ -219,6 +283,7 @@ def _fit_multi_worker(
 def _fit_one_process(
     config: TrainConfig,
     store: TokenStore,
+    rows: _TrainRows,
     run: RunDir,
     state: TrainingState | None,
     log: Log,
@@ -227,8 +292,8 @@ def _fit_one_process(
     """``model.fit`` from scratch, or from ``state``: a state saved mid-epoch first finishes
     its epoch on ``train_seq.from_batch(batches_done)`` (the batches an uninterrupted run
     would read next, in order), then trains the other epochs on the whole sequence."""
-    train_seq = _train_sequence(config, store)
-    val_seq = _val_sequence(config, store)
+    train_seq = _train_sequence(config, store, rows)
+    val_seq = _val_sequence(config, store, rows)
     steps = len(train_seq)
     initial_epoch, first_batch = (state.epochs_done, state.batches_done) if state else (0, 0)
     if first_batch and state.steps_per_epoch not in (None, steps):
@@ -246,7 +311,7 @@ def _fit_one_process(
                 raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
         model = _new_model(config, store)
-        model.init_output_bias(_unigram_counts(store, _split_rows(config, store)[0]))
+        model.init_output_bias(_unigram_counts(store, rows.kept))
     model.run_eagerly = config.run_eagerly
     # best.keras is chosen on the held-out part of the train split, never on the test split.
     monitor = "loss" if val_seq is None else "val_loss"
@@ -297,8 +362,8 @@ def train(
 
     With ``TF_CONFIG`` naming several workers (or on one host with several GPUs under the
     TensorFlow backend) training runs under a ``tf.distribute`` strategy with
-    :func:`textvae.training.distributed.fit_distributed`, each worker on its own shard; the chief writes
-    the run folder and evaluates. Otherwise ``model.fit``, on any Keras backend.
+    :func:`textvae.training.distributed.fit_distributed`, each worker on its own shard; the chief
+    writes the run folder and evaluates. Otherwise ``model.fit``, on any Keras backend.
 
     Parameters
     ----------
@@ -353,6 +418,7 @@ def train(
     if hasattr(progress, "close"):
         progress.close()
     _check_vae_store(store)
+    rows = _TrainRows.of(config, store)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
         run.write_config(config, store.attrs)
@@ -369,25 +435,16 @@ def train(
         model = run.load_model(LAST)
     elif strategy is None:
         with StopOnSignal() as stop:
-            model = _fit_one_process(config, store, run, state, log, stop)
+            model = _fit_one_process(config, store, rows, run, state, log, stop)
     else:
-        _fit_multi_worker(config, strategy, store, run, state, log)
+        _fit_multi_worker(config, strategy, store, rows, run, state, log)
         if not is_chief:
             return {}
         model = run.load_model(LAST)  # evaluate outside the strategy
     fit_seconds = time.perf_counter() - fit_started
 
     split = _eval_split(store)
-    eval_seq = OneHotSequence(
-        store,
-        split,
-        max(config.batch_size, 64),
-        targets="sparse",
-        shuffle=config.eval_rows is not None,
-        seed=config.seed,
-        rows=config.eval_rows,
-        drop_remainder=False,
-    )
+    eval_seq = _eval_sequence(config, store, split)
     model.run_eagerly = config.run_eagerly
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
     metrics, z_means, labels = evaluate_vae(
@@ -402,18 +459,16 @@ def train(
         metrics.update(
             split_sentiment_accuracy(model, store, split, verbose=min(config.verbose, 1))
         )
-    # Rows actually trained per epoch: every process's shard (a remainder is left out).
-    train_rows = _train_sequence(config, store, 0, num_workers).rows_per_shard * num_workers
     metrics.update(
         split=split,
         epochs=config.epochs,
         processes=num_workers,
-        train_rows=train_rows,
-        val_rows=len(_split_rows(config, store)[1]),
+        train_rows=rows.per_epoch(num_workers),
+        val_rows=len(rows.held_out),
         fit_seconds=round(fit_seconds, 1),
         total_seconds=round(time.perf_counter() - started, 1),
     )
     metrics.update({old: metrics[new] for old, new in _OLD_METRIC_KEYS.items()})
     run.write_metrics(metrics)
-    plot_latents(z_means, labels, run.file(LATENTS))
+    plot_latents_if_possible(z_means, labels, run.file(LATENTS), log)
     return metrics

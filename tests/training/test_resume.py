@@ -28,9 +28,9 @@ from textvae.cli import train_main
 from textvae.testing import TINY_TRAIN_ARGS
 from textvae.training.run import STATE, RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 2
-# Eager: tracing the tiny model takes longer than training it (graph mode: tests/test_train.py).
+# Eager: tracing the tiny model takes longer than training it (graph mode: test_train.py).
 TINY = [*TINY_TRAIN_ARGS, "--run-eagerly", "--epochs", str(EPOCHS)]
 # The interrupted run: train_main with a sleep after every step, printing the step count first.
 CHILD = """
