@@ -60,13 +60,13 @@ MOVED_MODULES: dict[str, tuple[str, ...]] = {
     "textvae.layers": ("textvae.model.layers",),
     "textvae.decoding": ("textvae.model.decoding",),
     "textvae.metrics": ("textvae.model.metrics",),
-    "textvae.train": ("textvae.training.train",),
+    "textvae.train": ("textvae.training.trainer",),
     "textvae.distributed": ("textvae.training.distributed",),
     "textvae.callbacks": ("textvae.training.callbacks",),
     "textvae.run": ("textvae.training.run",),
     "textvae.preemption": ("textvae.training.preemption",),
     "textvae.cluster": ("textvae.training.cluster",),
-    "textvae.evaluate": ("textvae.training.evaluate",),
+    "textvae.evaluate": ("textvae.training.evaluate", "textvae.training.plots"),
     "textvae.sample": ("textvae.training.sample",),
 }
 

@@ -206,7 +206,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         import_keras(config.verbose)
-        from textvae.training.train import train
+        from textvae.training import train
 
         metrics = train(config, progress=ConsoleProgress())
         if not metrics:  # a non-chief worker of a multi-worker run: the chief evaluates

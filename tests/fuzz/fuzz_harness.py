@@ -72,10 +72,10 @@ class Reached(Exception):
 
 
 def _first_batches_then_stop(config, store):
-    """Stands in for ``textvae.training.train._new_model``: the training Sequence serves its
+    """Stands in for ``textvae.training.trainer._new_model``: the training Sequence serves its
     first and last batches as the run configured them (batch size, targets, dtype), then the
     fuzz stops before any model is built."""
-    from textvae.training.train import _train_sequence
+    from textvae.training.trainer import _train_sequence
 
     seq = _train_sequence(config, store)
     seq[0]
@@ -85,7 +85,7 @@ def _first_batches_then_stop(config, store):
 
 def stop_at_model():
     """Patch textvae-train to stop (raise :class:`Reached`) where it would build the model."""
-    return mock.patch("textvae.training.train._new_model", _first_batches_then_stop)
+    return mock.patch("textvae.training.trainer._new_model", _first_batches_then_stop)
 
 
 def run_command(main: Callable, argv: list[str], cwd: Path) -> tuple[int, str, str]:

@@ -20,6 +20,7 @@ from textvae.model.vae import (
     kl_divergence,
     load_model,
 )
+from textvae.testing import onehot_reference
 from textvae.training.callbacks import KLAnnealing
 
 VOCAB, MAX_LEN, BATCH = 50, 12, 16
@@ -41,12 +42,8 @@ def make_batch(rng: np.random.Generator, n: int = BATCH) -> tuple[np.ndarray, np
     return ids, labels
 
 
-def onehot(ids: np.ndarray, dtype=np.float32) -> np.ndarray:
-    return np.eye(VOCAB, dtype=dtype)[ids]
-
-
 def targets_for(model: TextVAE, ids: np.ndarray, labels: np.ndarray) -> dict:
-    recon = ids if model.targets == "sparse" else onehot(ids)
+    recon = ids if model.targets == "sparse" else onehot_reference(ids, VOCAB)
     return {"reconstruction": recon, "sentiment": labels}
 
 
@@ -74,7 +71,7 @@ class _Batches(keras.utils.PyDataset):
     def __getitem__(self, i):
         rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
         targets = {
-            "reconstruction": onehot(self.ids[rows], np.uint8),
+            "reconstruction": onehot_reference(self.ids[rows], VOCAB, np.uint8),
             "sentiment": self.labels[rows],
         }
         return self.ids[rows], targets
@@ -186,7 +183,7 @@ def test_onehot_and_sparse_targets_give_the_same_loss(trained):
         ids, {"reconstruction": ids, "sentiment": labels}, verbose=0, return_dict=True
     )
     for dtype in (np.float32, np.float16, np.uint8):
-        y = {"reconstruction": onehot(ids, dtype), "sentiment": labels}
+        y = {"reconstruction": onehot_reference(ids, VOCAB, dtype), "sentiment": labels}
         got = dense.evaluate(ids, y, verbose=0, return_dict=True)
         for key in ("loss", "reconstruction_loss", "sentiment_loss", "kl"):
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=f"{dtype} {key}")
@@ -340,7 +337,7 @@ def test_mixed_float16_keeps_outputs_and_loss_in_float32(rng):
         assert keras.backend.standardize_dtype(outputs["sentiment"].dtype) == "float32"
         logs = model.evaluate(
             ids,
-            {"reconstruction": onehot(ids, np.float16), "sentiment": labels},
+            {"reconstruction": onehot_reference(ids, VOCAB, np.float16), "sentiment": labels},
             verbose=0,
             return_dict=True,
         )
@@ -356,7 +353,11 @@ def test_reconstruction_loss_counts_predicted_positions_only(rng):
     keep = predicted_positions(ids)
     p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
     want = -(np.log(p_true) * keep).sum(axis=1).mean()
-    for sparse, y in ((True, ids), (False, onehot(ids)), (False, onehot(ids, np.uint8))):
+    for sparse, y in (
+        (True, ids),
+        (False, onehot_reference(ids, VOCAB)),
+        (False, onehot_reference(ids, VOCAB, np.uint8)),
+    ):
         got = float(ReconstructionLoss(sparse=sparse)(y, probs))
         np.testing.assert_allclose(got, want, rtol=1e-5)
     # Whatever the model predicts at padding and first-id positions does not count.

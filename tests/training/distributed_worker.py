@@ -110,7 +110,7 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
     import keras
     import numpy as np
 
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence, ShardOptions
     from textvae.model.vae import build_vae
 
     task_index, num_workers, is_chief = worker_info()
@@ -121,7 +121,7 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
 
     if mode == "fit":
         seq = OneHotSequence(
-            store, "train", batch_size, seed=0, shard_index=task_index, num_shards=num_workers
+            store, "train", batch_size, seed=0, shards=ShardOptions(task_index, num_workers)
         )
         with strategy.scope():
             model = build_model()
@@ -140,7 +140,7 @@ def worker(mode: str, store: str, out: str, epochs: int, batch_size: int) -> int
 
     def make_sequence(shard_index: int, num_shards: int) -> OneHotSequence:
         seq = RecordingSequence(
-            store, "train", batch_size, seed=0, shard_index=shard_index, num_shards=num_shards
+            store, "train", batch_size, seed=0, shards=ShardOptions(shard_index, num_shards)
         )
         seq.consumed = {}
         seqs.append(seq)
@@ -193,7 +193,7 @@ def mirrored(store: str, out: str) -> int:
     import keras
     import numpy as np
 
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence
     from textvae.model.vae import build_vae
     from textvae.training.distributed import make_train_step
 

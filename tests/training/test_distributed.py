@@ -66,7 +66,7 @@ def _model():
 
 def test_custom_step_equals_train_on_batch(store64):
     """One custom step = one ``train_on_batch``: same loss and same updated weights."""
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence
     from textvae.training.distributed import make_train_step
 
     x, y = OneHotSequence(store64, "train", BATCH, seed=0)[0]
@@ -98,14 +98,14 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
     callbacks, and writes the same run files through them."""
     import keras
 
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence, ShardOptions
     from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
     from textvae.training.distributed import fit_distributed
     from textvae.training.run import BEST, HISTORY, LAST, RunDir
 
     def make_sequence(shard_index, num_shards):
         return OneHotSequence(
-            store64, "train", BATCH, seed=0, shard_index=shard_index, num_shards=num_shards
+            store64, "train", BATCH, seed=0, shards=ShardOptions(shard_index, num_shards)
         )
 
     ended, lines = [], []
@@ -169,7 +169,7 @@ def test_fit_distributed_without_strategy_equals_fit(store64, tmp_path):
 
 def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
     """``checkpoint_dir``, ``kl_warmup_steps`` and ``on_epoch_end``: one more release, warned."""
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence, ShardOptions
     from textvae.errors import TextVAEDeprecationWarning
     from textvae.training.distributed import fit_distributed
 
@@ -180,7 +180,7 @@ def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
         _, history = fit_distributed(
             None,
             _model,
-            lambda i, n: OneHotSequence(store64, "train", BATCH, shard_index=i, num_shards=n),
+            lambda i, n: OneHotSequence(store64, "train", BATCH, shards=ShardOptions(i, n)),
             1,
             kl_warmup_steps=16,
             checkpoint_dir=tmp_path / "ckpt",
@@ -204,12 +204,15 @@ def test_fit_distributed_old_argument_names_still_work(store64, tmp_path):
 
 
 def test_fit_distributed_refuses_a_sequence_of_another_shard(store64):
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence, ShardOptions
     from textvae.training.distributed import fit_distributed
 
     with pytest.raises(ValueError, match="shard_index and num_shards"):
         fit_distributed(
-            None, _model, lambda i, n: OneHotSequence(store64, "train", BATCH, num_shards=2), 1
+            None,
+            _model,
+            lambda i, n: OneHotSequence(store64, "train", BATCH, shards=ShardOptions(num_shards=2)),
+            1,
         )
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae.batching.sequence import OneHotSequence, holdout_rows
+from textvae.batching import OneHotSequence, SamplingOptions, ShardOptions, holdout_rows
 from textvae.config import TrainConfig
-from textvae.data.store import TokenStore, is_store, resolve_store
+from textvae.data import TokenStore, is_store, resolve_store
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
 from textvae.model import TextVAE, build_vae
@@ -106,9 +106,14 @@ class _TrainRows:
 
 
 def _sequence(
-    config: TrainConfig, store: TokenStore, row_subset: np.ndarray, **kwargs: Any
+    config: TrainConfig,
+    store: TokenStore,
+    row_subset: np.ndarray,
+    limit: int | None = None,
+    **kwargs: Any,
 ) -> OneHotSequence:
-    """A sequence over ``row_subset`` of the train split, in the training targets' form."""
+    """A sequence over ``row_subset`` of the train split (``limit`` rows of it an epoch), in
+    the training targets' form."""
     return OneHotSequence(
         store,
         "train",
@@ -116,7 +121,7 @@ def _sequence(
         targets=config.targets,
         dtype=config.dtype,
         seed=config.seed,
-        row_subset=row_subset,
+        sampling=SamplingOptions(rows=limit, row_subset=row_subset),
         workers=config.workers,
         max_queue_size=config.max_queue_size,
         **kwargs,
@@ -138,10 +143,9 @@ def _train_sequence(
         config,
         store,
         rows.kept,
+        rows.limit,
         shuffle=True,
-        rows=rows.limit,
-        shard_index=shard_index,
-        num_shards=num_shards,
+        shards=ShardOptions(shard_index, num_shards),
     )
 
 
@@ -165,7 +169,7 @@ def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHot
         targets="sparse",
         shuffle=config.eval_rows is not None,
         seed=config.seed,
-        rows=config.eval_rows,
+        sampling=SamplingOptions(rows=config.eval_rows),
         drop_remainder=False,
     )
 
