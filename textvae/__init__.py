@@ -16,11 +16,18 @@ from typing import Any
 from textvae import _compat
 from textvae.batching.adapters import as_tf_dataset, to_torch, torch_dataloader
 from textvae.config import IngestConfig, ModelConfig, TrainConfig
-from textvae.data.corpus import open_corpus
-from textvae.data.sources import build_store_from_ids, build_store_from_texts
-from textvae.data.store import TokenStore, build_store, resolve_store
-from textvae.data.verify import VerifyReport, verify_store
-from textvae.data.vocab import Vocabulary, tokenize
+from textvae.data import (
+    TokenStore,
+    VerifyReport,
+    Vocabulary,
+    build_store,
+    build_store_from_ids,
+    build_store_from_texts,
+    open_corpus,
+    resolve_store,
+    tokenize,
+    verify_store,
+)
 from textvae.errors import (
     CheckpointError,
     CorpusError,

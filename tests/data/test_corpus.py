@@ -14,15 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae.data.corpus import (
-    AclImdbCorpus,
-    CsvCorpus,
-    JsonlCorpus,
-    KerasImdbCorpus,
-    download_keras_imdb,
-    find_imdb,
-    open_corpus,
-)
+from textvae.data.corpus import AclImdbCorpus, CsvCorpus, JsonlCorpus, find_imdb, open_corpus
+from textvae.data.keras_imdb import KerasImdbCorpus, download_keras_imdb
 from textvae.data.vocab import OOV_ID, RESERVED, Vocabulary, tokenize
 from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
 from textvae.progress import VOCAB_STAGE
@@ -447,7 +440,8 @@ def test_download_returns_npz_path(monkeypatch, tmp_path):
 
 def test_import_does_not_load_tensorflow():
     code = (
-        "import sys, textvae.data.corpus; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+        "import sys, textvae.data.corpus, textvae.data.keras_imdb; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

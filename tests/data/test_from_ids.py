@@ -15,10 +15,17 @@ from hypothesis import strategies as st
 
 import textvae
 from textvae.cli import ingest_main
-from textvae.data.corpus import open_corpus
-from textvae.data.sources import ID_TOKEN, build_store_from_ids, build_store_from_texts
-from textvae.data.store import FORMAT, TokenStore, build_store
-from textvae.data.verify import verify_store
+from textvae.data import (
+    StoreSpec,
+    TokenStore,
+    build_store,
+    build_store_from_ids,
+    build_store_from_texts,
+    open_corpus,
+    verify_store,
+)
+from textvae.data.format import FORMAT
+from textvae.data.from_ids import ID_TOKEN
 from textvae.data.vocab import tokenize
 from textvae.errors import InvalidArgumentError, StoreFormatError, TextVAEError
 from textvae.kernels import onehot
@@ -67,12 +74,10 @@ def test_ragged_ids_round_trip_as_pad_sequences(
         store = build_store_from_ids(
             Path(tmp) / "s.zarr",
             {"train": rows},
-            vocab_size=50,
-            max_len=max_len,
+            StoreSpec(
+                vocab_size=50, max_len=max_len, padding=padding, truncating=truncating, chunk_rows=4
+            ),
             pad_id=pad_id,
-            padding=padding,
-            truncating=truncating,
-            chunk_rows=4,
         )
         np.testing.assert_array_equal(
             store.read("train", slice(None)),
@@ -104,11 +109,7 @@ def test_2d_array_ids_streamed_as_pad_sequences(tmp_path, rng, padding, truncati
     store = build_store_from_ids(
         tmp_path / "t.zarr",
         {"train": table, "test": array[:5]},
-        vocab_size=300,
-        max_len=6,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=4,
+        StoreSpec(vocab_size=300, max_len=6, padding=padding, truncating=truncating, chunk_rows=4),
     )
     np.testing.assert_array_equal(
         store.read("train", slice(None)), pad_sequences(array, 6, padding, truncating)
@@ -119,11 +120,7 @@ def test_2d_array_ids_streamed_as_pad_sequences(tmp_path, rng, padding, truncati
     again = build_store_from_ids(
         tmp_path / "r.zarr",
         {"train": [list(r) for r in array]},
-        vocab_size=300,
-        max_len=6,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=4,
+        StoreSpec(vocab_size=300, max_len=6, padding=padding, truncating=truncating, chunk_rows=4),
     )
     np.testing.assert_array_equal(
         again.read("train", slice(None)), store.read("train", slice(0, 23))
@@ -136,11 +133,9 @@ def test_ids_from_generators_and_tokens(tmp_path, rng):
     store = build_store_from_ids(
         tmp_path / "g.zarr",
         {"train": (r for r in rows), "validation": lambda: iter(rows[:3])},
-        vocab_size=40,
-        max_len=8,
+        StoreSpec(vocab_size=40, max_len=8, chunk_rows=7),
         labels={"train": (int(len(r) % 2) for r in rows)},
         tokens=tokens,
-        chunk_rows=7,
     )
     assert store.splits == ("train", "validation")
     np.testing.assert_array_equal(
@@ -148,18 +143,17 @@ def test_ids_from_generators_and_tokens(tmp_path, rng):
     )
     np.testing.assert_array_equal(store.labels("train"), [len(r) % 2 for r in rows])
     np.testing.assert_array_equal(store.labels("validation"), [-1, -1, -1])  # left out: unlabelled
-    assert store.tokens == tuple(tokens) and store.num_classes == 2
+    assert store.token_strings == tuple(tokens) and store.num_classes == 2
     # A token -> id mapping (a Hugging Face tokenizer's get_vocab()) fills the gaps with
     # placeholders.
     mapped = build_store_from_ids(
         tmp_path / "m.zarr",
         {"train": rows},
-        vocab_size=40,
-        max_len=8,
+        StoreSpec(vocab_size=40, max_len=8),
         tokens={"[PAD]": 0, "hello": 5},
     )
-    assert mapped.tokens[0] == "[PAD]" and mapped.tokens[5] == "hello"
-    assert mapped.tokens[6] == ID_TOKEN.format(id=6)
+    assert mapped.token_strings[0] == "[PAD]" and mapped.token_strings[5] == "hello"
+    assert mapped.token_strings[6] == ID_TOKEN.format(id=6)
 
 
 def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
@@ -167,7 +161,9 @@ def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
 
     rows = [[69_999, 65_536, 3], [65_535, 66_000, 0, 1], [68_123]]
     store = build_store_from_ids(
-        tmp_path / "big.zarr", {"train": rows}, vocab_size=70_000, max_len=4, chunk_rows=2
+        tmp_path / "big.zarr",
+        {"train": rows},
+        StoreSpec(vocab_size=70_000, max_len=4, chunk_rows=2),
     )
     ids = store.read("train", slice(None))
     assert ids.dtype == np.uint32 and store.token_dtype == np.uint32
@@ -190,7 +186,7 @@ def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
 
 def test_store_without_labels(tmp_path, rng):
     store = build_store_from_ids(
-        tmp_path / "n.zarr", {"train": ragged(rng, 5, 20)}, vocab_size=20, max_len=4
+        tmp_path / "n.zarr", {"train": ragged(rng, 5, 20)}, StoreSpec(vocab_size=20, max_len=4)
     )
     assert store.num_classes is None and not store.has_labels
     assert store.attrs["num_classes"] is None and store.attrs["format"] == FORMAT == 2
@@ -210,11 +206,9 @@ def test_class_labels(tmp_path, rng, num_classes, dtype):
     store = build_store_from_ids(
         tmp_path / "c.zarr",
         {"train": ragged(rng, n, 20), "test": ragged(rng, 3, 20)},
-        vocab_size=20,
-        max_len=4,
+        StoreSpec(vocab_size=20, max_len=4, chunk_rows=4),
         labels={"train": labels, "test": [classes - 1, 0, 1]},
         num_classes=num_classes,
-        chunk_rows=4,
     )
     assert store.num_classes == classes and store.has_labels
     got = store.labels("train")
@@ -257,21 +251,21 @@ def test_texts_with_a_custom_tokenizer(tmp_path, rng):
     store = build_store_from_texts(
         tmp_path / "x.zarr",
         texts,
-        vocab_size=12,
-        max_len=10,
+        StoreSpec(vocab_size=12, max_len=10, chunk_rows=6),
         tokenizer=shouting,
         labels={"sup": [i % 4 for i in range(20)]},
         num_classes=4,
-        chunk_rows=6,
     )
     expected = reference_store(texts, shouting, 12, 10)
     for split in texts:
         np.testing.assert_array_equal(store.read(split, slice(None)), expected[split])
-    assert store.vocab.index() == {t: i for i, t in enumerate(store.tokens) if i >= 3}
+    assert store.vocab.index() == {t: i for i, t in enumerate(store.token_strings) if i >= 3}
     np.testing.assert_array_equal(store.labels("held-out.v2"), [-1] * 5)
     assert store.num_classes == 4 and store.start_id == 1 and store.oov_id == 2
     # The built-in tokenizer stays the default, and differs here ("A" is lowercased).
-    default = build_store_from_texts(tmp_path / "d.zarr", texts, vocab_size=12, max_len=10)
+    default = build_store_from_texts(
+        tmp_path / "d.zarr", texts, StoreSpec(vocab_size=12, max_len=10)
+    )
     np.testing.assert_array_equal(
         default.read("sup", slice(None)), reference_store(texts, tokenize, 12, 10)["sup"]
     )
@@ -309,7 +303,9 @@ def as_format_1(store: TokenStore) -> None:
 
 
 def test_format_1_store_still_reads(tmp_path, corpus_dir):
-    built = build_store(tmp_path / "f1.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16)
+    built = build_store(
+        tmp_path / "f1.zarr", open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16)
+    )
     assert built.format == 2 and built.num_classes == 2
     tokens, labels = built.read("test", slice(None)), built.labels("test")
     as_format_1(built)
@@ -324,7 +320,7 @@ def test_format_1_store_still_reads(tmp_path, corpus_dir):
 
 def test_unknown_format_and_bad_num_classes_refused(tmp_path, rng):
     store = build_store_from_ids(
-        tmp_path / "s.zarr", {"train": ragged(rng, 4, 9)}, vocab_size=9, max_len=3
+        tmp_path / "s.zarr", {"train": ragged(rng, 4, 9)}, StoreSpec(vocab_size=9, max_len=3)
     )
     group = zarr.open_group(store.path, mode="r+")
     meta = dict(group.attrs["textvae"])
@@ -343,10 +339,12 @@ def test_unknown_format_and_bad_num_classes_refused(tmp_path, rng):
 
 
 def test_vocab_of_an_id_store_is_a_clear_error(tmp_path):
-    store = build_store_from_ids(tmp_path / "v.zarr", {"train": [[4]]}, vocab_size=9, max_len=2)
-    with pytest.raises(InvalidArgumentError, match=r"built from token ids.*store\.tokens"):
+    store = build_store_from_ids(
+        tmp_path / "v.zarr", {"train": [[4]]}, StoreSpec(vocab_size=9, max_len=2)
+    )
+    with pytest.raises(InvalidArgumentError, match=r"built from token ids.*store\.token_strings"):
         _ = store.vocab
-    assert store.tokens == tuple(ID_TOKEN.format(id=i) for i in range(9))
+    assert store.token_strings == tuple(ID_TOKEN.format(id=i) for i in range(9))
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,10 +411,10 @@ ID_CASES = {
 @pytest.mark.parametrize("case", ID_CASES, ids=list(ID_CASES))
 def test_bad_ids_input_one_clear_error(tmp_path, case):
     changes, message = ID_CASES[case]
-    kwargs = {"ids": {"train": ROWS}, "vocab_size": 10, "max_len": 3} | changes
+    kwargs = {"ids": {"train": ROWS}} | changes
     path = tmp_path / "bad.zarr"
     with pytest.raises(InvalidArgumentError, match=message):
-        build_store_from_ids(path, chunk_rows=1, **kwargs)
+        build_store_from_ids(path, spec=StoreSpec(vocab_size=10, max_len=3, chunk_rows=1), **kwargs)
     assert not path.exists()  # a failed build leaves nothing behind
 
 
@@ -424,7 +422,9 @@ def test_late_bad_row_removes_the_partial_store(tmp_path):
     rows = [[1, 2]] * 50 + [[1, 99]]
     path = tmp_path / "late.zarr"
     with pytest.raises(InvalidArgumentError, match="row 50: id 99"):
-        build_store_from_ids(path, {"train": rows}, vocab_size=10, max_len=3, chunk_rows=8)
+        build_store_from_ids(
+            path, {"train": rows}, StoreSpec(vocab_size=10, max_len=3, chunk_rows=8)
+        )
     assert not path.exists()
 
 
@@ -451,22 +451,26 @@ TEXT_CASES = {
 @pytest.mark.parametrize("case", TEXT_CASES, ids=list(TEXT_CASES))
 def test_bad_texts_input_one_clear_error(tmp_path, case):
     changes, message = TEXT_CASES[case]
-    kwargs = {"texts": {"train": ["a b", "b c"]}, "vocab_size": 10, "max_len": 3} | changes
+    kwargs = {"texts": {"train": ["a b", "b c"]}} | changes
     path = tmp_path / "bad.zarr"
     with pytest.raises(InvalidArgumentError, match=message) as info:
-        build_store_from_texts(path, **kwargs)
+        build_store_from_texts(path, spec=StoreSpec(vocab_size=10, max_len=3), **kwargs)
     assert isinstance(info.value, (TextVAEError, ValueError))
     assert not path.exists()
 
 
-def test_public_names():
-    assert textvae.build_store_from_ids is build_store_from_ids
-    assert textvae.build_store_from_texts is build_store_from_texts
+def test_the_top_level_names_build_stores(tmp_path):
+    # What a user of `import textvae` runs: both functions build a store that reads back.
+    spec = StoreSpec(vocab_size=10, max_len=3)
+    ids = textvae.build_store_from_ids(tmp_path / "ids.zarr", {"train": ROWS}, spec)
+    assert ids.read("train", slice(None)).tolist() == [[0, 3, 4], [0, 0, 5]]
+    texts = textvae.build_store_from_texts(tmp_path / "texts.zarr", {"train": ["a b", "b"]}, spec)
+    assert texts.vocab.decode(texts.read("train", [0])[0]) == ["a", "b"]
     assert {"build_store_from_ids", "build_store_from_texts"} <= set(textvae.__all__)
 
 
 def test_readme_example_runs_as_written(tmp_path, monkeypatch):
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Stores from your own data", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
@@ -493,7 +497,7 @@ def test_load_tokenizer_errors(spec, message):
 
 
 def test_keras_npz_corpus_refuses_a_tokenizer(tmp_path):
-    from textvae.data.corpus import KerasImdbCorpus
+    from textvae.data.keras_imdb import KerasImdbCorpus
     from textvae.errors import CorpusError
 
     x = np.empty(1, dtype=object)
