@@ -341,3 +341,53 @@ def test_import_does_not_load_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- whether parallel ingest workers may tokenise a corpus: the corpus's own answer ----------
+class _OwnReviews(JsonlCorpus):
+    """Reads its texts its own way, counts and encodes them as every corpus does."""
+
+    def _reviews(self, split):
+        for text, label in super()._reviews(split):
+            yield text.upper(), label
+
+
+class _OwnEncoding(JsonlCorpus):
+    def encoded(self, split, vocab):
+        for ids, label in super().encoded(split, vocab):
+            yield ids[::-1], label
+
+
+class _OwnCounting(_OwnReviews):
+    def count_words(self, split="train", progress=None):
+        return super().count_words(split, progress)
+
+
+class _OwnEncodingBelow(_OwnEncoding):
+    """Inherits an encoding workers do not know: still refused."""
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda root: open_corpus(root), True),
+        (lambda root: _OwnReviews.from_path(root), True),  # only the reading differs
+        (lambda root: open_corpus(root).with_tokenizer(str.split), False),
+        (lambda root: _OwnEncoding.from_path(root), False),
+        (lambda root: _OwnCounting.from_path(root), False),
+        (lambda root: _OwnEncodingBelow.from_path(root), False),
+    ],
+    ids=["jsonl", "own-reviews", "own-tokenizer", "own-encoded", "own-count", "inherited"],
+)
+def test_a_corpus_says_whether_workers_may_tokenise_it(tmp_path, make, expected):
+    (tmp_path / "c").mkdir()
+    write_jsonl(tmp_path / "c" / "x_train.jsonl", TRAIN)
+    corpus = make(tmp_path / "c")
+    assert corpus.tokenizes_in_workers() is expected
+    assert corpus.encodes_raw_in_workers() is False  # raw records: Keras' imdb.npz only
+
+
+def test_aclimdb_and_csv_corpora_tokenise_in_workers(tmp_path):
+    acl = open_corpus(write_acl(tmp_path / "acl", {"train": TRAIN}))
+    csv_corpus = open_corpus(write_csv(tmp_path / "x_train.csv", TRAIN))
+    assert acl.tokenizes_in_workers() and csv_corpus.tokenizes_in_workers()

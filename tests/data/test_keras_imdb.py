@@ -124,3 +124,26 @@ def test_download_returns_npz_path(monkeypatch, tmp_path):
     assert [c[0] for c in calls] == ["imdb.npz", "imdb_word_index.json"]
     assert calls[1][2] == "bfafd718b763782e994055a2d397834f"
     assert all(c[3] == str(tmp_path) for c in calls)
+
+
+def test_workers_encode_keras_ranks_raw_not_as_texts(tmp_path):
+    corpus = open_corpus(write_keras(tmp_path))
+    assert not corpus.tokenizes_in_workers()  # word ranks, no text to tokenise
+    assert corpus.encodes_raw_in_workers()
+    vocab = corpus.vocabulary(7)
+    corpus.check_vocab(vocab)  # public: the parallel writer checks before workers encode
+    raw = list(corpus.raw_reviews("train"))
+    assert corpus.encode_raw("train", 0, raw, vocab) == list(corpus.encoded("train", vocab))
+
+    class Reversed(KerasImdbCorpus):
+        def encoded(self, split, vocab):  # its own encoding: the parent must run it
+            for ids, label in super().encoded(split, vocab):
+                yield ids[::-1], label
+
+    assert not Reversed(corpus.npz_path).encodes_raw_in_workers()
+
+
+def test_check_vocab_refuses_a_text_vocabulary(tmp_path):
+    corpus = open_corpus(write_keras(tmp_path))
+    with pytest.raises(CorpusError, match="the vocabulary is not Keras'"):
+        corpus.check_vocab(Vocabulary.from_counts({"zzz": 9, "film": 1}, 10))

@@ -27,6 +27,7 @@ from textvae.errors import (
     StoreMismatchError,
     StoreNotFoundError,
     StoreWriteError,
+    TextVAEDeprecationWarning,
     TextVAEError,
 )
 from textvae.testing import random_reviews, write_jsonl
@@ -358,3 +359,11 @@ def test_missing_parent_folders_are_created(tmp_path, corpus_dir):
 
 # --------------------------------------------------------------------------------------------
 # resolve_store: from what a user passes to an opened store
+
+
+def test_token_strings_and_the_deprecated_tokens(small_store):
+    strings = small_store.token_strings
+    assert len(strings) == small_store.vocab_size and strings[:3] == ("<pad>", "<start>", "<oov>")
+    assert tuple(small_store.vocab) == strings
+    with pytest.warns(TextVAEDeprecationWarning, match=r"TokenStore\.token_strings"):
+        assert small_store.tokens == strings
