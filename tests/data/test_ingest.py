@@ -111,3 +111,8 @@ def test_the_encoder_pads_a_chunk_and_returns_its_labels_and_lengths(tmp_path, c
     np.testing.assert_array_equal(
         again.read("train", slice(None)), store.read("train", slice(None))
     )
+
+
+def test_an_unknown_keyword_is_a_type_error(tmp_path, corpus_dir):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_length'"):
+        build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), SPEC, max_length=9)

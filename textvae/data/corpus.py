@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import copy
 import csv
 import gzip
@@ -445,6 +446,21 @@ _TEXT_COLUMNS = ("text", "review")
 _LABEL_COLUMNS = ("label", "sentiment")
 
 
+@contextlib.contextmanager
+def _csv_text(path: Path, unreadable: str) -> Iterator[io.TextIOWrapper]:
+    """The text of a CSV file (a BOM dropped), its decoding, gzip and CSV errors raised as
+    :class:`CorpusError` (``unreadable`` names what the CSV error spoiled)."""
+    try:
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
+            yield f
+    except UnicodeDecodeError:
+        raise _first_bad_utf8(path) from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+    except csv.Error as e:
+        raise CorpusError(f"{path}{unreadable} ({e})") from None
+
+
 class CsvCorpus(_FileCorpus):
     """CSV (optionally gzipped) with a header row naming a ``text`` (or ``review``) column and a
     ``label`` (or ``sentiment``) column, case-insensitive; other columns are ignored. Quoted
@@ -459,15 +475,8 @@ class CsvCorpus(_FileCorpus):
 
     @staticmethod
     def _read_header(path: Path) -> tuple[int, int]:
-        try:
-            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
-                header = next(csv.reader(f), None)
-        except UnicodeDecodeError:
-            raise _first_bad_utf8(path) from None
-        except (gzip.BadGzipFile, EOFError) as e:
-            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
-        except csv.Error as e:
-            raise CorpusError(f"{path}:1: unreadable CSV header ({e})") from None
+        with _csv_text(path, ":1: unreadable CSV header") as f:
+            header = next(csv.reader(f), None)
         if header is None:
             raise CorpusError(f"{path} is empty: expected a header row with text and label columns")
         names = [h.strip().lower() for h in header]
@@ -485,25 +494,18 @@ class CsvCorpus(_FileCorpus):
         path = self.paths[split]
         text_col, label_col = self._columns[split]
         width = max(text_col, label_col) + 1
-        try:
-            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
-                reader = csv.reader(f)
-                next(reader, None)  # header, checked at open time
-                for row in reader:
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue
-                    if len(row) < width:
-                        raise CorpusError(
-                            f"{path}:{reader.line_num}: expected at least {width} columns, "
-                            f"found {len(row)}: quote texts that hold commas"
-                        )
-                    yield row[text_col], parse_label(row[label_col], f"{path}:{reader.line_num}")
-        except UnicodeDecodeError:
-            raise _first_bad_utf8(path) from None
-        except (gzip.BadGzipFile, EOFError) as e:
-            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
-        except csv.Error as e:
-            raise CorpusError(f"{path}: unreadable CSV ({e})") from None
+        with _csv_text(path, ": unreadable CSV") as f:
+            reader = csv.reader(f)
+            next(reader, None)  # header, checked at open time
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) < width:
+                    raise CorpusError(
+                        f"{path}:{reader.line_num}: expected at least {width} columns, "
+                        f"found {len(row)}: quote texts that hold commas"
+                    )
+                yield row[text_col], parse_label(row[label_col], f"{path}:{reader.line_num}")
 
 
 # --------------------------------------------------------------------------------------------

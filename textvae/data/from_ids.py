@@ -275,11 +275,7 @@ def build_store_from_ids(
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
     source: str = "token ids",
-    vocab_size: int | None = None,
-    max_len: int | None = None,
-    padding: str | None = None,
-    truncating: str | None = None,
-    chunk_rows: int | None = None,
+    **legacy: Any,
 ) -> TokenStore:
     """Build a token store from token ids of any tokenizer, streaming, and return it opened.
 
@@ -318,8 +314,9 @@ def build_store_from_ids(
         As for :func:`~textvae.data.ingest.build_store`.
     source
         What the ids are, kept in the store's metadata.
-    vocab_size, max_len, padding, truncating, chunk_rows
-        Deprecated: pass ``spec=StoreSpec(...)``.
+    **legacy
+        Deprecated: ``vocab_size``, ``max_len``, ``padding``, ``truncating``, ``chunk_rows``;
+        pass ``spec=StoreSpec(...)``.
 
     Raises
     ------
@@ -339,13 +336,6 @@ def build_store_from_ids(
     [[0, 5, 6, 7], [0, 0, 0, 8]]
     """
     splits = check_splits(ids, "ids")
-    legacy = dict(
-        vocab_size=vocab_size,
-        max_len=max_len,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=chunk_rows,
-    )
     spec = spec_of(spec, "build_store_from_ids", legacy)
     pad_id = int_in_range("pad_id", pad_id, 0, spec.vocab_size)
     num_classes = check_num_classes(num_classes, labels, splits)

@@ -93,11 +93,7 @@ def build_store_from_texts(
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
     source: str = "texts",
-    vocab_size: int | None = None,
-    max_len: int | None = None,
-    padding: str | None = None,
-    truncating: str | None = None,
-    chunk_rows: int | None = None,
+    **legacy: Any,
 ) -> TokenStore:
     """Build a token store from texts, split into tokens by ``tokenizer``, and return it opened.
 
@@ -122,8 +118,9 @@ def build_store_from_texts(
         As for :func:`~textvae.data.ingest.build_store`.
     source
         What the texts are, kept in the store's metadata.
-    vocab_size, max_len, padding, truncating, chunk_rows
-        Deprecated: pass ``spec=StoreSpec(...)``.
+    **legacy
+        Deprecated: ``vocab_size``, ``max_len``, ``padding``, ``truncating``, ``chunk_rows``;
+        pass ``spec=StoreSpec(...)``.
 
     Raises
     ------
@@ -133,13 +130,6 @@ def build_store_from_texts(
         Whatever :func:`~textvae.data.ingest.build_store` raises.
     """
     splits = check_splits(texts, "texts")
-    legacy = dict(
-        vocab_size=vocab_size,
-        max_len=max_len,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=chunk_rows,
-    )
     spec = spec_of(spec, "build_store_from_texts", legacy)
     tokenizer = check_tokenizer(tokenizer)
     num_classes = check_num_classes(num_classes, labels, splits)

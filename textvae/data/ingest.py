@@ -63,6 +63,9 @@ _VECTOR_CHUNKS = 16
 
 Log = Callable[[str], None]
 
+#: The shape keywords the ``build_store*`` functions took before :class:`StoreSpec`.
+_LEGACY_KEYWORDS = tuple(f.name for f in dataclasses.fields(StoreSpec))
+
 
 class StoreSource(Protocol):
     """What :func:`build_store` reads: a :class:`~textvae.data.corpus.Corpus`, or a source of
@@ -99,8 +102,11 @@ def spec_of(
 ) -> StoreSpec:
     """The :class:`StoreSpec` a ``build_store*`` function was given: ``spec``, or (deprecated)
     one built from the old keywords ``vocab_size``, ``max_len``, ``padding``, ``truncating``,
-    ``chunk_rows`` (``legacy``; None: not given)."""
-    given = {k: v for k, v in legacy.items() if v is not None}
+    ``chunk_rows`` (``legacy``: the function's other keyword arguments)."""
+    for name in legacy:
+        if name not in _LEGACY_KEYWORDS:
+            raise TypeError(f"{function}() got an unexpected keyword argument '{name}'")
+    given = dict(legacy)
     if given:
         if spec is not None:
             raise InvalidArgumentError(
@@ -134,11 +140,7 @@ def build_store(
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
     workers: int | None = 1,
-    vocab_size: int | None = None,
-    max_len: int | None = None,
-    padding: str | None = None,
-    truncating: str | None = None,
-    chunk_rows: int | None = None,
+    **legacy: Any,
 ) -> TokenStore:
     """Build a token store (format 2) from ``corpus``, streaming, and return it opened.
 
@@ -176,8 +178,9 @@ def build_store(
         Processes that ingest (``None``: all cores). With more than 1, workers count the words
         and encode and write chunks while this process reads the corpus
         (:mod:`textvae.data.parallel`); the store is byte for byte the one ``workers=1`` writes.
-    vocab_size, max_len, padding, truncating, chunk_rows
-        Deprecated: pass ``spec=StoreSpec(...)``.
+    **legacy
+        Deprecated: ``vocab_size``, ``max_len``, ``padding``, ``truncating``, ``chunk_rows``;
+        pass ``spec=StoreSpec(...)``.
 
     Raises
     ------
@@ -197,13 +200,6 @@ def build_store(
     ValueError
         An argument out of range (see :mod:`textvae._checks` for the wording).
     """
-    legacy = dict(
-        vocab_size=vocab_size,
-        max_len=max_len,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=chunk_rows,
-    )
     spec = spec_of(spec, "build_store", legacy)
     workers = check_workers(workers)
     # storage options for a local path are refused before any work
