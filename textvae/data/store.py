@@ -125,7 +125,9 @@ class TokenStore:
         vocab_size, max_len, split
             What the caller expects; a store that differs raises :class:`StoreMismatchError`.
         storage_options
-            Passed to fsspec for URLs (endpoint, credentials, ...).
+            Passed to fsspec for a URL (endpoint, credentials, ...); not used for a local path
+            (a reader may hold a run's options meant for its other location, a URL: the
+            builders and :func:`~textvae.data.resolve.resolve_store` refuse unused ones).
         retry_seconds
             For URLs: how long opening and each read retry transient faults (connection
             refused or reset, timeouts) before :class:`StoreUnavailableError`; default
@@ -142,7 +144,7 @@ class TokenStore:
         IncompleteStoreError
             The build never finished (no ``complete`` flag).
         StoreFormatError
-            Something that is not a textvae format-1 store.
+            Something that is not a textvae store of a format this version reads.
         StoreMismatchError
             A valid store whose vocab_size, max_len or splits are not the expected ones.
         """
@@ -153,8 +155,7 @@ class TokenStore:
                 "--vocab N --max-len L`"
             )
         retry_s = retry_seconds_of(retry_seconds)
-        if is_url(path):
-            storage_options = remote_read_options(path, storage_options)
+        storage_options = remote_read_options(path, storage_options) if is_url(path) else None
         group = open_group(path, storage_options, retry_s)
         meta = group.attrs.get(ATTR)
         if not isinstance(meta, dict) or meta.get("format") is None:
