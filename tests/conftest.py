@@ -32,9 +32,7 @@ def corpus_dir(tmp_path: Path, rng: np.random.Generator) -> Path:
 @pytest.fixture
 def small_store(tmp_path: Path, corpus_dir: Path):
     """A complete store built from ``corpus_dir``: vocab 12, max_len 16, chunks of 8 rows."""
-    from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
+    from textvae.data import StoreSpec, build_store, open_corpus
 
-    return build_store(
-        tmp_path / "small.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16, chunk_rows=8
-    )
+    spec = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+    return build_store(tmp_path / "small.zarr", open_corpus(corpus_dir), spec)

@@ -7,7 +7,8 @@ Four layouts are read, all streaming (memory grows with the vocabulary, not with
   ``train`` split) or a folder holding a ``*train*`` and a ``*test*`` file;
 - CSV, plain or gzipped, with a header naming a ``text`` (or ``review``) and a ``label`` (or
   ``sentiment``) column: one file or a folder, as for JSON Lines;
-- Keras' pre-tokenised ``imdb.npz`` with ``imdb_word_index.json`` beside it.
+- Keras' pre-tokenised ``imdb.npz`` with ``imdb_word_index.json`` beside it
+  (:mod:`textvae.data.keras_imdb`).
 
 :func:`open_corpus` detects the layout. Labels are 1 positive, 0 negative; ``0``/``1``,
 ``"0"``/``"1"``, ``pos``/``neg`` and ``positive``/``negative`` are accepted.
@@ -16,53 +17,49 @@ A corpus counts its training split's words and encodes its reviews with a
 :class:`~textvae.data.vocab.Vocabulary` (tokenizing, ids and their conventions live in
 :mod:`textvae.data.vocab`).
 
-This module never imports TensorFlow or Keras at import time (that costs seconds and 0.5 GB);
-only :func:`download_keras_imdb` imports Keras, when called.
+This module never imports TensorFlow or Keras (that costs seconds and 0.5 GB).
 """
 
 from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import copy
 import csv
-import functools
 import gzip
 import io
 import json
 import os
-import pickle
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from textvae.data.vocab import (
-    FIRST_WORD_ID,
     OOV_ID,
-    RESERVED,
     START_ID,
     Vocabulary,
     check_tokenizer,
     check_vocab_size,
     tokenize,
 )
-from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+from textvae.errors import CorpusError, CorpusNotFoundError
 from textvae.progress import VOCAB_STAGE, ProgressFn
 
 __all__ = [
+    "ACCEPTED_LAYOUTS",
     "ENV_VAR",
+    "KERAS_WORD_INDEX",
     "PROGRESS_EVERY",
     "AclImdbCorpus",
     "Corpus",
     "CsvCorpus",
     "JsonlCorpus",
-    "KerasImdbCorpus",
-    "download_keras_imdb",
     "find_imdb",
+    "not_utf8_error",
     "open_corpus",
+    "parse_label",
 ]
 
 #: Environment variable naming a local IMDB copy (any layout :func:`open_corpus` reads).
@@ -71,12 +68,10 @@ ENV_VAR = "TEXTVAE_IMDB"
 #: ``progress(stage, count)`` is called after every this many reviews (and once at the end).
 PROGRESS_EVERY = 1000
 
-_KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-_KERAS_NPZ_HASH = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
-_KERAS_WORD_INDEX_HASH = "bfafd718b763782e994055a2d397834f"
-_KERAS_WORD_INDEX = "imdb_word_index.json"
+#: The word index that goes beside Keras' ``imdb.npz``.
+KERAS_WORD_INDEX = "imdb_word_index.json"
 
-_ACCEPTED = (
+ACCEPTED_LAYOUTS = (
     "an aclImdb folder (train/pos, train/neg, ...), a .jsonl[.gz] or .csv[.gz] file or a folder "
     "of *train*/*test* ones, or a Keras imdb.npz with imdb_word_index.json beside it"
 )
@@ -102,6 +97,30 @@ class Corpus(abc.ABC):
     splits: tuple[str, ...]
     num_classes: int | None = 2
     tokenizer: Callable[[str], list[str]] = staticmethod(tokenize)
+    #: The nearest subclass that overrides count_words, vocabulary or encoded (None: none
+    #: does, this class's are used): workers reproduce only the encodings they know.
+    _encoding_owner: type | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if any(name in vars(cls) for name in ("count_words", "vocabulary", "encoded")):
+            cls._encoding_owner = cls
+
+    def tokenizes_in_workers(self) -> bool:
+        """Whether parallel ingest workers may tokenise this corpus's texts themselves.
+
+        True when the words are counted and encoded as here (a subclass that overrides
+        :meth:`count_words`, :meth:`vocabulary` or :meth:`encoded` answers False unless it
+        overrides this too) with the built-in :func:`~textvae.data.vocab.tokenize`: workers
+        then split and look up the texts of :meth:`reviews`, which is most of the work.
+        Otherwise the parent encodes and the workers only pad and write.
+        """
+        return self._encoding_owner is None and self.tokenizer is tokenize
+
+    def encodes_raw_in_workers(self) -> bool:
+        """Whether workers may encode this corpus's raw records (``raw_reviews``, then
+        ``encode_raw``): False here; see :class:`~textvae.data.keras_imdb.KerasImdbCorpus`."""
+        return False
 
     def with_tokenizer(self, tokenizer: Callable[[str], list[str]]) -> Corpus:
         """A copy of this corpus that splits its texts with ``tokenizer`` (text -> list of
@@ -140,7 +159,7 @@ class Corpus(abc.ABC):
         if n == 0:
             raise CorpusError(
                 f"{self._where(split)} holds no reviews in split {split!r}: "
-                f"check that it is the right file (expected {_ACCEPTED})"
+                f"check that it is the right file (expected {ACCEPTED_LAYOUTS})"
             )
 
     def count_words(
@@ -186,7 +205,8 @@ class Corpus(abc.ABC):
 # Error helpers
 
 
-def _not_utf8(where: str, offset: int, byte: int) -> CorpusError:
+def not_utf8_error(where: str, offset: int, byte: int) -> CorpusError:
+    """The error of a corpus file that is not UTF-8 (``byte`` at ``offset`` of ``where``)."""
     return CorpusError(
         f"{where} is not UTF-8 (byte 0x{byte:02x} at offset {offset}): re-encode it, "
         "e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
@@ -201,7 +221,7 @@ def _first_bad_utf8(path: Path) -> CorpusError:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                return _not_utf8(f"{path}:{lineno}", offset + e.start, raw[e.start])
+                return not_utf8_error(f"{path}:{lineno}", offset + e.start, raw[e.start])
             offset += len(raw)
     return CorpusError(f"{path} is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`")
 
@@ -217,7 +237,9 @@ _LABELS = {
 }
 
 
-def _parse_label(value: Any, where: str, field_name: str = "label") -> int:
+def parse_label(value: Any, where: str, field_name: str = "label") -> int:
+    """A review's binary label (1 positive, 0 negative) from any accepted spelling, or the
+    :class:`CorpusError` naming ``where`` and ``field_name``."""
     if isinstance(value, (int, float)) and value in (0, 1):
         return int(value)
     if isinstance(value, str):
@@ -264,7 +286,7 @@ class AclImdbCorpus(Corpus):
         self.root = Path(root)
         if not self.root.is_dir():
             raise CorpusNotFoundError(
-                f"aclImdb folder {self.root} does not exist: pass {_ACCEPTED}"
+                f"aclImdb folder {self.root} does not exist: pass {ACCEPTED_LAYOUTS}"
             )
         splits = [s for s in ("train", "test") if self._has_split(s)]
         if "train" not in splits:
@@ -295,7 +317,7 @@ class AclImdbCorpus(Corpus):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise _not_utf8(str(path), e.start, raw[e.start]) from None
+                    raise not_utf8_error(str(path), e.start, raw[e.start]) from None
                 yield text.removeprefix("\ufeff"), label
 
 
@@ -325,7 +347,7 @@ class _FileCorpus(Corpus):
         for path in self.paths.values():
             if not path.is_file():
                 raise CorpusNotFoundError(
-                    f"{self.kind} file {path} does not exist: pass {_ACCEPTED}"
+                    f"{self.kind} file {path} does not exist: pass {ACCEPTED_LAYOUTS}"
                 )
         self.splits = tuple(s for s in ("train", "test") if s in self.paths) + tuple(
             s for s in self.paths if s not in ("train", "test")
@@ -339,7 +361,9 @@ class _FileCorpus(Corpus):
         if path.is_file():
             return cls({"train": path})
         if not path.is_dir():
-            raise CorpusNotFoundError(f"{cls.kind} source {path} does not exist: pass {_ACCEPTED}")
+            raise CorpusNotFoundError(
+                f"{cls.kind} source {path} does not exist: pass {ACCEPTED_LAYOUTS}"
+            )
         files = sorted(p for p in path.iterdir() if p.is_file() and cls.matches(p))
         found: dict[str, Path] = {}
         for p in files:
@@ -385,7 +409,7 @@ class JsonlCorpus(_FileCorpus):
                     try:
                         line = raw.decode("utf-8")
                     except UnicodeDecodeError as e:
-                        raise _not_utf8(
+                        raise not_utf8_error(
                             f"{path}:{lineno}", offset + e.start, raw[e.start]
                         ) from None
                     offset += len(raw)
@@ -413,13 +437,28 @@ class JsonlCorpus(_FileCorpus):
                             '"text" (or "review") field'
                         )
                     label = record.get("label", record.get("sentiment", _MISSING))
-                    yield text, _parse_label(label, f"{path}:{lineno}")
+                    yield text, parse_label(label, f"{path}:{lineno}")
         except (gzip.BadGzipFile, EOFError, zipfile.BadZipFile) as e:
             raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
 
 
 _TEXT_COLUMNS = ("text", "review")
 _LABEL_COLUMNS = ("label", "sentiment")
+
+
+@contextlib.contextmanager
+def _csv_text(path: Path, unreadable: str) -> Iterator[io.TextIOWrapper]:
+    """The text of a CSV file (a BOM dropped), its decoding, gzip and CSV errors raised as
+    :class:`CorpusError` (``unreadable`` names what the CSV error spoiled)."""
+    try:
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
+            yield f
+    except UnicodeDecodeError:
+        raise _first_bad_utf8(path) from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+    except csv.Error as e:
+        raise CorpusError(f"{path}{unreadable} ({e})") from None
 
 
 class CsvCorpus(_FileCorpus):
@@ -436,15 +475,8 @@ class CsvCorpus(_FileCorpus):
 
     @staticmethod
     def _read_header(path: Path) -> tuple[int, int]:
-        try:
-            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
-                header = next(csv.reader(f), None)
-        except UnicodeDecodeError:
-            raise _first_bad_utf8(path) from None
-        except (gzip.BadGzipFile, EOFError) as e:
-            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
-        except csv.Error as e:
-            raise CorpusError(f"{path}:1: unreadable CSV header ({e})") from None
+        with _csv_text(path, ":1: unreadable CSV header") as f:
+            header = next(csv.reader(f), None)
         if header is None:
             raise CorpusError(f"{path} is empty: expected a header row with text and label columns")
         names = [h.strip().lower() for h in header]
@@ -462,260 +494,18 @@ class CsvCorpus(_FileCorpus):
         path = self.paths[split]
         text_col, label_col = self._columns[split]
         width = max(text_col, label_col) + 1
-        try:
-            with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
-                reader = csv.reader(f)
-                next(reader, None)  # header, checked at open time
-                for row in reader:
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue
-                    if len(row) < width:
-                        raise CorpusError(
-                            f"{path}:{reader.line_num}: expected at least {width} columns, "
-                            f"found {len(row)}: quote texts that hold commas"
-                        )
-                    yield row[text_col], _parse_label(row[label_col], f"{path}:{reader.line_num}")
-        except UnicodeDecodeError:
-            raise _first_bad_utf8(path) from None
-        except (gzip.BadGzipFile, EOFError) as e:
-            raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
-        except csv.Error as e:
-            raise CorpusError(f"{path}: unreadable CSV ({e})") from None
-
-
-# --------------------------------------------------------------------------------------------
-# Keras' pre-tokenised imdb.npz
-
-# Rebuilding the object arrays of Keras' imdb.npz needs exactly these globals (the lists and ints
-# inside are pickle opcodes); refusing every other one keeps a tampered file from running code,
-# which ``np.load(allow_pickle=True)`` would allow. Both numpy < 2 and >= 2 spellings.
-_ALLOWED_PICKLE_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-    }
-)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_PICKLE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-
-
-def _load_npz_member(path: Path, name: str) -> np.ndarray:
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
-            buffer = io.BytesIO(member.read())
-        try:
-            return np.lib.format.read_array(buffer, allow_pickle=False)
-        except ValueError:  # an object array: a pickle stream after the header
-            buffer.seek(0)
-            major, _ = np.lib.format.read_magic(buffer)
-            if major == 1:
-                np.lib.format.read_array_header_1_0(buffer)
-            else:  # 2.0 and 3.0 share the header layout
-                np.lib.format.read_array_header_2_0(buffer)
-            return _ArrayUnpickler(buffer).load()
-    except (zipfile.BadZipFile, KeyError, ValueError, pickle.UnpicklingError, EOFError) as e:
-        raise CorpusError(
-            f"{path}: cannot read {name} ({e}): expected Keras' imdb.npz; download it again"
-        ) from None
-
-
-def _word_ranks(seq: Any, where: str) -> list[int]:
-    """One review of Keras' imdb.npz as a list of word ranks (integers >= 0)."""
-    ranks = np.asarray(seq) if isinstance(seq, (list, tuple, np.ndarray)) else None
-    if ranks is None or ranks.ndim != 1 or (ranks.size and ranks.dtype.kind not in "iu"):
-        raise CorpusError(
-            f"{where}: expected a list of integer word ranks, got {type(seq).__name__}"
-            + (f" of {ranks.dtype} {ranks.shape}" if ranks is not None else "")
-            + ": expected Keras' imdb.npz; download it again"
-        )
-    if ranks.size and ranks.min() < 0:
-        raise CorpusError(
-            f"{where}: negative word rank {int(ranks.min())}: expected Keras' imdb.npz; "
-            "download it again"
-        )
-    return ranks.tolist()
-
-
-class KerasImdbCorpus(Corpus):
-    """Keras' pre-tokenised IMDB: ``imdb.npz`` and ``imdb_word_index.json``.
-
-    The npz holds raw word ranks (``the`` = 1); :meth:`encoded` numbers them exactly as
-    ``keras.datasets.imdb.load_data(num_words=vocab.size)`` does: ``[1] + [rank + 3, ...]``,
-    every id ``>= vocab.size`` replaced by 2. Reviews stay in the file's order (``load_data``
-    shuffles them with seed 113). Reading needs no Keras. The npz stores each split as one
-    pickled object array, so a split is held in memory while it is read (~250 MB for IMDB
-    train); :meth:`reviews` yields the words joined by spaces, for inspection.
-    """
-
-    def __init__(
-        self,
-        npz_path: str | os.PathLike[str],
-        word_index_path: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.npz_path = Path(npz_path)
-        if not self.npz_path.is_file():
-            raise CorpusNotFoundError(
-                f"Keras IMDB file {self.npz_path} does not exist: pass {_ACCEPTED}"
-            )
-        self.word_index_path = (
-            Path(word_index_path)
-            if word_index_path is not None
-            else self.npz_path.with_name(_KERAS_WORD_INDEX)
-        )
-        if not self.word_index_path.is_file():
-            raise CorpusNotFoundError(
-                f"Keras word index {self.word_index_path} does not exist: put "
-                f"{_KERAS_WORD_INDEX} beside {self.npz_path.name}"
-            )
-        try:
-            with zipfile.ZipFile(self.npz_path) as archive:
-                members = set(archive.namelist())
-        except zipfile.BadZipFile as e:
-            raise CorpusError(
-                f"{self.npz_path} is not a valid .npz ({e}): expected Keras' imdb.npz"
-            ) from None
-        splits = tuple(s for s in ("train", "test") if {f"x_{s}.npy", f"y_{s}.npy"} <= members)
-        if "train" not in splits:
-            raise CorpusError(
-                f"{self.npz_path} has no training split: expected arrays x_train and y_train"
-            )
-        self.splits = splits
-        self.source = f"Keras imdb {self.npz_path}"
-
-    def _where(self, split: str) -> str:
-        return f"{self.npz_path} (x_{split})"
-
-    def with_tokenizer(self, tokenizer: Callable[[str], list[str]]) -> Corpus:
-        """Refused: Keras' imdb.npz holds word ranks, already tokenised."""
-        raise CorpusError(
-            f"{self.source} is already tokenised (Keras' word ranks): a tokenizer does not apply; "
-            "pass the reviews' texts (JSONL, CSV, aclImdb) to use your own tokenizer"
-        )
-
-    @functools.cached_property
-    def word_index(self) -> dict[str, int]:
-        """Keras' word -> rank mapping (``the`` = 1)."""
-        try:
-            with open(self.word_index_path, "rb") as f:
-                raw = f.read()
-            index = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise _not_utf8(str(self.word_index_path), e.start, raw[e.start]) from None
-        except json.JSONDecodeError as e:
-            raise CorpusError(
-                f"{self.word_index_path}:{e.lineno}: invalid JSON ({e.msg}): expected Keras' "
-                f"{_KERAS_WORD_INDEX}"
-            ) from None
-        if not isinstance(index, dict):
-            raise CorpusError(
-                f"{self.word_index_path} holds a JSON {type(index).__name__}, not an object of "
-                f"word -> rank: expected Keras' {_KERAS_WORD_INDEX}"
-            )
-        return index
-
-    def _ranks(self, split: str) -> Iterator[tuple[list[int], int]]:
-        """(raw ranks, label) of every review of ``split``."""
-        for i, (seq, label) in enumerate(self.raw_reviews(split)):
-            yield self._checked(split, i, seq, label)
-
-    def raw_reviews(self, split: str) -> Iterator[tuple[Any, Any]]:
-        """(word ranks, label) of every review of ``split`` as the npz holds them, unchecked:
-        the reading half of :meth:`encoded`, whose other half is :meth:`encode_raw` (parallel
-        ingest reads here and encodes in its workers)."""
-        self._check_split(split)
-        x = _load_npz_member(self.npz_path, f"x_{split}")
-        y = _load_npz_member(self.npz_path, f"y_{split}")
-        if len(x) != len(y):
-            raise CorpusError(
-                f"{self.npz_path}: x_{split} has {len(x)} reviews but y_{split} {len(y)} labels"
-            )
-        if len(x) == 0:
-            raise CorpusError(f"{self._where(split)} holds no reviews in split {split!r}")
-        yield from zip(x, y.tolist(), strict=True)
-
-    def _checked(self, split: str, i: int, seq: Any, label: Any) -> tuple[list[int], int]:
-        """Review ``i`` of :meth:`raw_reviews` as (ranks, label), or the error naming it."""
-        return (
-            _word_ranks(seq, f"{self.npz_path} (x_{split}[{i}])"),
-            _parse_label(label, f"{self.npz_path} (y_{split})"),
-        )
-
-    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
-        words = {rank: word for word, rank in self.word_index.items()}
-        for seq, label in self._ranks(split):
-            yield " ".join(words.get(r, RESERVED[OOV_ID]) for r in seq), label
-
-    def count_words(
-        self, split: str = "train", progress: ProgressFn | None = None
-    ) -> collections.Counter[str]:
-        """Word counts of ``split`` (words of the word index; unknown ranks as ``<oov>``);
-        ``progress`` as for :meth:`Corpus.count_words`."""
-        ranks: collections.Counter[int] = collections.Counter()
-        n = 0
-        for n, (seq, _) in enumerate(self._ranks(split), 1):
-            ranks.update(seq)
-            if progress is not None and n % PROGRESS_EVERY == 0:
-                progress(VOCAB_STAGE, n)
-        if progress is not None:
-            progress(VOCAB_STAGE, n)
-        words = {rank: word for word, rank in self.word_index.items()}
-        counts: collections.Counter[str] = collections.Counter()
-        for rank, count in ranks.items():
-            counts[words.get(rank, RESERVED[OOV_ID])] += count
-        return counts
-
-    def vocabulary(self, vocab_size: int, progress: ProgressFn | None = None) -> Vocabulary:
-        """Keras' own vocabulary: :meth:`Vocabulary.from_word_index` of the word index
-        (``progress(VOCAB_STAGE, 0)`` is called once: no words are counted)."""
-        check_vocab_size(vocab_size)
-        try:
-            vocab = Vocabulary.from_word_index(self.word_index, vocab_size)
-        except ValueError as err:
-            raise CorpusError(
-                f"{self.word_index_path}: {err}: expected Keras' {_KERAS_WORD_INDEX}"
-            ) from None
-        if progress is not None:
-            progress(VOCAB_STAGE, 0)
-        return vocab
-
-    def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
-        """(ids, label) as ``keras.datasets.imdb.load_data(num_words=vocab.size)`` gives them
-        (in file order): ``[1] + [rank + 3 ...]`` with every id ``>= vocab.size`` set to 2."""
-        self._check_vocab(vocab)
-        for i, raw in enumerate(self.raw_reviews(split)):
-            yield self.encode_raw(split, i, [raw], vocab)[0]
-
-    def encode_raw(
-        self, split: str, start: int, raw: list[tuple[Any, Any]], vocab: Vocabulary
-    ) -> list[tuple[list[int], int]]:
-        """(ids, label) of reviews ``start, start + 1, ...`` of ``split`` from their
-        :meth:`raw_reviews`, as :meth:`encoded` gives them (checked; errors name the review)."""
-        cap = vocab.size - FIRST_WORD_ID  # rank r is kept when r + 3 < size
-        out = []
-        for i, (seq, raw_label) in enumerate(raw, start):
-            ranks, label = self._checked(split, i, seq, raw_label)
-            ids = [START_ID]
-            ids.extend([r + FIRST_WORD_ID if r < cap else OOV_ID for r in ranks])
-            out.append((ids, label))
-        return out
-
-    def _check_vocab(self, vocab: Vocabulary) -> None:
-        words = {rank: word for word, rank in self.word_index.items() if rank <= 10}
-        for i in range(FIRST_WORD_ID, min(vocab.size, FIRST_WORD_ID + 10)):
-            expected = words.get(i - FIRST_WORD_ID)
-            if expected is not None and vocab.tokens[i] != expected:
-                raise CorpusError(
-                    f"{self.source}: the vocabulary is not Keras' (id {i} is "
-                    f"{vocab.tokens[i]!r}, Keras has {expected!r}): build it with "
-                    "corpus.vocabulary(vocab_size)"
-                )
+        with _csv_text(path, ": unreadable CSV") as f:
+            reader = csv.reader(f)
+            next(reader, None)  # header, checked at open time
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) < width:
+                    raise CorpusError(
+                        f"{path}:{reader.line_num}: expected at least {width} columns, "
+                        f"found {len(row)}: quote texts that hold commas"
+                    )
+                yield row[text_col], parse_label(row[label_col], f"{path}:{reader.line_num}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,10 +531,12 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
     Checked in that order. Raises :class:`CorpusNotFoundError` for a missing path and
     :class:`CorpusError` for an unknown layout or a folder without a training split.
     """
+    from textvae.data.keras_imdb import KerasImdbCorpus  # it builds on this module
+
     path = Path(source).expanduser()
     if not path.exists():
         raise CorpusNotFoundError(
-            f"corpus {path} does not exist: pass {_ACCEPTED} (or set {ENV_VAR})"
+            f"corpus {path} does not exist: pass {ACCEPTED_LAYOUTS} (or set {ENV_VAR})"
         )
     if path.is_dir():
         root = _acl_root(path)
@@ -761,7 +553,7 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
                 f"{path} has no training split: expected {path / 'train' / 'pos'} and "
                 f"{path / 'train' / 'neg'} beside test/"
             )
-        raise CorpusError(f"{path}: unknown corpus layout: expected {_ACCEPTED}")
+        raise CorpusError(f"{path}: unknown corpus layout: expected {ACCEPTED_LAYOUTS}")
     name = path.name.lower()
     if JsonlCorpus.matches(path):
         return JsonlCorpus({"train": path})
@@ -769,7 +561,7 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
         return CsvCorpus({"train": path})
     if name.endswith(".npz"):
         return KerasImdbCorpus(path)
-    raise CorpusError(f"{path}: unknown corpus layout: expected {_ACCEPTED}")
+    raise CorpusError(f"{path}: unknown corpus layout: expected {ACCEPTED_LAYOUTS}")
 
 
 def find_imdb(
@@ -799,38 +591,6 @@ def find_imdb(
     homes.append(Path.home() / ".keras")
     for home in homes:
         npz = home / "datasets" / "imdb.npz"
-        if npz.is_file() and npz.with_name(_KERAS_WORD_INDEX).is_file():
+        if npz.is_file() and npz.with_name(KERAS_WORD_INDEX).is_file():
             return npz
     return None
-
-
-def download_keras_imdb(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Download Keras' ``imdb.npz`` and ``imdb_word_index.json`` with ``keras.utils.get_file``
-    (into ``cache_dir``/datasets, default ``~/.keras/datasets``); returns the npz's path.
-
-    Raises :class:`DatasetUnavailableError` when that fails (offline, Keras missing, ...).
-    """
-    try:
-        # Lazy: importing Keras costs seconds and 0.5 GB.
-        import keras
-
-        kwargs = {"cache_dir": os.fspath(cache_dir)} if cache_dir is not None else {}
-        npz = keras.utils.get_file(
-            fname="imdb.npz",
-            origin=f"{_KERAS_ORIGIN}imdb.npz",
-            file_hash=_KERAS_NPZ_HASH,
-            **kwargs,
-        )
-        keras.utils.get_file(
-            fname=_KERAS_WORD_INDEX,
-            origin=f"{_KERAS_ORIGIN}{_KERAS_WORD_INDEX}",
-            file_hash=_KERAS_WORD_INDEX_HASH,
-            **kwargs,
-        )
-    except Exception as e:
-        reason = " ".join(str(e).split())[:200] or type(e).__name__
-        raise DatasetUnavailableError(
-            f"cannot download Keras IMDB ({reason}): point textvae at a local copy with "
-            f"{ENV_VAR}=PATH or --data PATH ({_ACCEPTED})"
-        ) from e
-    return Path(npz)

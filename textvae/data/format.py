@@ -1,24 +1,207 @@
 """The token store's format: what a store holds and how it is laid out.
 
+Layout (see DESIGN.md, "The corpus store")::
+
+    <store>/                 attrs["textvae"] = {"format": 2, "vocab_size": V, "max_len": L, ...,
+                                                 "num_classes": C or null, "complete": true}
+    <store>/vocab            (V,) strings, id -> token
+    <store>/<split>/tokens   (N, L) uint16 (uint32 when V > 65,536), chunks of whole rows
+    <store>/<split>/labels   (N,) class ids (int8 while C <= 127), -1 unlabelled; absent when
+                             the store has no labels (num_classes null)
+    <store>/<split>/lengths  (N,) int32: tokens before padding/truncation
+
+Format 2 adds ``num_classes`` (null: no labels) and lets a store built from a user's token ids
+(:mod:`textvae.data.from_ids`) have its own ``pad_id`` and no start or out-of-vocabulary id
+(``start_id`` and ``oov_id`` null). Format-1 stores (always binary labels, textvae's ids) are
+read as before. Every chunk of a new store carries a crc32c checksum after zstd.
+
 :class:`StoreSpec` is the shape of a store to build (vocabulary size, ids per row, padding and
 truncation, rows per chunk), a frozen, validated dataclass that
 :class:`~textvae.config.IngestConfig` holds and the ``build_store*`` functions take.
+
+zarr is imported only where a codec is made or inspected, so the configs can import this module
+without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from textvae._checks import PADDINGS, one_of, positive_int
-from textvae.data.vocab import check_vocab_size
+from textvae.data.vocab import MAX_VOCAB_SIZE, OOV_ID, PAD_ID, START_ID, check_vocab_size
+from textvae.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "StoreSpec"]
+if TYPE_CHECKING:
+    import zarr
 
+__all__ = [
+    "ARRAY_CONFIG",
+    "ATTR",
+    "DECODE_ERRORS",
+    "DEFAULT_CHUNK_ROWS",
+    "FORMAT",
+    "MAX_CHUNK_BYTES",
+    "MAX_CLASSES",
+    "READ_FORMATS",
+    "REQUIRED_ATTRS",
+    "SPLIT_ARRAYS",
+    "TEXTVAE_IDS",
+    "ZSTD_LEVEL",
+    "StoreSpec",
+    "array_codecs",
+    "check_chunk_bytes",
+    "chunk_problem",
+    "compressors",
+    "has_checksum",
+    "label_dtype",
+    "metadata_problem",
+    "token_dtype",
+]
+
+#: The format :func:`~textvae.data.ingest.build_store` writes;
+#: :meth:`~textvae.data.store.TokenStore.open` reads every one of :data:`READ_FORMATS`.
+FORMAT = 2
+READ_FORMATS = (1, 2)
+#: The group attribute that holds the store's metadata.
+ATTR = "textvae"
+#: Attributes every store has (``source`` and ``complete`` aside); format 2 adds ``num_classes``.
+REQUIRED_ATTRS = (
+    "vocab_size",
+    "max_len",
+    "pad_id",
+    "start_id",
+    "oov_id",
+    "padding",
+    "truncating",
+    "splits",
+)
+#: The reserved ids of a store with textvae's vocabulary (every format-1 store).
+TEXTVAE_IDS = {"pad_id": PAD_ID, "start_id": START_ID, "oov_id": OOV_ID}
+#: The arrays of each split (``labels`` only in a store with labels).
+SPLIT_ARRAYS = ("tokens", "labels", "lengths")
 #: Rows per stored chunk (``chunk_rows``). 1024 rows x 300 ids is 600 kB raw, about 150 kB
 #: compressed for IMDB.
 DEFAULT_CHUNK_ROWS = 1024
+#: The largest chunk a build writes (``chunk_rows x max_len`` ids), in bytes.
+MAX_CHUNK_BYTES = 2**30
+#: The largest ``num_classes`` (labels are stored as int32 beyond int8's range).
+MAX_CLASSES = 2**31 - 1
+#: Measured on IMDB train (25,000 x 300 ids at vocab 20,000, README "Store codec"): zstd level 3
+#: gives the smallest store (6.8 MB of 15 MB raw) at the same read speed as the blosc variants.
+ZSTD_LEVEL = 3
+#: Every chunk is written, even one that is all fill value, so that a missing chunk file is
+#: damage (``textvae-verify`` reports it) rather than a legitimate hole.
+ARRAY_CONFIG = {"write_empty_chunks": True}
+#: What zarr raises for a chunk that fails its crc32c (ValueError: "Stored and computed checksum
+#: do not match"), holds bytes zstd cannot decode (RuntimeError: "Zstd decompression error:
+#: invalid input data", or "... doesn't match checksum" with zstd's frame checksum) or decodes
+#: to the wrong size (ValueError from the reshape).
+DECODE_ERRORS = (ValueError, RuntimeError)
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """Dtype of stored ids: uint16, or uint32 when ``vocab_size`` > 65,536."""
+    return np.dtype(np.uint16 if vocab_size <= 65536 else np.uint32)
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """int8 while class ids and -1 fit (every binary store), else int32."""
+    return np.dtype(np.int8 if num_classes <= 127 else np.int32)
+
+
+def check_chunk_bytes(chunk_rows: int, max_len: int, dtype: np.dtype) -> None:
+    """Refuse a chunk of ``chunk_rows x max_len`` ids over :data:`MAX_CHUNK_BYTES`."""
+    # Ingest holds a chunk in memory (several copies through the codec) and every batch read
+    # decompresses whole chunks: the default is 600 kB; a GiB is far beyond any use.
+    size = chunk_rows * max_len * dtype.itemsize
+    if size > MAX_CHUNK_BYTES:
+        raise InvalidArgumentError(
+            f"a chunk of `chunk_rows` x `max_len` ids must be at most {MAX_CHUNK_BYTES:,} bytes "
+            f"(ingest holds one in memory; every read decompresses whole chunks). Received: "
+            f"chunk_rows={chunk_rows}, max_len={max_len} ({size:,} bytes): lower --chunk-rows"
+        )
+
+
+def compressors() -> list[Any]:
+    """The bytes-to-bytes codecs of every array of a new store: zstd, then a crc32c of each
+    compressed chunk, checked on every read.
+
+    Measured on IMDB train chunks (README "Checksums"): crc32c costs 15 us a chunk against
+    50 us for zstd's own frame checksum (xxhash64 of the decompressed bytes), and it fails on
+    any damaged byte, zstd's header included, with one kind of error.
+    """
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return [ZstdCodec(level=ZSTD_LEVEL), Crc32cCodec()]
+
+
+def array_codecs(array: zarr.Array) -> tuple[str, ...]:
+    """Names of the bytes-to-bytes codecs of ``array``, in order (``("zstd", "crc32c")``)."""
+    return tuple(type(c).__name__.removesuffix("Codec").lower() for c in array.compressors)
+
+
+def has_checksum(array: zarr.Array) -> bool:
+    """Whether every chunk of ``array`` is checked on read (a crc32c codec, or zstd's frame
+    checksum)."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return any(
+        isinstance(c, Crc32cCodec) or (isinstance(c, ZstdCodec) and c.checksum)
+        for c in array.compressors
+    )
+
+
+def chunk_problem(err: BaseException) -> str:
+    """What a decode error (one of :data:`DECODE_ERRORS`) says about a chunk, in a few words."""
+    text = " ".join(str(err).split())
+    if "checksum" in text.lower():
+        return "checksum mismatch"
+    return f"cannot be decoded: {type(err).__name__}: {text[:120]}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def metadata_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with a store's attributes (``meta``, of a format in
+    :data:`READ_FORMATS`), in a few words, or None when they are valid."""
+    fmt = meta["format"]
+    required = REQUIRED_ATTRS + (("num_classes",) if fmt >= 2 else ())
+    for key in required:
+        if key not in meta:
+            return f"attribute '{key}' is missing from the store's metadata"
+    vocab_ok = _is_int(meta["vocab_size"]) and 4 <= meta["vocab_size"] <= MAX_VOCAB_SIZE
+    checks = {
+        "vocab_size": vocab_ok,
+        "max_len": _is_int(meta["max_len"]) and meta["max_len"] >= 1,
+        "padding": meta["padding"] in PADDINGS,
+        "truncating": meta["truncating"] in PADDINGS,
+        "splits": isinstance(meta["splits"], list)
+        and len(meta["splits"]) > 0
+        and all(isinstance(s, str) and s and "/" not in s for s in meta["splits"])
+        and len(set(meta["splits"])) == len(meta["splits"]),
+    }
+    if fmt == 1 or meta["start_id"] is not None or meta["oov_id"] is not None:
+        # textvae's own ids (every format-1 store, and format 2 from texts)
+        checks.update({k: _is_int(meta[k]) and meta[k] == v for k, v in TEXTVAE_IDS.items()})
+    else:  # format 2 from a user's token ids: its own padding id, no start or OOV id
+        checks["pad_id"] = (
+            _is_int(meta["pad_id"]) and vocab_ok and 0 <= meta["pad_id"] < meta["vocab_size"]
+        )
+    if fmt >= 2:
+        classes = meta["num_classes"]
+        checks["num_classes"] = classes is None or (
+            _is_int(classes) and 2 <= classes <= MAX_CLASSES
+        )
+    for key, ok in checks.items():
+        if not ok:
+            return f"attribute {key}={meta[key]!r} is not valid"
+    return None
 
 
 @dataclass(frozen=True)
@@ -28,7 +211,13 @@ class StoreSpec:
     ``vocab_size`` counts every id, the reserved ones included (as Keras' ``num_words``);
     each review is padded or truncated to ``max_len`` ids, at the start (``"pre"``, Keras'
     ``pad_sequences`` default, which keeps a long review's end) or the end (``"post"``);
-    ``chunk_rows`` rows are stored per chunk (the unit of compression and of reading).
+    ``chunk_rows`` rows are stored per chunk (the unit of compression and of reading), at most
+    :data:`MAX_CHUNK_BYTES` of ids.
+
+    Examples
+    --------
+    >>> StoreSpec(vocab_size=20000, max_len=200).chunk_rows
+    1024
     """
 
     vocab_size: int = 20000
@@ -41,8 +230,14 @@ class StoreSpec:
         check_vocab_size(self.vocab_size)
         positive_int("max_len", self.max_len)
         positive_int("chunk_rows", self.chunk_rows)
+        check_chunk_bytes(self.chunk_rows, self.max_len, self.token_dtype)
         one_of("padding", self.padding, PADDINGS)
         one_of("truncating", self.truncating, PADDINGS)
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        """Dtype of the stored ids (:func:`token_dtype`)."""
+        return token_dtype(self.vocab_size)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data."""

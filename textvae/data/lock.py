@@ -22,14 +22,23 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from textvae.data.location import is_url, remote_fs
 from textvae.errors import StoreLockedError
 
-__all__ = ["LOCK_SUFFIX", "LockOwner", "StoreLock", "lock_owner", "lock_path"]
+__all__ = [
+    "LOCK_SUFFIX",
+    "LockOwner",
+    "StoreLock",
+    "current_builder",
+    "lock_owner",
+    "lock_path",
+    "store_lock",
+]
 
 LOCK_SUFFIX = ".lock"
 _TAKE_TRIES = 5
@@ -172,6 +181,32 @@ def lock_owner(path: str, fs: Any | None = None, inner: str | None = None) -> Lo
     """
     data = _file(path, fs, inner).read()
     return None if data is None else _parse(data)
+
+
+def current_builder(path: str, storage_options: Mapping[str, Any] | None = None) -> str | None:
+    """Who is building the store at ``path`` now (its lock's owner, unless known to be gone),
+    for an error message; None when nobody is, or when that cannot be told."""
+    try:
+        fs, inner = remote_fs(path, storage_options) if is_url(path) else (None, None)
+        owner = lock_owner(path, fs, inner)
+    except Exception:  # only a hint for the message: never in the way of the real error
+        return None
+    if owner is None or owner.is_alive() is False:
+        return None
+    return str(owner)
+
+
+def store_lock(
+    path: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> StoreLock:
+    """The :class:`StoreLock` of the store at ``path`` (a local path or a URL)."""
+    if not is_url(path):
+        return StoreLock(path, log=log)
+    fs, inner = remote_fs(path, storage_options)
+    return StoreLock(path, fs=fs, inner=inner, log=log)
 
 
 class StoreLock:

@@ -15,15 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import zarr
-
-from textvae.data.retry import call_with_retry, run_with_timeout
-from textvae.data.store import _DECODE_ERRORS, TokenStore, _chunk_problem, has_checksum
+from textvae.data.format import SPLIT_ARRAYS, has_checksum
+from textvae.data.store import TokenStore
 from textvae.progress import ProgressFn
 
 __all__ = ["DamagedChunk", "VerifyReport", "verify_store"]
-
-_SPLIT_ARRAYS = ("tokens", "labels", "lengths")
 
 
 @dataclass(frozen=True)
@@ -88,46 +84,27 @@ class VerifyReport:
         )
 
 
-def _chunk_keys(store: TokenStore, array: zarr.Array) -> set[str]:
-    """The keys of ``array``'s chunk files (one listing)."""
-    store_path = array.async_array.store_path
-
-    async def listing() -> set[str]:
-        return {key async for key in store_path.store.list_prefix(f"{store_path.path}/")}
-
-    def attempt(timeout: float | None) -> set[str]:
-        return run_with_timeout(listing, timeout)
-
-    if not store._remote:
-        return attempt(None)
-    return call_with_retry(attempt, url=store.path, seconds=store._retry_s)
-
-
 def _check_array(
     store: TokenStore, split: str | None, name: str, progress: ProgressFn | None
 ) -> tuple[int, list[DamagedChunk], bool]:
     """(chunks checked, damaged chunks, whether the array has checksums)."""
-    array = store._array(split, name)
+    array = store.zarr_array(split, name)
     checked = has_checksum(array)
-    keys = _chunk_keys(store, array)
-    prefix = array.async_array.store_path.path
+    keys, key_of = store.chunk_keys(split, name)
     n, c = array.shape[0], array.chunks[0]
-    chunk_rest = (0,) * (array.ndim - 1)
     damaged = []
     count = 0
     for start in range(0, n, c):
         stop = min(start + c, n)
         count += 1
-        key = f"{prefix}/{array.metadata.encode_chunk_key((start // c, *chunk_rest))}"
-        if key not in keys:
+        if key_of(start // c) not in keys:
             # Old stores skipped chunks that were all fill value: only labels can be (all -1).
             if checked or name != "labels":
                 damaged.append(DamagedChunk(split, name, start, stop, "its file is missing"))
         else:
-            try:
-                store._get(array, slice(start, stop))
-            except _DECODE_ERRORS as err:
-                damaged.append(DamagedChunk(split, name, start, stop, _chunk_problem(err)))
+            problem = store.chunk_damage(split, name, start, stop)
+            if problem is not None:
+                damaged.append(DamagedChunk(split, name, start, stop, problem))
         if progress is not None and split is not None:
             progress(f"verify {split}/{name}", stop)
     return count, damaged, checked
@@ -160,7 +137,7 @@ def verify_store(
     arrays += [
         (split, name)
         for split in store.splits
-        for name in _SPLIT_ARRAYS
+        for name in SPLIT_ARRAYS
         if name != "labels" or store.has_labels
     ]
     chunks = 0

@@ -215,7 +215,8 @@ class Vocabulary:
     """
 
     tokens: tuple[str, ...] = field(repr=False)
-    #: The special ids, as every source of a store names them (:class:`textvae.data.store.StoreSource`).
+    #: The special ids, as every source of a store names them
+    #: (:class:`textvae.data.ingest.StoreSource`).
     pad_id: ClassVar[int] = PAD_ID
     start_id: ClassVar[int] = START_ID
     oov_id: ClassVar[int] = OOV_ID

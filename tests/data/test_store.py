@@ -13,14 +13,11 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textvae.data.corpus import open_corpus
-from textvae.data.store import (
+from textvae.data import (
+    StoreSpec,
     TokenStore,
     build_store,
-    default_store_path,
-    is_store,
-    is_url,
-    resolve_store,
+    open_corpus,
 )
 from textvae.data.vocab import Vocabulary, tokenize
 from textvae.errors import (
@@ -30,6 +27,7 @@ from textvae.errors import (
     StoreMismatchError,
     StoreNotFoundError,
     StoreWriteError,
+    TextVAEDeprecationWarning,
     TextVAEError,
 )
 from textvae.testing import random_reviews, write_jsonl
@@ -71,11 +69,7 @@ def test_round_trip_matches_reference(tmp_path, corpus_dir, padding, truncating)
     store = build_store(
         tmp_path / "s.zarr",
         open_corpus(corpus_dir),
-        vocab_size=12,
-        max_len=9,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=8,
+        StoreSpec(vocab_size=12, max_len=9, padding=padding, truncating=truncating, chunk_rows=8),
     )
     assert store.splits == ("train", "test")
     for split, reviews in (("train", train), ("test", test)):
@@ -109,14 +103,16 @@ def test_vocab_from_train_only(tmp_path):
     root = tmp_path / "c"
     write_jsonl(root / "x_train.jsonl", [("alpha alpha beta", 1), ("beta gamma", 0)])
     write_jsonl(root / "x_test.jsonl", [("zeta alpha", 1)])
-    store = build_store(tmp_path / "s.zarr", open_corpus(root), vocab_size=10, max_len=4)
+    store = build_store(tmp_path / "s.zarr", open_corpus(root), StoreSpec(vocab_size=10, max_len=4))
     assert store.vocab[3:6] == ("alpha", "beta", "gamma")
     assert "zeta" not in store.vocab
     np.testing.assert_array_equal(store.read("test", slice(None)), [[0, 1, 2, 3]])
 
 
 def test_large_vocab_uses_uint32(tmp_path, corpus_dir):
-    store = build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), vocab_size=70000, max_len=5)
+    store = build_store(
+        tmp_path / "s.zarr", open_corpus(corpus_dir), StoreSpec(vocab_size=70000, max_len=5)
+    )
     assert store.token_dtype == np.uint32
     assert store.read("train", slice(0, 2)).dtype == np.uint32
     assert len(store.vocab) == 70000
@@ -215,9 +211,7 @@ def test_interrupted_build_leaves_nothing_valid(tmp_path, corpus_dir):
         build_store(
             target,
             open_corpus(corpus_dir),
-            vocab_size=12,
-            max_len=8,
-            chunk_rows=8,
+            StoreSpec(vocab_size=12, max_len=8, chunk_rows=8),
             progress=interrupt,
         )
     with pytest.raises(TextVAEError):
@@ -235,11 +229,14 @@ def test_incomplete_store_refused(small_store):
 def test_existing_path_not_overwritten(tmp_path, corpus_dir, small_store):
     before = small_store.read("train", slice(None))
     with pytest.raises(StoreExistsError, match="--overwrite"):
-        build_store(small_store.path, open_corpus(corpus_dir), vocab_size=20, max_len=4)
+        build_store(small_store.path, open_corpus(corpus_dir), StoreSpec(vocab_size=20, max_len=4))
     again = TokenStore.open(small_store.path)
     np.testing.assert_array_equal(again.read("train", slice(None)), before)
     rebuilt = build_store(
-        small_store.path, open_corpus(corpus_dir), vocab_size=20, max_len=4, overwrite=True
+        small_store.path,
+        open_corpus(corpus_dir),
+        StoreSpec(vocab_size=20, max_len=4),
+        overwrite=True,
     )
     assert (rebuilt.vocab_size, rebuilt.max_len) == (20, 4)
 
@@ -256,7 +253,7 @@ def test_existing_path_not_overwritten(tmp_path, corpus_dir, small_store):
 def test_bad_build_arguments(tmp_path, corpus_dir, kwargs, name):
     args = {"vocab_size": 12, "max_len": 8, **kwargs}
     with pytest.raises(ValueError, match=f"`{name}`"):
-        build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), **args)
+        build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), StoreSpec(**args))
     assert not (tmp_path / "s.zarr").exists()
 
 
@@ -284,9 +281,7 @@ def test_round_trip_property(tmp_path_factory, seed, n_train, vocab_size, max_le
     store = build_store(
         root / "s.zarr",
         open_corpus(root / "c"),
-        vocab_size=vocab_size,
-        max_len=max_len,
-        chunk_rows=chunk_rows,
+        StoreSpec(vocab_size=vocab_size, max_len=max_len, chunk_rows=chunk_rows),
     )
     expected = reference_encoding(train, train, vocab_size, max_len)
     np.testing.assert_array_equal(store.read("train", slice(None)), expected)
@@ -321,31 +316,6 @@ def test_damaged_vocab_refused(small_store):
 # Paths and URLs
 
 
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("s3://bucket/imdb.zarr", True),
-        ("gcs://bucket/x", True),
-        ("memory://x", True),
-        ("file:///tmp/imdb.zarr", False),
-        ("/tmp/imdb.zarr", False),
-        ("imdb.zarr", False),
-        (Path("s3:/bucket/x"), False),
-    ],
-    ids=["s3", "gcs", "memory", "file-url", "absolute", "relative", "pathlib"],
-)
-def test_is_url_one_rule(path, expected):
-    assert is_url(path) is expected
-
-
-def test_is_store(small_store, corpus_dir, tmp_path):
-    assert is_store(small_store.path)
-    assert is_store(f"file://{small_store.path}")
-    assert is_store("s3://bucket/anything")  # remote data is always a store
-    assert not is_store(corpus_dir)
-    assert not is_store(tmp_path / "missing")
-
-
 def test_file_url_is_a_local_path(small_store, corpus_dir, tmp_path):
     opened = TokenStore.open(f"file://{small_store.path}")
     assert opened.path == str(small_store.path)
@@ -353,7 +323,9 @@ def test_file_url_is_a_local_path(small_store, corpus_dir, tmp_path):
         opened.read("test", slice(None)), small_store.read("test", slice(None))
     )
     built = build_store(
-        f"file://{tmp_path / 'f.zarr'}", open_corpus(corpus_dir), vocab_size=12, max_len=4
+        f"file://{tmp_path / 'f.zarr'}",
+        open_corpus(corpus_dir),
+        StoreSpec(vocab_size=12, max_len=4),
     )
     assert built.path == str(tmp_path / "f.zarr") and (tmp_path / "f.zarr").is_dir()
 
@@ -368,8 +340,7 @@ def test_unwritable_store_path(tmp_path, corpus_dir, depth):
         build_store(
             target,
             open_corpus(corpus_dir),
-            vocab_size=12,
-            max_len=4,
+            StoreSpec(vocab_size=12, max_len=4),
             progress=lambda *a: calls.append(a),
         )
     assert isinstance(info.value, OSError)
@@ -382,7 +353,7 @@ def test_unwritable_store_path(tmp_path, corpus_dir, depth):
 
 def test_missing_parent_folders_are_created(tmp_path, corpus_dir):
     target = tmp_path / "new" / "deeper" / "s.zarr"
-    store = build_store(target, open_corpus(corpus_dir), vocab_size=12, max_len=4)
+    store = build_store(target, open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=4))
     assert store.num_rows("train") == 37
 
 
@@ -390,76 +361,9 @@ def test_missing_parent_folders_are_created(tmp_path, corpus_dir):
 # resolve_store: from what a user passes to an opened store
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("TEXTVAE_CACHE", str(folder))
-    return folder
-
-
-def test_default_store_path(cache, corpus_dir, monkeypatch):
-    path = default_store_path(corpus_dir, 12, 16)
-    assert path.parent == cache / "stores"
-    assert path.name.startswith("corpus-") and path.name.endswith("-v12-l16.zarr")
-    assert default_store_path(str(corpus_dir), 12, 16) == path  # str or Path, same store
-    assert default_store_path(corpus_dir, 13, 16) != path
-    assert default_store_path(corpus_dir.parent / "other", 12, 16) != path
-    monkeypatch.delenv("TEXTVAE_CACHE")
-    assert default_store_path(corpus_dir, 12, 16).parent == Path.home() / ".cache/textvae/stores"
-
-
-def test_resolve_store_opens_a_store(small_store, cache):
-    logs = []
-    store = resolve_store(small_store.path, vocab_size=12, max_len=16, log=logs.append)
-    assert store.path == small_store.path
-    assert not cache.exists(), "an existing store is opened, nothing is ingested"
-    with pytest.raises(StoreMismatchError, match="max_len=16"):
-        resolve_store(small_store.path, vocab_size=12, max_len=8)
-
-
-def test_resolve_store_ingests_once_then_reuses(corpus_dir, cache):
-    logs, stages = [], []
-    first = resolve_store(
-        corpus_dir,
-        vocab_size=12,
-        max_len=16,
-        log=logs.append,
-        progress=lambda stage, n: stages.append(stage),
-    )
-    assert Path(first.path) == default_store_path(corpus_dir, 12, 16)
-    assert "ingesting" in logs[-1] and {"vocab", "train", "test"} <= set(stages)
-    expected = build_store(
-        cache / "ref.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16
-    ).read("test", slice(None))
-    np.testing.assert_array_equal(first.read("test", slice(None)), expected)
-    logs.clear()
-    again = resolve_store(corpus_dir, vocab_size=12, max_len=16, log=logs.append)
-    assert again.path == first.path and logs[-1].startswith("using the store")
-
-
-def test_resolve_store_rebuilds_an_interrupted_build(corpus_dir, tmp_path, cache):
-    target = tmp_path / "explicit.zarr"
-    store = resolve_store(corpus_dir, vocab_size=12, max_len=16, store_path=target, log=print)
-    group = zarr.open_group(store.path, mode="r+")
-    group.attrs["textvae"] = {**group.attrs["textvae"], "complete": False}
-    logs = []
-    rebuilt = resolve_store(
-        corpus_dir, vocab_size=12, max_len=16, store_path=target, log=logs.append
-    )
-    assert "interrupted build" in logs[0] and "ingesting" in logs[1]
-    assert rebuilt.num_rows("train") == 37
-    assert not cache.exists(), "store_path replaces the cache folder"
-
-
-def test_resolve_store_without_data_finds_imdb(corpus_dir, cache, monkeypatch):
-    monkeypatch.setenv("TEXTVAE_IMDB", str(corpus_dir))
-    store = resolve_store(None, vocab_size=12, max_len=16, log=lambda line: None)
-    assert Path(store.path) == default_store_path(corpus_dir, 12, 16)
-    assert store.num_rows("test") == 11
-
-
-def test_resolve_store_refuses_storage_options_without_url(corpus_dir, small_store, cache):
-    for data in (corpus_dir, small_store.path):
-        with pytest.raises(ValueError, match="storage_options apply to a URL store"):
-            resolve_store(data, vocab_size=12, max_len=16, storage_options={"anon": True})
-    assert not cache.exists()
+def test_token_strings_and_the_deprecated_tokens(small_store):
+    strings = small_store.token_strings
+    assert len(strings) == small_store.vocab_size and strings[:3] == ("<pad>", "<start>", "<oov>")
+    assert tuple(small_store.vocab) == strings
+    with pytest.warns(TextVAEDeprecationWarning, match=r"TokenStore\.token_strings"):
+        assert small_store.tokens == strings

@@ -20,9 +20,8 @@ import numpy as np
 import pytest
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
-from textvae.data.corpus import open_corpus
+from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
 from textvae.data.lock import LockOwner, StoreLock, lock_path
-from textvae.data.store import TokenStore, build_store
 from textvae.errors import (
     IncompleteStoreError,
     StoreExistsError,
@@ -41,8 +40,7 @@ BUILDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
+    from textvae.data import build_store, open_corpus
 
     corpus, store, started, go = sys.argv[1:5]
 
@@ -140,7 +138,7 @@ def test_lock_of_another_host_is_never_taken(tmp_path, corpus_dir):
     record = {"pid": 1, "host": "elsewhere.example", "started": "2026-01-01T00:00:00+00:00"}
     lock.write_text(json.dumps(record))
     with pytest.raises(StoreLockedError) as exc:
-        build_store(store, open_corpus(corpus_dir), vocab_size=12, max_len=16)
+        build_store(store, open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16))
     assert isinstance(exc.value, BlockingIOError) and isinstance(exc.value, TextVAEError)
     message = str(exc.value)
     assert "pid 1 on elsewhere.example, started 2026-01-01T00:00:00+00:00" in message
@@ -152,13 +150,13 @@ def test_foreign_lock_file_is_refused(tmp_path, corpus_dir):
     store = tmp_path / "s.zarr"
     Path(lock_path(str(store))).write_text("not json")
     with pytest.raises(StoreLockedError, match="is not a textvae lock"):
-        build_store(store, open_corpus(corpus_dir), vocab_size=12, max_len=16)
+        build_store(store, open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16))
 
 
 def test_lock_is_released_however_the_build_ends(tmp_path, corpus_dir, small_store):
     lock = Path(lock_path(small_store.path))
     with pytest.raises(StoreExistsError):
-        build_store(small_store.path, open_corpus(corpus_dir), vocab_size=12, max_len=16)
+        build_store(small_store.path, open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16))
     assert not lock.exists()
 
     def interrupt(stage: str, count: int) -> None:
@@ -167,7 +165,9 @@ def test_lock_is_released_however_the_build_ends(tmp_path, corpus_dir, small_sto
 
     store = tmp_path / "cut.zarr"
     with pytest.raises(KeyboardInterrupt):
-        build_store(store, open_corpus(corpus_dir), vocab_size=12, max_len=16, progress=interrupt)
+        build_store(
+            store, open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16), progress=interrupt
+        )
     assert not Path(lock_path(str(store))).exists() and not store.exists()
 
 
@@ -231,7 +231,7 @@ def test_disk_full_during_ingest(tmp_path, wordy_corpus):
 
 
 def test_resolve_store_names_the_build_in_progress(tmp_path, corpus_dir):
-    from textvae.data.store import resolve_store
+    from textvae.data import resolve_store
 
     store = tmp_path / "cached.zarr"
     proc, go = _start_builder(corpus_dir, store, tmp_path)

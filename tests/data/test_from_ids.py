@@ -3,7 +3,6 @@ no/binary/class labels, any split names, ids beyond uint16, and format-1 stores 
 
 from __future__ import annotations
 
-import collections
 import tempfile
 from pathlib import Path
 
@@ -14,15 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import textvae
-from textvae.cli import ingest_main
-from textvae.data.corpus import open_corpus
-from textvae.data.sources import ID_TOKEN, build_store_from_ids, build_store_from_texts
-from textvae.data.store import FORMAT, TokenStore, build_store
-from textvae.data.verify import verify_store
-from textvae.data.vocab import tokenize
-from textvae.errors import InvalidArgumentError, StoreFormatError, TextVAEError
+from textvae.data import (
+    StoreSpec,
+    TokenStore,
+    build_store,
+    build_store_from_ids,
+    open_corpus,
+    verify_store,
+)
+from textvae.data.format import FORMAT
+from textvae.data.from_ids import ID_TOKEN
+from textvae.errors import InvalidArgumentError, StoreFormatError
 from textvae.kernels import onehot
-from textvae.testing import random_reviews, write_jsonl
 
 PADDINGS = ["pre", "post"]
 
@@ -67,12 +69,10 @@ def test_ragged_ids_round_trip_as_pad_sequences(
         store = build_store_from_ids(
             Path(tmp) / "s.zarr",
             {"train": rows},
-            vocab_size=50,
-            max_len=max_len,
+            StoreSpec(
+                vocab_size=50, max_len=max_len, padding=padding, truncating=truncating, chunk_rows=4
+            ),
             pad_id=pad_id,
-            padding=padding,
-            truncating=truncating,
-            chunk_rows=4,
         )
         np.testing.assert_array_equal(
             store.read("train", slice(None)),
@@ -104,11 +104,7 @@ def test_2d_array_ids_streamed_as_pad_sequences(tmp_path, rng, padding, truncati
     store = build_store_from_ids(
         tmp_path / "t.zarr",
         {"train": table, "test": array[:5]},
-        vocab_size=300,
-        max_len=6,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=4,
+        StoreSpec(vocab_size=300, max_len=6, padding=padding, truncating=truncating, chunk_rows=4),
     )
     np.testing.assert_array_equal(
         store.read("train", slice(None)), pad_sequences(array, 6, padding, truncating)
@@ -119,11 +115,7 @@ def test_2d_array_ids_streamed_as_pad_sequences(tmp_path, rng, padding, truncati
     again = build_store_from_ids(
         tmp_path / "r.zarr",
         {"train": [list(r) for r in array]},
-        vocab_size=300,
-        max_len=6,
-        padding=padding,
-        truncating=truncating,
-        chunk_rows=4,
+        StoreSpec(vocab_size=300, max_len=6, padding=padding, truncating=truncating, chunk_rows=4),
     )
     np.testing.assert_array_equal(
         again.read("train", slice(None)), store.read("train", slice(0, 23))
@@ -136,11 +128,9 @@ def test_ids_from_generators_and_tokens(tmp_path, rng):
     store = build_store_from_ids(
         tmp_path / "g.zarr",
         {"train": (r for r in rows), "validation": lambda: iter(rows[:3])},
-        vocab_size=40,
-        max_len=8,
+        StoreSpec(vocab_size=40, max_len=8, chunk_rows=7),
         labels={"train": (int(len(r) % 2) for r in rows)},
         tokens=tokens,
-        chunk_rows=7,
     )
     assert store.splits == ("train", "validation")
     np.testing.assert_array_equal(
@@ -148,18 +138,17 @@ def test_ids_from_generators_and_tokens(tmp_path, rng):
     )
     np.testing.assert_array_equal(store.labels("train"), [len(r) % 2 for r in rows])
     np.testing.assert_array_equal(store.labels("validation"), [-1, -1, -1])  # left out: unlabelled
-    assert store.tokens == tuple(tokens) and store.num_classes == 2
+    assert store.token_strings == tuple(tokens) and store.num_classes == 2
     # A token -> id mapping (a Hugging Face tokenizer's get_vocab()) fills the gaps with
     # placeholders.
     mapped = build_store_from_ids(
         tmp_path / "m.zarr",
         {"train": rows},
-        vocab_size=40,
-        max_len=8,
+        StoreSpec(vocab_size=40, max_len=8),
         tokens={"[PAD]": 0, "hello": 5},
     )
-    assert mapped.tokens[0] == "[PAD]" and mapped.tokens[5] == "hello"
-    assert mapped.tokens[6] == ID_TOKEN.format(id=6)
+    assert mapped.token_strings[0] == "[PAD]" and mapped.token_strings[5] == "hello"
+    assert mapped.token_strings[6] == ID_TOKEN.format(id=6)
 
 
 def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
@@ -167,7 +156,9 @@ def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
 
     rows = [[69_999, 65_536, 3], [65_535, 66_000, 0, 1], [68_123]]
     store = build_store_from_ids(
-        tmp_path / "big.zarr", {"train": rows}, vocab_size=70_000, max_len=4, chunk_rows=2
+        tmp_path / "big.zarr",
+        {"train": rows},
+        StoreSpec(vocab_size=70_000, max_len=4, chunk_rows=2),
     )
     ids = store.read("train", slice(None))
     assert ids.dtype == np.uint32 and store.token_dtype == np.uint32
@@ -190,7 +181,7 @@ def test_ids_above_65535_are_uint32_and_read_by_kernel_and_sequence(tmp_path):
 
 def test_store_without_labels(tmp_path, rng):
     store = build_store_from_ids(
-        tmp_path / "n.zarr", {"train": ragged(rng, 5, 20)}, vocab_size=20, max_len=4
+        tmp_path / "n.zarr", {"train": ragged(rng, 5, 20)}, StoreSpec(vocab_size=20, max_len=4)
     )
     assert store.num_classes is None and not store.has_labels
     assert store.attrs["num_classes"] is None and store.attrs["format"] == FORMAT == 2
@@ -210,11 +201,9 @@ def test_class_labels(tmp_path, rng, num_classes, dtype):
     store = build_store_from_ids(
         tmp_path / "c.zarr",
         {"train": ragged(rng, n, 20), "test": ragged(rng, 3, 20)},
-        vocab_size=20,
-        max_len=4,
+        StoreSpec(vocab_size=20, max_len=4, chunk_rows=4),
         labels={"train": labels, "test": [classes - 1, 0, 1]},
         num_classes=num_classes,
-        chunk_rows=4,
     )
     assert store.num_classes == classes and store.has_labels
     got = store.labels("train")
@@ -226,73 +215,6 @@ def test_class_labels(tmp_path, rng, num_classes, dtype):
 
 # --------------------------------------------------------------------------------------------
 # Texts with a tokenizer of the user's
-
-
-def reference_store(texts, tokenizer, vocab_size, max_len):
-    """The obvious encoding: vocabulary from the first split's counts, [1] + ids, pre/pre."""
-    first = next(iter(texts.values()))
-    counts = collections.Counter(t for text in first for t in tokenizer(text))
-    ranked = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - 3]
-    ids_of = {w: i + 3 for i, w in enumerate(ranked)}
-    return {
-        split: pad_sequences(
-            [[1] + [ids_of.get(t, 2) for t in tokenizer(text)] for text in rows],
-            max_len,
-            "pre",
-            "pre",
-        )
-        for split, rows in texts.items()
-    }
-
-
-def shouting(text: str) -> list[str]:
-    """A tokenizer unlike the built-in one: case kept, split on spaces only."""
-    return text.split()
-
-
-def test_texts_with_a_custom_tokenizer(tmp_path, rng):
-    reviews = [text.replace("a", "A", 1) for text, _ in random_reviews(rng, 25)]
-    # "sup" is not named train: the vocabulary comes from the first split.
-    texts = {"sup": reviews[:20], "held-out.v2": reviews[20:]}
-    store = build_store_from_texts(
-        tmp_path / "x.zarr",
-        texts,
-        vocab_size=12,
-        max_len=10,
-        tokenizer=shouting,
-        labels={"sup": [i % 4 for i in range(20)]},
-        num_classes=4,
-        chunk_rows=6,
-    )
-    expected = reference_store(texts, shouting, 12, 10)
-    for split in texts:
-        np.testing.assert_array_equal(store.read(split, slice(None)), expected[split])
-    assert store.vocab.index() == {t: i for i, t in enumerate(store.tokens) if i >= 3}
-    np.testing.assert_array_equal(store.labels("held-out.v2"), [-1] * 5)
-    assert store.num_classes == 4 and store.start_id == 1 and store.oov_id == 2
-    # The built-in tokenizer stays the default, and differs here ("A" is lowercased).
-    default = build_store_from_texts(tmp_path / "d.zarr", texts, vocab_size=12, max_len=10)
-    np.testing.assert_array_equal(
-        default.read("sup", slice(None)), reference_store(texts, tokenize, 12, 10)["sup"]
-    )
-    assert not default.has_labels
-
-
-def test_ingest_cli_takes_a_tokenizer(tmp_path, rng, capsys):
-    corpus = tmp_path / "c.jsonl"
-    write_jsonl(corpus, random_reviews(rng, 15))
-    argv = [str(corpus), str(tmp_path / "cli.zarr"), "--vocab", "12", "--max-len", "8"]
-    assert ingest_main([*argv, "--quiet", "--tokenizer", "builtins:str.split"]) == 0
-    store = TokenStore.open(tmp_path / "cli.zarr")
-    texts = {"train": [text for text, _ in open_corpus(corpus).reviews("train")]}
-    np.testing.assert_array_equal(
-        store.read("train", slice(None)), reference_store(texts, shouting, 12, 8)["train"]
-    )
-    capsys.readouterr()
-    assert ingest_main([*argv, "--overwrite", "--tokenizer", "no_such_module:f"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "cannot import the module of tokenizer='no_such_module:f'" in err
-    assert len(err.splitlines()) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +231,9 @@ def as_format_1(store: TokenStore) -> None:
 
 
 def test_format_1_store_still_reads(tmp_path, corpus_dir):
-    built = build_store(tmp_path / "f1.zarr", open_corpus(corpus_dir), vocab_size=12, max_len=16)
+    built = build_store(
+        tmp_path / "f1.zarr", open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16)
+    )
     assert built.format == 2 and built.num_classes == 2
     tokens, labels = built.read("test", slice(None)), built.labels("test")
     as_format_1(built)
@@ -324,7 +248,7 @@ def test_format_1_store_still_reads(tmp_path, corpus_dir):
 
 def test_unknown_format_and_bad_num_classes_refused(tmp_path, rng):
     store = build_store_from_ids(
-        tmp_path / "s.zarr", {"train": ragged(rng, 4, 9)}, vocab_size=9, max_len=3
+        tmp_path / "s.zarr", {"train": ragged(rng, 4, 9)}, StoreSpec(vocab_size=9, max_len=3)
     )
     group = zarr.open_group(store.path, mode="r+")
     meta = dict(group.attrs["textvae"])
@@ -343,10 +267,12 @@ def test_unknown_format_and_bad_num_classes_refused(tmp_path, rng):
 
 
 def test_vocab_of_an_id_store_is_a_clear_error(tmp_path):
-    store = build_store_from_ids(tmp_path / "v.zarr", {"train": [[4]]}, vocab_size=9, max_len=2)
-    with pytest.raises(InvalidArgumentError, match=r"built from token ids.*store\.tokens"):
+    store = build_store_from_ids(
+        tmp_path / "v.zarr", {"train": [[4]]}, StoreSpec(vocab_size=9, max_len=2)
+    )
+    with pytest.raises(InvalidArgumentError, match=r"built from token ids.*store\.token_strings"):
         _ = store.vocab
-    assert store.tokens == tuple(ID_TOKEN.format(id=i) for i in range(9))
+    assert store.token_strings == tuple(ID_TOKEN.format(id=i) for i in range(9))
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,10 +339,10 @@ ID_CASES = {
 @pytest.mark.parametrize("case", ID_CASES, ids=list(ID_CASES))
 def test_bad_ids_input_one_clear_error(tmp_path, case):
     changes, message = ID_CASES[case]
-    kwargs = {"ids": {"train": ROWS}, "vocab_size": 10, "max_len": 3} | changes
+    kwargs = {"ids": {"train": ROWS}} | changes
     path = tmp_path / "bad.zarr"
     with pytest.raises(InvalidArgumentError, match=message):
-        build_store_from_ids(path, chunk_rows=1, **kwargs)
+        build_store_from_ids(path, spec=StoreSpec(vocab_size=10, max_len=3, chunk_rows=1), **kwargs)
     assert not path.exists()  # a failed build leaves nothing behind
 
 
@@ -424,81 +350,27 @@ def test_late_bad_row_removes_the_partial_store(tmp_path):
     rows = [[1, 2]] * 50 + [[1, 99]]
     path = tmp_path / "late.zarr"
     with pytest.raises(InvalidArgumentError, match="row 50: id 99"):
-        build_store_from_ids(path, {"train": rows}, vocab_size=10, max_len=3, chunk_rows=8)
+        build_store_from_ids(
+            path, {"train": rows}, StoreSpec(vocab_size=10, max_len=3, chunk_rows=8)
+        )
     assert not path.exists()
 
 
-TEXT_CASES = {
-    "not-a-str": (dict(texts={"train": ["ok", b"bytes"]}), "row 1 is a bytes, not a str: decode"),
-    "iterator-vocab-split": (
-        dict(texts={"train": iter(["a b"])}),
-        "are an iterator, which can be read once",
-    ),
-    "tokenizer-not-callable": (dict(tokenizer="split"), "`tokenizer` must be a callable"),
-    "tokenizer-gives-ids": (
-        dict(tokenizer=lambda text: [1, 2]),
-        "must return a list of str tokens.*build_store_from_ids",
-    ),
-    "label-out-of-range": (
-        dict(labels={"train": [0, 5]}, num_classes=5),
-        "row 1: 5 is not in \\[0, num_classes=5\\)",
-    ),
-    "labels-long": (dict(labels={"train": [0, 1, 1]}), "has 2 rows of texts but 3 labels"),
-    "split-name": (dict(texts={"x/y": ["a"]}), "split name 'x/y' cannot be stored"),
-}
-
-
-@pytest.mark.parametrize("case", TEXT_CASES, ids=list(TEXT_CASES))
-def test_bad_texts_input_one_clear_error(tmp_path, case):
-    changes, message = TEXT_CASES[case]
-    kwargs = {"texts": {"train": ["a b", "b c"]}, "vocab_size": 10, "max_len": 3} | changes
-    path = tmp_path / "bad.zarr"
-    with pytest.raises(InvalidArgumentError, match=message) as info:
-        build_store_from_texts(path, **kwargs)
-    assert isinstance(info.value, (TextVAEError, ValueError))
-    assert not path.exists()
-
-
-def test_public_names():
-    assert textvae.build_store_from_ids is build_store_from_ids
-    assert textvae.build_store_from_texts is build_store_from_texts
+def test_the_top_level_names_build_stores(tmp_path):
+    # What a user of `import textvae` runs: both functions build a store that reads back.
+    spec = StoreSpec(vocab_size=10, max_len=3)
+    ids = textvae.build_store_from_ids(tmp_path / "ids.zarr", {"train": ROWS}, spec)
+    assert ids.read("train", slice(None)).tolist() == [[0, 3, 4], [0, 0, 5]]
+    texts = textvae.build_store_from_texts(tmp_path / "texts.zarr", {"train": ["a b", "b"]}, spec)
+    assert texts.vocab.decode(texts.read("train", [0])[0]) == ["a", "b"]
     assert {"build_store_from_ids", "build_store_from_texts"} <= set(textvae.__all__)
 
 
 def test_readme_example_runs_as_written(tmp_path, monkeypatch):
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Stores from your own data", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Stores from your own data)", "exec"), {})
     assert TokenStore.open(tmp_path / "my_ids.zarr").num_classes == 3
     assert TokenStore.open(tmp_path / "my_texts.zarr").splits == ("train", "test")
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("str.split", "must name a function as module:function"),
-        ("builtins:", "must name a function as module:function"),
-        ("no_such_module_xyz:f", "cannot import the module of tokenizer='no_such_module_xyz:f'"),
-        ("builtins:str.no_such", "has no attribute 'no_such'"),
-        ("math:pi", "`tokenizer` must be a callable"),
-    ],
-)
-def test_load_tokenizer_errors(spec, message):
-    from textvae.data.vocab import load_tokenizer
-
-    with pytest.raises(InvalidArgumentError, match=message):
-        load_tokenizer(spec)
-
-
-def test_keras_npz_corpus_refuses_a_tokenizer(tmp_path):
-    from textvae.data.corpus import KerasImdbCorpus
-    from textvae.errors import CorpusError
-
-    x = np.empty(1, dtype=object)
-    x[0] = [1, 2]
-    np.savez(tmp_path / "imdb.npz", x_train=x, y_train=np.array([1]))
-    (tmp_path / "imdb_word_index.json").write_text('{"the": 1, "a": 2}')
-    with pytest.raises(CorpusError, match="already tokenised"):
-        KerasImdbCorpus(tmp_path / "imdb.npz").with_tokenizer(str.split)

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import collections
 import csv
 import gzip
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from textvae.data.corpus import (
-    AclImdbCorpus,
-    CsvCorpus,
-    JsonlCorpus,
-    KerasImdbCorpus,
-    download_keras_imdb,
-    find_imdb,
-    open_corpus,
-)
-from textvae.data.vocab import OOV_ID, RESERVED, Vocabulary, tokenize
-from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError
+from textvae.data.corpus import AclImdbCorpus, CsvCorpus, JsonlCorpus, find_imdb, open_corpus
+from textvae.data.vocab import OOV_ID, tokenize
+from textvae.errors import CorpusError, CorpusNotFoundError
 from textvae.progress import VOCAB_STAGE
 
 TRAIN = [
@@ -73,37 +62,6 @@ def write_acl(root: Path, splits) -> Path:
     (root / "train" / "unsup").mkdir()
     (root / "train" / "unsup" / "0_0.txt").write_text("unlabelled, ignored", "utf-8")
     return root
-
-
-def object_array(seqs) -> np.ndarray:
-    out = np.empty(len(seqs), dtype=object)
-    for i, s in enumerate(seqs):
-        out[i] = list(s)
-    return out
-
-
-WORD_INDEX = {"the": 1, "and": 2, "a": 3, "of": 4, "film": 5, "good": 6, "bad": 7}
-X_TRAIN = [[1, 5, 6], [3, 7, 5, 7], [2, 4, 1, 6, 6]]  # raw ranks, as in Keras' imdb.npz
-X_TEST = [[7, 7, 1], [6]]
-
-
-def write_keras(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "imdb.npz",
-        x_train=object_array(X_TRAIN),
-        y_train=np.array([1, 0, 1], dtype=np.int64),
-        x_test=object_array(X_TEST),
-        y_test=np.array([0, 1], dtype=np.int64),
-    )
-    (folder / "imdb_word_index.json").write_text(json.dumps(WORD_INDEX), "utf-8")
-    return folder / "imdb.npz"
-
-
-def keras_load_data_reference(xs, num_words, start_char=1, oov_char=2, index_from=3):
-    """The id mapping of keras.datasets.imdb.load_data (Keras 3.15), without the shuffle."""
-    xs = [[start_char] + [w + index_from for w in x] for x in xs]
-    return [[w if w < num_words else oov_char for w in x] for x in xs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,42 +127,6 @@ def test_acl_imdb_folder_order_and_labels(tmp_path):
         assert list(corpus.reviews("test")) == TEST
 
 
-def test_keras_npz_reader(tmp_path):
-    npz = write_keras(tmp_path / "keras")
-    for source in (npz, tmp_path / "keras"):
-        corpus = open_corpus(source)
-        assert isinstance(corpus, KerasImdbCorpus)
-        assert corpus.splits == ("train", "test")
-    vocab = corpus.vocabulary(7)
-    assert vocab.tokens == (*RESERVED, "<unused:3>", "the", "and", "a")
-    for split, xs, ys in (("train", X_TRAIN, [1, 0, 1]), ("test", X_TEST, [0, 1])):
-        got = list(corpus.encoded(split, vocab))
-        assert [ids for ids, _ in got] == keras_load_data_reference(xs, num_words=7)
-        assert [label for _, label in got] == ys
-        assert all(max(ids) < 7 for ids, _ in got)
-    assert next(corpus.reviews("train")) == ("the film good", 1)
-    calls = []
-    assert corpus.count_words(progress=lambda *call: calls.append(call))["film"] == 2
-    assert calls == [(VOCAB_STAGE, len(X_TRAIN))]
-    corpus.vocabulary(7, progress=lambda *call: calls.append(call))
-    assert calls[-1] == (VOCAB_STAGE, 0)  # Keras' own vocabulary: nothing to count
-
-
-def test_keras_reader_rejects_a_text_vocabulary(tmp_path):
-    corpus = open_corpus(write_keras(tmp_path))
-    with pytest.raises(CorpusError, match="not Keras'"):
-        next(corpus.encoded("train", Vocabulary.from_counts({"zzz": 9, "film": 1}, 10)))
-
-
-def test_keras_npz_refuses_other_pickled_objects(tmp_path):
-    npz = write_keras(tmp_path)
-    np.savez(
-        npz, x_train=np.array([collections.OrderedDict()], dtype=object), y_train=np.array([1])
-    )
-    with pytest.raises(CorpusError, match=r"imdb\.npz: cannot read x_train"):
-        list(open_corpus(npz).encoded("train", Vocabulary.from_word_index(WORD_INDEX, 10)))
-
-
 # --------------------------------------------------------------------------------------------
 # Counting, vocabulary from train only, encoding
 
@@ -250,13 +172,6 @@ def test_missing_path(tmp_path):
         open_corpus(missing)
     with pytest.raises(FileNotFoundError):
         open_corpus(missing)
-
-
-def test_keras_npz_without_word_index(tmp_path):
-    npz = write_keras(tmp_path)
-    (tmp_path / "imdb_word_index.json").unlink()
-    with pytest.raises(CorpusNotFoundError, match=r"imdb_word_index\.json does not exist"):
-        open_corpus(npz)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "acl"])
@@ -390,7 +305,11 @@ def test_find_imdb_order(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert find_imdb() is None
-    npz = write_keras(tmp_path / "kh" / "datasets")
+    npz = tmp_path / "kh" / "datasets" / "imdb.npz"  # found by its name and its word index
+    npz.parent.mkdir(parents=True)
+    npz.touch()
+    assert find_imdb() is None  # no imdb_word_index.json beside it yet
+    npz.with_name("imdb_word_index.json").touch()
     assert find_imdb() == npz
     (tmp_path / "shared" / "data" / "imdb").mkdir(parents=True)
     assert find_imdb() == (tmp_path / "shared" / "data" / "imdb").resolve()
@@ -415,39 +334,60 @@ def test_find_imdb_relative_to_root(tmp_path, monkeypatch):
     assert find_imdb(root=repo) == inside.resolve()  # the repository's own copy first
 
 
-def test_download_offline_raises_dataset_unavailable(monkeypatch, tmp_path):
-    def get_file(**kwargs):
-        raise Exception("URL fetch failure on https://...: None -- [Errno -3]\nTemporary failure")
-
-    fake = types.ModuleType("keras")
-    fake.utils = types.SimpleNamespace(get_file=get_file)
-    monkeypatch.setitem(sys.modules, "keras", fake)
-    with pytest.raises(
-        DatasetUnavailableError, match=r"URL fetch failure.*TEXTVAE_IMDB.*--data"
-    ) as info:
-        download_keras_imdb(tmp_path)
-    assert "\n" not in str(info.value)
-
-
-def test_download_returns_npz_path(monkeypatch, tmp_path):
-    calls = []
-
-    def get_file(fname, origin, file_hash, cache_dir=None):
-        calls.append((fname, origin, file_hash, cache_dir))
-        return str(tmp_path / "datasets" / fname)
-
-    fake = types.ModuleType("keras")
-    fake.utils = types.SimpleNamespace(get_file=get_file)
-    monkeypatch.setitem(sys.modules, "keras", fake)
-    assert download_keras_imdb(tmp_path) == tmp_path / "datasets" / "imdb.npz"
-    assert [c[0] for c in calls] == ["imdb.npz", "imdb_word_index.json"]
-    assert calls[1][2] == "bfafd718b763782e994055a2d397834f"
-    assert all(c[3] == str(tmp_path) for c in calls)
-
-
 def test_import_does_not_load_tensorflow():
     code = (
-        "import sys, textvae.data.corpus; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+        "import sys, textvae.data.corpus, textvae.data.keras_imdb; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- whether parallel ingest workers may tokenise a corpus: the corpus's own answer ----------
+class _OwnReviews(JsonlCorpus):
+    """Reads its texts its own way, counts and encodes them as every corpus does."""
+
+    def _reviews(self, split):
+        for text, label in super()._reviews(split):
+            yield text.upper(), label
+
+
+class _OwnEncoding(JsonlCorpus):
+    def encoded(self, split, vocab):
+        for ids, label in super().encoded(split, vocab):
+            yield ids[::-1], label
+
+
+class _OwnCounting(_OwnReviews):
+    def count_words(self, split="train", progress=None):
+        return super().count_words(split, progress)
+
+
+class _OwnEncodingBelow(_OwnEncoding):
+    """Inherits an encoding workers do not know: still refused."""
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda root: open_corpus(root), True),
+        (lambda root: _OwnReviews.from_path(root), True),  # only the reading differs
+        (lambda root: open_corpus(root).with_tokenizer(str.split), False),
+        (lambda root: _OwnEncoding.from_path(root), False),
+        (lambda root: _OwnCounting.from_path(root), False),
+        (lambda root: _OwnEncodingBelow.from_path(root), False),
+    ],
+    ids=["jsonl", "own-reviews", "own-tokenizer", "own-encoded", "own-count", "inherited"],
+)
+def test_a_corpus_says_whether_workers_may_tokenise_it(tmp_path, make, expected):
+    (tmp_path / "c").mkdir()
+    write_jsonl(tmp_path / "c" / "x_train.jsonl", TRAIN)
+    corpus = make(tmp_path / "c")
+    assert corpus.tokenizes_in_workers() is expected
+    assert corpus.encodes_raw_in_workers() is False  # raw records: Keras' imdb.npz only
+
+
+def test_aclimdb_and_csv_corpora_tokenise_in_workers(tmp_path):
+    acl = open_corpus(write_acl(tmp_path / "acl", {"train": TRAIN}))
+    csv_corpus = open_corpus(write_csv(tmp_path / "x_train.csv", TRAIN))
+    assert acl.tokenizes_in_workers() and csv_corpus.tokenizes_in_workers()

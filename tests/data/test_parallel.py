@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
 import multiprocessing
@@ -17,15 +18,14 @@ import numpy as np
 import pytest
 
 from textvae.cli import EXIT_USER_ERROR, ingest_config_from_args, ingest_main
-from textvae.data import parallel_ingest
-from textvae.data.corpus import JsonlCorpus, open_corpus
-from textvae.data.store import TokenStore, build_store
+from textvae.data import StoreSpec, TokenStore, build_store, open_corpus, parallel
+from textvae.data.corpus import JsonlCorpus
 from textvae.errors import CorpusError, InvalidArgumentError
 from textvae.testing import random_reviews, write_jsonl
 
 # Two rows a chunk: 37 training rows make 19 chunks of tokens and, at 32 rows a chunk of labels
 # and lengths, two of those, so every array has several chunks and a partial last one.
-SIZES = {"vocab_size": 12, "max_len": 9, "chunk_rows": 2}
+SPEC = StoreSpec(vocab_size=12, max_len=9, chunk_rows=2)
 
 
 def store_files(path: Path) -> dict[str, bytes]:
@@ -101,8 +101,8 @@ def splits(rng) -> dict[str, list[tuple[str, int]]]:
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_two_workers_write_the_same_bytes_as_one(tmp_path, splits, fmt):
     corpus = open_corpus(FORMATS[fmt](tmp_path / fmt, splits))
-    one = build_store(tmp_path / "one.zarr", corpus, workers=1, **SIZES)
-    two = build_store(tmp_path / "two.zarr", corpus, workers=2, **SIZES)
+    one = build_store(tmp_path / "one.zarr", corpus, workers=1, spec=SPEC)
+    two = build_store(tmp_path / "two.zarr", corpus, workers=2, spec=SPEC)
     assert two.num_rows("train") == 37 and two.num_rows("test") == 11
     assert_same_bytes(Path(one.path), Path(two.path))
     assert no_worker_left()
@@ -110,9 +110,9 @@ def test_two_workers_write_the_same_bytes_as_one(tmp_path, splits, fmt):
 
 def test_same_bytes_with_other_padding_and_more_workers(tmp_path, corpus_dir):
     corpus = open_corpus(corpus_dir)
-    kwargs = {**SIZES, "padding": "post", "truncating": "post", "max_len": 5}
-    one = build_store(tmp_path / "one.zarr", corpus, workers=1, **kwargs)
-    three = build_store(tmp_path / "three.zarr", corpus, workers=3, **kwargs)
+    spec = dataclasses.replace(SPEC, padding="post", truncating="post", max_len=5)
+    one = build_store(tmp_path / "one.zarr", corpus, spec, workers=1)
+    three = build_store(tmp_path / "three.zarr", corpus, spec, workers=3)
     assert_same_bytes(Path(one.path), Path(three.path))
 
 
@@ -125,7 +125,7 @@ def test_progress_reports_the_same_stages_and_totals(tmp_path, corpus_dir):
             corpus,
             workers=workers,
             progress=lambda stage, n, seen=seen: seen.append((stage, n)),
-            **SIZES,
+            spec=SPEC,
         )
     for seen in calls.values():
         for stage in ("vocab", "train", "test"):
@@ -156,12 +156,12 @@ class _TrappedCorpus(JsonlCorpus):
 
 def test_a_workers_error_is_raised_as_in_one_process_and_nothing_is_left(tmp_path, corpus_dir):
     corpus = _TrappedCorpus.from_path(corpus_dir)
-    assert parallel_ingest.tokenizes_in_workers(corpus)  # the trap fires in a worker
+    assert corpus.tokenizes_in_workers()  # the trap fires in a worker
     errors = {}
     for workers in (1, 2):
         target = tmp_path / f"{workers}.zarr"
         with pytest.raises(CorpusError) as err:
-            build_store(target, corpus, workers=workers, **SIZES)
+            build_store(target, corpus, workers=workers, spec=SPEC)
         errors[workers] = str(err.value)
         assert not target.exists()
         assert not Path(f"{target}.lock").exists()
@@ -193,7 +193,7 @@ def test_ctrl_c_stops_the_workers_and_removes_the_store(tmp_path, corpus_dir):
 
     target = tmp_path / "s.zarr"
     with pytest.raises(KeyboardInterrupt):
-        build_store(target, open_corpus(corpus_dir), workers=2, progress=interrupt, **SIZES)
+        build_store(target, open_corpus(corpus_dir), workers=2, progress=interrupt, spec=SPEC)
     assert not target.exists() and not Path(f"{target}.lock").exists()
     assert no_worker_left()
 
@@ -205,20 +205,20 @@ def test_a_corpus_workers_cannot_tokenize_is_encoded_by_the_parent(tmp_path, cor
                 yield ids[::-1], 1 - label
 
     corpus = Upper.from_path(corpus_dir)
-    assert not parallel_ingest.tokenizes_in_workers(corpus)
-    one = build_store(tmp_path / "one.zarr", corpus, workers=1, **SIZES)
-    two = build_store(tmp_path / "two.zarr", corpus, workers=2, **SIZES)
+    assert not corpus.tokenizes_in_workers()
+    one = build_store(tmp_path / "one.zarr", corpus, workers=1, spec=SPEC)
+    two = build_store(tmp_path / "two.zarr", corpus, workers=2, spec=SPEC)
     assert_same_bytes(Path(one.path), Path(two.path))
 
 
 def test_forkserver_workers_write_the_same_bytes(tmp_path, corpus_dir, monkeypatch):
     # What a process that cannot fork safely (numba's OpenMP pool running, TensorFlow loaded)
     # uses: workers from a clean server process, the state pickled to them.
-    monkeypatch.setattr(parallel_ingest, "_fork_is_safe", lambda: False)
-    assert parallel_ingest._start_method() == "forkserver"
+    monkeypatch.setattr(parallel, "_fork_is_safe", lambda: False)
+    assert parallel._start_method() == "forkserver"
     corpus = open_corpus(corpus_dir)
-    one = build_store(tmp_path / "one.zarr", corpus, workers=1, **SIZES)
-    two = build_store(tmp_path / "two.zarr", corpus, workers=2, **SIZES)
+    one = build_store(tmp_path / "one.zarr", corpus, workers=1, spec=SPEC)
+    two = build_store(tmp_path / "two.zarr", corpus, workers=2, spec=SPEC)
     assert_same_bytes(Path(one.path), Path(two.path))
 
 
@@ -229,37 +229,37 @@ def test_fork_is_refused_once_a_thread_pool_may_run(monkeypatch, loaded):
     else:
         name, module = loaded, types.ModuleType(loaded)
     monkeypatch.setitem(sys.modules, name, module)
-    assert parallel_ingest._fork_is_safe() is False
-    assert parallel_ingest._start_method() == "forkserver"
+    assert parallel._fork_is_safe() is False
+    assert parallel._start_method() == "forkserver"
 
 
 # -- arguments -------------------------------------------------------------------------------
 def test_workers_argument(tmp_path, corpus_dir, capsys):
     assert ingest_config_from_args(["src", "out.zarr", "--workers", "3"]).workers == 3
     assert ingest_config_from_args(["src", "out.zarr"]).workers is None  # all cores
-    assert parallel_ingest.check_workers(None) == parallel_ingest.default_workers() >= 1
+    assert parallel.check_workers(None) == parallel.default_workers() >= 1
     with pytest.raises(SystemExit) as exc:
         ingest_main([str(corpus_dir), str(tmp_path / "s.zarr"), "--workers", "0"])
     assert exc.value.code == EXIT_USER_ERROR
     assert "`workers` must be" in capsys.readouterr().err
     with pytest.raises(InvalidArgumentError, match="workers"):
-        build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), workers=0, **SIZES)
+        build_store(tmp_path / "s.zarr", open_corpus(corpus_dir), workers=0, spec=SPEC)
     assert not (tmp_path / "s.zarr").exists()
 
 
 def test_cli_default_ingests_with_all_cores(tmp_path, corpus_dir, monkeypatch):
     used = []
-    real = parallel_ingest.ParallelWriter.__init__
+    real = parallel.Pool.__init__
 
-    def spy(self, *args, **kwargs):
-        used.append(kwargs["workers"])
-        real(self, *args, **kwargs)
+    def spy(self, workers, state):
+        used.append(workers)
+        real(self, workers, state)
 
-    monkeypatch.setattr(parallel_ingest.ParallelWriter, "__init__", spy)
-    monkeypatch.setattr(parallel_ingest, "default_workers", lambda: 2)
+    monkeypatch.setattr(parallel.Pool, "__init__", spy)
+    monkeypatch.setattr(parallel, "default_workers", lambda: 2)
     target = tmp_path / "s.zarr"
     assert ingest_main([str(corpus_dir), str(target), "--vocab", "12", "--quiet"]) == 0
-    assert used == [2]
+    assert set(used) == {2}  # the counting pool and the encoding pool
     assert TokenStore.open(target).num_rows("train") == 37
 
 

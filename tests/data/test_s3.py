@@ -26,8 +26,7 @@ import pytest
 import s3fs  # a missing s3fs fails this module: the test extra installs it
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
-from textvae.data.corpus import open_corpus
-from textvae.data.store import TokenStore, build_store
+from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
 from textvae.errors import (
     IncompleteStoreError,
     StoreAccessError,
@@ -136,7 +135,8 @@ def corpus(tmp_path, rng) -> Path:
 
 
 def _build(path: str | Path, corpus: Path, **kwargs) -> TokenStore:
-    return build_store(path, open_corpus(corpus), vocab_size=12, max_len=16, chunk_rows=8, **kwargs)
+    spec = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+    return build_store(path, open_corpus(corpus), spec, **kwargs)
 
 
 def _assert_same_store(a: TokenStore, b: TokenStore) -> None:
@@ -332,7 +332,7 @@ def test_denied_access(monkeypatch, tmp_path, corpus, capsys):
 def test_resolve_store_ingests_into_a_url_with_storage_options(
     bucket, s3_env, corpus, tmp_path, monkeypatch
 ):
-    from textvae.data.store import resolve_store
+    from textvae.data import resolve_store
 
     # No AWS_ENDPOINT_URL: only storage_options say where the server is.
     monkeypatch.delenv("AWS_ENDPOINT_URL")
@@ -353,7 +353,9 @@ def test_resolve_store_ingests_into_a_url_with_storage_options(
     )
     assert logs[-1].startswith(f"using the store {url}")
     opened = resolve_store(url, vocab_size=12, max_len=16, storage_options=options)
-    local = build_store(tmp_path / "local.zarr", open_corpus(corpus), vocab_size=12, max_len=16)
+    local = build_store(
+        tmp_path / "local.zarr", open_corpus(corpus), StoreSpec(vocab_size=12, max_len=16)
+    )
     for store in (again, opened):
         for split in ("train", "test"):
             np.testing.assert_array_equal(
@@ -544,11 +546,11 @@ def test_server_lost_during_ingest(bucket, proxy, corpus):
 
 @pytest.mark.timeout(60)
 def test_two_ingests_into_one_url(bucket, corpus, capsys):
+    from textvae.data.location import remote_fs
     from textvae.data.lock import StoreLock
-    from textvae.data.store import _remote_fs
 
     url = f"s3://{bucket}/locked.zarr"
-    fs, inner = _remote_fs(url, None)
+    fs, inner = remote_fs(url, None)
     with StoreLock(url, fs=fs, inner=inner):  # another ingest, in this very process
         assert ingest_main([str(corpus), url, *INGEST_ARGS]) == EXIT_USER_ERROR
         line = _one_error_line(capsys)

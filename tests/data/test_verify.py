@@ -14,11 +14,9 @@ import pytest
 import zarr
 from zarr.codecs import ZstdCodec
 
-import textvae.data.store
 from textvae.cli import EXIT_DAMAGED, EXIT_USER_ERROR, verify_main
-from textvae.data.corpus import open_corpus
-from textvae.data.store import TokenStore, array_codecs, build_store, has_checksum
-from textvae.data.verify import verify_store
+from textvae.data import StoreSpec, TokenStore, build_store, ingest, open_corpus, verify_store
+from textvae.data.format import array_codecs, has_checksum
 from textvae.errors import StoreCorruptError, StoreNotFoundError, TextVAEError
 
 CHUNK_ROWS = 8  # the small_store fixture's: train rows 16-23 are chunk 2
@@ -46,14 +44,12 @@ def _error_lines(capsys) -> list[str]:
 @pytest.fixture
 def legacy_store(tmp_path, corpus_dir, monkeypatch) -> TokenStore:
     """A format-1 store written as before checksums: zstd only, empty chunks not written."""
-    monkeypatch.setattr(textvae.data.store, "_compressors", lambda: [ZstdCodec(level=3)])
-    monkeypatch.setattr(textvae.data.store, "_ARRAY_CONFIG", {"write_empty_chunks": False})
+    monkeypatch.setattr(ingest, "compressors", lambda: [ZstdCodec(level=3)])
+    monkeypatch.setattr(ingest, "ARRAY_CONFIG", {"write_empty_chunks": False})
     store = build_store(
         tmp_path / "legacy.zarr",
         open_corpus(corpus_dir),
-        vocab_size=12,
-        max_len=16,
-        chunk_rows=CHUNK_ROWS,
+        StoreSpec(vocab_size=12, max_len=16, chunk_rows=CHUNK_ROWS),
     )
     monkeypatch.undo()
     return store
@@ -132,7 +128,9 @@ def test_an_empty_review_is_not_taken_for_a_missing_chunk(tmp_path, corpus_dir):
                 yield ([] if split == "train" and i == 17 else ids), label
 
     corpus = WithEmptyRow(open_corpus(corpus_dir))
-    store = build_store(tmp_path / "e.zarr", corpus, vocab_size=12, max_len=16, chunk_rows=8)
+    store = build_store(
+        tmp_path / "e.zarr", corpus, StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+    )
     ids = store.read("train", slice(16, 24))
     assert not ids[1].any() and ids[[0, 2]].any(axis=1).all()  # row 17 only is all padding
     assert verify_store(store.path).ok

@@ -1,0 +1,104 @@
+"""resolve_store: --data to an opened store, ingesting a corpus once into the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from textvae.data import (
+    StoreSpec,
+    build_store,
+    is_store,
+    open_corpus,
+    resolve_store,
+)
+from textvae.data.resolve import default_store_path
+from textvae.errors import (
+    StoreMismatchError,
+)
+
+
+def test_is_store(small_store, corpus_dir, tmp_path):
+    assert is_store(small_store.path)
+    assert is_store(f"file://{small_store.path}")
+    assert is_store("s3://bucket/anything")  # remote data is always a store
+    assert not is_store(corpus_dir)
+    assert not is_store(tmp_path / "missing")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TEXTVAE_CACHE", str(folder))
+    return folder
+
+
+def test_default_store_path(cache, corpus_dir, monkeypatch):
+    path = default_store_path(corpus_dir, 12, 16)
+    assert path.parent == cache / "stores"
+    assert path.name.startswith("corpus-") and path.name.endswith("-v12-l16.zarr")
+    assert default_store_path(str(corpus_dir), 12, 16) == path  # str or Path, same store
+    assert default_store_path(corpus_dir, 13, 16) != path
+    assert default_store_path(corpus_dir.parent / "other", 12, 16) != path
+    monkeypatch.delenv("TEXTVAE_CACHE")
+    assert default_store_path(corpus_dir, 12, 16).parent == Path.home() / ".cache/textvae/stores"
+
+
+def test_resolve_store_opens_a_store(small_store, cache):
+    logs = []
+    store = resolve_store(small_store.path, vocab_size=12, max_len=16, log=logs.append)
+    assert store.path == small_store.path
+    assert not cache.exists(), "an existing store is opened, nothing is ingested"
+    with pytest.raises(StoreMismatchError, match="max_len=16"):
+        resolve_store(small_store.path, vocab_size=12, max_len=8)
+
+
+def test_resolve_store_ingests_once_then_reuses(corpus_dir, cache):
+    logs, stages = [], []
+    first = resolve_store(
+        corpus_dir,
+        vocab_size=12,
+        max_len=16,
+        log=logs.append,
+        progress=lambda stage, n: stages.append(stage),
+    )
+    assert Path(first.path) == default_store_path(corpus_dir, 12, 16)
+    assert "ingesting" in logs[-1] and {"vocab", "train", "test"} <= set(stages)
+    expected = build_store(
+        cache / "ref.zarr", open_corpus(corpus_dir), StoreSpec(vocab_size=12, max_len=16)
+    ).read("test", slice(None))
+    np.testing.assert_array_equal(first.read("test", slice(None)), expected)
+    logs.clear()
+    again = resolve_store(corpus_dir, vocab_size=12, max_len=16, log=logs.append)
+    assert again.path == first.path and logs[-1].startswith("using the store")
+
+
+def test_resolve_store_rebuilds_an_interrupted_build(corpus_dir, tmp_path, cache):
+    target = tmp_path / "explicit.zarr"
+    store = resolve_store(corpus_dir, vocab_size=12, max_len=16, store_path=target, log=print)
+    group = zarr.open_group(store.path, mode="r+")
+    group.attrs["textvae"] = {**group.attrs["textvae"], "complete": False}
+    logs = []
+    rebuilt = resolve_store(
+        corpus_dir, vocab_size=12, max_len=16, store_path=target, log=logs.append
+    )
+    assert "interrupted build" in logs[0] and "ingesting" in logs[1]
+    assert rebuilt.num_rows("train") == 37
+    assert not cache.exists(), "store_path replaces the cache folder"
+
+
+def test_resolve_store_without_data_finds_imdb(corpus_dir, cache, monkeypatch):
+    monkeypatch.setenv("TEXTVAE_IMDB", str(corpus_dir))
+    store = resolve_store(None, vocab_size=12, max_len=16, log=lambda line: None)
+    assert Path(store.path) == default_store_path(corpus_dir, 12, 16)
+    assert store.num_rows("test") == 11
+
+
+def test_resolve_store_refuses_storage_options_without_url(corpus_dir, small_store, cache):
+    for data in (corpus_dir, small_store.path):
+        with pytest.raises(ValueError, match="storage options apply to a URL store"):
+            resolve_store(data, vocab_size=12, max_len=16, storage_options={"anon": True})
+    assert not cache.exists()
