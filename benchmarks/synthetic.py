@@ -1,6 +1,6 @@
 """Synthetic and real token stores for the benchmarks, built once and cached on disk.
 
-Every store here is a real format-1 store made by :func:`textvae.data.store.build_store`: only the
+Every store here is a real format-1 store made by :func:`textvae.data.ingest.build_store`: only the
 corpus is synthetic. :class:`SyntheticCorpus` draws ids from a Zipf-like distribution (word ``r``
 of ``vocab_size - 3`` has weight ``1 / r**1.1``, the shape of natural text) and review lengths
 from a log-normal around IMDB's (median 230 ids, a long tail truncated at ``max_len``), so
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from textvae.data import StoreSpec, TokenStore, build_store
 from textvae.data.corpus import Corpus, find_imdb
-from textvae.data.store import FORMAT, TokenStore, build_store
+from textvae.data.format import FORMAT
 from textvae.data.vocab import FIRST_WORD_ID, RESERVED, START_ID, Vocabulary
 from textvae.errors import TextVAEError
 
@@ -181,7 +182,7 @@ def _cached(path: Path, corpus: Corpus, *, vocab_size: int, max_len: int) -> Tok
     # Built beside the target and renamed into place: a concurrent or interrupted run never
     # leaves a half-built store under the cached name.
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    build_store(tmp, corpus, vocab_size=vocab_size, max_len=max_len, overwrite=True)
+    build_store(tmp, corpus, spec=StoreSpec(vocab_size=vocab_size, max_len=max_len), overwrite=True)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

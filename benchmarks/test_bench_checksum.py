@@ -29,7 +29,8 @@ from numcodecs import Zstd
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from textvae.batching.sequence import OneHotSequence
-from textvae.data.store import ZSTD_LEVEL, TokenStore
+from textvae.data import TokenStore
+from textvae.data.format import ZSTD_LEVEL
 from textvae.testing import assert_batch_matches_store
 
 SPLIT = "train"

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from synthetic import IMDB_DIR
 
+from textvae.data import StoreSpec, build_store
 from textvae.data.corpus import open_corpus
-from textvae.data.store import build_store
 from textvae.testing import random_reviews
 
 GROUP = "ingest workers"
@@ -86,8 +86,7 @@ def test_ingest_workers(benchmark, corpus_source, tmp_path, full, workers):
         store = build_store(
             tmp_path / "s.zarr",
             corpus,
-            vocab_size=vocab_size,
-            max_len=max_len,
+            spec=StoreSpec(vocab_size=vocab_size, max_len=max_len),
             overwrite=True,
             workers=workers,
         )

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from synthetic import IMDB_DIR, SyntheticCorpus
 
-from textvae.data.store import TokenStore, build_store
+from textvae.data import StoreSpec, TokenStore, build_store
 
 BATCH = 64
 SPLIT = "train"
@@ -94,7 +94,9 @@ def _ingest(benchmark, path, corpus, *, vocab_size: int, max_len: int) -> TokenS
 
     def build():
         start = time.perf_counter()
-        store = build_store(path, corpus, vocab_size=vocab_size, max_len=max_len, overwrite=True)
+        store = build_store(
+            path, corpus, spec=StoreSpec(vocab_size=vocab_size, max_len=max_len), overwrite=True
+        )
         seconds.append(time.perf_counter() - start)
         return store
 

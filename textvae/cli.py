@@ -108,8 +108,8 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     config, args = _parse_ingest(argv)
 
     def run() -> int:
+        from textvae.data import build_store
         from textvae.data.corpus import open_corpus
-        from textvae.data.store import build_store
         from textvae.data.vocab import load_tokenizer
 
         tokenizer = None if config.tokenizer is None else load_tokenizer(config.tokenizer)
@@ -122,8 +122,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
             store = build_store(
                 config.store,
                 corpus,
-                # LEAD: switch to spec=config.spec after h-data merges
-                **config.spec.to_dict(),
+                spec=config.spec,
                 overwrite=config.overwrite,
                 progress=progress,
                 storage_options=config.storage_options,

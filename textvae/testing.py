@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from textvae.data import StoreSpec
+
 __all__ = [
     "TINY_TRAIN_ARGS",
     "WORDS",
@@ -154,13 +156,15 @@ def make_store(
     return build_store_from_ids(
         path,
         ids,
-        vocab_size=vocab_size,
-        max_len=max_len,
+        spec=StoreSpec(
+            vocab_size=vocab_size,
+            max_len=max_len,
+            padding=padding,
+            truncating=padding,
+            chunk_rows=chunk_rows,
+        ),
         labels=labels,
         num_classes=num_classes,
-        padding=padding,
-        truncating=padding,
-        chunk_rows=chunk_rows,
     )
 
 

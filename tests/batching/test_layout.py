@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from textvae.batching import MemoryOptions, OneHotSequence
 from textvae.batching.layout import next_token_mask, padding_mask
+from textvae.data import StoreSpec
 from textvae.data.store import TokenStore
 from textvae.errors import InvalidArgumentError, StoreMismatchError
 from textvae.testing import (
@@ -33,17 +34,13 @@ PAD = 0
 @pytest.fixture
 def post_store(tmp_path: Path, corpus_dir: Path) -> TokenStore:
     """``small_store``'s corpus with padding and truncation at the end ("post")."""
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
 
     return build_store(
         tmp_path / "post.zarr",
         open_corpus(corpus_dir),
-        vocab_size=12,
-        max_len=16,
-        chunk_rows=8,
-        padding="post",
-        truncating="post",
+        spec=StoreSpec(vocab_size=12, max_len=16, chunk_rows=8, padding="post", truncating="post"),
     )
 
 
@@ -210,10 +207,12 @@ def test_bad_layouts_are_refused(small_store, kwargs, message):
 
 
 def _id_store(path, **kwargs) -> TokenStore:
-    from textvae.data.sources import build_store_from_ids
+    from textvae.data import build_store_from_ids
 
     ids = np.random.default_rng(5).integers(3, 12, size=(24, 10))
-    return build_store_from_ids(path, {"train": ids}, vocab_size=12, max_len=16, **kwargs)
+    return build_store_from_ids(
+        path, {"train": ids}, spec=StoreSpec(vocab_size=12, max_len=16), **kwargs
+    )
 
 
 def test_labels_of_a_store_without_labels_are_refused(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from textvae.batching import EpochPlan, OneHotSequence, SamplingOptions, ShardOptions
 from textvae.batching.sampling import chunk_windows, holdout_rows
+from textvae.data import StoreSpec
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
@@ -111,14 +112,16 @@ def test_sorted_source_gives_mixed_last_batches(tmp_path):
     """17 label-sorted chunks (8 negative, 9 positive), windows of up to 16 chunks: two windows
     of 9 and 8 chunks, not 16 and 1. With a lone last chunk, every epoch would end on a chunk's
     worth of rows of a single label."""
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
     from textvae.testing import write_jsonl
 
     reviews = [("bad film", 0)] * 64 + [("good film", 1)] * 72
     write_jsonl(tmp_path / "c" / "c_train.jsonl", reviews)
     store = build_store(
-        tmp_path / "s.zarr", open_corpus(tmp_path / "c"), vocab_size=8, max_len=4, chunk_rows=8
+        tmp_path / "s.zarr",
+        open_corpus(tmp_path / "c"),
+        spec=StoreSpec(vocab_size=8, max_len=4, chunk_rows=8),
     )
     single_label_endings = 0
     for seed in range(20):

@@ -1,4 +1,4 @@
-"""Stores from users' data (textvae.data.sources): ids of any tokenizer, texts with any tokenizer,
+"""Stores from users' data (textvae.data.from_ids): ids of any tokenizer, texts with any tokenizer,
 no/binary/class labels, any split names, ids beyond uint16, and format-1 stores still read."""
 
 from __future__ import annotations

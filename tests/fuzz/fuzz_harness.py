@@ -28,6 +28,7 @@ from unittest import mock
 import numpy as np
 
 from textvae.cli import EXIT_USER_ERROR
+from textvae.data import StoreSpec
 
 # --------------------------------------------------------------------------------------------
 # Counting what the fuzz saw
@@ -140,8 +141,8 @@ class World:
     rows) under ``root``, and a cache folder for ``TEXTVAE_CACHE``."""
 
     def __init__(self, root: Path) -> None:
+        from textvae.data import build_store
         from textvae.data.corpus import open_corpus
-        from textvae.data.store import build_store
         from textvae.testing import random_reviews, write_jsonl
 
         rng = np.random.default_rng(7)
@@ -150,7 +151,11 @@ class World:
         write_jsonl(self.corpus / "c_train.jsonl", random_reviews(rng, 21))
         write_jsonl(self.corpus / "c_test.jsonl", random_reviews(rng, 6))
         self.store = root / "store.zarr"
-        build_store(self.store, open_corpus(self.corpus), vocab_size=12, max_len=16, chunk_rows=8)
+        build_store(
+            self.store,
+            open_corpus(self.corpus),
+            spec=StoreSpec(vocab_size=12, max_len=16, chunk_rows=8),
+        )
         self.cache = root / "cache"
 
 

@@ -108,8 +108,8 @@ def test_fuzz_sequence_arguments(world, argument, value):
     value=ODD_ARGS,
 )
 def test_fuzz_build_store_arguments(world, argument, value):
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
 
     kwargs = {"vocab_size": 12, "max_len": 8, argument: value}
     with example_dir(world.root) as where:

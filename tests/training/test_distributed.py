@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from textvae.data import StoreSpec
 from textvae.training.distributed import FIT_ISSUE
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -41,17 +42,15 @@ def test_strategy_from_env_single_process_is_none(monkeypatch):
 @pytest.fixture
 def store64(tmp_path, rng):
     """64 labelled reviews, vocab 30, max_len 12, chunks of 16 rows."""
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     write_jsonl(tmp_path / "corpus" / "c_train.jsonl", random_reviews(rng, 64))
     return build_store(
         tmp_path / "s.zarr",
         open_corpus(tmp_path / "corpus"),
-        vocab_size=30,
-        max_len=12,
-        chunk_rows=16,
+        spec=StoreSpec(vocab_size=30, max_len=12, chunk_rows=16),
     )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from textvae.batching.sequence import OneHotSequence
-from textvae.data.sources import build_store_from_ids
+from textvae.data import StoreSpec, build_store_from_ids
 from textvae.model.decoding import generate
 from textvae.model.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model.vae import build_vae
@@ -75,7 +75,10 @@ def test_split_sentiment_accuracy_leaves_out_unlabelled_rows(model, tmp_path):
     rng = np.random.default_rng(0)
     ids = {s: rng.integers(3, 12, size=(6, 16)) for s in ("train", "extra")}
     store = build_store_from_ids(
-        tmp_path / "s.zarr", ids, vocab_size=12, max_len=16, labels={"train": [0, 1] * 3}
+        tmp_path / "s.zarr",
+        ids,
+        spec=StoreSpec(vocab_size=12, max_len=16),
+        labels={"train": [0, 1] * 3},
     )
     result = split_sentiment_accuracy(model, store, "extra", verbose=0)
     assert result == {"split_sentiment_accuracy": None, "split_sentiment_reviews": 0}

@@ -25,6 +25,7 @@ import pytest
 
 from textvae.batching.sequence import OneHotSequence
 from textvae.cli import train_main
+from textvae.data import StoreSpec
 from textvae.testing import TINY_TRAIN_ARGS
 from textvae.training.run import STATE, RunDir
 
@@ -43,6 +44,7 @@ def slowed(self, batch, logs=None):
     return batch_end(self, batch, logs)
 callbacks.RunCheckpoint.on_train_batch_end = slowed
 from textvae.cli import train_main
+from textvae.data import StoreSpec
 sys.exit(train_main(sys.argv[2:]))
 """
 
@@ -125,8 +127,8 @@ def _assert_same_training(resumed: Path, reference: Path) -> None:
 def reference(tmp_path_factory):
     """A store (80 train reviews: 76 trained in 10 batches of 8, the last one of 4) and an
     uninterrupted run on it, with the rows of every batch it trained, in order."""
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("resume")
@@ -134,7 +136,9 @@ def reference(tmp_path_factory):
     write_jsonl(root / "c" / "c_train.jsonl", random_reviews(rng, 80))
     write_jsonl(root / "c" / "c_test.jsonl", random_reviews(rng, 12))
     store = build_store(
-        root / "s.zarr", open_corpus(root / "c"), vocab_size=12, max_len=16, chunk_rows=8
+        root / "s.zarr",
+        open_corpus(root / "c"),
+        spec=StoreSpec(vocab_size=12, max_len=16, chunk_rows=8),
     )
     out = root / "reference"
     with _recording() as served:

@@ -12,6 +12,7 @@ import zarr
 
 from textvae.cli import EXIT_USER_ERROR, sample_main, train_config_from_args, train_main
 from textvae.config import QUICK, TrainConfig
+from textvae.data import StoreSpec
 from textvae.data.store import TokenStore
 from textvae.testing import TINY_TRAIN_ARGS
 
@@ -33,8 +34,8 @@ def finished_run(tmp_path_factory):
     """One 1-epoch run on a small store, shared by the tests that only read its artefacts."""
     import numpy as np
 
+    from textvae.data import build_store
     from textvae.data.corpus import open_corpus
-    from textvae.data.store import build_store
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("run")
@@ -42,7 +43,9 @@ def finished_run(tmp_path_factory):
     write_jsonl(root / "c" / "c_train.jsonl", random_reviews(rng, 40))
     write_jsonl(root / "c" / "c_test.jsonl", random_reviews(rng, 12))
     store = build_store(
-        root / "s.zarr", open_corpus(root / "c"), vocab_size=12, max_len=16, chunk_rows=8
+        root / "s.zarr",
+        open_corpus(root / "c"),
+        spec=StoreSpec(vocab_size=12, max_len=16, chunk_rows=8),
     )
     out = root / "out"
     assert _train(store.path, out, "--epochs", "1", "--targets", "onehot") == 0
@@ -205,6 +208,7 @@ class Refuse(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Refuse())
 from textvae.cli import train_main
+from textvae.data import StoreSpec
 code = train_main({argv!r})
 assert "textvae.training.distributed" not in sys.modules
 sys.exit(code)
@@ -341,19 +345,26 @@ def test_missing_data_path(tmp_path, capsys):
 
 def test_store_the_vae_cannot_train_on_is_one_error_line(tmp_path, capsys):
     """Another tokenizer's ids, or labels that are not binary: named before any training."""
-    from textvae.data.sources import build_store_from_ids, build_store_from_texts
+    from textvae.data import build_store_from_ids, build_store_from_texts
 
     rng = np.random.default_rng(3)
     ids = {s: rng.integers(3, 12, size=(16, 10)) for s in ("train", "test")}
     build_store_from_ids(
-        tmp_path / "ids.zarr", ids, vocab_size=12, max_len=16, labels={"train": [0, 1] * 8}
+        tmp_path / "ids.zarr",
+        ids,
+        spec=StoreSpec(vocab_size=12, max_len=16),
+        labels={"train": [0, 1] * 8},
     )
     assert _train(str(tmp_path / "ids.zarr"), tmp_path / "a") == EXIT_USER_ERROR
     assert "needs textvae's ids" in _one_error_line(capsys)
     texts = {s: ["a good film", "a bad plot", "fun"] * 6 for s in ("train", "test")}
     labels = {s: [0, 1, 2] * 6 for s in ("train", "test")}
     build_store_from_texts(
-        tmp_path / "3.zarr", texts, vocab_size=12, max_len=16, labels=labels, num_classes=3
+        tmp_path / "3.zarr",
+        texts,
+        spec=StoreSpec(vocab_size=12, max_len=16),
+        labels=labels,
+        num_classes=3,
     )
     assert _train(str(tmp_path / "3.zarr"), tmp_path / "b") == EXIT_USER_ERROR
     assert "has 3 classes" in _one_error_line(capsys)

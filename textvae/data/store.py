@@ -9,7 +9,6 @@ Reads of URLs (``s3://...``) retry transient faults for a bounded time
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,25 +44,6 @@ from textvae.errors import (
 )
 
 __all__ = ["RowSelection", "TokenStore"]
-
-#: Writer-side names this module held before the data wing was split (0.2 development), found
-#: in their new modules without a warning until the callers are moved; then this goes.
-_MOVED_OUT = {
-    **dict.fromkeys(("build_store", "StoreSource"), "ingest"),
-    **dict.fromkeys(
-        ("resolve_store", "default_store_path", "is_store", "CACHE_ENV_VAR"), "resolve"
-    ),
-    **dict.fromkeys(("FORMAT", "READ_FORMATS", "ZSTD_LEVEL", "DEFAULT_CHUNK_ROWS"), "format"),
-    **dict.fromkeys(("MAX_CLASSES", "array_codecs", "has_checksum"), "format"),
-    "is_url": "location",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED_OUT:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"textvae.data.{_MOVED_OUT[name]}"), name)
-
 
 #: Which rows to read: a slice, or row indices in any order (negative ones count from the end).
 RowSelection = slice | Sequence[int] | np.ndarray

@@ -376,7 +376,7 @@ def train(
     log
         Called with one line per step of the run (ingest, training, evaluation).
     progress
-        Ingest progress, passed to :func:`textvae.data.store.resolve_store`.
+        Ingest progress, passed to :func:`textvae.data.resolve.resolve_store`.
 
     Returns
     -------
