@@ -1,6 +1,6 @@
 """The build lock of a store path: two ingests into one path never interleave.
 
-While :func:`~textvae.data.store.build_store` writes a store, a lock file beside it,
+While :func:`~textvae.data.ingest.build_store` writes a store, a lock file beside it,
 ``<store>.lock`` (``/data/imdb.zarr.lock``, ``s3://bucket/imdb.zarr.lock``), names the build:
 ``{"pid": ..., "host": ..., "started": ..., "store": ...}``. It is created exclusively, complete
 or not at all: locally by hard-linking a fully written temporary file to the lock's name (a link
