@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from textvae.data import StoreSpec
-
 __all__ = [
     "TINY_TRAIN_ARGS",
     "WORDS",
@@ -142,8 +140,9 @@ def make_store(
     TokenStore
         The store, opened.
     """
-    from textvae import build_store_from_ids
+    from textvae.data import StoreSpec, build_store_from_ids
 
+    spec = StoreSpec(vocab_size, max_len, padding, padding, chunk_rows)
     splits = {"train": rows} if isinstance(rows, int) else dict(rows)
     rng = np.random.default_rng(seed)
     ids = {
@@ -153,19 +152,7 @@ def make_store(
     labels = None
     if num_classes is not None:
         labels = {split: rng.integers(0, num_classes, size=n) for split, n in splits.items()}
-    return build_store_from_ids(
-        path,
-        ids,
-        spec=StoreSpec(
-            vocab_size=vocab_size,
-            max_len=max_len,
-            padding=padding,
-            truncating=padding,
-            chunk_rows=chunk_rows,
-        ),
-        labels=labels,
-        num_classes=num_classes,
-    )
+    return build_store_from_ids(path, ids, spec, labels=labels, num_classes=num_classes)
 
 
 #: The text VAE's default layout (a Sequence built with no layout arguments).

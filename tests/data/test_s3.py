@@ -194,12 +194,13 @@ def test_storage_option_parsing(tmp_path, corpus, capsys):
 
 @pytest.mark.timeout(60)
 def test_sequence_over_s3_equals_local(bucket, corpus, tmp_path):
-    from textvae.batching.sequence import OneHotSequence
+    from textvae.batching import OneHotSequence, SamplingOptions
 
     url = f"s3://{bucket}/seq.zarr"
     _build(url, corpus)
     local = _build(tmp_path / "seq.zarr", corpus)
-    kwargs = {"batch_size": 5, "shuffle": True, "seed": 3, "window_chunks": 2}
+    kwargs = {"batch_size": 5, "shuffle": True, "seed": 3}
+    kwargs["sampling"] = SamplingOptions(window_chunks=2)
     remote_seq = OneHotSequence(url, "train", **kwargs)
     local_seq = OneHotSequence(local, "train", **kwargs)
     clone = pickle.loads(pickle.dumps(remote_seq))
