@@ -4,8 +4,9 @@ textvae 0.2 moved its modules into four wings (:mod:`textvae.data`, :mod:`textva
 :mod:`textvae.model`, :mod:`textvae.training`) and renamed a few names. Every old path and name
 still resolves until 0.3, with a :class:`~textvae.errors.TextVAEDeprecationWarning` that names
 the new home. This module is the only place that knows the old names: :data:`MOVED_MODULES`
-(an old module path -> the modules that hold its names now) and :data:`RENAMED` (an old
-``module.name`` -> its new ``module.name``). :func:`deprecated` is the one way to warn.
+(an old module path -> the modules that hold its names now), :data:`RENAMED` (an old
+``module.name`` -> its new ``module.name``) and :data:`REMOVED` (the few without a
+successor). :func:`deprecated` is the one way to warn.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from textvae.errors import TextVAEDeprecationWarning
 
 __all__ = [
     "MOVED_MODULES",
+    "REMOVED",
     "REMOVED_IN",
     "RENAMED",
     "deprecated",
@@ -98,6 +100,9 @@ RENAMED: dict[str, str] = {
         )
     },
     "textvae.open_corpus": "textvae.data.open_corpus",
+    # One name per concept: a row selection and an iterable of rows were both `Rows`.
+    "textvae.store.Rows": "textvae.data.store.RowSelection",
+    "textvae.sources.Rows": "textvae.data.user.SplitRows",
     "textvae.to_torch": "textvae.batching.adapters.batch_to_torch",
     "textvae.torch_dataloader": "textvae.batching.as_torch_dataloader",
     # One verb per hand-off, as Keras' data adapters name theirs.
@@ -108,6 +113,19 @@ RENAMED: dict[str, str] = {
     "textvae.VerifyReport": "textvae.data.VerifyReport",
     "textvae.build_vae": "textvae.model.build_vae",
     "textvae.TrainingState": "textvae.training.TrainingState",
+}
+
+
+#: Old ``module.name`` -> what replaces it, for the few names removed without a one-to-one
+#: successor: reaching one raises AttributeError saying what to use instead.
+REMOVED: dict[str, str] = {
+    "textvae.parallel_ingest.ParallelWriter": (
+        "build_store(..., workers=N) (the writer is textvae.data.ingest.ChunkEncoder over "
+        "textvae.data.parallel.Pool)"
+    ),
+    "textvae.parallel_ingest.tokenizes_in_workers": (
+        "the corpus's own answer, Corpus.tokenizes_in_workers()"
+    ),
 }
 
 
@@ -126,6 +144,9 @@ def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
 
 def _resolve(old_module: str, name: str) -> Any:
     """The object that ``old_module.name`` names today (warning), or AttributeError."""
+    removed = REMOVED.get(f"{old_module}.{name}")
+    if removed is not None:
+        raise AttributeError(f"{old_module}.{name} was removed in textvae 0.2: use {removed}")
     renamed = RENAMED.get(f"{old_module}.{name}")
     if renamed is not None:
         module, _, new_name = renamed.rpartition(".")

@@ -40,6 +40,12 @@ def _get(module: str, name: str) -> tuple[object, list[warnings.WarningMessage]]
 
 @pytest.mark.parametrize(("module", "name"), OLD_NAMES, ids=[f"{m}.{n}" for m, n in OLD_NAMES])
 def test_every_0_1_name_still_resolves(module: str, name: str) -> None:
+    removed = _compat.REMOVED.get(f"{module}.{name}")
+    if removed is not None:  # no one-to-one successor: the error says what replaces it
+        with pytest.raises(AttributeError, match=r"removed in textvae 0\.2: use") as caught_error:
+            _get(module, name)
+        assert removed in str(caught_error.value)
+        return
     value, caught = _get(module, name)
     deprecations = [w for w in caught if issubclass(w.category, TextVAEDeprecationWarning)]
     moved = module in _compat.MOVED_MODULES or f"{module}.{name}" in _compat.RENAMED

@@ -426,7 +426,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
         run.write_config(config, store.attrs)
-        run.write_vocab(store.tokens)
+        run.write_vocab(store.token_strings)
     if state is not None:
         at = f" at its batch {state.batches_done + 1}" if state.batches_done else ""
         log(f"resuming {run.path} in epoch {initial_epoch + 1} of {config.epochs}{at}")
