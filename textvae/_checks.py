@@ -41,8 +41,8 @@ __all__ = [
 
 #: What a Sequence serves as reconstruction targets: one-hot batches, or the ids themselves.
 TARGETS = ("onehot", "sparse")
-#: What one output of a Sequence batch can be (textvae.batching.layout.BatchLayout): one-hot or sparse
-#: targets of the ids, the same of the next ids (language models), binary or class labels.
+#: What one output of a Sequence batch can be (textvae.batching.layout.BatchLayout): one-hot or
+#: sparse targets of the ids, the same of the next ids (language models), binary or class labels.
 OUTPUT_KINDS = ("onehot", "sparse", "next_onehot", "next_sparse", "binary", "classes")
 #: What one named input of a Sequence batch can be: the ids, or the padding mask.
 INPUT_KINDS = ("ids", "mask")
