@@ -18,10 +18,10 @@ import pytest
 import s3fs
 from test_s3 import bucket, s3_endpoint, s3_env  # noqa: F401  (the local moto S3 server)
 
-from textvae.cli import EXIT_USER_ERROR, ingest_main, train_main, verify_main
+from textvae.cli import EXIT_USER_ERROR, ingest_main, sample_main, train_main, verify_main
 from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
 from textvae.data.lock import lock_path
-from textvae.data.swap import NEW, OLD, sibling, swap_local
+from textvae.data.swap import NEW, OLD, left_aside, sibling, swap_local
 from textvae.errors import CorpusError, IncompleteStoreError, StoreExistsError
 from textvae.testing import random_reviews, write_jsonl
 
@@ -185,12 +185,15 @@ def test_crash_between_the_two_renames_puts_the_old_store_back(tmp_path, corpus,
     # was renamed into place. Nothing is at the store's path.
     store, _ = _two_stores(tmp_path, corpus, other_corpus)
     before = _checksums(store)
-    store.rename(sibling(str(store), OLD, pid=999999))
+    aside = sibling(str(store), OLD, pid=999999)
+    store.rename(aside)
+    assert left_aside(str(store)) == aside  # what a "no store" message can name
     notes: list[str] = []
     with pytest.raises(StoreExistsError):  # the next ingest into the path recovers first
         build_store(store, open_corpus(other_corpus), SPEC, log=notes.append)
     assert _checksums(store) == before and _leftovers(store) == []
     assert any("put the store back" in note for note in notes), notes
+    assert left_aside(str(store)) is None
     TokenStore.open(store)
 
 
@@ -308,3 +311,5 @@ def test_unwritable_parent_is_one_line_in_every_command(store, corpus, tmp_path,
     run_out = store.replace(".zarr", "-run")
     assert train_main([*train, "--out", run_out]) == EXIT_USER_ERROR
     assert f"cannot write to --out {run_out}" in _one_line(capsys.readouterr().err)
+    assert sample_main(["prior", run_out]) == EXIT_USER_ERROR  # reads only
+    assert f"{run_out}/vocab.json does not exist" in _one_line(capsys.readouterr().err)

@@ -45,6 +45,7 @@ from textvae.errors import StoreUnavailableError, StoreWriteError
 __all__ = [
     "NEW",
     "OLD",
+    "left_aside",
     "recover",
     "recover_local",
     "recover_remote",
@@ -109,6 +110,21 @@ def swap_local(path: str, new: str, *, exchange: bool = True) -> None:
         os.rename(aside, path)  # the old store back: nothing was replaced
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def left_aside(path: str) -> str | None:
+    """The old store a local swap killed between its two renames left aside
+    (``<path>.textvae-old-<pid>``) when nothing is at ``path``: for the message of a missing
+    store (the next ingest into ``path`` puts it back). None when there is none."""
+    if os.path.lexists(path):
+        return None
+    parent = Path(path).absolute().parent
+    pattern = _leftover(path)
+    with contextlib.suppress(OSError):
+        for found in sorted(parent.iterdir()):
+            if pattern.fullmatch(found.name) and OLD in found.name:
+                return str(found)
+    return None
 
 
 def recover_local(path: str) -> list[str]:
