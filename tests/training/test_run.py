@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from textvae.config import TrainConfig
 from textvae.errors import CheckpointError, OutputDirError
+from textvae.training.replaced import MOVED, REPLACED
 from textvae.training.run import (
     BEST,
     CONFIG,
@@ -60,7 +62,7 @@ RUN_FILES = [
 ]
 
 
-def test_prepare_overwrite_deletes_the_artefacts_only(run):
+def test_prepare_overwrite_sets_the_artefacts_only_aside(run):
     run.prepare()
     for name in RUN_FILES:
         run.file(name).write_text("old")
@@ -68,7 +70,79 @@ def test_prepare_overwrite_deletes_the_artefacts_only(run):
     (run.path / "checkpoint-notes.txt").write_text("mine too")
     assert run.existing() == RUN_FILES
     run.prepare(overwrite=True)
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint-notes.txt", "notes.txt"]
+    assert run.existing() == []
+    assert _files(run) == [REPLACED, "checkpoint-notes.txt", "notes.txt"]
+    assert sorted(p.name for p in (run.path / REPLACED).iterdir()) == sorted([MOVED, *RUN_FILES])
+
+
+# -- --overwrite keeps the old run until the new one commits a checkpoint ----------------------
+def _checksums(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _old_run(run: RunDir) -> dict[str, str]:
+    run.prepare()
+    for name in RUN_FILES:
+        run.file(name).write_text(f"old {name}")
+    (run.path / "notes.txt").write_text("mine")
+    return _checksums(run.path)
+
+
+def test_failed_overwrite_gives_the_old_run_back(run):
+    before = _old_run(run)
+    run.prepare(overwrite=True)
+    # the new run writes its first files, then fails before its first checkpoint
+    run.write_config(TrainConfig(), {"padding": "post"})
+    run.write_vocab(["<pad>", "a"])
+    run.file("checkpoint-3.keras").write_text("uncommitted")  # killed before state.json
+    # the next command on the folder (here: without --resume or --overwrite) puts it back
+    with pytest.raises(OutputDirError, match="already holds a run"):
+        RunDir(run.path).prepare()
+    assert _checksums(run.path) == before
+
+
+def test_first_checkpoint_of_the_new_run_deletes_the_old_one(run):
+    _old_run(run)
+    run.prepare(overwrite=True)
+    run.save_checkpoint(_model(), TrainingState(0, batches_done=2, step=2))
+    assert _files(run) == ["checkpoint-2.keras", "notes.txt", STATE]
+    RunDir(run.path).prepare(resume=True)  # nothing to settle
+    assert _files(run) == ["checkpoint-2.keras", "notes.txt", STATE]
+
+
+def test_kill_while_setting_the_old_run_aside_loses_nothing(run):
+    before = _old_run(run)
+    aside = run.path / REPLACED
+    aside.mkdir()  # killed after moving state.json and one model
+    for name in (STATE, BEST):
+        run.file(name).rename(aside / name)
+    run.prepare(resume=True)
+    assert _checksums(run.path) == before
+
+
+def test_kill_after_the_first_commit_still_deletes_the_old_run(run):
+    _old_run(run)
+    run.prepare(overwrite=True)
+    run.write_state(TrainingState(0, batches_done=1, step=1, checkpoint="checkpoint-1.keras"))
+    RunDir(run.path).prepare(resume=True)  # the commit happened: the old run goes
+    assert not (run.path / REPLACED).exists() and run.file(STATE).exists()
+
+
+def test_train_overwrite_that_fails_keeps_the_old_run(run, capsys):
+    from textvae.cli import EXIT_USER_ERROR, train_main
+
+    before = _old_run(run)
+    argv = ["--data", str(run.path / "no-such-store.zarr"), "--out", str(run.path)]
+    assert train_main([*argv, "--overwrite"]) == EXIT_USER_ERROR
+    assert "Traceback" not in capsys.readouterr().err
+    assert (run.path / REPLACED).is_dir()  # it failed after setting the old run aside
+    with pytest.raises(OutputDirError, match="already holds a run"):
+        run.prepare()
+    assert _checksums(run.path) == before
 
 
 @pytest.mark.parametrize("name", RUN_FILES)
@@ -355,4 +429,4 @@ def test_prepare_counts_and_overwrites_mid_epoch_checkpoints(run):
     with pytest.raises(OutputDirError, match=r"already holds a run \(checkpoint-7.keras\)"):
         run.prepare()
     run.prepare(overwrite=True)
-    assert _files(run) == []
+    assert _files(run) == [REPLACED]

@@ -7,7 +7,8 @@ the same with one process or several: the rows are cut into chunks of ``chunk_ro
 a :class:`ChunkEncoder` encodes, pads and writes each chunk of ``tokens`` (here, or in a worker
 of :mod:`textvae.data.parallel`), and this process writes ``labels`` and ``lengths`` in row order
 and gives ``tokens`` its final shape. So a build with several workers is byte for byte the one
-of a single process (tested).
+of a single process (tested). An overwrite writes the new store beside the old one and swaps
+it in when complete (:mod:`textvae.data.swap`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import zarr
 
 from textvae._compat import deprecated
+from textvae.data import swap
 from textvae.data.format import (
     ARRAY_CONFIG,
     ATTR,
@@ -51,6 +53,7 @@ from textvae.errors import (
     StoreExistsError,
     StoreUnavailableError,
     StoreWriteError,
+    TextVAEError,
 )
 from textvae.progress import ProgressFn
 
@@ -164,7 +167,11 @@ def build_store(
     overwrite
         Replace the store at ``path``. Without it an existing path raises StoreExistsError
         (for a URL: any object under the ``path/`` prefix); a local path that is neither a
-        zarr group nor an empty folder is never deleted (StoreExistsError).
+        zarr group nor an empty folder is never deleted (StoreExistsError). The new store is
+        built beside the old one (``<path>.textvae-new-<pid>``, so there must be room for
+        both) and put in its place only once complete (:mod:`textvae.data.swap`): a build
+        that fails leaves the old store as it was, and its error says so. Every build first
+        finishes or undoes what an interrupted overwrite of ``path`` left.
     progress
         A :data:`~textvae.progress.ProgressFn`, called as work advances: stage ``"vocab"``
         while counting words, then the split name while encoding its rows (count = rows done).
@@ -193,8 +200,9 @@ def build_store(
     StoreAccessError
         Object storage refused access (credentials, permissions).
     StoreWriteError
-        A local ``path`` cannot be created (a parent is a file, or a folder without write
-        permission), or the disk filled during the build (the partial store is removed).
+        A local ``path`` or its lock cannot be created (a parent is a file, a folder without
+        write permission, or a file system that takes no files, as ``/proc``), or the disk
+        filled during the build (the partial store is removed).
     StoreUnavailableError
         Object storage stopped answering during the build.
     ValueError
@@ -209,8 +217,19 @@ def build_store(
         check_remote(path, storage_options)  # a missing bucket: one clear error, no lock
     else:
         _check_writable(path)  # before counting words: that can take minutes
-    with store_lock(path, storage_options, log=log if log is not None else _stderr):
-        _build_locked(location, corpus, spec, overwrite, progress, workers)
+    log = log if log is not None else _stderr
+    lock = store_lock(path, storage_options, log=log)
+    try:
+        lock.acquire()
+    except OSError as err:  # a parent that cannot hold the lock file (e.g. under /proc)
+        if location.is_url or isinstance(err, TextVAEError):
+            raise
+        reason = err.strerror or one_line(err)
+        raise _write_error(path, f"cannot create {lock.lock_path}: {reason}") from err
+    try:
+        _build_locked(location, corpus, spec, overwrite, progress, workers, log)
+    finally:
+        lock.release()
     return TokenStore.open(path, storage_options=storage_options)
 
 
@@ -246,23 +265,43 @@ def _replaceable(path: Path) -> bool:
     return path.is_dir() and ((path / "zarr.json").is_file() or not any(path.iterdir()))
 
 
-def _build_error(location: StoreLocation, err: BaseException) -> BaseException | None:
-    """The error a failed build raises instead of ``err`` (None: ``err`` itself)."""
+def _build_error(
+    location: StoreLocation, err: BaseException, *, kept: bool = False
+) -> BaseException | None:
+    """The error a failed build raises instead of ``err`` (None: ``err`` itself).
+
+    ``kept``: the build was an overwrite, and the old store was kept as it was (said in the
+    message)."""
     path = location.path
     if isinstance(err, PermissionError) and location.is_url:
         return access_error(path, err)
     if not location.is_url and isinstance(err, OSError) and err.errno in _DISK_FULL:
+        removed = "the partial store was removed"
+        if kept:  # an overwrite needs room for both stores until the swap
+            removed = f"the new build was removed and the store at {path} was kept as it was"
         return StoreWriteError(
             f"cannot write the store at {path} ({one_line(err)}): the disk is full or a "
-            "size limit was reached; the partial store was removed: free space or choose "
-            "another STORE path, and run `textvae-ingest` again"
+            f"size limit was reached; {removed}: free space or choose another STORE path, "
+            "and run `textvae-ingest` again"
         )
     if location.is_url and isinstance(err, Exception) and is_transient(err):
+        if kept:
+            return StoreUnavailableError(
+                f"lost {path} during the build ({type(err).__name__}: {one_line(err)}): the "
+                f"store at {path} was kept as it was; when the storage answers again, run "
+                "`textvae-ingest` again with --overwrite"
+            )
         return StoreUnavailableError(
             f"lost {path} during the build ({type(err).__name__}: {one_line(err)}): the "
             "partial store is refused on open; when the storage answers again, run "
             "`textvae-ingest` again with --overwrite"
         )
+    if kept and isinstance(err, TextVAEError) and len(err.args) == 1:
+        # the corpus or an argument stopped the build: say what became of the old store
+        try:
+            return type(err)(f"{err.args[0]}; the store at {path} was kept as it was")
+        except TypeError:  # a class that takes other arguments: its own message then
+            return None
     return None
 
 
@@ -273,8 +312,10 @@ def _build_locked(
     overwrite: bool,
     progress: ProgressFn | None,
     workers: int,
+    log: Log,
 ) -> None:
     path, options, local = location.path, location.storage_options, not location.is_url
+    swap.recover(location, log)
     existed = Path(path).exists() if local else check_remote(path, options, exists=True)
     if existed and not overwrite:
         raise StoreExistsError(
@@ -285,69 +326,87 @@ def _build_locked(
             f"{path} exists and is not a token store: --overwrite replaces only a store or an "
             "empty folder; choose another path, or delete it yourself"
         )
-    if workers == 1:
-        vocab = corpus.vocabulary(spec.vocab_size, progress=progress)
-    else:
-        # counting tasks of two chunks: 2,048 reviews by default, and several in a small test
-        vocab = parallel_vocabulary(
-            corpus, spec.vocab_size, workers, progress, batch_rows=2 * spec.chunk_rows
-        )
-    if vocab.size > spec.vocab_size:
-        raise InvalidArgumentError(
-            f"corpus vocabulary has {vocab.size} ids, more than vocab_size={spec.vocab_size}"
-        )
-
-    if existed and local:  # zarr's mode "w" clears a URL's keys itself
-        shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
+    # An existing store is replaced only once its replacement is complete (textvae.data.swap):
+    # the new one is built at a sibling, so a build that fails leaves the old one as it was.
+    beside = swap.sibling(path if location.is_url else os.path.abspath(path))
+    target = StoreLocation(beside, options) if existed else location
     try:
-        try:
-            group = zarr.open_group(store=path, mode="w", storage_options=options, zarr_format=3)
-        except OSError as err:
-            if local and not isinstance(err, StoreWriteError):
-                raise _write_error(path, one_line(err)) from err
-            raise
-        meta = {
-            "format": FORMAT,
-            "vocab_size": spec.vocab_size,
-            "max_len": spec.max_len,
-            "pad_id": vocab.pad_id,
-            "start_id": vocab.start_id,
-            "oov_id": vocab.oov_id,
-            "padding": spec.padding,
-            "truncating": spec.truncating,
-            "splits": list(corpus.splits),
-            "source": corpus.source,
-            "num_classes": corpus.num_classes,
-            "complete": False,
-        }
-        group.attrs[ATTR] = meta
-        vocab_array = group.create_array(
-            "vocab",
-            shape=(spec.vocab_size,),
-            dtype=str,
-            chunks=(spec.vocab_size,),
-            compressors=compressors(),
-            config=ARRAY_CONFIG,
-        )
-        vocab_array[:] = np.array(vocab.padded(spec.vocab_size).tokens, dtype=object)
-        encoder = ChunkEncoder(location, spec, _mode(corpus, workers), vocab, corpus)
         if workers == 1:
-            for split in corpus.splits:
-                _write_split(group, split, corpus, encoder, _map_here(encoder), progress)
+            vocab = corpus.vocabulary(spec.vocab_size, progress=progress)
         else:
-            # on an error, the pool stops its workers before the cleanup below
-            with Pool(workers, {"encoder": encoder.for_workers()}) as pool:
-                map_chunks = functools.partial(pool.map, run_encoder)
-                for split in corpus.splits:
-                    _write_split(group, split, corpus, encoder, map_chunks, progress)
-        group.attrs[ATTR] = {**meta, "complete": True}
+            # counting tasks of two chunks: 2,048 reviews by default, several in a small test
+            vocab = parallel_vocabulary(
+                corpus, spec.vocab_size, workers, progress, batch_rows=2 * spec.chunk_rows
+            )
+        if vocab.size > spec.vocab_size:
+            raise InvalidArgumentError(
+                f"corpus vocabulary has {vocab.size} ids, more than vocab_size={spec.vocab_size}"
+            )
+        _write_store(target, corpus, spec, vocab, progress, workers)
     except BaseException as err:
-        if local and Path(path).exists():
-            shutil.rmtree(path, ignore_errors=True)
-        replaced = _build_error(location, err)
+        if local and Path(target.path).exists():
+            shutil.rmtree(target.path, ignore_errors=True)
+        elif existed:
+            swap.remove(target)
+        replaced = _build_error(location, err, kept=existed)
         if replaced is not None:
             raise replaced from err
         raise
+    if existed:
+        swap.swap_in(location, target)
+
+
+def _write_store(
+    location: StoreLocation,
+    corpus: StoreSource,
+    spec: StoreSpec,
+    vocab: Any,
+    progress: ProgressFn | None,
+    workers: int,
+) -> None:
+    """Write the whole store at ``location`` (nothing there), ``complete`` last."""
+    path, options, local = location.path, location.storage_options, not location.is_url
+    try:
+        group = zarr.open_group(store=path, mode="w", storage_options=options, zarr_format=3)
+    except OSError as err:
+        if local and not isinstance(err, StoreWriteError):
+            raise _write_error(path, one_line(err)) from err
+        raise
+    meta = {
+        "format": FORMAT,
+        "vocab_size": spec.vocab_size,
+        "max_len": spec.max_len,
+        "pad_id": vocab.pad_id,
+        "start_id": vocab.start_id,
+        "oov_id": vocab.oov_id,
+        "padding": spec.padding,
+        "truncating": spec.truncating,
+        "splits": list(corpus.splits),
+        "source": corpus.source,
+        "num_classes": corpus.num_classes,
+        "complete": False,
+    }
+    group.attrs[ATTR] = meta
+    vocab_array = group.create_array(
+        "vocab",
+        shape=(spec.vocab_size,),
+        dtype=str,
+        chunks=(spec.vocab_size,),
+        compressors=compressors(),
+        config=ARRAY_CONFIG,
+    )
+    vocab_array[:] = np.array(vocab.padded(spec.vocab_size).tokens, dtype=object)
+    encoder = ChunkEncoder(location, spec, _mode(corpus, workers), vocab, corpus)
+    if workers == 1:
+        for split in corpus.splits:
+            _write_split(group, split, corpus, encoder, _map_here(encoder), progress)
+    else:
+        # on an error, the pool stops its workers before the caller's cleanup
+        with Pool(workers, {"encoder": encoder.for_workers()}) as pool:
+            map_chunks = functools.partial(pool.map, run_encoder)
+            for split in corpus.splits:
+                _write_split(group, split, corpus, encoder, map_chunks, progress)
+    group.attrs[ATTR] = {**meta, "complete": True}
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textvae.errors import CheckpointError, OutputDirError
+from textvae.training import replaced
 
 if TYPE_CHECKING:
     import keras
@@ -263,7 +264,10 @@ class RunDir:
         """Create the folder (check that it is writable) before a run writes to it.
 
         A folder that already holds a run is refused unless ``resume`` (continue it) or
-        ``overwrite`` (its artefacts are deleted first).
+        ``overwrite`` (replace it). The run ``overwrite`` replaces is moved into
+        :data:`~.replaced.REPLACED` inside the folder and deleted when the new run commits its first
+        checkpoint (:meth:`save_checkpoint`); if the new run ends before that, the next
+        ``prepare`` of the folder (any ``textvae-train --out`` on it) moves the old run back.
 
         Raises
         ------
@@ -281,15 +285,15 @@ class RunDir:
                 f"cannot write to --out {self.path} ({err.strerror or err}): "
                 "choose a writable directory"
             ) from None
+        replaced.settle(self.path, committed=self.file(STATE).exists(), current=self.existing())
         existing = self.existing()
         if existing and not (resume or overwrite):
             raise OutputDirError(
                 f"--out {self.path} already holds a run ({', '.join(existing)}): pass --resume "
                 "to continue it, --overwrite to replace it, or choose another --out"
             )
-        if overwrite:
-            for name in existing:
-                (self.path / name).unlink()
+        if overwrite and existing:
+            replaced.set_aside(self.path, existing, first=STATE)
 
     def check_resumable(self, config: TrainConfig) -> int:
         """Epochs already done by this run, after checking that ``config`` can continue it.
@@ -410,6 +414,7 @@ class RunDir:
             self.save_model(model, name)
         state = dataclasses.replace(state, checkpoint=name)
         self.write_state(state)
+        replaced.settle(self.path, committed=True)  # an --overwrite's old run can go
         if state.batches_done == 0:
             state = self._publish_last(state)
         self.remove_stale(state.checkpoint)
