@@ -177,3 +177,43 @@ def test_new_stores_allow_no_holes(small_store):
         for name in ARRAYS:
             assert not small_store.holes_allowed(split, name)
     assert isinstance(StoreCorruptError("x"), TextVAEError)
+
+
+# -- a store that lost its root zarr.json ---------------------------------------------------------
+def test_a_store_without_its_root_metadata_is_called_damaged(small_store, tmp_path, capsys):
+    from textvae.cli import verify_main
+    from textvae.data import open_corpus, resolve_store
+    from textvae.errors import StoreFormatError
+
+    (Path(small_store.path) / "zarr.json").unlink()
+    calls = {
+        "TokenStore.open": lambda: TokenStore.open(small_store.path),
+        "open_corpus": lambda: open_corpus(small_store.path),
+        "resolve_store": lambda: resolve_store(
+            small_store.path, vocab_size=12, max_len=16, store_path=tmp_path / "c.zarr"
+        ),
+        "verify_store": lambda: verify_store(small_store.path),
+    }
+    for what, call in calls.items():
+        with pytest.raises(StoreFormatError) as exc:
+            call()
+        message = str(exc.value)
+        assert "looks like a damaged token store" in message, what
+        assert "no zarr.json at its root" in message and "train/zarr.json" in message
+        assert "textvae-ingest" in message and "corpus layout" not in message
+    assert not (tmp_path / "c.zarr").exists()  # nothing ingested from it
+    assert verify_main([small_store.path]) == EXIT_USER_ERROR
+    argv = ["--data", small_store.path, "--out", str(tmp_path / "run"), *TINY_TRAIN_ARGS]
+    assert train_main(argv) == EXIT_USER_ERROR
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 2 and all("damaged token store" in ln for ln in lines), lines
+
+
+def test_an_unknown_folder_is_still_an_unknown_layout(tmp_path):
+    from textvae.data import open_corpus
+    from textvae.errors import CorpusError
+
+    (tmp_path / "notes" / "a").mkdir(parents=True)
+    (tmp_path / "notes" / "a" / "readme.txt").write_text("hello")
+    with pytest.raises(CorpusError, match="unknown corpus layout"):
+        open_corpus(tmp_path / "notes")

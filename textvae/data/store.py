@@ -33,6 +33,7 @@ from textvae.data.format import (
     READ_FORMATS,
     SPLIT_ARRAYS,
     chunk_problem,
+    damaged_store_problem,
     has_checksum,
     label_dtype,
     metadata_problem,
@@ -139,6 +140,9 @@ class TokenStore:
                 f"no token store at {path}: build one with `textvae-ingest SOURCE {path} "
                 "--vocab N --max-len L`"
             )
+        damaged = None if is_url(path) else damaged_store_problem(Path(path))
+        if damaged is not None:  # it lost its root zarr.json: not "not a zarr group"
+            raise StoreFormatError(damaged)
         retry_s = retry_seconds_of(retry_seconds)
         storage_options = remote_read_options(path, storage_options) if is_url(path) else None
         group = open_group(path, storage_options, retry_s)
