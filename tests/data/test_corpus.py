@@ -234,6 +234,36 @@ def test_bad_csv_records(tmp_path, rows, expected):
         list(open_corpus(path).reviews("train"))
 
 
+def test_csv_field_over_the_size_limit_says_how_to_read_it(tmp_path, capsys):
+    """Python's csv refuses a field over 131,072 characters: the error names the line where the
+    field starts and the ways past it; the limit a user raises is honoured."""
+    import csv
+
+    from textvae.cli import EXIT_USER_ERROR, ingest_main
+
+    path = tmp_path / "train.csv"
+    long = "good " * 30000  # 150,000 characters
+    path.write_text(f'text,label\nok,1\nfine,0\n"{long}",1\nafter,0\n', "utf-8")
+    limit = csv.field_size_limit()
+    with pytest.raises(CorpusError) as exc:
+        list(open_corpus(path).reviews("train"))
+    message = str(exc.value)
+    assert f"train.csv:4: a field is over Python's CSV limit of {limit:,} characters" in message
+    assert "JSON Lines" in message and "csv.field_size_limit(N)" in message
+    assert "quote" in message
+    code = ingest_main([str(path), str(tmp_path / "s.zarr"), "--vocab", "12", "--max-len", "8"])
+    assert code == EXIT_USER_ERROR
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "csv.field_size_limit" in err[0], err
+    assert csv.field_size_limit() == limit  # reading leaves the process-wide limit alone
+    try:
+        csv.field_size_limit(1_000_000)  # what the message suggests, from Python
+        reviews = list(open_corpus(path).reviews("train"))
+    finally:
+        csv.field_size_limit(limit)
+    assert [label for _, label in reviews] == [1, 0, 1, 0] and reviews[2][0] == long
+
+
 def test_csv_without_label_column_fails_at_open(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("text,stars\nok,5\n", "utf-8")

@@ -290,6 +290,29 @@ def test_any_object_under_the_prefix_counts_as_existing(bucket, s3_env, corpus):
 
 
 @pytest.mark.timeout(60)
+def test_missing_chunk_object_is_damage_not_fill_values(bucket, s3_env, corpus):
+    """A deleted chunk object reads as fill value in zarr (-1: unlabelled): every read of it
+    raises StoreCorruptError at once (not retried, not waited for), naming the chunk."""
+    from textvae.batching import OneHotSequence
+    from textvae.errors import StoreCorruptError
+
+    url = f"s3://{bucket}/holes.zarr"
+    _build(url, corpus)
+    fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
+    fs.rm(f"{bucket}/holes.zarr/train/labels/c/0")
+    store = TokenStore.open(url, retry_seconds=30)
+    started = time.monotonic()
+    for read in (lambda: store.labels("train"), lambda: OneHotSequence(url, "train")[0]):
+        with pytest.raises(StoreCorruptError) as exc:
+            read()
+        message = str(exc.value)
+        assert url in message and "chunk of train/labels holding rows 0-36 " in message
+        assert "its file train/labels/c/0 is missing" in message and "--overwrite" in message
+    assert time.monotonic() - started < 10  # a missing key is not a transient fault
+    np.testing.assert_array_equal(store.read("train", [0]).shape, (1, 16))
+
+
+@pytest.mark.timeout(60)
 def test_interrupted_build_is_refused(bucket, corpus, capsys):
     url = f"s3://{bucket}/cut.zarr"
 

@@ -102,10 +102,13 @@ def test_damaged_vocab(small_store):
 
 def test_missing_chunk_file_is_damage(small_store):
     _chunk_file(small_store, "train", "tokens", 1).unlink()
-    with pytest.raises(StoreCorruptError, match=r"rows 8-15 is damaged \(its file is missing\)"):
+    missing = r"rows 8-15 is damaged \(its file train/tokens/c/1/0 is missing\)"
+    with pytest.raises(StoreCorruptError, match=missing):
         small_store.read("train", slice(0, 37))
     report = verify_store(small_store.path)
-    assert [str(d) for d in report.damaged] == ["train/tokens rows 8-15: its file is missing"]
+    assert [str(d) for d in report.damaged] == [
+        "train/tokens rows 8-15: its file train/tokens/c/1/0 is missing"
+    ]
 
 
 def test_an_empty_review_is_not_taken_for_a_missing_chunk(tmp_path, corpus_dir):

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import abc
 import collections
-import contextlib
 import copy
 import csv
 import gzip
-import io
 import json
 import os
 import zipfile
@@ -36,6 +34,15 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from textvae.data.format import damaged_store_problem
+from textvae.data.textfiles import (
+    MISSING,
+    csv_records,
+    csv_text,
+    not_utf8_error,
+    open_binary,
+    parse_label,
+)
 from textvae.data.vocab import (
     OOV_ID,
     START_ID,
@@ -44,7 +51,7 @@ from textvae.data.vocab import (
     check_vocab_size,
     tokenize,
 )
-from textvae.errors import CorpusError, CorpusNotFoundError
+from textvae.errors import CorpusError, CorpusNotFoundError, StoreFormatError
 from textvae.progress import VOCAB_STAGE, ProgressFn
 
 __all__ = [
@@ -202,67 +209,6 @@ class Corpus(abc.ABC):
 
 
 # --------------------------------------------------------------------------------------------
-# Error helpers
-
-
-def not_utf8_error(where: str, offset: int, byte: int) -> CorpusError:
-    """The error of a corpus file that is not UTF-8 (``byte`` at ``offset`` of ``where``)."""
-    return CorpusError(
-        f"{where} is not UTF-8 (byte 0x{byte:02x} at offset {offset}): re-encode it, "
-        "e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
-    )
-
-
-def _first_bad_utf8(path: Path) -> CorpusError:
-    """Locate the first non-UTF-8 byte of a (possibly gzipped) file, by line."""
-    offset = 0
-    with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return not_utf8_error(f"{path}:{lineno}", offset + e.start, raw[e.start])
-            offset += len(raw)
-    return CorpusError(f"{path} is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`")
-
-
-_MISSING = object()
-_LABELS = {
-    "0": 0,
-    "1": 1,
-    "neg": 0,
-    "pos": 1,
-    "negative": 0,
-    "positive": 1,
-}
-
-
-def parse_label(value: Any, where: str, field_name: str = "label") -> int:
-    """A review's binary label (1 positive, 0 negative) from any accepted spelling, or the
-    :class:`CorpusError` naming ``where`` and ``field_name``."""
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return int(value)
-    if isinstance(value, str):
-        label = _LABELS.get(value.strip().lower())
-        if label is not None:
-            return label
-    if value is _MISSING or value is None or value == "":
-        raise CorpusError(
-            f"{where}: review has no {field_name}: give every review a `{field_name}` "
-            "of 1 (positive) or 0 (negative)"
-        )
-    raise CorpusError(
-        f"{where}: unknown {field_name} {value!r}: use 1/0, pos/neg or positive/negative"
-    )
-
-
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-# --------------------------------------------------------------------------------------------
 # aclImdb folders
 
 
@@ -404,7 +350,7 @@ class JsonlCorpus(_FileCorpus):
         loads = json.loads
         offset = 0
         try:
-            with _open_binary(path) as f:
+            with open_binary(path) as f:
                 for lineno, raw in enumerate(f, 1):
                     try:
                         line = raw.decode("utf-8")
@@ -436,7 +382,7 @@ class JsonlCorpus(_FileCorpus):
                             f"{path}:{lineno}: no `text` string field: give every review a "
                             '"text" (or "review") field'
                         )
-                    label = record.get("label", record.get("sentiment", _MISSING))
+                    label = record.get("label", record.get("sentiment", MISSING))
                     yield text, parse_label(label, f"{path}:{lineno}")
         except (gzip.BadGzipFile, EOFError, zipfile.BadZipFile) as e:
             raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
@@ -444,21 +390,6 @@ class JsonlCorpus(_FileCorpus):
 
 _TEXT_COLUMNS = ("text", "review")
 _LABEL_COLUMNS = ("label", "sentiment")
-
-
-@contextlib.contextmanager
-def _csv_text(path: Path, unreadable: str) -> Iterator[io.TextIOWrapper]:
-    """The text of a CSV file (a BOM dropped), its decoding, gzip and CSV errors raised as
-    :class:`CorpusError` (``unreadable`` names what the CSV error spoiled)."""
-    try:
-        with _open_binary(path) as raw, io.TextIOWrapper(raw, "utf-8-sig", newline="") as f:
-            yield f
-    except UnicodeDecodeError:
-        raise _first_bad_utf8(path) from None
-    except (gzip.BadGzipFile, EOFError) as e:
-        raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
-    except csv.Error as e:
-        raise CorpusError(f"{path}{unreadable} ({e})") from None
 
 
 class CsvCorpus(_FileCorpus):
@@ -475,7 +406,7 @@ class CsvCorpus(_FileCorpus):
 
     @staticmethod
     def _read_header(path: Path) -> tuple[int, int]:
-        with _csv_text(path, ":1: unreadable CSV header") as f:
+        with csv_text(path, ":1: unreadable CSV header") as f:
             header = next(csv.reader(f), None)
         if header is None:
             raise CorpusError(f"{path} is empty: expected a header row with text and label columns")
@@ -494,10 +425,10 @@ class CsvCorpus(_FileCorpus):
         path = self.paths[split]
         text_col, label_col = self._columns[split]
         width = max(text_col, label_col) + 1
-        with _csv_text(path, ": unreadable CSV") as f:
+        with csv_text(path, ": unreadable CSV") as f:
             reader = csv.reader(f)
             next(reader, None)  # header, checked at open time
-            for row in reader:
+            for row in csv_records(reader, path):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 if len(row) < width:
@@ -528,8 +459,9 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
     - a ``*.jsonl[.gz]`` file, or a folder of ``*train*`` / ``*test*`` ones: :class:`JsonlCorpus`;
     - a ``*.csv[.gz]`` file, or a folder of them: :class:`CsvCorpus`.
 
-    Checked in that order. Raises :class:`CorpusNotFoundError` for a missing path and
-    :class:`CorpusError` for an unknown layout or a folder without a training split.
+    Checked in that order. Raises :class:`CorpusNotFoundError` for a missing path,
+    :class:`CorpusError` for an unknown layout or a folder without a training split, and
+    :class:`StoreFormatError` for a store that lost its root ``zarr.json``.
     """
     from textvae.data.keras_imdb import KerasImdbCorpus  # it builds on this module
 
@@ -553,13 +485,14 @@ def open_corpus(source: str | os.PathLike[str]) -> Corpus:
                 f"{path} has no training split: expected {path / 'train' / 'pos'} and "
                 f"{path / 'train' / 'neg'} beside test/"
             )
-        raise CorpusError(f"{path}: unknown corpus layout: expected {ACCEPTED_LAYOUTS}")
-    name = path.name.lower()
-    if JsonlCorpus.matches(path):
+        damaged = damaged_store_problem(path)  # its root zarr.json lost: not a corpus either
+        if damaged is not None:
+            raise StoreFormatError(damaged)
+    elif JsonlCorpus.matches(path):
         return JsonlCorpus({"train": path})
-    if CsvCorpus.matches(path):
+    elif CsvCorpus.matches(path):
         return CsvCorpus({"train": path})
-    if name.endswith(".npz"):
+    elif path.name.lower().endswith(".npz"):
         return KerasImdbCorpus(path)
     raise CorpusError(f"{path}: unknown corpus layout: expected {ACCEPTED_LAYOUTS}")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +57,7 @@ __all__ = [
     "check_chunk_bytes",
     "chunk_problem",
     "compressors",
+    "damaged_store_problem",
     "has_checksum",
     "label_dtype",
     "metadata_problem",
@@ -101,6 +103,24 @@ ARRAY_CONFIG = {"write_empty_chunks": True}
 #: invalid input data", or "... doesn't match checksum" with zstd's frame checksum) or decodes
 #: to the wrong size (ValueError from the reshape).
 DECODE_ERRORS = (ValueError, RuntimeError)
+
+
+def damaged_store_problem(path: Path) -> str | None:
+    """Why the local folder ``path`` is a damaged store rather than a corpus or another
+    folder: it has no ``zarr.json`` (the store's metadata) at its root but zarr nodes below
+    (``train/zarr.json``, ``train/tokens/zarr.json``, ...); else None. A few stats: ask it
+    only when ``path`` turned out to be neither a store nor a corpus."""
+    if not path.is_dir() or (path / "zarr.json").exists():
+        return None
+    below = sorted(path.glob("*/zarr.json")) or sorted(path.glob("*/*/zarr.json"))
+    if not below:
+        return None
+    nodes = ", ".join(p.relative_to(path).as_posix() for p in below[:3])
+    return (
+        f"{path} looks like a damaged token store: it has zarr nodes ({nodes}) but no zarr.json "
+        "at its root, which holds the store's metadata: delete the folder and build it again "
+        f"with `textvae-ingest SOURCE {path}` (or restore it from a copy)"
+    )
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -1,8 +1,9 @@
 """The token store reader: :class:`TokenStore`, a validated, read-only view of a store.
 
 The layout lives in :mod:`textvae.data.format`, building in :mod:`textvae.data.ingest`. A store
-without ``complete`` never opens; a chunk that fails its crc32c raises
-:class:`StoreCorruptError` naming its rows (stores written before checksums read unchecked).
+without ``complete`` never opens; a chunk that fails its crc32c, or whose file is missing, raises
+:class:`StoreCorruptError` naming its rows on every read of every array (stores written before
+checksums read unchecked, and a missing chunk of their ``labels`` reads as -1, unlabelled).
 Reads of URLs (``s3://...``) retry transient faults for a bounded time
 (:mod:`textvae.data.retry`). Opening a store imports neither the corpus readers nor the ingest.
 """
@@ -19,12 +20,21 @@ import zarr
 
 from textvae._checks import positive_int
 from textvae._compat import deprecated
+from textvae.data.chunks import (
+    CHUNK_KEY,
+    ChunkCheckingStore,
+    MissingChunkError,
+    checking,
+    chunk_key,
+)
 from textvae.data.format import (
     ATTR,
     DECODE_ERRORS,
     READ_FORMATS,
     SPLIT_ARRAYS,
     chunk_problem,
+    damaged_store_problem,
+    has_checksum,
     label_dtype,
     metadata_problem,
     token_dtype,
@@ -55,12 +65,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _chunk_key(array: zarr.Array, k: int) -> str:
-    """The store key of chunk ``k`` (along the rows) of ``array``."""
-    coords = (k,) + (0,) * (array.ndim - 1)
-    return f"{array.async_array.store_path.path}/{array.metadata.encode_chunk_key(coords)}"
-
-
 def _builder(path: str, storage_options: Mapping[str, Any] | None) -> str | None:
     from textvae.data.lock import current_builder  # only for an incomplete store's message
 
@@ -83,6 +87,8 @@ class TokenStore:
         self._arrays: dict[tuple[str | None, str], zarr.Array] = {}
         self._remote = is_url(path)
         self._retry_s = retry_seconds_of(retry_s)
+        store = group.store_path.store
+        self._holes: set[str] = store.holes if isinstance(store, ChunkCheckingStore) else set()
 
     # -- opening and validation -------------------------------------------------------------
     @classmethod
@@ -134,6 +140,9 @@ class TokenStore:
                 f"no token store at {path}: build one with `textvae-ingest SOURCE {path} "
                 "--vocab N --max-len L`"
             )
+        damaged = None if is_url(path) else damaged_store_problem(Path(path))
+        if damaged is not None:  # it lost its root zarr.json: not "not a zarr group"
+            raise StoreFormatError(damaged)
         retry_s = retry_seconds_of(retry_seconds)
         storage_options = remote_read_options(path, storage_options) if is_url(path) else None
         group = open_group(path, storage_options, retry_s)
@@ -159,7 +168,7 @@ class TokenStore:
                 f"{path} is an incomplete store (its build was interrupted or failed): delete it "
                 "and run `textvae-ingest` again, or run it with --overwrite"
             )
-        store = cls(group, path, retry_s)
+        store = cls(checking(group), path, retry_s)
         store._validate()
         store.check_expected(vocab_size=vocab_size, max_len=max_len, split=split)
         return store
@@ -202,6 +211,11 @@ class TokenStore:
             vectors = [(lengths, "lengths", np.int32)]
             if labels_dtype is not None:
                 vectors.insert(0, (nodes["labels"], "labels", labels_dtype))
+            if labels_dtype is not None and not has_checksum(nodes["labels"]):
+                # Written before checksums, when zarr skipped all-fill chunks: a missing chunk
+                # of labels was all -1 (unlabelled, as a whole `unsup` split is). Tokens always
+                # hold a start id or words, lengths >= 1: their chunks were always written.
+                self._holes.add(f"{split}/labels")
             for array, name, dtype in vectors:
                 if array.shape != (n,) or np.dtype(array.dtype) != dtype:
                     raise self._damaged(
@@ -442,38 +456,42 @@ class TokenStore:
 
     def _fetch(self, split: str | None, name: str, rows: slice | np.ndarray) -> np.ndarray:
         """Rows ``rows`` (a slice, or sorted unique indices) of an array, checked: a chunk that
-        fails its checksum or cannot be decoded raises :class:`StoreCorruptError`."""
+        fails its checksum, cannot be decoded or has no file raises :class:`StoreCorruptError`."""
         array = self._array(split, name)
         try:
-            data = self._get(array, rows)
+            return self._get(array, rows)
+        except MissingChunkError as err:
+            damage = self._missing_chunks(split, name, rows) or [self._missing(array, err.key)]
+            raise self._corrupt(split, name, damage) from None
         except DECODE_ERRORS as err:
             damage = self._damaged_chunks(split, name, rows)
             if not damage:
                 raise  # not a chunk's fault: a bug, keep the traceback
             raise self._corrupt(split, name, damage) from err
-        if name == "tokens" and data.size:
-            # Every review keeps its start id or its words, so a row that is all padding is
-            # suspect (in a store of a user's ids an empty row is legitimate, but rare): zarr
-            # reads a chunk whose file is missing as fill value. Checked on the
-            # row's edge (O(rows)); the file's existence is asked only then.
-            edge = data[:, -1] if self.padding == "pre" else data[:, 0]
-            empty = np.flatnonzero(edge == self.pad_id)
-            if empty.size:
-                c = array.chunks[0]
-                suspects = np.unique(np.arange(array.shape[0])[rows][empty] // c)
-                damage = [
-                    (int(k) * c, min((int(k) + 1) * c, array.shape[0]), "its file is missing")
-                    for k in suspects
-                    if not self._chunk_exists(array, int(k))
-                ]
-                if damage:
-                    raise self._corrupt(split, name, damage)
-        return data
+
+    def _missing(self, array: zarr.Array, key: str) -> tuple[int, int, str]:
+        """(first row, end row, problem) of the chunk at ``key`` of ``array``, which is missing."""
+        match = CHUNK_KEY.match(key)
+        n, c = array.shape[0], array.chunks[0]
+        k = int(match["coords"].split("/")[1]) if match is not None else 0
+        return k * c, min((k + 1) * c, n), f"its file {key} is missing"
+
+    def _missing_chunks(
+        self, split: str | None, name: str, rows: slice | np.ndarray
+    ) -> list[tuple[int, int, str]]:
+        """Each chunk under ``rows`` whose file is missing (asked only once a read met one)."""
+        array = self._array(split, name)
+        c = array.chunks[0]
+        return [
+            self._missing(array, chunk_key(array, int(k)))
+            for k in np.unique(np.arange(array.shape[0])[rows] // c)
+            if not self._chunk_exists(array, int(k))
+        ]
 
     def _chunk_exists(self, array: zarr.Array, k: int) -> bool:
         """Whether the file of chunk ``k`` (along the rows) of ``array`` exists."""
         store = array.async_array.store_path.store
-        key = _chunk_key(array, k)
+        key = chunk_key(array, k)
         return self._call(lambda timeout: run_with_timeout(lambda: store.exists(key), timeout))
 
     def _call(self, attempt: Callable[[float | None], T]) -> T:
@@ -512,16 +530,25 @@ class TokenStore:
             return {key async for key in store_path.store.list_prefix(f"{store_path.path}/")}
 
         keys = self._call(lambda timeout: run_with_timeout(listing, timeout))
-        return keys, lambda k: _chunk_key(array, k)
+        return keys, lambda k: chunk_key(array, k)
 
     def chunk_damage(self, split: str | None, name: str, start: int, stop: int) -> str | None:
         """What is wrong with the chunk of ``split/name`` holding rows ``start:stop`` (it fails
         its checksum or cannot be decoded), or None when it reads."""
+        array = self._array(split, name)
         try:
-            self._get(self._array(split, name), slice(start, stop))
+            self._get(array, slice(start, stop))
+        except MissingChunkError as err:
+            return self._missing(array, err.key)[2]
         except DECODE_ERRORS as err:
             return chunk_problem(err)
         return None
+
+    def holes_allowed(self, split: str | None, name: str) -> bool:
+        """Whether a chunk of ``split/name`` may legitimately have no file (it then reads as
+        fill value): only ``labels`` written before checksums, when all-fill chunks were
+        skipped."""
+        return split is not None and f"{split}/{name}" in self._holes
 
     def _damaged_chunks(
         self, split: str | None, name: str, rows: slice | np.ndarray

@@ -4,8 +4,9 @@
 files, and decodes every chunk, which checks its crc32c. A chunk is damaged when it fails its
 checksum, cannot be decoded, or is missing (a store written with checksums writes every chunk;
 in an older store a missing chunk of ``labels`` may be a legitimate run of -1 labels, and is not
-reported). Arrays written before checksums are listed in ``unchecked``: in them a changed byte
-that still decodes cannot be found. ``textvae-verify STORE`` prints the report.
+reported: :meth:`TokenStore.holes_allowed`, the rule every read follows too). Arrays written
+before checksums are listed in ``unchecked``: in them a changed byte that still decodes cannot
+be found. ``textvae-verify STORE`` prints the report.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def _check_array(
     for start in range(0, n, c):
         stop = min(start + c, n)
         count += 1
-        if key_of(start // c) not in keys:
+        key = key_of(start // c)
+        if key not in keys:
             # Old stores skipped chunks that were all fill value: only labels can be (all -1).
-            if checked or name != "labels":
-                damaged.append(DamagedChunk(split, name, start, stop, "its file is missing"))
+            if not store.holes_allowed(split, name):
+                problem = f"its file {key} is missing"
+                damaged.append(DamagedChunk(split, name, start, stop, problem))
         else:
             problem = store.chunk_damage(split, name, start, stop)
             if problem is not None:
