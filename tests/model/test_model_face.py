@@ -42,12 +42,14 @@ def test_names_moved_out_of_textvae_model_still_resolve_with_a_warning(name, hom
 
 def test_registered_keras_names_are_those_saved_in_earlier_checkpoints():
     """``.keras`` files name classes by these: moving a module must not change them."""
+    from textvae.model.labels import LabelledBinaryAccuracy, LabelledBinaryCrossentropy
     from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
     from textvae.model.vae import ReconstructionLoss, Sampling, TextVAE
 
+    classes = (TextVAE, Sampling, ReconstructionLoss, DecoderInputs, AlignToStore, MaskedMean)
+    labelled = (LabelledBinaryCrossentropy, LabelledBinaryAccuracy)
     registered = {
-        cls.__name__: keras.saving.get_registered_name(cls)
-        for cls in (TextVAE, Sampling, ReconstructionLoss, DecoderInputs, AlignToStore, MaskedMean)
+        cls.__name__: keras.saving.get_registered_name(cls) for cls in (*classes, *labelled)
     }
     assert registered == {
         "TextVAE": "textvae>TextVAE",
@@ -56,6 +58,8 @@ def test_registered_keras_names_are_those_saved_in_earlier_checkpoints():
         "DecoderInputs": "textvae>DecoderInputs",
         "AlignToStore": "textvae>AlignToStore",
         "MaskedMean": "textvae>MaskedMean",
+        "LabelledBinaryCrossentropy": "textvae>LabelledBinaryCrossentropy",
+        "LabelledBinaryAccuracy": "textvae>LabelledBinaryAccuracy",
     }
 
 

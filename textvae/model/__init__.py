@@ -3,6 +3,7 @@
 =========================  ===================================================================
 :mod:`.vae`                :class:`TextVAE`, :func:`build_vae`, :func:`load_model`, the sampling
                            layer, the reconstruction loss and the KL / bag-of-words terms
+:mod:`.labels`             the sentiment loss and accuracy over labelled reviews (-1: unlabelled)
 :mod:`.layers`             the decoder's input and alignment layers, the pooled encoder branch
 :mod:`.decoding`           :func:`generate`: latent codes -> token ids, free-running
 :mod:`.metrics`            token accuracy, active units, BLEU, unigram F1, the evaluation sums
@@ -24,6 +25,8 @@ from textvae._compat import deprecated
 __all__ = [
     "AlignToStore",
     "DecoderInputs",
+    "LabelledBinaryAccuracy",
+    "LabelledBinaryCrossentropy",
     "MaskedMean",
     "ModelConfig",
     "ReconstructionLoss",
@@ -40,6 +43,8 @@ __all__ = [
 _HOMES = {
     "AlignToStore": "textvae.model.layers",
     "DecoderInputs": "textvae.model.layers",
+    "LabelledBinaryAccuracy": "textvae.model.labels",
+    "LabelledBinaryCrossentropy": "textvae.model.labels",
     "MaskedMean": "textvae.model.layers",
     "ModelConfig": "textvae.model.config",
     "ReconstructionLoss": "textvae.model.vae",

@@ -153,6 +153,7 @@ class EvalTotals:
         self.tokens = 0
         self.kl_sum = 0.0
         self.correct_sentiment = 0
+        self.sentiment_reviews = 0
         self._z_means: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
 
@@ -180,7 +181,8 @@ class EvalTotals:
         kl
             KL(q(z|x) || N(0, I)) per review ``(batch,)``, in nats.
         sentiment, labels
-            Predicted probability of a positive review and the 0/1 labels, ``(batch,)`` each.
+            Predicted probability of a positive review and the 0/1 labels, ``(batch,)`` each;
+            a review labelled -1 (unlabelled) counts in no sentiment metric.
         z_mean
             The encoder's means ``(batch, latent)``.
         p_true_z0
@@ -195,9 +197,10 @@ class EvalTotals:
         self.tokens += counted
         self.kl_sum += float(np.sum(kl, dtype=np.float64))
         labels = np.ravel(labels)
-        self.correct_sentiment += int(
-            np.count_nonzero((np.ravel(sentiment) > 0.5) == (labels > 0.5))
-        )
+        labelled = labels >= 0  # -1: an unlabelled review, counted in no sentiment metric
+        hits = (np.ravel(sentiment) > 0.5) == (labels > 0.5)
+        self.correct_sentiment += int(np.count_nonzero(hits[labelled]))
+        self.sentiment_reviews += int(np.count_nonzero(labelled))
         self._z_means.append(np.asarray(z_mean))
         self._labels.append(labels)
 
@@ -231,7 +234,10 @@ class EvalTotals:
             "kl": self.kl_sum / n,
             "active_units": active_units(z),
             "latent": int(z.shape[1]),
-            "sentiment_accuracy": self.correct_sentiment / n,
+            "sentiment_accuracy": (
+                self.correct_sentiment / self.sentiment_reviews if self.sentiment_reviews else None
+            ),
+            "sentiment_reviews": self.sentiment_reviews,
         }
 
 

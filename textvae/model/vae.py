@@ -30,7 +30,7 @@ axis and ran out of memory at the seed's sizes (see DESIGN.md).
 The loss per batch, as :func:`build_vae` compiles it::
 
     loss = mean_batch(sum_text_positions CE(reconstruction))   # nats per review
-         + sentiment_weight * mean_batch(BCE(sentiment))
+         + sentiment_weight * mean_labelled(BCE(sentiment))     # label -1: not counted
          + kl_weight * sum_latent(max(mean_batch(KL_d), free_bits))
          + bow_weight * mean_batch(sum_text_positions -log softmax(Dense(vocab_size)(z))[id])
 
@@ -38,6 +38,9 @@ The last term (``bow_weight``, 0.5 by default; 0 turns it off) is Zhao et al.'s 
 bag-of-words loss: a softmax over the vocabulary from z alone must predict every word of the
 review, order ignored, so z has to carry the review's wording whatever the decoder learns to
 do without it.
+
+A review without a label (-1 in the store) weighs 0 in the sentiment loss and accuracy
+(:mod:`textvae.model.labels`): the sentiment terms are means over the batch's labelled rows.
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric.
@@ -65,6 +68,11 @@ from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, p
 from textvae.data.vocab import PAD_ID, START_ID
 from textvae.errors import CheckpointError
 from textvae.model.config import ModelConfig
+from textvae.model.labels import (
+    LabelledBinaryAccuracy,
+    LabelledBinaryCrossentropy,
+    masked_sentiment,
+)
 from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
 
 __all__ = [
@@ -475,6 +483,13 @@ class TextVAE(keras.Model):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
 
+    def compile_from_config(self, config):
+        """Keras' ``compile_from_config``, with a checkpoint's plain sentiment cross-entropy and
+        accuracy (saved before unlabelled rows were masked) read as the labelled ones."""
+        self.compile(**masked_sentiment(keras.saving.deserialize_keras_object(config)))
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)  # its variables, for load to fill
+
     def get_config(self):
         # Deliberately not chaining keras.Model.get_config: it describes functional models.
         return {
@@ -514,7 +529,7 @@ class TextVAE(keras.Model):
         """The ``compile`` losses and loss weights for ``targets`` and ``sentiment_weight``."""
         loss = {
             "reconstruction": ReconstructionLoss(sparse=self.targets == "sparse"),
-            "sentiment": keras.losses.BinaryCrossentropy(),
+            "sentiment": LabelledBinaryCrossentropy(),
         }
         loss_weights = {"reconstruction": 1.0, "sentiment": self.sentiment_weight}
         return loss, loss_weights
@@ -546,7 +561,7 @@ def build_vae(vocab_size: int, max_len: int, learning_rate: float = 1e-3, **kwar
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
         loss=loss,
         loss_weights=loss_weights,
-        metrics={"sentiment": [keras.metrics.BinaryAccuracy(name="accuracy")]},
+        metrics={"sentiment": [LabelledBinaryAccuracy(name="accuracy")]},
     )
     return model
 

@@ -62,7 +62,9 @@ def evaluate_vae(
     - ``token_accuracy``: arg-max accuracy over text positions (teacher-forced);
     - ``kl``: mean KL(q(z|x) || N(0, I)) in nats per review;
     - ``active_units`` / ``latent``: latent dimensions whose z_mean varies across reviews;
-    - ``sentiment_accuracy``: accuracy of the sentiment head on the latent mean;
+    - ``sentiment_accuracy``: accuracy of the sentiment head on the latent mean, over the
+      labelled reviews (label -1, unlabelled, is left out; ``None`` when none is labelled), and
+      ``sentiment_reviews``: how many were labelled;
     - ``reviews``, ``tokens``: how many were evaluated;
     - the free-running scores of :func:`reconstruction_scores` on ``reconstruct_rows`` fixed
       reviews of the same split (``reconstruct_*``; none when ``reconstruct_rows=0``).

@@ -200,7 +200,29 @@ def _check_vae_store(store: TokenStore) -> None:
         kind = "no labels" if store.num_classes is None else f"{store.num_classes} classes"
         raise StoreMismatchError(
             f"the store at {store.path} has {kind}; the text VAE's sentiment head needs binary "
-            "labels (0/1; -1 for an unlabelled review): rebuild it with labels in {0, 1}"
+            "labels (0/1; -1 for an unlabelled review): rebuild it with labels in {0, 1}; "
+            "to train without labels, build it with num_classes=2 and labels for no split or "
+            "some (labels={}: every review -1, the reconstruction alone is trained)"
+        )
+
+
+def _report_labels(store: TokenStore, rows: _TrainRows, log: Log) -> None:
+    """Say how many training reviews carry a label: an unlabelled one (-1) weighs 0 in the
+    sentiment loss and accuracy (:mod:`textvae.model.labels`); with none labelled the run trains
+    the reconstruction only (its ``sentiment_loss`` is 0 and ``sentiment_accuracy`` NaN)."""
+    labelled = int(np.count_nonzero(store.labels("train")[rows.kept] >= 0))
+    if labelled == len(rows.kept):
+        return
+    if labelled == 0:
+        log(
+            f"no training review of {store.path} is labelled (all -1): training the "
+            "reconstruction only; the sentiment head stays untrained (sentiment_loss 0, "
+            "sentiment_accuracy nan)"
+        )
+    else:
+        log(
+            f"{labelled:,} of {len(rows.kept):,} training reviews are labelled: the others "
+            "(-1) count in no sentiment loss or accuracy"
         )
 
 
@@ -423,6 +445,7 @@ def train(
         progress.close()
     _check_vae_store(store)
     rows = _TrainRows.of(config, store)
+    _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
         run.write_config(config, store.attrs)
