@@ -28,7 +28,7 @@ __all__ = [
     "RENAMED",
     "deprecated",
     "install",
-    "resolve_top_level",
+    "resolve_renamed",
 ]
 
 #: The release that removes every name this table keeps alive.
@@ -113,6 +113,10 @@ RENAMED: dict[str, str] = {
     "textvae.VerifyReport": "textvae.data.VerifyReport",
     "textvae.build_vae": "textvae.model.build_vae",
     "textvae.TrainingState": "textvae.training.TrainingState",
+    # Moved out of textvae.model (then one module) during 0.1; still resolved until 0.3.
+    "textvae.model.KLAnnealing": "textvae.training.callbacks.KLAnnealing",
+    "textvae.model.active_units": "textvae.model.metrics.active_units",
+    "textvae.model.token_accuracy": "textvae.model.metrics.token_accuracy",
 }
 
 
@@ -167,11 +171,14 @@ def _resolve(old_module: str, name: str) -> Any:
     raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
 
 
-def resolve_top_level(name: str) -> Any:
-    """``textvae.<name>`` for a name that left the top level (warning), or AttributeError."""
-    if f"textvae.{name}" in RENAMED:
-        return _resolve("textvae", name)
-    raise AttributeError(f"module 'textvae' has no attribute {name!r}")
+def resolve_renamed(package: str, name: str) -> Any:
+    """``package.name`` for a name that left ``package`` (with a warning), or AttributeError.
+
+    The fallback of every face's lazy ``__getattr__`` (:func:`textvae._lazy.attach`).
+    """
+    if f"{package}.{name}" in RENAMED or f"{package}.{name}" in REMOVED:
+        return _resolve(package, name)
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
 class _MovedModule(types.ModuleType):

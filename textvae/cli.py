@@ -217,8 +217,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 f" ({metrics['split_sentiment_accuracy']:.3f} on all "
                 f"{metrics['split_sentiment_reviews']:,})"
             )
+        accuracy = metrics["sentiment_accuracy"]  # None: no labelled review in the split
+        sentiment = "n/a (no labelled review)" if accuracy is None else f"{accuracy:.3f}"
         print(
-            f"test: sentiment accuracy {metrics['sentiment_accuracy']:.3f}{whole}, KL "
+            f"test: sentiment accuracy {sentiment}{whole}, KL "
             f"{metrics['kl']:.2f} nats, {metrics['active_units']}/{metrics['latent']} active "
             f"units, token accuracy {metrics['token_accuracy']:.3f} -> {config.out}/metrics.json"
         )

@@ -138,3 +138,16 @@ def test_a_store_without_train_labels_trains_the_reconstruction_only(tmp_path, c
     assert epoch["loss"] > 0 and epoch["reconstruction_loss"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["sentiment_reviews"] == 12 and 0 <= metrics["sentiment_accuracy"] <= 1
+
+
+def test_an_unlabelled_test_split_prints_no_accuracy(tmp_path, capsys):
+    """Labels for the train split only: the test split has no labelled review, so the last
+    line says so instead of a number (metrics.json holds null)."""
+    store = _texts_store(tmp_path / "train-only.zarr", ("train",))
+    assert (store.labels("test") == -1).all()
+    out = tmp_path / "run"
+    argv = ["--data", store.path, "--out", str(out), *TINY_TRAIN_ARGS, "--epochs", "1"]
+    assert train_main(argv) == 0
+    assert "sentiment accuracy n/a (no labelled review)" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sentiment_accuracy"] is None and metrics["sentiment_reviews"] == 0

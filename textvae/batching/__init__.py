@@ -7,9 +7,9 @@ and adapters stay light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from textvae._lazy import attach
 from textvae.batching.adapters import as_numpy_iterator, as_tf_dataset, as_torch_dataloader
 from textvae.batching.layout import BatchLayout
 from textvae.batching.memory import MemoryOptions, default_memory_budget
@@ -33,11 +33,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "OneHotSequence":  # imports Keras
-        return importlib.import_module("textvae.batching.sequence").OneHotSequence
-    raise AttributeError(f"module 'textvae.batching' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# OneHotSequence imports Keras: loaded on first use.
+__getattr__, __dir__ = attach(__name__, {"OneHotSequence": "sequence"})

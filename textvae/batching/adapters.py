@@ -193,4 +193,3 @@ def as_torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
     return torch.utils.data.DataLoader(
         sequence, batch_size=None, collate_fn=batch_to_torch, **kwargs
     )
-

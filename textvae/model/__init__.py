@@ -17,10 +17,7 @@ that must not import Keras (``import textvae`` stays free of it).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from textvae._compat import deprecated
+from textvae._lazy import attach
 
 __all__ = [
     "AlignToStore",
@@ -57,23 +54,4 @@ _HOMES = {
     "load_model": "textvae.model.vae",
 }
 
-#: Names textvae 0.1 moved out of ``textvae.model`` (then one module); they still resolve, with
-#: a TextVAEDeprecationWarning, until textvae 0.3.
-_MOVED = {
-    "KLAnnealing": "textvae.training.callbacks",
-    "active_units": "textvae.model.metrics",
-    "token_accuracy": "textvae.model.metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    if name in _MOVED:
-        deprecated(f"textvae.model.{name}", f"{_MOVED[name]}.{name}")
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'textvae.model' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = attach(__name__, _HOMES)

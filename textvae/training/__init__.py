@@ -18,8 +18,7 @@ free of Keras, and :func:`fit_distributed` needs TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from textvae._lazy import attach
 
 __all__ = [
     "EpochSync",
@@ -57,11 +56,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'textvae.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = attach(__name__, _HOMES)
