@@ -217,3 +217,61 @@ def test_train_takes_storage_options(capsys):
     assert exc.value.code == EXIT_USER_ERROR
     (line,) = capsys.readouterr().err.splitlines()
     assert "storage options apply to a URL store (s3://...), not to 'runs/store.zarr'" in line
+
+
+_BAD_TOKENIZERS = """
+def no_argument():
+    return ["a"]
+
+def two_arguments(text, other):
+    return text.split()
+
+def keyword_only(*, text):
+    return text.split()
+
+def raises(text):
+    raise RuntimeError("model not loaded")
+
+def gives_ids(text):
+    return [1, 2]
+
+class Tokenizer:
+    def __init__(self):
+        pass
+
+NOT_CALLABLE = 3
+
+def fine(text, lower=True):
+    return text.lower().split() if lower else text.split()
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no_argument", "must take one argument, the text.*signature \\(\\)"),
+        ("two_arguments", "must take one argument.*signature \\(text, other\\)"),
+        ("keyword_only", "must take one argument.*signature \\(\\*, text\\)"),
+        ("Tokenizer", "must take one argument.*signature \\(\\)"),
+        ("raises", "failed on the text .*RuntimeError: model not loaded"),
+        ("gives_ids", "must return a list of str tokens"),
+        ("NOT_CALLABLE", "`tokenizer` must be a callable"),
+    ],
+)
+def test_a_tokenizer_that_cannot_take_one_text_is_refused_at_start_up(
+    tmp_path, corpus_dir, monkeypatch, capsys, name, message
+):
+    import re
+
+    (tmp_path / "user_tokenizers.py").write_text(_BAD_TOKENIZERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target = tmp_path / "s.zarr"
+    argv = [str(corpus_dir), str(target), "--vocab", "12", "--quiet"]
+    code = ingest_main([*argv, "--tokenizer", f"user_tokenizers:{name}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(message, err), err
+    assert not target.exists()
+    # The same module's good tokenizer (an optional second argument) builds the store.
+    assert ingest_main([*argv, "--tokenizer", "user_tokenizers:fine"]) == 0
