@@ -275,3 +275,20 @@ def test_a_tokenizer_that_cannot_take_one_text_is_refused_at_start_up(
     assert not target.exists()
     # The same module's good tokenizer (an optional second argument) builds the store.
     assert ingest_main([*argv, "--tokenizer", "user_tokenizers:fine"]) == 0
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\udc00\\ud800"])
+def test_a_lone_surrogate_escape_in_jsonl_is_one_line(tmp_path, capsys, escape):
+    # Valid JSON that decodes to a str UTF-8 cannot encode: it crashed writing the vocabulary.
+    source = tmp_path / "c_train.jsonl"
+    lines = ['{"text": "a good film", "label": 1}', f'{{"text": "bad {escape} plot", "label": 0}}']
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target = tmp_path / "s.zarr"
+    code = ingest_main([str(source), str(target), "--vocab", "12", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR, err
+    assert err.count("\n") == 1 and f"{source}:2: the text holds a lone surrogate" in err, err
+    assert not target.exists()
+    # A surrogate pair written as two escapes is one character, and ingests.
+    source.write_text('{"text": "good \\ud83d\\ude00 film", "label": 1}\n', encoding="utf-8")
+    assert ingest_main([str(source), str(target), "--vocab", "12", "--quiet"]) == 0

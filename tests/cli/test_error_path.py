@@ -110,6 +110,32 @@ def test_as_tf_dataset_error_unwraps_to_the_store_error(store):
     )
 
 
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_keras_pydataset_workers_on_tensorflow_unwrap(store, processes):
+    """Keras' own PyDataset adapter (its enqueuer, thread or process workers) under ``fit``."""
+    import keras
+
+    seq = OneHotSequence(
+        store, "train", 8, inputs="ids", outputs="onehot", workers=2,
+        use_multiprocessing=processes,
+    )  # fmt: skip
+    ids = keras.Input((16,), dtype="int32", name="ids")
+    hidden = keras.layers.Embedding(12, 4)(ids)
+    outputs = {"reconstruction": keras.layers.Dense(12, "softmax", name="reconstruction")(hidden)}
+    model = keras.Model({"ids": ids}, outputs)
+    model.compile("adam", "categorical_crossentropy")
+
+    class Damage(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            flip_chunks(store.path)
+
+    with pytest.raises(Exception) as info:
+        model.fit(seq, epochs=2, verbose=0, callbacks=[Damage()])
+    found = unwrap(info.value)
+    assert type(found) is StoreCorruptError, info.value
+    assert "train/tokens" in str(found) and "Traceback" not in str(found)
+
+
 def test_direct_textvae_error_is_itself_and_a_bug_stays_a_bug():
     err = StoreNotFoundError("no store at x")
     assert unwrap(err) is err
