@@ -198,6 +198,13 @@ def _from_text(text: str) -> TextVAEError | None:
     return error
 
 
+def _text(err: BaseException) -> str:
+    try:
+        return str(err)
+    except Exception:  # a broken __str__ must not hide the error being unwrapped
+        return ""
+
+
 def _is_wrapper(err: BaseException) -> bool:
     return type(err).__module__.partition(".")[0] in _WRAPPER_PACKAGES
 
@@ -233,7 +240,7 @@ def unwrap(err: BaseException) -> TextVAEError | None:
             if _TRACEBACK in str(current):  # a worker's traceback as the message (PyTorch)
                 return _from_text(str(current)) or current
             return current
-        found = _from_text(str(current))  # (PyTorch falls back to a RuntimeError's text)
+        found = _from_text(_text(current))  # (PyTorch falls back to a RuntimeError's text)
         if found is not None:
             return found
         if _is_wrapper(current):
