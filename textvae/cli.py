@@ -24,7 +24,7 @@ from textvae.config import (
     storage_options_flag,
 )
 from textvae.data.location import check_storage_options
-from textvae.errors import TextVAEError, TrainingInterrupted
+from textvae.errors import TrainingInterrupted, unwrap
 from textvae.progress import ConsoleProgress
 
 __all__ = ["ingest_main", "sample_main", "train_main", "verify_main"]
@@ -42,12 +42,17 @@ def _one_line(text: object) -> str:
 
 
 def _run(fn: Callable[[], int]) -> int:
+    """``fn()``; a textvae error, raised directly or wrapped by an input pipeline (a ``tf.data``
+    error, a worker's re-raise: :func:`textvae.errors.unwrap`), is one line and exit code 2."""
     try:
         return fn()
-    except TextVAEError as err:
-        print(f"error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
+    except Exception as err:
+        found = unwrap(err)
+        if found is None:
+            raise  # a bug: its traceback is kept
+        print(f"error: {_one_line(found) or type(found).__name__}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except TrainingInterrupted as err:
+    except TrainingInterrupted as err:  # a KeyboardInterrupt: not an `Exception`
         # Saved and stopped on a signal: exit as the signal would have, 128 + its number
         # (143 for SIGTERM, 130 for SIGINT), the line saying how to continue.
         print(f"interrupted: {err}", file=sys.stderr)

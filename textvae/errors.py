@@ -7,6 +7,8 @@ catches them, prints one line and exits non-zero; anything else is a bug and kee
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "CheckpointError",
     "CorpusError",
@@ -151,3 +153,101 @@ class MissingExtraError(TextVAEError, ImportError):
     backend, matplotlib, s3fs, ...): the message names the extra that installs it
     (``pip install "textvae[jax]"``). An ``ImportError``, so code that already catches a
     failed import keeps working; ``name`` is the module that was missing."""
+
+
+# -- errors that crossed an input pipeline ---------------------------------------------------
+#: Packages whose exceptions wrap an error raised in the input pipeline (a ``tf.data``
+#: ``py_function``, Keras' enqueuer, a worker pool): through them, ``__context__`` is followed
+#: too. Through textvae's own code only ``__cause__`` is: a textvae error that was being handled
+#: when a bug struck must not hide the bug's traceback.
+_WRAPPER_PACKAGES = (
+    "tensorflow",
+    "keras",
+    "jax",
+    "jaxlib",
+    "torch",
+    "multiprocessing",
+    "concurrent",
+)
+#: The last line of a formatted textvae exception (``traceback.format_exception``), as TensorFlow
+#: and PyTorch's DataLoader workers embed it in their own error's message.
+_FORMATTED = re.compile(r"^textvae\.errors\.([A-Za-z_]\w*): ?(.*)$", re.MULTILINE)
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def _from_text(text: str) -> TextVAEError | None:
+    """The textvae error whose formatted traceback ``text`` ends with, rebuilt (its class, its
+    message), or None. Only the *last* exception of the text counts: a textvae error followed
+    by another traceback was not the error that stopped the pipeline."""
+    matches = list(_FORMATTED.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    if _TRACEBACK not in text[: last.start()] or _TRACEBACK in text[last.end() :]:
+        return None
+    cls = globals().get(last.group(1))
+    if not (isinstance(cls, type) and issubclass(cls, TextVAEError)):
+        return None
+    # Continuation lines of a multi-line message run to the first blank line (after it,
+    # TensorFlow adds its `[[{{node PyFunc}}]]` line).
+    message = (last.group(2) + text[last.end() :].split("\n\n", 1)[0]).rstrip()
+    # Built without calling a subclass's own __init__ (whose arguments the text does not
+    # hold): the class and the message are what the user is told.
+    error = cls.__new__(cls, message)
+    error.args = (message,)
+    return error
+
+
+def _text(err: BaseException) -> str:
+    try:
+        return str(err)
+    except Exception:  # a broken __str__ must not hide the error being unwrapped
+        return ""
+
+
+def _is_wrapper(err: BaseException) -> bool:
+    return type(err).__module__.partition(".")[0] in _WRAPPER_PACKAGES
+
+
+def unwrap(err: BaseException) -> TextVAEError | None:
+    """The textvae error behind ``err``, once an input pipeline wrapped it; else None.
+
+    A textvae error raised while batches are read (in a Keras ``PyDataset`` worker thread or
+    process, Keras' enqueuer, a ``tf.data`` ``from_generator`` / ``py_function`` such as
+    :func:`textvae.batching.as_tf_dataset`, JAX or PyTorch iteration) reaches the caller as
+    itself, as a framework error that keeps it in ``__cause__`` / ``__context__``, or as text
+    only: TensorFlow raises ``tf.errors.UnknownError`` whose message holds the formatted
+    traceback, and a PyTorch ``DataLoader`` worker re-raises the class with the traceback as its
+    message. In the last two cases the error is rebuilt from the traceback's final line
+    (``textvae.errors.StoreCorruptError: <message>``): same class, same message.
+
+    Parameters
+    ----------
+    err
+        Any exception.
+
+    Returns
+    -------
+    TextVAEError or None
+        ``err`` itself when it is a textvae error with a plain message; the textvae error it
+        wraps; or None when nothing in it is a textvae error (a bug: keep its traceback).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TextVAEError):
+            if _TRACEBACK in str(current):  # a worker's traceback as the message (PyTorch)
+                return _from_text(str(current)) or current
+            return current
+        found = _from_text(_text(current))  # (PyTorch falls back to a RuntimeError's text)
+        if found is not None:
+            return found
+        if _is_wrapper(current):
+            current = current.__cause__ or current.__context__
+        else:
+            current = current.__cause__
+    return None
+
+
+__all__ += ["unwrap"]

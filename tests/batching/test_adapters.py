@@ -150,3 +150,53 @@ def test_numpy_iterator_serves_the_epoch_then_advances(small_store, workers):
     first = next(iter(seq.as_numpy_iterator()))  # stopped early: the epoch stays
     np.testing.assert_array_equal(first[0], small_store.read("train", seq.batch_rows(0)))
     assert seq.epoch == 2
+
+
+def _flip_train_tokens(store) -> None:
+    """Flip bytes in every train/tokens chunk file: each read of one fails its checksum."""
+    from pathlib import Path
+
+    for path in (Path(store.path) / "train" / "tokens" / "c").rglob("*"):
+        if path.is_file():
+            data = bytearray(path.read_bytes())
+            mid = len(data) // 2
+            data[mid - 8 : mid + 8] = bytes(b ^ 0xFF for b in data[mid - 8 : mid + 8])
+            path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_store_error_in_the_batch_threads_is_the_error_itself(small_store, workers):
+    from textvae.batching.adapters import as_numpy_iterator
+    from textvae.errors import StoreCorruptError, unwrap
+
+    seq = OneHotSequence(small_store, "train", 8, workers=workers)
+    _flip_train_tokens(small_store)
+    with pytest.raises(StoreCorruptError, match="train/tokens") as info:
+        list(as_numpy_iterator(seq))
+    assert unwrap(info.value) is info.value
+
+
+def test_a_store_error_through_tf_data_unwraps(small_store):
+    from textvae.errors import StoreCorruptError, unwrap
+
+    dataset = as_tf_dataset(OneHotSequence(small_store, "train", 8, workers=2))
+    _flip_train_tokens(small_store)
+    with pytest.raises(tf.errors.UnknownError) as info:
+        list(dataset)
+    found = unwrap(info.value)
+    assert type(found) is StoreCorruptError and "train/tokens" in str(found)
+    assert "\n" not in str(found)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_store_error_through_a_torch_dataloader_unwraps(small_store, num_workers):
+    pytest.importorskip("torch")
+    from textvae.errors import StoreCorruptError, unwrap
+
+    loader = as_torch_dataloader(OneHotSequence(small_store, "train", 8), num_workers=num_workers)
+    _flip_train_tokens(small_store)
+    with pytest.raises(Exception) as info:
+        list(loader)
+    found = unwrap(info.value)
+    assert type(found) is StoreCorruptError and "train/tokens" in str(found)
+    assert "Traceback" not in str(found)

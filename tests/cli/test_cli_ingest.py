@@ -217,3 +217,78 @@ def test_train_takes_storage_options(capsys):
     assert exc.value.code == EXIT_USER_ERROR
     (line,) = capsys.readouterr().err.splitlines()
     assert "storage options apply to a URL store (s3://...), not to 'runs/store.zarr'" in line
+
+
+_BAD_TOKENIZERS = """
+def no_argument():
+    return ["a"]
+
+def two_arguments(text, other):
+    return text.split()
+
+def keyword_only(*, text):
+    return text.split()
+
+def raises(text):
+    raise RuntimeError("model not loaded")
+
+def gives_ids(text):
+    return [1, 2]
+
+class Tokenizer:
+    def __init__(self):
+        pass
+
+NOT_CALLABLE = 3
+
+def fine(text, lower=True):
+    return text.lower().split() if lower else text.split()
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no_argument", "must take one argument, the text.*signature \\(\\)"),
+        ("two_arguments", "must take one argument.*signature \\(text, other\\)"),
+        ("keyword_only", "must take one argument.*signature \\(\\*, text\\)"),
+        ("Tokenizer", "must take one argument.*signature \\(\\)"),
+        ("raises", "failed on the text .*RuntimeError: model not loaded"),
+        ("gives_ids", "must return a list of str tokens"),
+        ("NOT_CALLABLE", "`tokenizer` must be a callable"),
+    ],
+)
+def test_a_tokenizer_that_cannot_take_one_text_is_refused_at_start_up(
+    tmp_path, corpus_dir, monkeypatch, capsys, name, message
+):
+    import re
+
+    (tmp_path / "user_tokenizers.py").write_text(_BAD_TOKENIZERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target = tmp_path / "s.zarr"
+    argv = [str(corpus_dir), str(target), "--vocab", "12", "--quiet"]
+    code = ingest_main([*argv, "--tokenizer", f"user_tokenizers:{name}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(message, err), err
+    assert not target.exists()
+    # The same module's good tokenizer (an optional second argument) builds the store.
+    assert ingest_main([*argv, "--tokenizer", "user_tokenizers:fine"]) == 0
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\udc00\\ud800"])
+def test_a_lone_surrogate_escape_in_jsonl_is_one_line(tmp_path, capsys, escape):
+    # Valid JSON that decodes to a str UTF-8 cannot encode: it crashed writing the vocabulary.
+    source = tmp_path / "c_train.jsonl"
+    lines = ['{"text": "a good film", "label": 1}', f'{{"text": "bad {escape} plot", "label": 0}}']
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target = tmp_path / "s.zarr"
+    code = ingest_main([str(source), str(target), "--vocab", "12", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR, err
+    assert err.count("\n") == 1 and f"{source}:2: the text holds a lone surrogate" in err, err
+    assert not target.exists()
+    # A surrogate pair written as two escapes is one character, and ingests.
+    source.write_text('{"text": "good \\ud83d\\ude00 film", "label": 1}\n', encoding="utf-8")
+    assert ingest_main([str(source), str(target), "--vocab", "12", "--quiet"]) == 0

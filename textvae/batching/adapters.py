@@ -10,6 +10,12 @@ wraps a 64-byte-aligned NumPy array (the one-hot buffers are aligned) and ``torc
 shares an array's memory. Either way the tensor keeps the array it wraps alive, so the
 Sequence's buffer pool never recycles a buffer under a batch that is still held.
 
+Errors: a textvae error raised while a batch is read (a damaged chunk: ``StoreCorruptError``)
+comes out of :func:`as_numpy_iterator` as itself. ``tf.data`` turns it into a
+``tf.errors.UnknownError`` holding its traceback as text, and a PyTorch ``DataLoader`` worker
+re-raises it with its traceback as the message: :func:`textvae.errors.unwrap` gives back the
+textvae error (its class, its one-line message) in every case, as the commands do.
+
 Any batch layout works: a bare array, or dicts, tuples and lists of arrays nested in any way
 (``(x, y)``, ``(x, y, sample_weight)``, ``({"ids": ...}, {"reconstruction": ..., ...})``).
 TensorFlow and PyTorch are imported only when these functions are called.
@@ -128,7 +134,9 @@ def as_tf_dataset(sequence: Any) -> Any:
     tf.data.Dataset
         Made by ``tf.data.Dataset.from_generator``, which wraps a 64-byte-aligned NumPy array
         (every one-hot batch is) without a copy, with its cardinality set to ``len(sequence)``;
-        add ``.prefetch`` / ``.map`` as usual.
+        add ``.prefetch`` / ``.map`` as usual. A textvae error raised while a batch is read
+        reaches the loop as ``tf.errors.UnknownError``; ``textvae.errors.unwrap(err)`` gives it
+        back.
     """
     import tensorflow as tf
 
@@ -181,6 +189,8 @@ def as_torch_dataloader(sequence: Any, **kwargs: Any) -> Any:
     ``sequence.set_epoch(epoch)`` before each epoch's loop (as with PyTorch's
     ``DistributedSampler.set_epoch``), or give ``model.fit`` the callback
     :class:`textvae.EpochSync` (``sequence``) when Keras' torch backend consumes the loader.
+    A worker process re-raises a textvae error with its traceback as the message:
+    ``textvae.errors.unwrap(err)`` gives back the one-line error.
     """
     for name in ("batch_size", "collate_fn", "shuffle", "sampler", "batch_sampler"):
         if name in kwargs:

@@ -382,10 +382,25 @@ class JsonlCorpus(_FileCorpus):
                             f"{path}:{lineno}: no `text` string field: give every review a "
                             '"text" (or "review") field'
                         )
+                    if "\\u" in line:  # only an escape can make a lone surrogate
+                        _check_no_surrogate(text, f"{path}:{lineno}")
                     label = record.get("label", record.get("sentiment", MISSING))
                     yield text, parse_label(label, f"{path}:{lineno}")
         except (gzip.BadGzipFile, EOFError, zipfile.BadZipFile) as e:
             raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+
+
+def _check_no_surrogate(text: str, where: str) -> None:
+    """Refuse a text holding a lone surrogate (JSON's ``"\\ud800"`` escape decodes to one): it
+    is not Unicode text, and no store can hold a token made of it (UTF-8 cannot encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CorpusError(
+            f"{where}: the text holds a lone surrogate {text[e.start]!r} at character {e.start} "
+            "(a JSON escape \\ud800-\\udfff without its pair), which is not Unicode text: "
+            "write the character itself, or both escapes of its surrogate pair"
+        ) from None
 
 
 _TEXT_COLUMNS = ("text", "review")

@@ -128,8 +128,9 @@ def load_tokenizer(spec: str) -> Callable[[str], Sequence[str]]:
     Raises
     ------
     InvalidArgumentError
-        ``spec`` is not ``module:function``, the module cannot be imported, or it has no such
-        callable.
+        ``spec`` is not ``module:function``, the module cannot be imported, it has no such
+        callable, or the callable cannot take one str and return str tokens (tried once on a
+        short text, before any review is read).
     """
     module_name, sep, attr = str(spec).partition(":")
     if not sep or not module_name.strip() or not attr.strip():
@@ -151,7 +152,42 @@ def load_tokenizer(spec: str) -> Callable[[str], Sequence[str]]:
                 f" has no attribute {part!r}"
             )
         target = getattr(target, part)
-    return check_tokenizer(target)
+    tokenizer = check_tokenizer(target)
+    _try_tokenizer(spec, target, tokenizer)
+    return tokenizer
+
+
+#: The text a named tokenizer is tried on at start-up.
+_TRIAL_TEXT = "A short review. Good!"
+
+
+def _try_tokenizer(spec: str, target: Any, tokenizer: Callable[[str], Sequence[str]]) -> None:
+    """Refuse, before any review is read, a tokenizer that cannot take one str: its signature
+    (when Python can read it) must accept one positional argument, and one call on a short
+    text must return str tokens (:class:`_CheckedTokenizer` checks the result)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin or C callable without one: the call decides
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(_TRIAL_TEXT)
+        except TypeError as err:
+            raise InvalidArgumentError(
+                f"tokenizer={spec!r} must take one argument, the text, and return a list of "
+                f"str tokens. Received: a callable with signature {signature} ({err})"
+            ) from None
+    try:
+        tokenizer(_TRIAL_TEXT)
+    except InvalidArgumentError:
+        raise
+    except Exception as err:  # the user's code: any failure is a refusal
+        raise InvalidArgumentError(
+            f"tokenizer={spec!r} failed on the text {_TRIAL_TEXT!r} "
+            f"({type(err).__name__}: {err}): it must take one str and return a list of str tokens"
+        ) from None
 
 
 def check_vocab_size(vocab_size: Any) -> int:

@@ -94,11 +94,17 @@ def _choose(
         return (probs[:, _FIRST_CHOICE:].argmax(axis=1) + _FIRST_CHOICE).astype(np.int32)
     probs = probs.astype(np.float64, copy=True)
     probs[:, [PAD_ID, START_ID]] = 0.0
-    logits = np.log(np.clip(probs, 1e-30, None)) / temperature
+    # Shifted so that each row's most probable id is at 0 *before* dividing: every other id is
+    # then in [-69, 0), and dividing by any positive temperature gives a finite number or -inf,
+    # never -inf - -inf = nan. A temperature so small that it overflows (5e-324) is greedy
+    # sampling among the most probable ids, and a huge one (1e308) is uniform, as the limits are.
+    logits = np.log(np.clip(probs, 1e-30, None))
+    logits -= logits.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        logits /= temperature
     if top_k is not None and top_k < logits.shape[1]:
         kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
         logits = np.where(logits >= kth, logits, -np.inf)
-    logits -= logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
     weights[:, [PAD_ID, START_ID]] = 0.0
     weights /= weights.sum(axis=1, keepdims=True)

@@ -1,0 +1,82 @@
+"""textvae-sample at the extremes of its numeric arguments: every accepted value decodes words
+(exit 0, no warning), every refused one is one line with exit 2 (issue 21).
+
+Before: ``--temperature 5e-324`` divided log-probabilities into -inf everywhere, then -inf - -inf
+gave NaN weights and every step chose padding: empty samples, exit 0, a RuntimeWarning only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+
+from textvae.cli import EXIT_USER_ERROR, sample_main
+from textvae.config import TrainConfig
+from textvae.model.vae import build_vae
+from textvae.training.run import BEST, RunDir
+
+#: Every float argument of textvae-sample (the others are integers).
+FLOAT_ARGUMENTS = ("--temperature",)
+EXTREMES = ("0", "5e-324", "1e-300", "1e308", "1.7976931348623157e308", "inf", "nan", "-0.0")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder textvae-sample can use: an untrained tiny model with a store's vocabulary
+    (decoding needs no training)."""
+    from textvae.data import StoreSpec, build_store_from_texts
+
+    root = tmp_path_factory.mktemp("sample-edges")
+    texts = {"train": ["a good film", "a bad plot", "great fun", "awful acting"] * 3}
+    store = build_store_from_texts(root / "s.zarr", texts, StoreSpec(vocab_size=12, max_len=8))
+    run = RunDir(root / "run")
+    run.prepare()
+    config = TrainConfig(vocab_size=12, max_len=8).replace(hidden=4, dense=4, latent=2)
+    run.write_config(config, store.attrs)
+    run.write_vocab(store.vocab.tokens)
+    model = build_vae(store.vocab_size, 8, hidden=4, dense=4, latent=2, embedding_dim=4, seed=0)
+    model.optimizer.build(model.trainable_variables)
+    run.save_model(model, BEST)
+    return str(run.path)
+
+
+def _decoded(out: str) -> list[str]:
+    """The decoded text of each printed line (after ``output:`` or ``K:``)."""
+    lines = [line for line in out.splitlines() if not line.startswith("input:")]
+    return [line.split(":", 1)[1].strip() for line in lines]
+
+
+COMMANDS = {
+    "reconstruct": ["reconstruct", "{run}", "a good film", "awful"],
+    "prior": ["prior", "{run}", "--n", "3"],
+    "interpolate": ["interpolate", "{run}", "a good film", "a bad plot", "--steps", "3"],
+}
+
+
+@pytest.mark.parametrize("flag", FLOAT_ARGUMENTS)
+@pytest.mark.parametrize("value", EXTREMES)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_float_argument_at_its_extremes(tiny_run, capsys, command, value, flag):
+    argv = [a.format(run=tiny_run) for a in COMMANDS[command]]
+    refused = not math.isfinite(float(value))
+    with pytest.raises(SystemExit) if refused else contextlib.nullcontext() as stop:
+        code = sample_main([*argv, flag, value, "--verbose", "0"])
+    out, err = capsys.readouterr()
+    if refused:  # a usage error, before any model is loaded
+        assert stop.value.code == EXIT_USER_ERROR
+        assert err.count("\n") == 1 and "`temperature` must be a non-negative number" in err, err
+        return
+    assert code == 0, err
+    decoded = _decoded(out)
+    assert decoded and all(text.split() for text in decoded), out  # words on every line
+
+
+@pytest.mark.parametrize("top_k", ["1", "11", "12", "1000", str(10**30)])
+@pytest.mark.parametrize("temperature", ["5e-324", "1", "1e308"])
+def test_top_k_beyond_the_vocabulary_still_decodes(tiny_run, capsys, top_k, temperature):
+    argv = ["prior", tiny_run, "--n", "2", "--temperature", temperature, "--top-k", top_k]
+    assert sample_main([*argv, "--verbose", "0"]) == 0
+    decoded = _decoded(capsys.readouterr().out)
+    assert len(decoded) == 2 and all(text.split() for text in decoded)
