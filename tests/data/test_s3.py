@@ -110,11 +110,19 @@ def _isolate_aws(monkeypatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_env(s3_endpoint, monkeypatch, tmp_path) -> str:
-    """The test's environment points at the local server through AWS_ENDPOINT_URL."""
+def s3_env(s3_endpoint, monkeypatch, tmp_path) -> Iterator[str]:
+    """The test's environment points at the local server through AWS_ENDPOINT_URL.
+
+    fsspec keeps one S3FileSystem per set of storage options for the whole process, and it
+    reads the AWS_* environment only when it makes one: a filesystem another test made under
+    its own environment (other credentials, none, another endpoint) would be reused here, so
+    each test starts and ends with none cached.
+    """
+    s3fs.S3FileSystem.clear_instance_cache()
     _isolate_aws(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    return s3_endpoint
+    yield s3_endpoint
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture
