@@ -17,6 +17,7 @@ __all__ = [
     "MemoryBudgetWarning",
     "MissingExtraError",
     "OutputDirError",
+    "RunLockedError",
     "SettingError",
     "StoreAccessError",
     "StoreCorruptError",
@@ -151,3 +152,8 @@ class MissingExtraError(TextVAEError, ImportError):
     backend, matplotlib, s3fs, ...): the message names the extra that installs it
     (``pip install "textvae[jax]"``). An ``ImportError``, so code that already catches a
     failed import keeps working; ``name`` is the module that was missing."""
+
+
+class RunLockedError(TextVAEError, BlockingIOError):
+    """Another ``textvae-train`` holds the lock of the run folder (``--out``): it is training,
+    resuming or overwriting there. A ``BlockingIOError``, as :class:`StoreLockedError`."""
