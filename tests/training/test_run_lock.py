@@ -209,3 +209,27 @@ def test_sample_on_a_run_that_has_not_finished_an_epoch_says_it_is_training(tmp_
     # Once nobody holds the lock the line points at a run again.
     assert sample_main(["prior", str(out)]) == EXIT_USER_ERROR
     assert "point at the --out folder" in _one_error_line(capsys)
+
+
+def test_a_checkpoint_removed_while_it_is_read_is_one_line(tmp_path, monkeypatch):
+    """A running run deletes ``checkpoint-N.keras`` once it commits the next one: a reader that
+    asked for it meets a file gone mid-read (here removed just before Keras opens it)."""
+    import keras
+
+    from textvae.errors import CheckpointError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint-4.keras").write_bytes(b"PK\x03\x04")
+    real = keras.models.load_model
+
+    def removed_then_read(path, *args, **kwargs):
+        Path(path).unlink()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.models, "load_model", removed_then_read)
+    with RunDir(out).lock():
+        with pytest.raises(CheckpointError, match="was removed while it was read") as caught:
+            RunDir(out).load_model("checkpoint-4.keras")
+    assert f"running ({_owner(os.getpid())}" in str(caught.value)
+    assert "best.keras and last.keras are always there once written" in str(caught.value)
