@@ -209,6 +209,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     config = train_config_from_args(argv)
 
     def run() -> int:
+        from textvae.training.cluster import worker_info
+        from textvae.training.run import RunDir
+
+        if worker_info()[2]:  # a run folder in use: one line before Keras loads (train() locks)
+            RunDir(config.out).check_unlocked()
         import_keras(config.verbose)
         from textvae.training import train
 

@@ -19,6 +19,7 @@ __all__ = [
     "MemoryBudgetWarning",
     "MissingExtraError",
     "OutputDirError",
+    "RunLockedError",
     "SettingError",
     "StoreAccessError",
     "StoreCorruptError",
@@ -32,6 +33,7 @@ __all__ = [
     "TextVAEDeprecationWarning",
     "TextVAEError",
     "TrainingInterrupted",
+    "unwrap",
 ]
 
 
@@ -250,4 +252,6 @@ def unwrap(err: BaseException) -> TextVAEError | None:
     return None
 
 
-__all__ += ["unwrap"]
+class RunLockedError(TextVAEError, BlockingIOError):
+    """Another ``textvae-train`` holds the lock of the run folder (``--out``): it is training,
+    resuming or overwriting there. A ``BlockingIOError``, as :class:`StoreLockedError`."""

@@ -271,7 +271,12 @@ def test_ctrl_c_in_a_terminal_leaves_no_store_and_no_process(tmp_path):
     root = tmp_path / "big"
     write_jsonl(root / "x_train.jsonl", random_reviews(np.random.default_rng(2), 20000, 200))
     target = tmp_path / "s.zarr"
-    code = "import sys; from textvae.cli import ingest_main; sys.exit(ingest_main())"
+    # SIGINT raises KeyboardInterrupt, as in a terminal, even when the suite runs as a background
+    # job (`cmd &` in a script starts it, and so this child, with SIGINT ignored).
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from textvae.cli import ingest_main; sys.exit(ingest_main())"
+    )
     argv = [str(root), str(target), "--vocab", "12", "--chunk-rows", "64", "--workers", "2"]
     with subprocess.Popen(
         [sys.executable, "-c", code, *argv],

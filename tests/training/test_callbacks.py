@@ -100,7 +100,16 @@ def test_run_checkpoint_under_fit_starts_or_continues_the_history(tmp_path, rng)
     )
 
 
-def test_stop_on_signal_records_the_first_signal_then_steps_aside():
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT raises KeyboardInterrupt, as in a Python started from a terminal, whatever the
+    suite inherited: a background job (``cmd &`` in a script) starts with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_stop_on_signal_records_the_first_signal_then_steps_aside(sigint_as_in_a_terminal):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with StopOnSignal() as stop:
         assert not stop.requested

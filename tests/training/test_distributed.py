@@ -345,10 +345,12 @@ def test_fit_under_multi_worker_strategy(store64, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_textvae_train_with_two_workers(store64, tmp_path):
-    """`textvae-train` under TF_CONFIG: the custom step; the chief alone writes the run."""
+    """`textvae-train` under TF_CONFIG: the custom step; the chief alone writes the run, and
+    alone locks it (the other worker, which reads the folder, would be refused by the lock)."""
     done, _ = _two_workers("cli", store64.path, tmp_path, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:] + _log_tail(tmp_path)
     run = tmp_path / "run"
+    assert not (tmp_path / "run.lock").exists()  # released by the chief
     for name in ("config.json", "best.keras", "last.keras", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
     assert json.loads((run / "state.json").read_text())["epochs_done"] == EPOCHS

@@ -212,6 +212,11 @@ def store_lock(
 class StoreLock:
     """The lock of the store at ``path``, held while it is built; a context manager.
 
+    The machinery locks any path: a subclass changes what the lock file records
+    (:attr:`record_key`) and the lines it refuses with (:meth:`held_error`, :meth:`foreign_error`,
+    :meth:`contended_error`, :meth:`takeover_note`); the run folder's lock
+    (:class:`textvae.training.run.RunLock`) is one.
+
     Parameters
     ----------
     path
@@ -221,6 +226,9 @@ class StoreLock:
     log
         Called with one line when the lock of a build that is gone is taken over.
     """
+
+    #: The key of the locked path in the lock file's record.
+    record_key = "store"
 
     def __init__(
         self,
@@ -236,16 +244,45 @@ class StoreLock:
         self._log = log
         self._held: bytes | None = None
 
+    def held_error(self, holder: LockOwner) -> Exception:
+        """The error when ``holder``, running (or on another host), holds the lock."""
+        return StoreLockedError(
+            f"{self.path} is being built by another ingest ({holder}): wait for it to "
+            f"finish; if it is no longer running, delete {self.lock_path} and run again"
+        )
+
+    def foreign_error(self) -> Exception:
+        """The error when the lock file is not a textvae lock."""
+        return StoreLockedError(
+            f"{self.lock_path} exists but is not a textvae lock: if no ingest into "
+            f"{self.path} is running, delete it and run again"
+        )
+
+    def contended_error(self) -> Exception:
+        """The error when other processes keep taking the lock first."""
+        return StoreLockedError(
+            f"could not take the lock {self.lock_path}: other ingests into {self.path} keep "
+            "taking it; run one at a time"
+        )
+
+    def takeover_note(self, holder: LockOwner) -> str:
+        """The line logged when the lock of ``holder``, no longer running, is taken over."""
+        return (
+            f"note: took over the lock {self.lock_path} of an ingest that is no "
+            f"longer running ({holder})"
+        )
+
     def acquire(self) -> None:
         """Take the lock.
 
         Raises
         ------
         StoreLockedError
-            Another build of ``path`` holds it (running, or on another host).
+            Another build of ``path`` holds it (running, or on another host); a subclass
+            raises its own errors (:meth:`held_error`, ...).
         """
         owner = LockOwner.current()
-        record = json.dumps({**asdict(owner), "store": self.path}).encode()
+        record = json.dumps({**asdict(owner), self.record_key: self.path}).encode()
         for _ in range(_TAKE_TRIES):
             if self._file.create(record):
                 self._held = record
@@ -255,25 +292,13 @@ class StoreLock:
                 continue  # released meanwhile
             holder = _parse(data)
             if holder is None:
-                raise StoreLockedError(
-                    f"{self.lock_path} exists but is not a textvae lock: if no ingest into "
-                    f"{self.path} is running, delete it and run again"
-                )
+                raise self.foreign_error()
             if holder.is_alive() is False:
                 if self._file.take_over(data) and self._log is not None:
-                    self._log(
-                        f"note: took over the lock {self.lock_path} of an ingest that is no "
-                        f"longer running ({holder})"
-                    )
+                    self._log(self.takeover_note(holder))
                 continue
-            raise StoreLockedError(
-                f"{self.path} is being built by another ingest ({holder}): wait for it to "
-                f"finish; if it is no longer running, delete {self.lock_path} and run again"
-            )
-        raise StoreLockedError(
-            f"could not take the lock {self.lock_path}: other ingests into {self.path} keep "
-            "taking it; run one at a time"
-        )
+            raise self.held_error(holder)
+        raise self.contended_error()
 
     def release(self) -> None:
         """Remove the lock if this object holds it.

@@ -23,6 +23,14 @@ is complete and matches it. What a kill can leave beside it (a temporary file, a
 ``checkpoint-N.keras`` not yet committed, a ``history.csv`` row of an uncommitted epoch) is
 removed when the run resumes (:meth:`RunDir.recover`).
 
+One process writes a run folder at a time: ``textvae-train`` (the chief of a multi-worker run)
+holds its lock, ``<out>.lock`` beside it (:class:`RunLock`, the store lock's machinery:
+pid, host and start time; the lock of a process that is gone, on this host, is taken over with
+a note), from before it prepares the folder until it ends. A second ``textvae-train`` on the
+folder (``--resume`` and ``--overwrite`` too) is refused naming the first. Readers
+(``textvae-sample``) take no lock: they read the models, which are replaced atomically, so they
+always read the last complete one.
+
 This module imports Keras only to load a model (:meth:`RunDir.load_model`).
 """
 
@@ -32,17 +40,19 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textvae.errors import CheckpointError, OutputDirError
+from textvae.data.lock import LockOwner, StoreLock, lock_owner
+from textvae.errors import CheckpointError, OutputDirError, RunLockedError, TextVAEError
 from textvae.training import replaced
+from textvae.training.state import CHECKPOINT as _CHECKPOINT
+from textvae.training.state import LAST, TrainingState, checkpoint_name
+from textvae.training.state import compact as _compact
 
 if TYPE_CHECKING:
     import keras
@@ -60,13 +70,13 @@ __all__ = [
     "STATE",
     "VOCAB",
     "RunDir",
+    "RunLock",
     "TrainingState",
 ]
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 BEST = "best.keras"
-LAST = "last.keras"
 STATE = "state.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
@@ -74,8 +84,6 @@ LATENTS = "latents.png"
 #: Every file a run writes: a folder holding any of them holds a run (mid-epoch checkpoints,
 #: ``checkpoint-N.keras``, too: see :meth:`RunDir.existing`).
 ARTEFACTS = (CONFIG, VOCAB, BEST, LAST, STATE, HISTORY, METRICS, LATENTS)
-#: A mid-epoch checkpoint: the model at training step N.
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)\.keras")
 #: What atomic writes leave behind when killed: ``<name>.tmp`` and ``<name>.tmp.keras``.
 _TEMPORARY = re.compile(r".+\.tmp(\.keras)?")
 #: Settings that fix which rows each batch holds: a run stopped mid-epoch resumes only with
@@ -106,121 +114,61 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint_name(step: int) -> str:
-    """The file name of the mid-epoch checkpoint taken after training step ``step``."""
-    return f"checkpoint-{int(step)}.keras"
+class RunLock(StoreLock):
+    """The lock of a run folder, ``<out>.lock`` beside it: held by the process that writes the
+    folder (``textvae-train``, the chief of a multi-worker run), for the whole run.
 
-
-@dataclass(frozen=True)
-class TrainingState:
-    """Where a run's training stands: the content of ``state.json``.
-
-    ``state.json`` of textvae 0.2 and earlier holds ``epochs_done`` only: such a state resumes
-    from ``last.keras`` at the start of epoch ``epochs_done``, as it did then.
-
-    Parameters
-    ----------
-    epochs_done
-        Epochs finished (history rows and ``last.keras`` exist for them): the 0-based epoch
-        training is in.
-    batches_done
-        Batches of epoch ``epochs_done`` already trained (0 at an epoch's start): ``--resume``
-        continues with the next one.
-    step
-        The optimizer's ``iterations`` at the checkpoint (``None``: not recorded).
-    steps_per_epoch
-        Batches per epoch of the run that wrote the state (a mid-epoch state resumes only with
-        the same).
-    checkpoint
-        The model file to resume from: ``last.keras`` or ``checkpoint-N.keras``.
-    monitor, best
-        The log ``best.keras`` is chosen on and its lowest value so far (``None``: none yet).
-    seed_states
-        The state of every Keras ``SeedGenerator`` of the model (sampling noise, word dropout,
-        ...), in the order of ``model.variables``: Keras does not save them in ``.keras``.
-    metric_states
-        Mid-epoch only: the model's metric variables (running sums of the epoch's logs) by
-        path, so the finished epoch's logs cover all its batches.
+    The store lock's machinery (:class:`textvae.data.lock.StoreLock`: created complete or not
+    at all, the lock of a process gone from this host taken over with a note), with the run
+    folder's lines; a lock that cannot be created is an :class:`OutputDirError`.
     """
 
-    epochs_done: int
-    batches_done: int = 0
-    step: int | None = None
-    steps_per_epoch: int | None = None
-    checkpoint: str = LAST
-    monitor: str | None = None
-    best: float | None = None
-    seed_states: tuple[tuple[int, ...], ...] = ()
-    metric_states: dict[str, list[float]] = field(default_factory=dict, hash=False)
+    record_key = "run"
 
-    def __post_init__(self) -> None:
-        for name in ("epochs_done", "batches_done"):
-            _require(_is_count(getattr(self, name)), f"`{name}` is not an integer >= 0")
-        for name in ("step", "steps_per_epoch"):
-            value = getattr(self, name)
-            _require(value is None or _is_count(value), f"`{name}` is not an integer >= 0")
-        _require(
-            self.checkpoint == LAST or _CHECKPOINT.fullmatch(str(self.checkpoint)) is not None,
-            f"`checkpoint` is not {LAST} nor checkpoint-N.keras: {self.checkpoint!r}",
-        )
-        _require(
-            self.best is None
-            or (isinstance(self.best, (int, float)) and not isinstance(self.best, bool)),
-            "`best` is not a number",
-        )
-        _require(
-            all(
-                isinstance(s, (list, tuple)) and all(_is_int(v) for v in s)
-                for s in self.seed_states
-            ),
-            "`seed_states` is not a list of integer lists",
-        )
-        object.__setattr__(self, "seed_states", tuple(tuple(s) for s in self.seed_states))
-        _require(
-            isinstance(self.metric_states, dict)
-            and all(
-                isinstance(k, str)
-                and isinstance(v, list)
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-                for k, v in self.metric_states.items()
-            ),
-            "`metric_states` is not an object of number lists",
+    def held_error(self, holder: LockOwner) -> Exception:
+        return RunLockedError(
+            f"--out {self.path} is in use by another textvae-train ({holder}): wait for it to "
+            f"finish or stop it; if it is no longer running, delete {self.lock_path} and run "
+            "again"
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The state as plain JSON data."""
-        data = dataclasses.asdict(self)
-        data["seed_states"] = [list(s) for s in self.seed_states]
-        return data
+    def foreign_error(self) -> Exception:
+        return RunLockedError(
+            f"{self.lock_path} exists but is not a textvae lock: if no textvae-train on --out "
+            f"{self.path} is running, delete it and run again"
+        )
 
-    @classmethod
-    def from_dict(cls, data: Any) -> TrainingState:
-        """Rebuild a state from :meth:`to_dict`'s data.
+    def contended_error(self) -> Exception:
+        return RunLockedError(
+            f"could not take the lock {self.lock_path}: other textvae-train commands on --out "
+            f"{self.path} keep taking it; run one at a time"
+        )
+
+    def takeover_note(self, holder: LockOwner) -> str:
+        return (
+            f"note: took over the lock {self.lock_path} of a textvae-train that is no longer "
+            f"running ({holder})"
+        )
+
+    def acquire(self) -> None:
+        """Take the lock.
 
         Raises
         ------
-        ValueError
-            ``data`` is not such a state.
+        RunLockedError
+            Another process holds it (running, or on another host), or it is not a textvae lock.
+        OutputDirError
+            The lock file cannot be created beside the folder.
         """
-        _require(isinstance(data, dict), "not a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        _require("epochs_done" in data, "no `epochs_done`")
-        unknown = sorted(set(data) - known)
-        _require(not unknown, f"unknown keys {unknown}")
-        return cls(**data)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_count(value: Any) -> bool:
-    return _is_int(value) and value >= 0
-
-
-def _require(ok: bool, why: str) -> None:
-    if not ok:
-        raise ValueError(why)
+        try:
+            super().acquire()
+        except TextVAEError:
+            raise
+        except OSError as err:
+            raise OutputDirError(
+                f"cannot write to --out {self.path} (its lock {self.lock_path}: "
+                f"{err.strerror or err}): choose a writable directory"
+            ) from None
 
 
 class RunDir:
@@ -260,6 +208,44 @@ class RunDir:
         return sorted(p.name for p in self.path.iterdir() if _CHECKPOINT.fullmatch(p.name))
 
     # -- the folder ---------------------------------------------------------------------------
+    def lock(self, log: Callable[[str], None] | None = None) -> RunLock:
+        """The folder's :class:`RunLock` (``with run.lock(log=print): ...`` holds it): take it
+        before :meth:`prepare` and hold it while the run writes the folder.
+
+        ``log`` receives the line saying that the lock of a run that is gone was taken over.
+        """
+        return RunLock(self._lock_key(), log=log)
+
+    def _lock_key(self) -> str:
+        # Every spelling of the folder (relative, ".", through a link) has one lock.
+        try:
+            return os.fspath(self.path.resolve())
+        except (OSError, RuntimeError):  # a loop of links: prepare() says what is wrong
+            return os.path.abspath(self.path)
+
+    def lock_holder(self) -> LockOwner | None:
+        """Who holds the folder's lock and still runs (or runs on another host, where that
+        cannot be told); ``None`` when nobody does."""
+        try:
+            owner = lock_owner(self._lock_key())
+        except OSError:
+            return None
+        return None if owner is None or owner.is_alive() is False else owner
+
+    def check_unlocked(self) -> None:
+        """Refuse early, before anything heavy is imported, when a running process holds the
+        folder's lock. This only looks: :meth:`lock` still has to be taken (and also refuses a
+        lock file that is not a textvae lock).
+
+        Raises
+        ------
+        RunLockedError
+            The holder runs, or runs on another host.
+        """
+        holder = self.lock_holder()
+        if holder is not None:
+            raise self.lock().held_error(holder)
+
     def prepare(self, *, resume: bool = False, overwrite: bool = False) -> None:
         """Create the folder (check that it is writable) before a run writes to it.
 
@@ -373,6 +359,11 @@ class RunDir:
         try:
             model = keras.models.load_model(path)
         except Exception as err:  # a damaged or foreign file: many exception types
+            if not path.exists():  # a mid-epoch checkpoint the training run replaced
+                raise CheckpointError(
+                    f"{path} was removed while it was read: {self._missing_hint(name)}; "
+                    f"{BEST} and {LAST} are always there once written"
+                ) from None
             raise CheckpointError(
                 f"cannot load the checkpoint {path} ({type(err).__name__}: {err}): the file is "
                 "damaged; start the run again (--overwrite) or use its other checkpoint"
@@ -570,8 +561,19 @@ class RunDir:
     def _existing_file(self, name: str) -> Path:
         path = self.file(name)
         if not path.exists():
-            raise CheckpointError(f"{path} does not exist: {_POINT_AT_A_RUN}")
+            raise CheckpointError(f"{path} does not exist: {self._missing_hint(name)}")
         return path
+
+    def _missing_hint(self, name: str) -> str:
+        """What to do about ``name`` missing: wait, when a run is writing the folder."""
+        holder = self.lock_holder()
+        if holder is None:
+            return _POINT_AT_A_RUN
+        when = "when its first epoch ends" if name in (BEST, LAST) else "when it saves"
+        return (
+            f"{self.path} is being written by a textvae-train that is running ({holder}); "
+            f"the file appears {when}"
+        )
 
     def _read_json(self, name: str) -> Any:
         path = self._existing_file(name)
@@ -585,13 +587,3 @@ class RunDir:
             f"{self.file(name)} is damaged ({why}): restore it, or start the run again with "
             "--overwrite"
         )
-
-
-def _compact(state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` without the keys that hold their defaults: an epoch-end state of a run
-    without random layers reads ``{"epochs_done": k, ...}`` as before."""
-    defaults = TrainingState(0).to_dict()
-    out = {k: v for k, v in state.items() if k == "epochs_done" or v != defaults[k]}
-    if isinstance(out.get("best"), float) and not math.isfinite(out["best"]):
-        out.pop("best")
-    return out

@@ -17,6 +17,7 @@ paths:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -415,7 +416,20 @@ def train(
     TrainingInterrupted
         SIGTERM or SIGINT during one-process training: the state was saved first
         (``config.resume`` continues at the next batch).
+    RunLockedError
+        Another process holds the run folder's lock (:class:`~textvae.training.run.RunLock`):
+        the chief takes it for the whole run, before it prepares the folder; the other workers
+        of a multi-worker run only read the folder and take none.
     """
+    run = RunDir(config.out)
+    with run.lock(log=log) if worker_info()[2] else contextlib.nullcontext():
+        return _train(config, run, log, progress)
+
+
+def _train(
+    config: TrainConfig, run: RunDir, log: Log, progress: ProgressFn | None
+) -> dict[str, Any]:
+    """:func:`train`, run while the chief holds the run folder's lock."""
     started = time.perf_counter()
     _, num_workers, is_chief = worker_info()
     strategy = _strategy(num_workers)  # before any other TensorFlow work
@@ -424,7 +438,6 @@ def train(
             "multi-worker training reads an existing store: build it once with `textvae-ingest` "
             "and pass it as --data"
         )
-    run = RunDir(config.out)
     if is_chief:
         run.prepare(resume=config.resume, overwrite=config.overwrite)
     state: TrainingState | None = None
