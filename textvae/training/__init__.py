@@ -2,7 +2,9 @@
 
 =========================  ===================================================================
 :mod:`.trainer`            :func:`train`: store -> sequences -> ``fit`` -> the run folder
-:mod:`.run`                :class:`RunDir`, :class:`TrainingState`: the run folder's files
+:mod:`.run`                :class:`RunDir`: the run folder's files and rules, its lock
+:mod:`.state`              :class:`TrainingState`: where a run stands (``state.json``)
+:mod:`.replaced`           an overwritten run's files, kept until the new run's first checkpoint
 :mod:`.callbacks`          :class:`KLAnnealing`, :class:`EpochSync`, :class:`RunCheckpoint`
 :mod:`.preemption`         :class:`StopOnSignal`: SIGTERM/SIGINT stop after the step in progress
 :mod:`.distributed`        :func:`fit_distributed`: the custom step under ``tf.distribute``
@@ -12,8 +14,8 @@
 :mod:`.sample`             what ``textvae-sample`` does with a run: reconstruct, prior, interpolate
 =========================  ===================================================================
 
-Names load on first use: ``import textvae`` imports :mod:`textvae.training.run` and must stay
-free of Keras, and :func:`fit_distributed` needs TensorFlow.
+Names load on first use: :mod:`textvae.training.run` must stay importable without Keras,
+and :func:`fit_distributed` needs TensorFlow.
 """
 
 from __future__ import annotations
