@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from textvae.data import StoreSpec, TokenStore, build_store
-from textvae.data.corpus import Corpus, find_imdb
+from textvae.data.corpus import Corpus
+from textvae.data.discover import find_imdb
 from textvae.data.format import FORMAT
 from textvae.data.vocab import FIRST_WORD_ID, RESERVED, START_ID, Vocabulary
 from textvae.errors import TextVAEError
@@ -166,7 +167,7 @@ def imdb_store(vocab_size: int = 20000, max_len: int = 300) -> TokenStore:
     :data:`IMDB_DIR`; a synthetic store of IMDB train's size where that folder is missing."""
     if IMDB_DIR is None:
         return cached_synthetic_store(25000, vocab_size, max_len)
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
 
     path = bench_dir() / f"imdb-f{FORMAT}-v{vocab_size}-l{max_len}.zarr"
     return _cached(path, open_corpus(IMDB_DIR), vocab_size=vocab_size, max_len=max_len)

@@ -25,7 +25,7 @@ import pytest
 from synthetic import IMDB_DIR
 
 from textvae.data import StoreSpec, build_store
-from textvae.data.corpus import open_corpus
+from textvae.data.discover import open_corpus
 from textvae.testing import random_reviews
 
 GROUP = "ingest workers"

@@ -112,7 +112,7 @@ def _ingest(benchmark, path, corpus, *, vocab_size: int, max_len: int) -> TokenS
 def test_ingest_imdb(benchmark, tmp_path):
     if IMDB_DIR is None:
         pytest.skip("no IMDB corpus found ($TEXTVAE_IMDB, shared/data/imdb, ../shared/data/imdb)")
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
 
     benchmark.group = "ingest"
     store = _ingest(

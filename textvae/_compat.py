@@ -43,7 +43,7 @@ MOVED_MODULES: dict[str, tuple[str, ...]] = {
         "textvae.data.ingest",
         "textvae.data.resolve",
     ),
-    "textvae.corpus": ("textvae.data.corpus", "textvae.data.keras_imdb"),
+    "textvae.corpus": ("textvae.data.corpus", "textvae.data.discover", "textvae.data.keras_imdb"),
     "textvae.sources": ("textvae.data.from_ids", "textvae.data.from_texts", "textvae.data.user"),
     "textvae.parallel_ingest": ("textvae.data.parallel", "textvae.data.ingest"),
     "textvae.verify": ("textvae.data.verify",),

@@ -114,7 +114,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         from textvae.data import build_store
-        from textvae.data.corpus import open_corpus
+        from textvae.data.discover import open_corpus
         from textvae.data.vocab import load_tokenizer
 
         tokenizer = None if config.tokenizer is None else load_tokenizer(config.tokenizer)

@@ -35,7 +35,7 @@ PAD = 0
 def post_store(tmp_path: Path, corpus_dir: Path) -> TokenStore:
     """``small_store``'s corpus with padding and truncation at the end ("post")."""
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
 
     return build_store(
         tmp_path / "post.zarr",

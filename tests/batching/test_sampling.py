@@ -113,7 +113,7 @@ def test_sorted_source_gives_mixed_last_batches(tmp_path):
     of 9 and 8 chunks, not 16 and 1. With a lone last chunk, every epoch would end on a chunk's
     worth of rows of a single label."""
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
     from textvae.testing import write_jsonl
 
     reviews = [("bad film", 0)] * 64 + [("good film", 1)] * 72

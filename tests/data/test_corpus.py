@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from textvae.data.corpus import AclImdbCorpus, CsvCorpus, JsonlCorpus, find_imdb, open_corpus
+from textvae.data.corpus import AclImdbCorpus, CsvCorpus, JsonlCorpus
+from textvae.data.discover import find_imdb, open_corpus
 from textvae.data.vocab import OOV_ID, tokenize
 from textvae.errors import CorpusError, CorpusNotFoundError
 from textvae.progress import VOCAB_STAGE

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textvae.data.corpus import open_corpus
+from textvae.data.discover import open_corpus
 from textvae.data.keras_imdb import KerasImdbCorpus, download_keras_imdb
 from textvae.data.vocab import RESERVED, Vocabulary
 from textvae.errors import CorpusError, CorpusNotFoundError, DatasetUnavailableError

@@ -297,3 +297,18 @@ def test_ctrl_c_in_a_terminal_leaves_no_store_and_no_process(tmp_path):
     assert not target.exists() and not Path(f"{target}.lock").exists()
     with pytest.raises(ProcessLookupError):  # nobody is left in its process group
         os.killpg(proc.pid, 0)
+
+
+def test_forkserver_workers_see_the_parents_environment_as_it_is_now(monkeypatch):
+    """A forkserver's children inherit the environment the server started with: credentials
+    or AWS_ENDPOINT_URL set after it started (a test's, or a user's own os.environ) reached no
+    worker (an s3:// ingest then failed with botocore's NoCredentialsError)."""
+    monkeypatch.setattr(parallel, "_start_method", lambda: "forkserver")
+    monkeypatch.delenv("TEXTVAE_TEST_SECRET", raising=False)
+    seen: list[str | None] = []
+    with parallel.Pool(1, {}) as pool:  # starts the fork server without the variable
+        pool.map(os.getenv, iter([("TEXTVAE_TEST_SECRET",)]), seen.append)
+    monkeypatch.setenv("TEXTVAE_TEST_SECRET", "set later")
+    with parallel.Pool(2, {}) as pool:
+        pool.map(os.getenv, iter([("TEXTVAE_TEST_SECRET",)] * 4), seen.append)
+    assert seen == [None, "set later", "set later", "set later", "set later"]

@@ -1,9 +1,5 @@
-"""Stores on object storage: s3:// URLs against a real S3-compatible server (moto, local).
-
-A session-scoped moto server runs as a subprocess on 127.0.0.1; every test points the AWS_*
-variables at it with fake credentials, so nothing here can reach the internet. moto and s3fs
-come with the ``test`` extra: if either is missing the tests fail, they never skip.
-"""
+"""s3:// stores against a session-scoped moto server on 127.0.0.1 (fake credentials in AWS_*,
+so nothing reaches the internet); moto and s3fs come with the ``test`` extra: never skipped."""
 
 from __future__ import annotations
 
@@ -110,19 +106,11 @@ def _isolate_aws(monkeypatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_env(s3_endpoint, monkeypatch, tmp_path) -> Iterator[str]:
-    """The test's environment points at the local server through AWS_ENDPOINT_URL.
-
-    fsspec keeps one S3FileSystem per set of storage options for the whole process, and it
-    reads the AWS_* environment only when it makes one: a filesystem another test made under
-    its own environment (other credentials, none, another endpoint) would be reused here, so
-    each test starts and ends with none cached.
-    """
-    s3fs.S3FileSystem.clear_instance_cache()
+def s3_env(s3_endpoint, monkeypatch, tmp_path) -> str:
+    """The test's environment points at the local server through AWS_ENDPOINT_URL."""
     _isolate_aws(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    yield s3_endpoint
-    s3fs.S3FileSystem.clear_instance_cache()
+    return s3_endpoint
 
 
 @pytest.fixture

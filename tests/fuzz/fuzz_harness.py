@@ -142,7 +142,7 @@ class World:
 
     def __init__(self, root: Path) -> None:
         from textvae.data import build_store
-        from textvae.data.corpus import open_corpus
+        from textvae.data.discover import open_corpus
         from textvae.testing import random_reviews, write_jsonl
 
         rng = np.random.default_rng(7)

@@ -109,7 +109,7 @@ def test_fuzz_sequence_arguments(world, argument, value):
 )
 def test_fuzz_build_store_arguments(world, argument, value):
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
 
     kwargs = {"vocab_size": 12, "max_len": 8, argument: value}
     with example_dir(world.root) as where:

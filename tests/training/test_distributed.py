@@ -43,7 +43,7 @@ def test_strategy_from_env_single_process_is_none(monkeypatch):
 def store64(tmp_path, rng):
     """64 labelled reviews, vocab 30, max_len 12, chunks of 16 rows."""
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
     from textvae.testing import random_reviews, write_jsonl
 
     write_jsonl(tmp_path / "corpus" / "c_train.jsonl", random_reviews(rng, 64))

@@ -128,7 +128,7 @@ def reference(tmp_path_factory):
     """A store (80 train reviews: 76 trained in 10 batches of 8, the last one of 4) and an
     uninterrupted run on it, with the rows of every batch it trained, in order."""
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("resume")

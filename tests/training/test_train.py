@@ -35,7 +35,7 @@ def finished_run(tmp_path_factory):
     import numpy as np
 
     from textvae.data import build_store
-    from textvae.data.corpus import open_corpus
+    from textvae.data.discover import open_corpus
     from textvae.testing import random_reviews, write_jsonl
 
     root = tmp_path_factory.mktemp("run")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from textvae._lazy import attach
 
 if TYPE_CHECKING:
-    from textvae.data.corpus import Corpus, open_corpus
+    from textvae.data.corpus import Corpus
+    from textvae.data.discover import open_corpus
     from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
     from textvae.data.from_ids import build_store_from_ids
     from textvae.data.from_texts import build_store_from_texts
@@ -43,7 +44,7 @@ _HOMES = {
     "build_store_from_texts": "from_texts",
     "is_store": "resolve",
     "is_url": "location",
-    "open_corpus": "corpus",
+    "open_corpus": "discover",
     "resolve_store": "resolve",
     "tokenize": "vocab",
     "verify_store": "verify",

@@ -160,7 +160,7 @@ def build_store(
     path
         Local path (``file://`` URLs included) or fsspec URL (``s3://bucket/imdb.zarr``).
     corpus
-        The reviews, e.g. from :func:`~textvae.data.corpus.open_corpus` (or any
+        The reviews, e.g. from :func:`~textvae.data.discover.open_corpus` (or any
         :class:`StoreSource`).
     spec
         The store's shape: vocabulary size, ids per row, padding, truncation, rows per chunk.

@@ -150,7 +150,11 @@ def _watch_parent(parent_pid: int) -> None:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(parent_pid: int, state: dict[str, Any]) -> None:
+def _init_worker(parent_pid: int, state: dict[str, Any], environ: dict[str, str]) -> None:
+    # A forkserver's workers inherit the environment the server started with, which may be
+    # older than the parent's (credentials, AWS_ENDPOINT_URL set since): take the parent's.
+    os.environ.clear()
+    os.environ.update(environ)
     # Ctrl-C reaches the whole process group: the parent alone decides (it stops the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
@@ -190,7 +194,7 @@ class Pool:
             workers,
             mp_context=_context(),
             initializer=_init_worker,
-            initargs=(os.getpid(), state),
+            initargs=(os.getpid(), state, dict(os.environ)),
         )
 
     def __enter__(self) -> Pool:

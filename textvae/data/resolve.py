@@ -71,8 +71,8 @@ def resolve_store(
     ----------
     data
         A token store (a URL, or a local zarr group: see :func:`is_store`), a corpus source
-        (anything :func:`~textvae.data.corpus.open_corpus` reads), or ``None``: IMDB, found
-        locally (:func:`~textvae.data.corpus.find_imdb`) or downloaded through
+        (anything :func:`~textvae.data.discover.open_corpus` reads), or ``None``: IMDB, found
+        locally (:func:`~textvae.data.discover.find_imdb`) or downloaded through
         ``keras.datasets`` (which fails with a clear message offline).
     vocab_size, max_len
         What the store must have; an existing store built otherwise raises
@@ -94,7 +94,7 @@ def resolve_store(
         ``storage_options`` given, but neither ``data`` nor ``store_path`` is a URL.
     TextVAEError
         Whatever :meth:`TokenStore.open`, :func:`~textvae.data.ingest.build_store` and
-        :func:`~textvae.data.corpus.open_corpus` raise.
+        :func:`~textvae.data.discover.open_corpus` raise.
     """
     expected = {"vocab_size": vocab_size, "max_len": max_len}
     storage_options = check_storage_options(storage_options, data, store_path)
@@ -102,7 +102,7 @@ def resolve_store(
         data = local_path(data)
         return TokenStore.open(data, storage_options=url_options(data, storage_options), **expected)
     # The writer side (corpus readers, ingest, lock) only when a corpus is to be ingested.
-    from textvae.data.corpus import find_imdb, open_corpus
+    from textvae.data.discover import find_imdb, open_corpus
     from textvae.data.ingest import build_store
     from textvae.data.keras_imdb import download_keras_imdb
     from textvae.data.lock import current_builder
