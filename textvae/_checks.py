@@ -24,12 +24,14 @@ from textvae.errors import InvalidArgumentError
 __all__ = [
     "DECODERS",
     "DTYPES",
+    "FLOAT32_MAX",
     "INPUT_KINDS",
     "OUTPUT_KINDS",
     "PADDINGS",
     "SAMPLE_WEIGHTS",
     "TARGETS",
     "fraction",
+    "in_float32",
     "int_at_least",
     "int_in_range",
     "non_negative",
@@ -172,6 +174,30 @@ def positive_number(name: str, value: Any) -> float:
     if not math.isfinite(value):
         raise _fail(name, "a positive number", value, "not infinite")
     return float(value)
+
+
+#: The largest finite float32 (``np.finfo(np.float32).max``): the model computes in float32.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def in_float32(name: str, value: float) -> float:
+    """Check that a checked number stays finite in float32, where the model uses it (a larger
+    learning rate, weight or noise becomes inf there, and every loss NaN); return it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        "`learning_rate` must be at most 3.4e+38 (the model computes in float32, where a larger
+        number is infinite). Received: learning_rate=1e+300".
+    """
+    if value > FLOAT32_MAX:
+        raise _fail(
+            name,
+            f"at most {FLOAT32_MAX:.2g}",
+            value,
+            "the model computes in float32, where a larger number is infinite",
+        )
+    return value
 
 
 def one_of(name: str, value: T, choices: Sequence[Any]) -> T:

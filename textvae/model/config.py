@@ -10,7 +10,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from textvae._checks import DECODERS, fraction, non_negative, one_of, positive_int, positive_number
+from textvae._checks import (
+    DECODERS,
+    fraction,
+    in_float32,
+    non_negative,
+    one_of,
+    positive_int,
+    positive_number,
+)
 from textvae._options import option
 
 __all__ = ["ModelConfig"]
@@ -87,9 +95,9 @@ class ModelConfig:
         one_of("decoder", self.decoder, DECODERS)
         fraction("word_dropout", self.word_dropout)
         for name in ("epsilon_std", "learning_rate"):
-            positive_number(name, getattr(self, name))
+            in_float32(name, positive_number(name, getattr(self, name)))
         for name in ("sentiment_weight", "free_bits", "bow_weight"):
-            non_negative(name, getattr(self, name))
+            in_float32(name, non_negative(name, getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data."""
