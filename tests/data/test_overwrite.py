@@ -11,11 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import s3fs
+from test_lock import LIMITED_INGEST  # an ingest under a file-size limit (a disk that fills)
 from test_s3 import bucket, s3_endpoint, s3_env  # noqa: F401  (the local moto S3 server)
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main, sample_main, train_main, verify_main
@@ -27,16 +27,6 @@ from textvae.testing import random_reviews, write_jsonl
 
 SPEC = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
 ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
-FILE_SIZE_LIMIT = 4096  # bytes: above every metadata file and lock, below a chunk of tokens
-LIMITED_INGEST = textwrap.dedent(
-    f"""
-    import resource, signal, sys
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_SIZE_LIMIT}, {FILE_SIZE_LIMIT}))
-    from textvae.cli import ingest_main
-    sys.exit(ingest_main(sys.argv[1:]))
-    """
-)
 
 
 @pytest.fixture
