@@ -102,3 +102,42 @@ def test_resolve_store_refuses_storage_options_without_url(corpus_dir, small_sto
         with pytest.raises(ValueError, match="storage options apply to a URL store"):
             resolve_store(data, vocab_size=12, max_len=16, storage_options={"anon": True})
     assert not cache.exists()
+
+
+def test_a_corpus_that_changed_gets_a_new_store_and_says_so(tmp_path, cache):
+    """The cache was keyed on the corpus path alone: a corpus that grew from 100 to 300 reviews
+    was answered with "using the store ..." and 100 rows. The key now holds each file's size and
+    modification time."""
+    from textvae.testing import random_reviews, write_jsonl
+
+    corpus = tmp_path / "grows" / "reviews_train.jsonl"
+    write_jsonl(corpus, random_reviews(np.random.default_rng(1), 100))
+    logs: list[str] = []
+    first = resolve_store(corpus, vocab_size=12, max_len=16, log=logs.append)
+    assert first.num_rows("train") == 100
+    write_jsonl(corpus, random_reviews(np.random.default_rng(2), 300))
+    logs.clear()
+    second = resolve_store(corpus, vocab_size=12, max_len=16, log=logs.append)
+    assert second.num_rows("train") == 300 and second.path != first.path
+    assert any("changed since" in line and first.path in line for line in logs), logs
+    logs.clear()
+    third = resolve_store(corpus, vocab_size=12, max_len=16, log=logs.append)
+    assert third.path == second.path and logs[-1].startswith("using the store")
+
+
+def test_the_fingerprint_follows_size_and_modification_time(tmp_path):
+    import os
+
+    from textvae.data.resolve import corpus_fingerprint
+
+    folder = tmp_path / "corpus"
+    (folder / "train").mkdir(parents=True)
+    (folder / "train" / "a.txt").write_text("one")
+    before = corpus_fingerprint(folder)
+    assert corpus_fingerprint(folder) == before  # nothing changed
+    os.utime(folder / "train" / "a.txt", ns=(1, 10**18))
+    touched = corpus_fingerprint(folder)
+    assert touched != before
+    (folder / "train" / "b.txt").write_text("two")
+    assert corpus_fingerprint(folder) != touched  # a file more
+    assert corpus_fingerprint(folder / "train" / "a.txt") != corpus_fingerprint(folder)

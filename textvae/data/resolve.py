@@ -19,7 +19,13 @@ from textvae.data.store import TokenStore
 from textvae.errors import IncompleteStoreError, StoreNotFoundError
 from textvae.progress import ProgressFn
 
-__all__ = ["CACHE_ENV_VAR", "default_store_path", "is_store", "resolve_store"]
+__all__ = [
+    "CACHE_ENV_VAR",
+    "corpus_fingerprint",
+    "default_store_path",
+    "is_store",
+    "resolve_store",
+]
 
 #: Environment variable naming the cache folder (default ``~/.cache/textvae``) in whose
 #: ``stores/`` :func:`resolve_store` keeps the stores it ingests.
@@ -42,17 +48,45 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "textvae")
 
 
+def corpus_fingerprint(source: str | os.PathLike[str]) -> str:
+    """A short hash of the corpus files at ``source`` as they are now: each file's name (relative
+    to ``source``), size and modification time. Reading them is not needed: a corpus that grew,
+    shrank or was rewritten gets another fingerprint (a folder of 100,000 files is stat-ed in
+    well under a second). A missing ``source`` has one too; :func:`open_corpus` reports it.
+    """
+    path = Path(source)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha1()
+    for file in files:
+        stat = file.stat()
+        name = file.name if file == path else str(file.relative_to(path))
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:8]
+
+
+def _store_name(source: str | os.PathLike[str], files: str, vocab_size: int, max_len: int) -> str:
+    resolved = str(Path(source).resolve())
+    where = hashlib.sha1(resolved.encode()).hexdigest()[:8]
+    name = Path(resolved).name.split(".")[0] or "corpus"
+    return f"{name}-{where}-{files}-v{vocab_size}-l{max_len}.zarr"
+
+
 def default_store_path(source: str | os.PathLike[str], vocab_size: int, max_len: int) -> Path:
     """Where :func:`resolve_store` keeps the store it ingests from the corpus ``source``.
 
-    ``$TEXTVAE_CACHE/stores/<name>-<hash of the absolute path>-v<vocab_size>-l<max_len>.zarr``
-    (the cache defaults to ``~/.cache/textvae``), so the same corpus at the same sizes is
-    ingested once and reused.
+    ``$TEXTVAE_CACHE/stores/<name>-<hash of the absolute path>-<corpus_fingerprint>-v<vocab_size>
+    -l<max_len>.zarr`` (the cache defaults to ``~/.cache/textvae``): the same corpus at the same
+    sizes is ingested once and reused, and a corpus whose files changed (size or modification
+    time) gets a new store instead of the stale one.
     """
-    resolved = str(Path(source).resolve())
-    digest = hashlib.sha1(resolved.encode()).hexdigest()[:8]
-    name = Path(resolved).name.split(".")[0] or "corpus"
-    return _cache_dir() / "stores" / f"{name}-{digest}-v{vocab_size}-l{max_len}.zarr"
+    files = corpus_fingerprint(source)
+    return _cache_dir() / "stores" / _store_name(source, files, vocab_size, max_len)
+
+
+def _stale_stores(source: str, vocab_size: int, max_len: int, target: Path) -> list[Path]:
+    """Cached stores of the same corpus path and sizes as ``target``, built from older files."""
+    pattern = _store_name(source, "?" * 8, vocab_size, max_len)
+    return sorted(p for p in target.parent.glob(pattern) if p != target)
 
 
 def resolve_store(
@@ -135,6 +169,14 @@ def resolve_store(
         log(f"using the store {target} (built from {store.attrs.get('source')})")
         return store
     corpus = open_corpus(source)  # a missing or unknown corpus is reported before "ingesting"
+    stale = (
+        [] if store_path is not None else _stale_stores(source, vocab_size, max_len, Path(target))
+    )
+    if stale:
+        log(
+            f"{source} changed since {stale[-1]} was built from it (its files' sizes or "
+            "modification times differ): ingesting it again (delete the old store to free space)"
+        )
     log(f"ingesting {source} into {target} (once; later runs reuse it)")
     return build_store(
         target,
