@@ -29,7 +29,6 @@ from textvae.errors import (
     StoreNotFoundError,
     TextVAEError,
 )
-from textvae.testing import write_jsonl
 
 ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
 START_S = 60
@@ -194,20 +193,6 @@ LIMITED_INGEST = textwrap.dedent(
     sys.exit(ingest_main(sys.argv[1:]))
     """
 )
-
-
-@pytest.fixture
-def wordy_corpus(tmp_path, rng) -> Path:
-    """Reviews of 60 words drawn from 500: chunks of 128 rows compress to about 9 KB."""
-    words = [f"w{i}" for i in range(500)]
-
-    def reviews(n: int) -> list[tuple[str, int]]:
-        return [(" ".join(rng.choice(words, 60)), int(rng.integers(0, 2))) for _ in range(n)]
-
-    root = tmp_path / "wordy"
-    write_jsonl(root / "w_train.jsonl", reviews(300))
-    write_jsonl(root / "w_test.jsonl", reviews(20))
-    return root
 
 
 def test_disk_full_during_ingest(tmp_path, wordy_corpus):

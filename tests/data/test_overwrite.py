@@ -30,14 +30,6 @@ ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
 
 
 @pytest.fixture
-def corpus(tmp_path, rng) -> Path:
-    root = tmp_path / "corpus"
-    write_jsonl(root / "small_train.jsonl", random_reviews(rng, 37))
-    write_jsonl(root / "small_test.jsonl", random_reviews(rng, 11))
-    return root
-
-
-@pytest.fixture
 def other_corpus(tmp_path, rng) -> Path:
     """Another corpus, so that a replaced store differs from the old one."""
     root = tmp_path / "other"
@@ -82,18 +74,6 @@ def _one_line(text: str) -> str:
 
 
 # -- local: a failed overwrite keeps the old store ------------------------------------------------
-@pytest.fixture
-def wordy_corpus(tmp_path, rng) -> Path:
-    """Reviews of 60 words drawn from 500: chunks of 128 rows compress to about 9 KB."""
-    words = [f"w{i}" for i in range(500)]
-
-    def reviews(n: int) -> list[tuple[str, int]]:
-        return [(" ".join(rng.choice(words, 60)), int(rng.integers(0, 2))) for _ in range(n)]
-
-    root = tmp_path / "wordy"
-    write_jsonl(root / "w_train.jsonl", reviews(300))
-    write_jsonl(root / "w_test.jsonl", reviews(20))
-    return root
 
 
 def test_overwrite_past_a_file_size_limit_keeps_the_old_store(tmp_path, corpus, wordy_corpus):

@@ -121,15 +121,6 @@ def bucket(s3_env) -> str:
     return name
 
 
-@pytest.fixture
-def corpus(tmp_path, rng) -> Path:
-    """37 train and 11 test reviews (odd sizes: partial chunks and batches)."""
-    root = tmp_path / "corpus"
-    write_jsonl(root / "small_train.jsonl", random_reviews(rng, 37))
-    write_jsonl(root / "small_test.jsonl", random_reviews(rng, 11))
-    return root
-
-
 def _build(path: str | Path, corpus: Path, **kwargs) -> TokenStore:
     spec = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
     return build_store(path, open_corpus(corpus), spec, **kwargs)
