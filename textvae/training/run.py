@@ -218,12 +218,52 @@ class RunDir:
         replaced.settle(self.path, committed=self.file(STATE).exists(), current=self.existing())
         existing = self.existing()
         if existing and not (resume or overwrite):
-            raise OutputDirError(
-                f"--out {self.path} already holds a run ({', '.join(existing)}): pass --resume "
-                "to continue it, --overwrite to replace it, or choose another --out"
-            )
+            raise self._holds_a_run(existing)
         if overwrite and existing:
             replaced.set_aside(self.path, existing, first=STATE)
+
+    def check_startable(self, config: TrainConfig) -> None:
+        """The refusals of :meth:`prepare` and :meth:`check_resumable` that read and write
+        nothing, for a command to give before it imports Keras (seconds): ``--out`` is not a
+        folder; it holds a run and ``config`` neither resumes nor overwrites it; ``--resume``
+        finds no checkpoint that ``config`` can continue. :meth:`prepare` still decides.
+
+        Raises
+        ------
+        OutputDirError, CheckpointError
+            As :meth:`prepare` and :meth:`check_resumable` would.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputDirError(
+                f"cannot write to --out {self.path} (it is a file, not a folder): choose a "
+                "writable directory"
+            )
+        existing = self.existing()
+        if existing and not (config.resume or config.overwrite):
+            raise self._holds_a_run(existing)
+        # An overwrite stopped early leaves the old run aside: prepare() puts it back first.
+        if config.resume and not (self.path / replaced.REPLACED).exists():
+            self.check_resumable(config)
+
+    def _holds_a_run(self, existing: list[str]) -> OutputDirError:
+        return OutputDirError(
+            f"--out {self.path} already holds a run ({', '.join(existing)}): pass --resume "
+            "to continue it, --overwrite to replace it, or choose another --out"
+        )
+
+    def check_model_files(self, name: str = BEST) -> None:
+        """Refuse a folder that is no run, or lacks the model ``name``, before Keras is
+        imported: the files :func:`textvae.training.sample.load_run` reads (``vocab.json``,
+        ``config.json``, the model file) are there and the two JSON files parse.
+
+        Raises
+        ------
+        CheckpointError
+            A file missing or damaged, in :func:`~textvae.training.sample.load_run`'s words.
+        """
+        self.read_vocab()
+        self.read_config()
+        self._existing_file(name)
 
     def check_resumable(self, config: TrainConfig) -> int:
         """Epochs already done by this run, after checking that ``config`` can continue it.
