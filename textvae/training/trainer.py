@@ -522,5 +522,13 @@ def _train(
     )
     metrics.update({old: metrics[new] for old, new in _OLD_METRIC_KEYS.items()})
     run.write_metrics(metrics)
-    plot_latents_if_possible(z_means, labels, run.file(LATENTS), log)
+    plot_latents_if_possible(
+        z_means,
+        labels,
+        run.file(LATENTS),
+        log,
+        run=str(run.path),
+        split=split,
+        accuracy=metrics.get("sentiment_accuracy"),
+    )
     return metrics
