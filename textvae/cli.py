@@ -8,6 +8,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import time
@@ -39,6 +40,15 @@ SHOW_BACKEND_LOG = Flag(
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def _lines_as_they_come() -> None:
+    """Make stdout line-buffered, also into a file or a pipe: a log followed with ``tail -f``
+    shows each progress line when it is printed (not 8 kB later), in order with stderr's."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # a closed or unusual stream: leave it
+            reconfigure(line_buffering=True)
 
 
 def _run(fn: Callable[[], int]) -> int:
@@ -238,6 +248,7 @@ def _next_steps(out: str) -> str:
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-train``: see ``textvae-train --help``."""
     config, args = _parse_train(argv)
+    _lines_as_they_come()
 
     def run() -> int:
         _check_before_keras(config)

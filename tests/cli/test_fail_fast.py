@@ -103,3 +103,16 @@ def test_the_check_would_see_an_import(tmp_path):
     code, err, out = _run("sample_main", "prior", str(_a_run(tmp_path / "run")))
     assert code == EXIT_USER_ERROR, err  # best.keras is no model: load_model refuses it
     assert "keras" in out.splitlines()[-1], out
+
+
+def test_stdout_is_line_buffered_for_a_log_file(monkeypatch):
+    """Progress lines reach a log file as they are printed (``tail -f`` shows them)."""
+    import io
+
+    from textvae import cli
+
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    assert not stream.line_buffering
+    monkeypatch.setattr(sys, "stdout", stream)
+    cli._lines_as_they_come()
+    assert stream.line_buffering
