@@ -225,7 +225,6 @@ def _check_before_keras(config: TrainConfig) -> None:
     """What ``train`` would refuse that needs no Keras, refused before Keras is imported (a
     few seconds with TensorFlow): the run folder (in use, holding a run, nothing to resume)
     and a local --data (a missing or mismatched store, a missing corpus)."""
-    from textvae.data.resolve import check_data
     from textvae.training.cluster import worker_info
     from textvae.training.run import RunDir
 
@@ -233,7 +232,10 @@ def _check_before_keras(config: TrainConfig) -> None:
         run = RunDir(config.out)
         run.check_unlocked()
         run.check_startable(config)
-    check_data(config.data, vocab_size=config.vocab_size, max_len=config.max_len)
+    if config.data is not None:  # zarr (about 0.3 s) only for a --data to look at
+        from textvae.data.resolve import check_data
+
+        check_data(config.data, vocab_size=config.vocab_size, max_len=config.max_len)
 
 
 def _next_steps(out: str) -> str:
