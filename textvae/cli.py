@@ -300,7 +300,10 @@ def _sample_parser() -> argparse.ArgumentParser:
     i.add_argument("text_a")
     i.add_argument("text_b")
     i.add_argument(
-        "--steps", type=int, default=5, help="points on the line, both ends included (default 5)"
+        "--steps",
+        type=int,
+        default=5,
+        help="points on the line, both ends included (points; default 5)",
     )
     for parser in (r, pr, i):
         parser.add_argument(
