@@ -26,7 +26,6 @@ from textvae._checks import (
 )
 from textvae._compat import deprecated
 from textvae._options import build, flag, flatten, nested, option
-from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY
 from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
 from textvae.data.vocab import check_vocab_size
@@ -42,11 +41,8 @@ MAX_SEED = 2**32 - 1
 #: The most batch-building threads ``workers`` may ask for.
 MAX_WORKERS = 256
 
-#: What ``--verbose`` also changes in every command that imports Keras.
-STARTUP_LOGS_HELP = (
-    f"at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are hidden otherwise "
-    f"unless {LOG_LEVEL_ENV} is set"
-)
+#: Seconds between two progress lines in an epoch when stdout is not a terminal.
+LOG_SECONDS = 60.0
 
 # The flags of the store's shape, shared by textvae-ingest (a StoreSpec) and textvae-train.
 _STORE_FLAGS = {
@@ -199,9 +195,18 @@ class TrainConfig:
     )
     verbose: int = option(
         1,
-        help=f"Keras' verbosity: 0 silent, 1 progress bar, 2 a line per epoch; {STARTUP_LOGS_HELP}",
+        help="progress while training and evaluating: 0 none; 1 Keras' progress bar on a "
+        "terminal, plain lines elsewhere (a log file, a pipe: one per epoch and one every "
+        "--log-seconds); 2 one plain line per epoch only",
         unit="level",
         choices=(0, 1, 2),
+        group="output",
+    )
+    log_seconds: float = option(
+        LOG_SECONDS,
+        help="at --verbose 1 with stdout not a terminal, a progress line every this many seconds "
+        "within an epoch or an evaluation; 0: at the end of each only",
+        unit="seconds",
         group="output",
     )
     model: ModelConfig = field(default_factory=ModelConfig, metadata=nested())
@@ -232,6 +237,7 @@ class TrainConfig:
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
         non_negative("checkpoint_minutes", self.checkpoint_minutes)
         int_in_range("verbose", self.verbose, 0, 3)
+        non_negative("log_seconds", self.log_seconds)
         if not isinstance(self.model, ModelConfig):
             raise InvalidArgumentError(
                 f"`model` must be a ModelConfig. Received: model={self.model!r}"
