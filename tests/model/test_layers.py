@@ -56,10 +56,24 @@ def test_align_to_store_puts_step_s_at_offset_plus_s_plus_one(rng, padding):
     features = rng.standard_normal((10, 7, 3)).astype(np.float32)
     out = np.asarray(AlignToStore()([features, offsets]))
     for b in range(10):
+        length = int(np.count_nonzero(ids[b]))  # text ids, the start id included
         for j in range(7):
             step = j - offsets[b] - 1
+            if padding == "pre" and j == offsets[b] - 1:
+                step = length - 1  # the end position: after the text's last id
             want = features[b, step] if step >= 0 else np.zeros(3)
             np.testing.assert_allclose(out[b, j], want)
+
+
+def test_align_to_store_puts_the_end_next_to_the_text_by_hand():
+    """Text [1, 5, 6] in rows of 5: the step that read 6 (step 2) predicts the end."""
+    features = np.arange(5, dtype=np.float32)[None, :, None].repeat(2, axis=0)
+    offsets = np.array([2, 0], dtype=np.int32)  # [0, 0, 1, 5, 6] and [1, 5, 6, 0, 0]
+    out = np.asarray(AlignToStore()([features, offsets]))[..., 0]
+    # pre: position 1 is the end (step 2), 3 and 4 the words (steps 0, 1); 0 and 2 unscored
+    np.testing.assert_array_equal(out[0], [0, 2, 0, 0, 1])
+    # post: positions 1, 2 the words, 3 the end (step 2); 4 is padding the loss leaves out
+    np.testing.assert_array_equal(out[1], [0, 0, 1, 2, 3])
 
 
 def test_masked_mean_ignores_padding(rng):

@@ -346,11 +346,44 @@ def test_mixed_float16_keeps_outputs_and_loss_in_float32(rng):
         keras.config.set_dtype_policy(previous)
 
 
-def test_reconstruction_loss_counts_predicted_positions_only(rng):
+def _end_positions(ids: np.ndarray) -> np.ndarray:
+    """The padding position next to each row's text (none in a row without padding)."""
+    end = np.zeros(ids.shape, dtype=bool)
+    for b, row in enumerate(ids):
+        text = np.flatnonzero(row)
+        if text[-1] + 1 < len(row):  # padding="post"
+            end[b, text[-1] + 1] = True
+        elif text[0] > 0:  # padding="pre"
+            end[b, text[0] - 1] = True
+    return end
+
+
+def test_scored_positions_by_hand():
+    from textvae.model.losses import scored_positions
+
+    ids = np.array(
+        [
+            [0, 0, 1, 5, 6],  # pre: the end before the start id
+            [1, 5, 6, 0, 0],  # post: the end right after the text
+            [7, 5, 6, 8, 9],  # cut at max_len: no end position
+            [0, 0, 0, 0, 1],  # an empty review: the end before its start id
+        ]
+    )
+    got = np.asarray(scored_positions(ids != 0))
+    want = [[0, 1, 0, 1, 1], [0, 1, 1, 1, 0], [0, 1, 1, 1, 1], [0, 0, 0, 1, 0]]
+    np.testing.assert_array_equal(got, np.array(want, dtype=bool))
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_reconstruction_loss_counts_predicted_positions_and_the_end_only(rng, padding):
     ids, _ = make_batch(rng, 4)
+    ids[0] = rng.integers(3, VOCAB, size=MAX_LEN)  # a review cut at max_len: no end
+    if padding == "post":
+        ids = np.stack([np.concatenate([r[r != 0], r[r == 0]]) for r in ids])
     probs = rng.random((4, MAX_LEN, VOCAB)).astype(np.float32)
     probs /= probs.sum(axis=-1, keepdims=True)
-    keep = predicted_positions(ids)
+    keep = predicted_positions(ids) | _end_positions(ids)
+    assert _end_positions(ids).sum() == 3 and (ids[_end_positions(ids)] == 0).all()
     p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
     want = -(np.log(p_true) * keep).sum(axis=1).mean()
     for sparse, y in (
@@ -381,7 +414,13 @@ def test_autoregressive_decoder_reads_only_earlier_ids(rng, padding):
         changed[row, k] = 3 + (ids[row, k] - 2) % (VOCAB - 3)
         out = np.asarray(model.decoder([z, changed], training=False))
         # Predictions up to position k read ids before k only: unchanged; after k they differ.
-        np.testing.assert_allclose(out[row, : k + 1], base[row, : k + 1], rtol=1e-5, atol=1e-7)
+        # With padding="pre" the end sits before the text and reads all of it (losses.py).
+        before = np.arange(k + 1) != (text[0] - 1 if padding == "pre" else -1)
+        np.testing.assert_allclose(
+            out[row, : k + 1][before], base[row, : k + 1][before], rtol=1e-5, atol=1e-7
+        )
+        if padding == "pre" and text[0] > 0:
+            assert not np.allclose(out[row, text[0] - 1], base[row, text[0] - 1])
         assert not np.allclose(out[row, k + 1 :], base[row, k + 1 :]) or k + 1 >= text[-1] + 1
 
 
@@ -457,7 +496,7 @@ def test_output_bias_starts_at_the_unigram_distribution():
     model.init_output_bias(counts)
     bias = np.asarray(model.decoder.get_layer("reconstruction").bias)
     want = counts.astype(np.float64)
-    want[:2] = 0
+    want[1] = 0  # the start id is never a target; the pad id's count is the reviews that end
     want = np.log((want + 1) / (want + 1).sum())
     np.testing.assert_allclose(bias, want, rtol=1e-5)
     with pytest.raises(ValueError, match=r"`counts` must have shape \(50,\)"):

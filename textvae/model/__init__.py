@@ -2,7 +2,8 @@
 
 =========================  ===================================================================
 :mod:`.vae`                :class:`TextVAE`, :func:`build_vae`, :func:`load_model`, the sampling
-                           layer, the reconstruction loss and the KL / bag-of-words terms
+                           layer and the KL / bag-of-words terms
+:mod:`.losses`             the reconstruction loss and the positions it scores (the end too)
 :mod:`.labels`             the sentiment loss and accuracy over labelled reviews (-1: unlabelled)
 :mod:`.layers`             the decoder's input and alignment layers, the pooled encoder branch
 :mod:`.decoding`           :func:`generate`: latent codes -> token ids, free-running
@@ -44,7 +45,7 @@ _HOMES = {
     "LabelledBinaryCrossentropy": "textvae.model.labels",
     "MaskedMean": "textvae.model.layers",
     "ModelConfig": "textvae.model.config",
-    "ReconstructionLoss": "textvae.model.vae",
+    "ReconstructionLoss": "textvae.model.losses",
     "Sampling": "textvae.model.vae",
     "TextVAE": "textvae.model.vae",
     "bag_of_words_nll": "textvae.model.vae",

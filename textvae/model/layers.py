@@ -10,7 +10,8 @@ start, whatever the padding:
 - :class:`AlignToStore` moves the decoder's features back to the store's positions, so the
   prediction for store position ``j`` sits at ``j``: targets from the store (one-hot or sparse)
   need no change, and padding and each row's first text position get zero features (the
-  loss leaves them out).
+  loss leaves them out), except the end position next to the text, which gets the features
+  of the step that read the text's last id (:mod:`textvae.model.losses`).
 
 All of it is ``keras.ops``: backend independent.
 """
@@ -80,14 +81,23 @@ class AlignToStore(keras.layers.Layer):
     """``(features, offsets) -> features`` at the store's positions.
 
     ``features[b, s]`` (from the decoder step that read ``text[s]``) predicts ``text[s + 1]``,
-    which the store holds at position ``offsets[b] + s + 1``. The output puts it there;
-    padding and the row's first text position (given, not predicted) get zeros.
+    which the store holds at position ``offsets[b] + s + 1``. The output puts it there. The
+    step that read the text's last id predicts the end of the review
+    (:mod:`textvae.model.losses`): with ``padding="post"`` that is the position right after the
+    text, where the rule above already puts it; with ``"pre"`` (the text ends the row, so
+    ``offsets[b] > 0`` means the row has padding) it goes to the padding position right before
+    the text, ``offsets[b] - 1``. The other padding positions before the text and the row's
+    first text position (given, not predicted) get zeros.
     """
 
     def call(self, inputs):
         features, offsets = inputs
         length = ops.shape(features)[1]
-        step = ops.arange(length, dtype="int32")[None, :] - offsets[:, None] - 1
+        position = ops.arange(length, dtype="int32")[None, :]
+        step = position - offsets[:, None] - 1
+        # padding="pre": the text fills [offset, length), its last id is text[length - offset - 1]
+        end_before = ops.equal(position, offsets[:, None] - 1)
+        step = ops.where(end_before, length - 1 - offsets[:, None], step)
         valid = ops.greater_equal(step, 0)
         gathered = ops.take_along_axis(features, ops.maximum(step, 0)[:, :, None], axis=1)
         return ops.where(valid[:, :, None], gathered, ops.zeros_like(gathered))

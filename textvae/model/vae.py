@@ -43,7 +43,9 @@ A review without a label (-1 in the store) weighs 0 in the sentiment loss and ac
 (:mod:`textvae.model.labels`): the sentiment terms are means over the batch's labelled rows.
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
-given it), are left out of the reconstruction loss and of every reconstruction metric.
+given it), are left out of the reconstruction loss and of every reconstruction metric, except
+the one padding position next to the text, where the target is the pad id read as "the review
+ends here" (:mod:`textvae.model.losses`; the token metrics count words only).
 ``kl_weight`` is a non-trainable variable on the model (set per batch by
 :class:`~textvae.training.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
 :meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
@@ -65,7 +67,7 @@ import numpy as np
 from keras import ops
 
 from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, positive_int
-from textvae.data.vocab import PAD_ID, START_ID
+from textvae.data.vocab import START_ID
 from textvae.errors import CheckpointError
 from textvae.model.config import ModelConfig
 from textvae.model.labels import (
@@ -74,9 +76,9 @@ from textvae.model.labels import (
     masked_sentiment,
 )
 from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.model.losses import ReconstructionLoss
 
 __all__ = [
-    "ReconstructionLoss",
     "Sampling",
     "TextVAE",
     "bag_of_words_nll",
@@ -173,49 +175,6 @@ class Sampling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"epsilon_std": self.epsilon_std, "seed": self.seed})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="textvae")
-class ReconstructionLoss(keras.losses.Loss):
-    """Cross-entropy summed over the text positions of a review: nats per review, batch mean.
-
-    Padding positions are left out (padding is not text), and so is the first id of each row's
-    text (the start id, or the first kept word of a review cut at ``max_len``): the decoder is
-    given it, it does not predict it. ``sparse=False`` takes one-hot targets
-    ``(batch, max_len, vocab)`` of any dtype (float32, float16, uint8: cast to the loss dtype);
-    ``sparse=True`` takes the ids ``(batch, max_len)``. Both give the same value for the same
-    data.
-    """
-
-    def __init__(
-        self,
-        sparse: bool = False,
-        name: str = "reconstruction_crossentropy",
-        reduction: str = "sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.sparse = bool(sparse)
-
-    def call(self, y_true, y_pred):
-        if self.sparse:
-            per_step = ops.sparse_categorical_crossentropy(y_true, y_pred)
-            text = ops.not_equal(y_true, PAD_ID)
-        else:
-            y_true = ops.cast(y_true, y_pred.dtype)
-            per_step = ops.categorical_crossentropy(y_true, y_pred)
-            text = ops.less(y_true[..., PAD_ID], 0.5)
-        # The first id of a row's text (the start id, or a word where the review was cut) is
-        # given to the decoder, not predicted.
-        predicted = ops.logical_and(
-            text, ops.greater(ops.cumsum(ops.cast(text, "int32"), axis=-1), 1)
-        )
-        return ops.sum(ops.where(predicted, per_step, ops.zeros_like(per_step)), axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"sparse": self.sparse})
         return config
 
 
@@ -434,8 +393,10 @@ class TextVAE(keras.Model):
         Parameters
         ----------
         counts
-            ``(vocab_size,)`` occurrences of each id in the training text; padding and the start
-            id are ignored, and every id gets one more so none starts at probability 0.
+            ``(vocab_size,)`` occurrences of each id among the training targets: the pad
+            id's count is the number of end positions (reviews that end inside their row:
+            :mod:`textvae.model.losses`), not of padding; the start id is ignored, and every id
+            gets one more so none starts at probability 0.
         """
         counts = np.asarray(counts, dtype=np.float64)
         if counts.shape != (self.vocab_size,):
@@ -443,7 +404,7 @@ class TextVAE(keras.Model):
                 f"`counts` must have shape ({self.vocab_size},). Received: shape={counts.shape}"
             )
         counts = counts.copy()
-        counts[[PAD_ID, START_ID]] = 0
+        counts[START_ID] = 0
         logp = np.log((counts + 1) / (counts + 1).sum()).astype("float32")
         head = self.decoder.get_layer("reconstruction")
         head.bias.assign(logp)

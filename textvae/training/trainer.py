@@ -177,12 +177,16 @@ def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHot
 
 
 def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
-    """Occurrences of every id in ``rows`` of the train split, read chunk by chunk."""
+    """Occurrences of every id in ``rows`` of the train split, read chunk by chunk; the pad id
+    counts the rows with padding (each has one end position: :mod:`textvae.model.losses`)."""
     counts = np.zeros(store.vocab_size, dtype=np.int64)
+    ends = 0
     chunk = store.chunk_rows("train")
     for start in range(0, len(rows), chunk):
         ids = store.read("train", rows[start : start + chunk])
         counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
+        ends += int(np.count_nonzero((ids == store.pad_id).any(axis=1)))
+    counts[store.pad_id] = ends
     return counts
 
 
