@@ -39,6 +39,7 @@ __all__ = [
     "path",
     "positive_int",
     "positive_number",
+    "probability",
 ]
 
 #: What a Sequence serves as reconstruction targets: one-hot batches, or the ids themselves.
@@ -228,6 +229,19 @@ def fraction(name: str, value: Any) -> float:
     """
     if not _is_number(value) or not 0 <= value < 1:
         raise _fail(name, "a number in [0, 1)", value)
+    return float(value)
+
+
+def probability(name: str, value: Any) -> float:
+    """Check that ``value`` is a real number in ``(0, 1]``; return it as a float.
+
+    Raises
+    ------
+    InvalidArgumentError
+        "`top_p` must be a number in (0, 1]. Received: top_p=0.0".
+    """
+    if not _is_number(value) or not 0 < value <= 1:
+        raise _fail(name, "a number in (0, 1]", value)
     return float(value)
 
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from textvae.data.vocab import PAD_ID, START_ID
+from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.model.decoding import generate
 from textvae.model.vae import build_vae
 
@@ -30,12 +30,75 @@ def test_greedy_generation_is_what_the_teacher_forced_decoder_predicts(model, rn
     z = rng.standard_normal((5, TINY["latent"])).astype(np.float32)
     out = generate(model, z)
     assert out.shape == (5, MAX_LEN) and (out[:, 0] == START_ID).all()
-    assert not np.isin(out[:, 1:], [PAD_ID, START_ID]).any()
-    # Read back with teacher forcing, each generated id is the decoder's arg-max there
-    # (padding and the start id excluded, as generation excludes them).
+    assert not np.isin(out[:, 1:], [START_ID, OOV_ID]).any()
+    # Read back with teacher forcing, each generated id up to the row's end is the decoder's
+    # arg-max there (the start id and <oov> excluded, as generation excludes them).
     probs = np.asarray(model.decoder([z, out], training=False)).copy()
-    probs[..., [PAD_ID, START_ID]] = 0
-    np.testing.assert_array_equal(probs.argmax(axis=-1)[:, 1:], out[:, 1:])
+    probs[..., [START_ID, OOV_ID]] = 0
+    for row, ids in zip(probs.argmax(axis=-1), out, strict=True):
+        ends = np.flatnonzero(ids == PAD_ID)
+        stop = ends[0] + 1 if len(ends) else MAX_LEN
+        np.testing.assert_array_equal(row[1:stop], ids[1:stop])
+        assert not ids[stop:].any()  # padded after its end
+
+
+class _Fixed:
+    """A stand-in for a ``"repeat"`` model whose decoder gives the same probabilities
+    ``(max_len, vocab)`` for every code: generation by hand."""
+
+    decoder_type = "repeat"
+    latent = 1
+
+    def __init__(self, probs):
+        self.probs = np.asarray(probs, dtype=np.float32)
+        self.max_len, self.vocab_size = self.probs.shape
+
+    def decoder(self, z, training=False):
+        return np.repeat(self.probs[None], len(z), axis=0)
+
+
+def _fixed(*positions):
+    """Probabilities over 8 ids at positions 1, 2, ...: dicts id -> probability."""
+    probs = np.zeros((len(positions) + 1, 8), dtype=np.float32)
+    probs[0, START_ID] = 1.0
+    for row, position in zip(probs[1:], positions, strict=True):
+        for i, p in position.items():
+            row[i] = p
+    return _Fixed(probs)
+
+
+def test_a_row_stops_at_the_end_and_is_padded_after_it():
+    model = _fixed({5: 0.9, 0: 0.1}, {6: 0.8, 7: 0.2}, {0: 0.7, 7: 0.3}, {7: 1.0})
+    out = generate(model, np.zeros((2, 1), np.float32))
+    np.testing.assert_array_equal(out, [[START_ID, 5, 6, PAD_ID, PAD_ID]] * 2)
+
+
+def test_oov_is_chosen_only_when_allowed():
+    model = _fixed({OOV_ID: 0.6, 5: 0.4})
+    z = np.zeros((50, 1), np.float32)
+    assert (generate(model, z)[:, 1] == 5).all()
+    assert (generate(model, z, temperature=1.0)[:, 1] == 5).all()
+    assert (generate(model, z, allow_oov=True)[:, 1] == OOV_ID).all()
+    sampled = generate(model, z, temperature=1.0, allow_oov=True)[:, 1]
+    assert set(sampled) == {OOV_ID, 5}
+
+
+@pytest.mark.parametrize(
+    ("top_p", "allowed"),
+    [(0.45, {3}), (0.55, {3, 4}), (0.75, {3, 4}), (0.85, {3, 4, 5}), (1.0, {3, 4, 5})],
+)
+def test_top_p_draws_from_the_nucleus(top_p, allowed):
+    model = _fixed({3: 0.5, 4: 0.3, 5: 0.2})
+    drawn = generate(model, np.zeros((400, 1), np.float32), temperature=1.0, top_p=top_p)[:, 1]
+    assert set(drawn) == allowed
+
+
+def test_temperature_applies_before_the_nucleus():
+    # At temperature 0.5 the probabilities become 25 : 9 : 4 (/38): 3 alone holds 0.66.
+    model = _fixed({3: 0.5, 4: 0.3, 5: 0.2})
+    z = np.zeros((400, 1), np.float32)
+    assert set(generate(model, z, temperature=0.5, top_p=0.6)[:, 1]) == {3}
+    assert set(generate(model, z, temperature=2.0, top_p=0.6)[:, 1]) == {3, 4}
 
 
 def test_sampling_is_seeded_and_respects_top_k(model, rng):
@@ -61,6 +124,8 @@ def test_batches_give_the_same_result(model, rng):
         ({"steps": 0}, "`steps` must be a positive integer"),
         ({"temperature": -1.0}, "`temperature` must be a non-negative number"),
         ({"top_k": 0}, "`top_k` must be a positive integer"),
+        ({"top_p": 0.0}, r"`top_p` must be a number in \(0, 1\]"),
+        ({"top_p": 1.5}, r"`top_p` must be a number in \(0, 1\]"),
     ],
 )
 def test_bad_arguments_are_refused(model, kwargs, match):

@@ -2,16 +2,23 @@
 
 :func:`generate` runs the autoregressive decoder of a :class:`~textvae.model.vae.TextVAE` the way it
 was trained, except that each step reads the id it chose at the previous step instead of the
-review's own: greedy (arg-max) by default, or sampled with a ``temperature`` and an optional
-``top_k``. Padding and the start id are never chosen (the model never learned to predict them).
-The seed's ``"repeat"`` decoder has no notion of a previous id: it predicts every position at
-once from ``z`` and its arg-max is taken.
+review's own: greedy (arg-max) with ``temperature=0`` (the default), or sampled at a
+``temperature`` from the nucleus (``top_p``, Holtzman et al. 2020) and/or the ``top_k`` most
+probable ids. A row ends where the pad id is chosen: the decoder learned it as "the review ends
+here" (:mod:`textvae.model.losses`), and the row is padded after it. The start id is never
+chosen, nor ``<oov>`` unless ``allow_oov=True``. The seed's ``"repeat"`` decoder has no notion
+of a previous id: it predicts every position at once from ``z`` and its ids are chosen the same
+way, position by position.
+
+The decodings the commands use by default, chosen by measurement (docs, "The model"):
+:data:`SAMPLED` for draws from the prior and interpolations, :data:`RECONSTRUCTION` to decode
+a review's own latent mean.
 
 Usable from a notebook::
 
     model = textvae.load_model("runs/imdb/best.keras")
     z = np.random.default_rng(0).standard_normal((5, model.latent)).astype("float32")
-    ids = textvae.generate(model, z, temperature=0.8, top_k=40)
+    ids = textvae.generate(model, z, temperature=1.0, top_p=0.9)
 """
 
 from __future__ import annotations
@@ -22,13 +29,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from textvae._checks import non_negative, positive_int
-from textvae.data.vocab import PAD_ID, START_ID
+from textvae._checks import non_negative, positive_int, probability
+from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 
-__all__ = ["generate"]
+__all__ = ["RECONSTRUCTION", "SAMPLED", "generate"]
 
-#: The first id generation may choose: padding and the start id come before it.
-_FIRST_CHOICE = max(PAD_ID, START_ID) + 1
+#: Decoding of draws from the prior and of interpolations (``textvae-sample prior|interpolate``,
+#: the ``prior_*`` metrics): nucleus sampling.
+SAMPLED: dict[str, float] = {"temperature": 1.0, "top_p": 0.9}
+
+#: Decoding of a review's own latent mean (``textvae-sample reconstruct``, the
+#: ``reconstruct_*`` metrics).
+RECONSTRUCTION: dict[str, float] = {"temperature": 0.0, "top_p": 1.0}
 
 
 def generate(
@@ -37,11 +49,13 @@ def generate(
     *,
     steps: int | None = None,
     temperature: float = 0.0,
+    top_p: float = 1.0,
     top_k: int | None = None,
+    allow_oov: bool = False,
     seed: int | None = 0,
     batch_size: int = 1000,
 ) -> np.ndarray:
-    """Token ids decoded from latent codes ``z``, start id first.
+    """Token ids decoded from latent codes ``z``, start id first, padded after each row's end.
 
     Parameters
     ----------
@@ -50,13 +64,19 @@ def generate(
     z
         Latent codes, shape ``(n, model.latent)``.
     steps
-        Ids to generate after the start id; default ``model.max_len - 1`` (a full row).
-        Decoding stops there: the store format has no end-of-review id.
+        Most ids to generate after the start id; default ``model.max_len - 1`` (a full row).
+        A row ends earlier where the pad id (the end) is chosen.
     temperature
         0 (the default) takes the most probable id at each step (greedy); above 0 samples from
         the softmax sharpened (< 1) or flattened (> 1) by it.
+    top_p
+        When sampling, draw only from the nucleus: the fewest most probable ids whose
+        probability (after ``temperature``) reaches ``top_p``, in (0, 1]; 1 (the default) keeps
+        all.
     top_k
         When sampling, draw only among the ``top_k`` most probable ids (``None``: all).
+    allow_oov
+        Let ``<oov>`` be chosen (default False: it stands for any rare word, not for one).
     seed
         Seed of the sampling (greedy decoding uses no randomness).
     batch_size
@@ -64,7 +84,8 @@ def generate(
 
     Returns
     -------
-    ``(n, steps + 1)`` int32 ids: the start id, then the generated ones.
+    ``(n, steps + 1)`` int32 ids: the start id, then the generated ones; after a row's end
+    (the pad id) only the pad id.
     """
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != model.latent:
@@ -72,13 +93,16 @@ def generate(
             f"`z` must have shape (n, {model.latent}) for this model. Received: shape={z.shape}"
         )
     steps = model.max_len - 1 if steps is None else positive_int("steps", steps)
-    temperature = non_negative("temperature", temperature)
-    if top_k is not None:
-        top_k = min(positive_int("top_k", top_k), model.vocab_size)
+    choice = {
+        "temperature": non_negative("temperature", temperature),
+        "top_p": probability("top_p", top_p),
+        "top_k": None if top_k is None else min(positive_int("top_k", top_k), model.vocab_size),
+        "banned": [START_ID] if allow_oov else [START_ID, OOV_ID],
+        "rng": np.random.default_rng(seed),
+    }
     batch_size = positive_int("batch_size", batch_size)
-    rng = np.random.default_rng(seed)
     parts = [
-        _generate_batch(model, z[i : i + batch_size], steps, temperature, top_k, rng)
+        _generate_batch(model, z[i : i + batch_size], steps, choice)
         for i in range(0, len(z), batch_size)
     ]
     if not parts:
@@ -87,13 +111,20 @@ def generate(
 
 
 def _choose(
-    probs: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator
+    probs: np.ndarray,
+    temperature: float,
+    top_p: float,
+    top_k: int | None,
+    banned: list[int],
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """One id per row of ``probs`` (n, vocab): arg-max, or a draw at ``temperature``."""
-    if temperature == 0:  # padding and the start id are ids 0 and 1: look past them
-        return (probs[:, _FIRST_CHOICE:].argmax(axis=1) + _FIRST_CHOICE).astype(np.int32)
+    """One id per row of ``probs`` (n, vocab): arg-max, or a draw at ``temperature`` from the
+    nucleus / top-k; ``banned`` ids are never chosen."""
     probs = probs.astype(np.float64, copy=True)
-    probs[:, [PAD_ID, START_ID]] = 0.0
+    if temperature == 0:
+        probs[:, banned] = -1.0
+        return probs.argmax(axis=1).astype(np.int32)
+    probs[:, banned] = 0.0
     # Shifted so that each row's most probable id is at 0 *before* dividing: every other id is
     # then in [-69, 0), and dividing by any positive temperature gives a finite number or -inf,
     # never -inf - -inf = nan. A temperature so small that it overflows (5e-324) is greedy
@@ -106,22 +137,37 @@ def _choose(
         kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
         logits = np.where(logits >= kth, logits, -np.inf)
     weights = np.exp(logits)
-    weights[:, [PAD_ID, START_ID]] = 0.0
+    weights[:, banned] = 0.0
+    if top_p < 1:
+        # The nucleus: ids at least as probable as the one whose cumulative mass (most probable
+        # first) reaches top_p of the total; ties at the edge are all kept.
+        ordered = np.sort(weights, axis=1)[:, ::-1]
+        mass = np.cumsum(ordered, axis=1)
+        edge = (mass < top_p * mass[:, -1:]).sum(axis=1)
+        edge = np.minimum(edge, weights.shape[1] - 1)
+        threshold = ordered[np.arange(len(ordered)), edge][:, None]
+        weights = np.where(weights >= threshold, weights, 0.0)
     weights /= weights.sum(axis=1, keepdims=True)
     draws = rng.random((len(weights), 1))
     chosen = (weights.cumsum(axis=1) < draws).sum(axis=1)
-    return np.minimum(chosen, weights.shape[1] - 1).astype(np.int32)
+    # Float rounding can leave the last cumulative sum below a draw: take the last allowed id.
+    last = weights.shape[1] - 1 - np.argmax(weights[:, ::-1] > 0, axis=1)
+    return np.minimum(chosen, last).astype(np.int32)
 
 
-def _generate_batch(model, z, steps, temperature, top_k, rng) -> np.ndarray:
+def _generate_batch(model, z, steps, choice) -> np.ndarray:
     n = len(z)
     out = np.zeros((n, steps + 1), dtype=np.int32)
     out[:, 0] = START_ID
+    ended = np.zeros(n, dtype=bool)
     if model.decoder_type == "repeat":
         probs = keras.ops.convert_to_numpy(model.decoder(z, training=False))
         for s in range(1, steps + 1):
             position = min(s, model.max_len - 1)
-            out[:, s] = _choose(probs[:, position], temperature, top_k, rng)
+            chosen = _choose(probs[:, position], **choice)
+            ended = _record(out, s, chosen, ended)
+            if ended.all():
+                break
         return out
     z_t = ops.convert_to_tensor(z)
     state = model.decoder_init(z_t)
@@ -131,6 +177,16 @@ def _generate_batch(model, z, steps, temperature, top_k, rng) -> np.ndarray:
         h, state = model.decoder_gru.cell(ops.concatenate([embedded, z_t], axis=-1), state)
         features = model.decoder_projection(ops.concatenate([h, embedded, z_t], axis=-1))
         probs = keras.ops.convert_to_numpy(model.reconstruction_head(features))
-        out[:, s] = _choose(probs, temperature, top_k, rng)
+        ended = _record(out, s, _choose(probs, **choice), ended)
+        if ended.all():
+            break
         token = ops.convert_to_tensor(out[:, s])
     return out
+
+
+def _record(out: np.ndarray, s: int, chosen: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    """Write step ``s``'s ids (the pad id in rows that ended before) and return which rows have
+    ended now."""
+    chosen[ended] = PAD_ID
+    out[:, s] = chosen
+    return ended | (chosen == PAD_ID)
