@@ -8,7 +8,8 @@ import pytest
 
 from textvae.batching.sequence import OneHotSequence
 from textvae.data import StoreSpec, build_store_from_ids
-from textvae.model.decoding import generate
+from textvae.model.decoding import RECONSTRUCTION, SAMPLED, generate
+from textvae.model.generation_metrics import generated_texts, generation_scores
 from textvae.model.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model.vae import build_vae
 from textvae.training.evaluate import evaluate_vae, split_sentiment_accuracy
@@ -93,9 +94,28 @@ def test_reconstruction_scores_match_direct_computation(model, small_store):
     ids = small_store.read("test", slice(None)).astype(np.int32)  # all 11: fewer than 100
     z_mean = np.asarray(model.encoder(ids, training=False)[0])
     references = [text_ids(row) for row in ids]
-    generated = generate(model, z_mean, steps=max(len(r) for r in references))
-    hypotheses = [generated[b, 1 : 1 + len(r)] for b, r in enumerate(references)]
+    generated = generate(model, z_mean, **RECONSTRUCTION)
+    hypotheses = generated_texts(generated)  # up to each row's end
     assert metrics["reconstruct_reviews"] == 11
     assert metrics["reconstruct_unigram_f1"] == pytest.approx(unigram_f1(hypotheses, references))
     assert metrics["reconstruct_bleu4"] == pytest.approx(bleu(hypotheses, references))
     assert 0 <= metrics["reconstruct_sentiment_kept"] <= 1
+    assert {
+        k: metrics[k]
+        for k in metrics
+        if k.startswith("reconstruct_")
+        and k != "reconstruct_reviews"
+        and k not in ("reconstruct_unigram_f1", "reconstruct_bleu4", "reconstruct_sentiment_kept")
+    } == generation_scores(generated, "reconstruct")
+
+
+def test_prior_scores_are_those_of_the_prior_draws_decoded_as_sampled(model, small_store):
+    seq = OneHotSequence(small_store, "test", 4, targets="sparse", shuffle=False)
+    metrics, _, _ = evaluate_vae(model, seq, reconstruct_rows=0, prior_samples=20, verbose=0)
+    z = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    rows = generate(model, z, seed=0, **SAMPLED)
+    assert metrics["prior_samples"] == 20
+    assert {
+        k: v for k, v in metrics.items() if k.startswith("prior_") and k != "prior_samples"
+    } == (generation_scores(rows, "prior"))
+    assert not any(k.startswith("reconstruct_") for k in metrics)

@@ -14,18 +14,25 @@ from textvae.batching.sequence import OneHotSequence
 from textvae.config import LOG_SECONDS
 from textvae.data.vocab import pad_row
 from textvae.model import generate, kl_divergence
+from textvae.model.decoding import RECONSTRUCTION, SAMPLED
+from textvae.model.generation_metrics import generated_texts, generation_scores
 from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
 from textvae.training.console import progress_bar
 
 __all__ = [
+    "PRIOR_SAMPLES",
     "RECONSTRUCT_ROWS",
     "evaluate_vae",
+    "prior_scores",
     "reconstruction_scores",
     "split_sentiment_accuracy",
 ]
 
 #: Reviews decoded free-running for the reconstruction scores (a fixed, seeded subset).
 RECONSTRUCT_ROWS = 1000
+
+#: Draws from the prior decoded for the ``prior_*`` generation scores.
+PRIOR_SAMPLES = 500
 
 
 def _eval_model(model: Any) -> keras.Model:
@@ -50,6 +57,7 @@ def evaluate_vae(
     sequence: OneHotSequence,
     *,
     reconstruct_rows: int = RECONSTRUCT_ROWS,
+    prior_samples: int = PRIOR_SAMPLES,
     verbose: int = 1,
     log_seconds: float = LOG_SECONDS,
     log: Callable[[str], None] = print,
@@ -72,13 +80,16 @@ def evaluate_vae(
       ``sentiment_reviews``: how many were labelled;
     - ``reviews``, ``tokens``: how many were evaluated;
     - the free-running scores of :func:`reconstruction_scores` on ``reconstruct_rows`` fixed
-      reviews of the same split (``reconstruct_*``; none when ``reconstruct_rows=0``).
+      reviews of the same split (``reconstruct_*``; none when ``reconstruct_rows=0``);
+    - the generation scores of :func:`prior_scores` over ``prior_samples`` draws from the prior
+      (``prior_*``; none when ``prior_samples=0``).
 
     ``verbose`` 1 shows Keras' progress bar on a terminal, and elsewhere a plain line every
     ``log_seconds`` and at the end; 2 the end line only; 0 nothing
     (:func:`textvae.training.console.progress_bar`). ``log`` receives the plain lines.
     """
     int_at_least("reconstruct_rows", reconstruct_rows, 0)
+    int_at_least("prior_samples", prior_samples, 0)
     evaluator = _eval_model(model)
     totals = EvalTotals()
     shown = {"verbose": verbose, "log_seconds": log_seconds, "log": log}
@@ -93,7 +104,21 @@ def evaluate_vae(
     metrics = totals.result()
     if reconstruct_rows:
         metrics.update(reconstruction_scores(model, sequence, reconstruct_rows, **shown))
+    if prior_samples:
+        metrics.update(prior_scores(model, prior_samples))
     return metrics, totals.z_means, totals.labels
+
+
+def prior_scores(model: Any, samples: int = PRIOR_SAMPLES, *, seed: int = 0) -> dict[str, Any]:
+    """Generation scores of ``samples`` draws z ~ N(0, I) decoded as ``textvae-sample prior``
+    decodes them (:data:`textvae.model.decoding.SAMPLED`, up to ``max_len`` ids):
+    ``prior_samples`` and :func:`textvae.model.generation_metrics.generation_scores` under the
+    ``prior`` prefix (``prior_ended``, ``prior_mean_length``, ``prior_rep4``,
+    ``prior_distinct2``, ``prior_oov_share``). ``seed`` seeds the draws and the sampling."""
+    samples = positive_int("samples", samples)
+    z = np.random.default_rng(seed).standard_normal((samples, model.latent)).astype(np.float32)
+    rows = generate(model, z, seed=seed, batch_size=samples, **SAMPLED)
+    return {"prior_samples": samples, **generation_scores(rows, "prior")}
 
 
 def split_sentiment_accuracy(
@@ -158,18 +183,22 @@ def reconstruction_scores(
     verbose: int = 1,
     log_seconds: float = LOG_SECONDS,
     log: Callable[[str], None] = print,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
 
-    Each review is encoded to its latent mean and decoded greedily by
-    :func:`textvae.model.decoding.generate`, as long as the review (stores have no end-of-review
-    id), then compared with its own text:
+    Each review is encoded to its latent mean and decoded as ``textvae-sample reconstruct``
+    decodes it (:data:`textvae.model.decoding.RECONSTRUCTION`), up to its end or ``max_len``
+    ids, then compared with its own text (the words the decoder predicts):
 
     - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.model.metrics.unigram_f1`);
     - ``reconstruct_bleu4``: corpus BLEU-4 (:func:`textvae.model.metrics.bleu`);
     - ``reconstruct_sentiment_kept``: share of reconstructions that the model's own sentiment
       head, reading them back, classifies as it classifies the input;
-    - ``reconstruct_reviews``: how many were decoded (``rows``, or fewer in a small split).
+    - ``reconstruct_reviews``: how many were decoded (``rows``, or fewer in a small split);
+    - the generation scores of the reconstructions
+      (:func:`textvae.model.generation_metrics.generation_scores`: ``reconstruct_ended``,
+      ``reconstruct_mean_length``, ``reconstruct_rep4``, ``reconstruct_distinct2``,
+      ``reconstruct_oov_share``).
 
     ``verbose``, ``log_seconds`` and ``log`` as for :func:`evaluate_vae`.
     """
@@ -179,6 +208,7 @@ def reconstruction_scores(
     hypotheses: list[np.ndarray] = []
     references: list[np.ndarray] = []
     kept = 0
+    decoded: list[np.ndarray] = []
     bar = progress_bar(
         len(subset),
         label="reconstructing",
@@ -191,14 +221,13 @@ def reconstruction_scores(
         ids = store.read(sequence.split, subset[start : start + batch]).astype(np.int32)
         z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
         texts = [text_ids(row) for row in ids]
-        longest = max((len(t) for t in texts), default=0)
-        generated = generate(model, z_mean, steps=max(longest, 1))
+        generated = generate(model, z_mean, batch_size=batch, **RECONSTRUCTION)
+        decoded.append(generated)
         again = np.zeros_like(ids)
-        for b, text in enumerate(texts):
-            hypothesis = generated[b, 1 : 1 + len(text)]
+        for b, (text, hypothesis) in enumerate(zip(texts, generated_texts(generated), strict=True)):
             hypotheses.append(hypothesis)
             references.append(text)
-            again_text = generated[b, : 1 + len(text)].tolist()
+            again_text = [int(generated[b, 0]), *hypothesis.tolist()]
             pad_row(again_text, model.max_len, store.padding, store.truncating, again[b])
         before = keras.ops.convert_to_numpy(model.sentiment_predictor(ids, training=False))
         after = keras.ops.convert_to_numpy(model.sentiment_predictor(again, training=False))
@@ -210,4 +239,5 @@ def reconstruction_scores(
         "reconstruct_unigram_f1": unigram_f1(hypotheses, references),
         "reconstruct_bleu4": bleu(hypotheses, references),
         "reconstruct_sentiment_kept": kept / max(len(subset), 1),
+        **generation_scores(np.concatenate(decoded), "reconstruct"),
     }
