@@ -21,12 +21,16 @@ from textvae._startup import SHOW_BACKEND_LOG_HELP, import_keras
 from textvae.config import QUICK, IngestConfig, TrainConfig, storage_options_flag
 from textvae.data.location import check_storage_options
 from textvae.errors import TrainingInterrupted, unwrap
+from textvae.model.config import RECONSTRUCTION, SAMPLED
 from textvae.progress import ConsoleProgress
 
 __all__ = ["ingest_main", "sample_main", "train_main", "verify_main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: The default decoding of ``textvae-sample reconstruct`` (False) and ``prior|interpolate`` (True).
+_DEFAULTS = {False: RECONSTRUCTION, True: SAMPLED}
+
 #: The most lines ``textvae-sample prior --n`` / ``interpolate --steps`` decode and print.
 MAX_SAMPLE_LINES = 100_000
 
@@ -311,20 +315,34 @@ def _sample_parser() -> argparse.ArgumentParser:
             default="best.keras",
             help="which model of the run: a file in it (default best.keras)",
         )
+        sampled = parser is not r
         parser.add_argument(
             "--temperature",
             type=float,
             metavar="X",
-            default=0.0,
+            default=None,
             help="0: greedy decoding; above 0: sample, sharper below 1, flatter above "
-            "(softmax temperature; default 0.0)",
+            f"(softmax temperature; default {_DEFAULTS[sampled]['temperature']})",
+        )
+        parser.add_argument(
+            "--top-p",
+            type=float,
+            metavar="P",
+            default=None,
+            help="when sampling, draw from the fewest most probable ids whose probability "
+            f"reaches P (nucleus, in (0, 1]; default {_DEFAULTS[sampled]['top_p']})",
         )
         parser.add_argument(
             "--top-k",
             type=int,
             metavar="K",
             default=None,
-            help="sample among the K most probable ids only (ids; default none: all)",
+            help="when sampling, draw among the K most probable ids only (ids; default none: all)",
+        )
+        parser.add_argument(
+            "--allow-oov",
+            action="store_true",
+            help="let <oov> (any rare word) be generated (default: never)",
         )
         parser.add_argument(
             "--verbose",
@@ -340,11 +358,21 @@ def _sample_parser() -> argparse.ArgumentParser:
 
 def _check_sample_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad numbers as usage errors (exit 2, one line), before any model is loaded."""
-    from textvae._checks import int_at_least, int_in_range, non_negative, path, positive_int
+    from textvae._checks import (
+        int_at_least,
+        int_in_range,
+        non_negative,
+        path,
+        positive_int,
+        probability,
+    )
 
     try:
         path("out", args.out)
-        non_negative("temperature", args.temperature)
+        if args.temperature is not None:
+            non_negative("temperature", args.temperature)
+        if args.top_p is not None:
+            probability("top_p", args.top_p)
         positive_int("top_k", args.top_k, allow_none=True)
         if args.command == "prior":
             int_in_range("n", args.n, 1, MAX_SAMPLE_LINES + 1)
@@ -369,7 +397,10 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
         from textvae.training import sample
 
         model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)
-        decoding = {"temperature": args.temperature, "top_k": args.top_k}
+        given = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
+        # Flags not given keep the command's default decoding (sample.reconstruct / prior).
+        decoding = {name: value for name, value in given.items() if value is not None}
+        decoding["allow_oov"] = args.allow_oov
         if args.command == "reconstruct":
             for text, decoded in zip(
                 args.texts,

@@ -14,11 +14,19 @@ import pytest
 
 from textvae.cli import EXIT_USER_ERROR, sample_main
 from textvae.config import TrainConfig
+from textvae.model.config import RECONSTRUCTION, SAMPLED
 from textvae.model.vae import build_vae
 from textvae.training.run import BEST, RunDir
 
-#: Every float argument of textvae-sample (the others are integers).
-FLOAT_ARGUMENTS = ("--temperature",)
+#: Every float argument of textvae-sample (the others are integers): which values it refuses,
+#: and the message.
+FLOAT_ARGUMENTS = {
+    "--temperature": (
+        lambda x: not math.isfinite(x),
+        "`temperature` must be a non-negative number",
+    ),
+    "--top-p": (lambda x: not 0 < x <= 1, "`top_p` must be a number in (0, 1]"),
+}
 EXTREMES = ("0", "5e-324", "1e-300", "1e308", "1.7976931348623157e308", "inf", "nan", "-0.0")
 
 
@@ -60,17 +68,21 @@ COMMANDS = {
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_float_argument_at_its_extremes(tiny_run, capsys, command, value, flag):
     argv = [a.format(run=tiny_run) for a in COMMANDS[command]]
-    refused = not math.isfinite(float(value))
+    refuses, message = FLOAT_ARGUMENTS[flag]
+    refused = refuses(float(value))
     with pytest.raises(SystemExit) if refused else contextlib.nullcontext() as stop:
         code = sample_main([*argv, flag, value, "--verbose", "0"])
     out, err = capsys.readouterr()
     if refused:  # a usage error, before any model is loaded
         assert stop.value.code == EXIT_USER_ERROR
-        assert err.count("\n") == 1 and "`temperature` must be a non-negative number" in err, err
+        assert err.count("\n") == 1 and message in err, err
         return
     assert code == 0, err
     decoded = _decoded(out)
-    assert decoded and all(text.split() for text in decoded), out  # words on every line
+    # A line may end at once (the untrained model may choose the end first), but NaN weights
+    # chose the end at every step of every line: no words at all.
+    assert len(decoded) in (2, 3) and any(text.split() for text in decoded), out
+    assert "<oov>" not in out and "<start>" not in out
 
 
 @pytest.mark.parametrize("top_k", ["1", "11", "12", "1000", str(10**30)])
@@ -79,4 +91,35 @@ def test_top_k_beyond_the_vocabulary_still_decodes(tiny_run, capsys, top_k, temp
     argv = ["prior", tiny_run, "--n", "2", "--temperature", temperature, "--top-k", top_k]
     assert sample_main([*argv, "--verbose", "0"]) == 0
     decoded = _decoded(capsys.readouterr().out)
-    assert len(decoded) == 2 and all(text.split() for text in decoded)
+    assert len(decoded) == 2 and any(text.split() for text in decoded)
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "want"),
+    [
+        ("reconstruct", [], {**RECONSTRUCTION, "allow_oov": False}),
+        ("prior", [], {**SAMPLED, "allow_oov": False}),
+        ("interpolate", [], {**SAMPLED, "allow_oov": False}),
+        ("prior", ["--temperature", "0"], {**SAMPLED, "temperature": 0.0, "allow_oov": False}),
+        ("reconstruct", ["--top-p", "0.5", "--allow-oov"], {"top_p": 0.5, "allow_oov": True}),
+    ],
+    ids=["reconstruct", "prior", "interpolate", "prior-greedy", "reconstruct-flags"],
+)
+def test_each_command_decodes_as_its_default_unless_told(
+    tiny_run, capsys, monkeypatch, command, flags, want
+):
+    import numpy as np
+
+    from textvae.training import sample
+
+    seen = []
+
+    def recording_generate(model, z, **decoding):
+        seen.append(decoding)
+        return np.ones((len(z), 2), dtype=np.int32)
+
+    monkeypatch.setattr(sample, "generate", recording_generate)
+    argv = [a.format(run=tiny_run) for a in COMMANDS[command]]
+    assert sample_main([*argv, *flags, "--verbose", "0"]) == 0
+    assert len(seen) == 1
+    assert {k: seen[0][k] for k in want} == want

@@ -25,6 +25,7 @@ SAMPLE_FLAGS = {
     "--checkpoint": mostly(st.just("best.keras"), st.one_of(st.just("../x"), WORD)),
     "--temperature": mostly(st.sampled_from(["0", "0.5", "2", "1e-300", "1e300"]), FLOAT_TEXT),
     "--top-k": mostly(st.sampled_from(["1", "5", "1000"]), INT_TEXT),
+    "--top-p": mostly(st.sampled_from(["0.5", "0.9", "1"]), FLOAT_TEXT),
     "--verbose": mostly(st.sampled_from(["0", "1", "2"]), INT_TEXT),
 }
 COMMAND_FLAGS = {

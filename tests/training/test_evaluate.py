@@ -8,7 +8,8 @@ import pytest
 
 from textvae.batching.sequence import OneHotSequence
 from textvae.data import StoreSpec, build_store_from_ids
-from textvae.model.decoding import RECONSTRUCTION, SAMPLED, generate
+from textvae.model.config import RECONSTRUCTION, SAMPLED
+from textvae.model.decoding import generate
 from textvae.model.generation_metrics import generated_texts, generation_scores
 from textvae.model.metrics import bleu, predicted_positions, text_ids, unigram_f1
 from textvae.model.vae import build_vae

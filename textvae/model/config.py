@@ -1,4 +1,5 @@
-"""The model's sizes and loss weights (:class:`ModelConfig`), a frozen, validated dataclass.
+"""The model's sizes and loss weights (:class:`ModelConfig`), a frozen, validated dataclass,
+and the decodings the commands use by default (:data:`SAMPLED`, :data:`RECONSTRUCTION`).
 
 It lives in the model wing so that :mod:`textvae.model` needs nothing above it; the top-level
 :mod:`textvae.config` re-exports it beside the ingest and training configs.
@@ -21,7 +22,16 @@ from textvae._checks import (
 )
 from textvae._options import option
 
-__all__ = ["ModelConfig"]
+__all__ = ["RECONSTRUCTION", "SAMPLED", "ModelConfig"]
+
+#: Decoding of draws from the prior and of interpolations (``textvae-sample prior|interpolate``,
+#: the ``prior_*`` metrics): nucleus sampling (:func:`textvae.model.decoding.generate`'s
+#: arguments; chosen by measurement: docs, "The model", "Generation").
+SAMPLED: dict[str, float] = {"temperature": 1.0, "top_p": 0.9}
+
+#: Decoding of a review's own latent mean (``textvae-sample reconstruct``, the
+#: ``reconstruct_*`` metrics).
+RECONSTRUCTION: dict[str, float] = {"temperature": 0.0, "top_p": 1.0}
 
 
 @dataclass(frozen=True)

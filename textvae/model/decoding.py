@@ -10,9 +10,10 @@ chosen, nor ``<oov>`` unless ``allow_oov=True``. The seed's ``"repeat"`` decoder
 of a previous id: it predicts every position at once from ``z`` and its ids are chosen the same
 way, position by position.
 
-The decodings the commands use by default, chosen by measurement (docs, "The model"):
-:data:`SAMPLED` for draws from the prior and interpolations, :data:`RECONSTRUCTION` to decode
-a review's own latent mean.
+The decodings the commands use by default, chosen by measurement (docs, "The model"), are
+:data:`~textvae.model.config.SAMPLED` for draws from the prior and interpolations and
+:data:`~textvae.model.config.RECONSTRUCTION` to decode
+a review's own latent mean (both kept in :mod:`textvae.model.config`, which imports no Keras).
 
 Usable from a notebook::
 
@@ -32,15 +33,7 @@ from keras import ops
 from textvae._checks import non_negative, positive_int, probability
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 
-__all__ = ["RECONSTRUCTION", "SAMPLED", "generate"]
-
-#: Decoding of draws from the prior and of interpolations (``textvae-sample prior|interpolate``,
-#: the ``prior_*`` metrics): nucleus sampling.
-SAMPLED: dict[str, float] = {"temperature": 1.0, "top_p": 0.9}
-
-#: Decoding of a review's own latent mean (``textvae-sample reconstruct``, the
-#: ``reconstruct_*`` metrics).
-RECONSTRUCTION: dict[str, float] = {"temperature": 0.0, "top_p": 1.0}
+__all__ = ["generate"]
 
 
 def generate(

@@ -14,7 +14,7 @@ from textvae.batching.sequence import OneHotSequence
 from textvae.config import LOG_SECONDS
 from textvae.data.vocab import pad_row
 from textvae.model import generate, kl_divergence
-from textvae.model.decoding import RECONSTRUCTION, SAMPLED
+from textvae.model.config import RECONSTRUCTION, SAMPLED
 from textvae.model.generation_metrics import generated_texts, generation_scores
 from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
 from textvae.training.console import progress_bar
@@ -111,7 +111,7 @@ def evaluate_vae(
 
 def prior_scores(model: Any, samples: int = PRIOR_SAMPLES, *, seed: int = 0) -> dict[str, Any]:
     """Generation scores of ``samples`` draws z ~ N(0, I) decoded as ``textvae-sample prior``
-    decodes them (:data:`textvae.model.decoding.SAMPLED`, up to ``max_len`` ids):
+    decodes them (:data:`textvae.model.config.SAMPLED`, up to ``max_len`` ids):
     ``prior_samples`` and :func:`textvae.model.generation_metrics.generation_scores` under the
     ``prior`` prefix (``prior_ended``, ``prior_mean_length``, ``prior_rep4``,
     ``prior_distinct2``, ``prior_oov_share``). ``seed`` seeds the draws and the sampling."""
@@ -187,7 +187,7 @@ def reconstruction_scores(
     """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
 
     Each review is encoded to its latent mean and decoded as ``textvae-sample reconstruct``
-    decodes it (:data:`textvae.model.decoding.RECONSTRUCTION`), up to its end or ``max_len``
+    decodes it (:data:`textvae.model.config.RECONSTRUCTION`), up to its end or ``max_len``
     ids, then compared with its own text (the words the decoder predicts):
 
     - ``reconstruct_unigram_f1``: mean unigram F1 (:func:`textvae.model.metrics.unigram_f1`);

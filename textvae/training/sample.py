@@ -12,6 +12,7 @@ from textvae._checks import PADDINGS, int_at_least, positive_int
 from textvae.data.vocab import Vocabulary, pad_row, tokenize
 from textvae.errors import CheckpointError
 from textvae.model import generate
+from textvae.model.config import RECONSTRUCTION, SAMPLED
 from textvae.training.run import BEST, CONFIG, VOCAB, RunDir
 
 __all__ = ["decode_latents", "encode_texts", "interpolate", "load_run", "prior", "reconstruct"]
@@ -68,12 +69,17 @@ def decode_latents(
     z: np.ndarray,
     *,
     temperature: float = 0.0,
+    top_p: float = 1.0,
     top_k: int | None = None,
+    allow_oov: bool = False,
     seed: int | None = 0,
 ) -> list[str]:
     """Latent codes decoded into text by :func:`textvae.model.decoding.generate` (greedy by default,
-    sampled with ``temperature`` / ``top_k``), up to ``max_len`` ids; start id dropped."""
-    ids = generate(model, z, temperature=temperature, top_k=top_k, seed=seed)
+    sampled with ``temperature`` / ``top_p`` / ``top_k``), each up to its end or ``max_len``
+    ids; start id and end dropped."""
+    ids = generate(
+        model, z, temperature=temperature, top_p=top_p, top_k=top_k, allow_oov=allow_oov, seed=seed
+    )
     return [" ".join(vocab.decode(row)) for row in ids]
 
 
@@ -90,18 +96,20 @@ def reconstruct(
     **decoding: Any,
 ) -> list[str]:
     """Each text through the encoder's mean and back through the decoder (``decoding``:
-    :func:`decode_latents`' ``temperature``, ``top_k``, ``seed``)."""
+    :func:`decode_latents`' ``temperature``, ``top_p``, ``top_k``, ``allow_oov``, ``seed``;
+    by default :data:`textvae.model.config.RECONSTRUCTION`)."""
     ids = encode_texts(texts, vocab, model.max_len, padding, truncating)
-    return decode_latents(model, vocab, _z_means(model, ids), **decoding)
+    return decode_latents(model, vocab, _z_means(model, ids), **{**RECONSTRUCTION, **decoding})
 
 
 def prior(
     model: keras.Model, vocab: Vocabulary, n: int, seed: int = 0, **decoding: Any
 ) -> list[str]:
-    """Decode ``n`` draws z ~ N(0, I) (drawn with ``seed``, which also seeds the sampling)."""
+    """Decode ``n`` draws z ~ N(0, I) (drawn with ``seed``, which also seeds the sampling;
+    ``decoding`` as for :func:`reconstruct`, by default :data:`textvae.model.config.SAMPLED`)."""
     positive_int("n", n)
     z = np.random.default_rng(seed).standard_normal((n, model.latent)).astype(np.float32)
-    return decode_latents(model, vocab, z, seed=seed, **decoding)
+    return decode_latents(model, vocab, z, seed=seed, **{**SAMPLED, **decoding})
 
 
 def interpolate(
@@ -114,9 +122,11 @@ def interpolate(
     truncating: str = "pre",
     **decoding: Any,
 ) -> list[str]:
-    """Decode ``steps`` points on the line between the latent means of two texts."""
+    """Decode ``steps`` points on the line between the latent means of two texts (``decoding``
+    as for :func:`reconstruct`, by default :data:`textvae.model.config.SAMPLED`)."""
     steps = int_at_least("steps", steps, 2)
     ids = encode_texts([text_a, text_b], vocab, model.max_len, padding, truncating)
     z_mean = _z_means(model, ids)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    return decode_latents(model, vocab, (1 - t) * z_mean[0] + t * z_mean[1], **decoding)
+    z = (1 - t) * z_mean[0] + t * z_mean[1]
+    return decode_latents(model, vocab, z, **{**SAMPLED, **decoding})
