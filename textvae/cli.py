@@ -342,7 +342,7 @@ def _sample_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--allow-oov",
             action="store_true",
-            help="let <oov> (any rare word) be generated (default: never)",
+            help="let <oov> (any rare word) be generated (default off)",
         )
         parser.add_argument(
             "--verbose",
