@@ -75,6 +75,13 @@ def test_run_writes_every_artefact(finished_run):
     assert metrics["reconstruct_reviews"] == 12
     for key in ("reconstruct_unigram_f1", "reconstruct_bleu4", "reconstruct_sentiment_kept"):
         assert 0 <= metrics[key] <= 1, key
+    assert metrics["prior_samples"] == 500  # the generation scores (issue 20, item 3)
+    for prefix in ("prior", "reconstruct"):
+        assert 0 <= metrics[f"{prefix}_ended"] <= 1, prefix
+        for score in ("rep4", "distinct2", "oov_share"):  # None: no text long enough
+            value = metrics[f"{prefix}_{score}"]
+            assert value is None or 0 <= value <= 1, (prefix, score)
+        assert 0 <= metrics[f"{prefix}_mean_length"] <= 15, prefix  # max_len - 1 words at most
     rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["kl"]) > 0
     assert float(rows[0]["val_loss"]) > 0  # best.keras is chosen on it
