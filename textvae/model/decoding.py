@@ -113,24 +113,28 @@ def _choose(
 ) -> np.ndarray:
     """One id per row of ``probs`` (n, vocab): arg-max, or a draw at ``temperature`` from the
     nucleus / top-k; ``banned`` ids are never chosen."""
-    probs = probs.astype(np.float64, copy=True)
     if temperature == 0:
+        probs = probs.astype(np.float64, copy=True)
         probs[:, banned] = -1.0
         return probs.argmax(axis=1).astype(np.int32)
-    probs[:, banned] = 0.0
-    # Shifted so that each row's most probable id is at 0 *before* dividing: every other id is
-    # then in [-69, 0), and dividing by any positive temperature gives a finite number or -inf,
-    # never -inf - -inf = nan. A temperature so small that it overflows (5e-324) is greedy
-    # sampling among the most probable ids, and a huge one (1e308) is uniform, as the limits are.
-    logits = np.log(np.clip(probs, 1e-30, None))
-    logits -= logits.max(axis=1, keepdims=True)
-    with np.errstate(over="ignore"):
-        logits /= temperature
-    if top_k is not None and top_k < logits.shape[1]:
-        kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
-        logits = np.where(logits >= kth, logits, -np.inf)
-    weights = np.exp(logits)
+    # float32 throughout and a power instead of log / exp: half the time of the float64 version
+    # at (500, 20000) (257 vs 521 ms a step with top_p), which is most of a sampled step.
+    weights = np.array(probs, dtype=np.float32)
     weights[:, banned] = 0.0
+    # Scaled so each row's most probable id is 1 *before* the power: every weight stays in
+    # [0, 1] whatever the temperature. A temperature so small that 1 / temperature overflows
+    # (5e-324) gives the exponent inf: 1 for the most probable ids, 0 for the rest (greedy
+    # sampling among them); one so large that the exponent rounds to 0 (1e308) gives 1 for
+    # every id (uniform), as the limits are.
+    weights /= np.maximum(weights.max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+    with np.errstate(over="ignore", under="ignore"):
+        exponent = np.float32(1.0 / temperature)
+        if exponent != 1:
+            np.power(weights, exponent, out=weights)
+    weights[:, banned] = 0.0
+    if top_k is not None and top_k < weights.shape[1]:
+        kth = np.partition(weights, -top_k, axis=1)[:, -top_k][:, None]
+        weights[weights < kth] = 0.0
     if top_p < 1:
         # The nucleus: ids at least as probable as the one whose cumulative mass (most probable
         # first) reaches top_p of the total; ties at the edge are all kept.
@@ -138,12 +142,11 @@ def _choose(
         mass = np.cumsum(ordered, axis=1)
         edge = (mass < top_p * mass[:, -1:]).sum(axis=1)
         edge = np.minimum(edge, weights.shape[1] - 1)
-        threshold = ordered[np.arange(len(ordered)), edge][:, None]
-        weights = np.where(weights >= threshold, weights, 0.0)
-    weights /= weights.sum(axis=1, keepdims=True)
-    draws = rng.random((len(weights), 1))
-    chosen = (weights.cumsum(axis=1) < draws).sum(axis=1)
-    # Float rounding can leave the last cumulative sum below a draw: take the last allowed id.
+        weights[weights < ordered[np.arange(len(ordered)), edge][:, None]] = 0.0
+    mass = np.cumsum(weights, axis=1)
+    draws = rng.random((len(weights), 1)) * mass[:, -1:]
+    chosen = (mass <= draws).sum(axis=1)  # the first id whose cumulative mass passes the draw
+    # Float rounding can leave the draw at the total: take the last allowed id.
     last = weights.shape[1] - 1 - np.argmax(weights[:, ::-1] > 0, axis=1)
     return np.minimum(chosen, last).astype(np.int32)
 
