@@ -1,0 +1,230 @@
+"""Ingest on Dask: the two passes of :mod:`textvae.data.parallel` on a Dask cluster's workers.
+
+``build_store(..., scheduler=...)`` (``textvae-ingest --scheduler ADDRESS``, the ``dask``
+extra) runs the tasks that the process pool runs, :func:`~textvae.data.parallel.count_words`
+and :func:`~textvae.data.parallel.encode_chunk`, on Dask's workers instead:
+``scheduler="local"`` starts ``workers`` local Dask processes for the build (one thread each),
+an address (``tcp://10.0.0.5:8786``) uses a running cluster and its workers. Everything else is
+the build's as with the pool: this process reads the corpus in order, takes the store's lock,
+adds the word counts, writes ``vocab``, ``labels``, ``lengths`` and ``complete``; every chunk of
+``tokens`` is written by exactly one task, so the store is byte for byte the one of one process.
+
+What a cluster adds, and how the build answers:
+
+- **a worker dies** (killed, out of memory) while it runs a task: Dask runs the task again on
+  another worker. A task encodes and writes one whole chunk from its records alone, so a rerun
+  writes the same bytes and the build goes on. A task that kills a worker every time fails the
+  build once Dask gives up on it (``distributed.scheduler.allowed-failures``, 3 by default):
+  :class:`~textvae.errors.ClusterError`;
+- **the scheduler cannot be reached or goes away**:
+  :class:`~textvae.errors.ClusterUnavailableError`;
+- **a task raises**: its error is raised here, as with one process (a corpus error names the
+  record); a module that a worker cannot import (textvae itself, a ``--tokenizer``) is a
+  :class:`~textvae.errors.ClusterError` saying what to install.
+
+On any failure the queued tasks are cancelled and every worker is told that the build stopped:
+a task of it that starts afterwards writes nothing, and the running ones are awaited, so no
+chunk is written once the build's cleanup runs (a lost scheduler cannot be asked: its workers
+finish at most the chunk they run). The lock is the parent's and released as always.
+
+A cluster's workers have their own environment and file systems: they must reach the store
+(``s3://``, or a file system they share with this machine) with their own credentials or the
+build's ``storage_options``, and have the same textvae installed. Dask is imported only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+from textvae._startup import import_extra
+from textvae.data.location import one_line
+from textvae.data.parallel import IN_FLIGHT_PER_WORKER, LOCAL_SCHEDULER, Engines, map_in_order
+from textvae.errors import ClusterError, ClusterUnavailableError, TextVAEError
+
+__all__ = ["DaskEngine", "dask_engines"]
+
+#: How long connecting to a scheduler, and waiting for its first worker, may take.
+CONNECT_TIMEOUT_S = 30.0
+#: How often a worker asked to stop a build looks whether its tasks have ended.
+_STOP_POLL_S = 0.02
+
+
+@contextlib.contextmanager
+def dask_engines(scheduler: str, workers: int) -> Iterator[Engines]:
+    """The engines of one build on Dask: a client of the cluster at ``scheduler`` (or of a
+    ``LocalCluster`` of ``workers`` processes, one thread each, for ``"local"``), closed on exit.
+
+    Raises
+    ------
+    MissingExtraError
+        Dask's ``distributed`` is not installed (the ``dask`` extra).
+    ClusterUnavailableError
+        The scheduler cannot be reached, or has no worker within :data:`CONNECT_TIMEOUT_S`.
+    """
+    distributed = import_extra("distributed", "dask", "textvae-ingest --scheduler")
+    with _client(distributed, scheduler, workers) as client:
+        yield functools.partial(DaskEngine, client, scheduler)
+
+
+@contextlib.contextmanager
+def _client(distributed: ModuleType, scheduler: str, workers: int) -> Iterator[Any]:
+    if scheduler == LOCAL_SCHEDULER:
+        # no dashboard: it needs bokeh and a free port 8787, and an ingest shows its progress
+        with (
+            distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            yield client
+        return
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ClusterUnavailableError(
+            f"cannot reach the Dask scheduler at {scheduler} ({one_line(err)}): start it "
+            f"(`dask scheduler`) or correct the address, or pass --scheduler {LOCAL_SCHEDULER}"
+        ) from err
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except TimeoutError as err:
+            raise ClusterUnavailableError(
+                f"the Dask scheduler at {scheduler} has no worker after {CONNECT_TIMEOUT_S:g} s:"
+                f" start some (`dask worker {scheduler}`) and run `textvae-ingest` again"
+            ) from err
+        yield client
+
+
+class DaskEngine:
+    """One pass on a Dask cluster: an :class:`~textvae.data.parallel.Engine`.
+
+    ``state`` is scattered to every worker once (``broadcast``) and handed to each task; tasks
+    are submitted in order with at most ``2 x`` the cluster's threads in flight, and named
+    ``<function>-<build>-<n>`` on the dashboard.
+    """
+
+    def __init__(self, client: Any, scheduler: str, state: dict[str, Any]) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.state = state
+        self._build = f"textvae-{uuid.uuid4().hex[:12]}"
+        self._shared: Any = None
+        self._numbers = itertools.count()
+
+    def __enter__(self) -> DaskEngine:
+        try:
+            [self._shared] = self.client.scatter([self.state], broadcast=True, hash=False)
+        except Exception as err:
+            raise self._cluster_error(err) or err from err
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._shared is not None and self.client.status == "running":
+            self._shared.release()
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        tasks: Iterator[tuple[Any, ...]],
+        consume: Callable[[Any], None],
+    ) -> None:
+        """:meth:`~textvae.data.parallel.Engine.run` on the cluster."""
+        window = max(1, sum(self.client.nthreads().values())) * IN_FLIGHT_PER_WORKER
+
+        def submit(task: tuple[Any, ...]) -> Any:
+            key = f"{fn.__name__}-{self._build}-{next(self._numbers)}"
+            return self.client.submit(
+                _run_task, self._build, fn, self._shared, *task, key=key, pure=False
+            )
+
+        try:
+            map_in_order(submit, tasks, consume, window, self._stop)
+        except Exception as err:
+            replaced = self._cluster_error(err)
+            if replaced is None:
+                raise
+            raise replaced from err
+
+    def _stop(self, pending: collections.deque[Any]) -> None:
+        """Cancel the queued tasks, and have every worker refuse this build's tasks from now on
+        and wait for its running ones; nothing to ask once the scheduler is gone."""
+        if self.client.status != "running":
+            return
+        with contextlib.suppress(OSError, TimeoutError):
+            self.client.cancel(list(pending))
+            self.client.run(_stop_build, self._build, on_error="ignore")
+
+    def _cluster_error(self, err: BaseException) -> ClusterError | None:
+        """The error to raise for ``err`` (None: ``err`` itself, a task's own error)."""
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+        from distributed.comm import CommClosedError
+
+        again = "the store was not completed; run `textvae-ingest` again"
+        if isinstance(err, TextVAEError):
+            return None
+        lost = self.client.status != "running" or isinstance(err, CommClosedError)
+        if lost or isinstance(err, FutureCancelledError):
+            reason = getattr(err, "reason", None) or one_line(err) or type(err).__name__
+            return ClusterUnavailableError(
+                f"lost the Dask scheduler at {self.scheduler} during the ingest ({reason}): "
+                f"{again} once it is back (or with --scheduler {LOCAL_SCHEDULER})"
+            )
+        if isinstance(err, KilledWorker):
+            return ClusterError(
+                f"Dask workers kept dying while running {err.task} ({one_line(err)}): {again} "
+                "once the workers have more memory or are no longer being stopped"
+            )
+        if isinstance(err, ImportError):
+            return ClusterError(
+                f"a Dask worker cannot import {err.name or 'a module'} ({one_line(err)}): "
+                "install the same textvae (and the module of any --tokenizer) on every worker; "
+                f"{again}"
+            )
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# In a worker
+
+#: Builds whose tasks run in this worker now (how many each), and builds stopped.
+_RUNNING: collections.Counter[str] = collections.Counter()
+_STOPPED: set[str] = set()
+_GUARD = threading.Lock()
+
+
+def _run_task(build: str, fn: Callable[..., Any], state: dict[str, Any], *task: Any) -> Any:
+    """``fn(state, *task)``, unless ``build`` was stopped (then nothing is written)."""
+    with _GUARD:
+        if build in _STOPPED:
+            return None
+        _RUNNING[build] += 1
+    try:
+        return fn(state, *task)
+    finally:
+        with _GUARD:
+            _RUNNING[build] -= 1
+            if _RUNNING[build] <= 0:
+                del _RUNNING[build]
+
+
+async def _stop_build(build: str) -> None:
+    """On every worker (``Client.run``): no task of ``build`` starts from now on, and this
+    returns once its running ones have ended."""
+    with _GUARD:
+        _STOPPED.add(build)
+    while True:
+        with _GUARD:
+            if _RUNNING[build] == 0:
+                return
+        await asyncio.sleep(_STOP_POLL_S)
