@@ -78,10 +78,11 @@ def dask_engines(scheduler: str, workers: int) -> Iterator[Engines]:
 @contextlib.contextmanager
 def _client(distributed: ModuleType, scheduler: str, workers: int) -> Iterator[Any]:
     if scheduler == LOCAL_SCHEDULER:
-        # no dashboard: it needs bokeh and a free port 8787, and an ingest shows its progress
+        # the scheduler's HTTP server (and dashboard, with bokeh) on a free port: its default,
+        # 8787, may be taken (by another cluster), which is a warning and then a failure
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as cluster,
             distributed.Client(cluster, set_as_default=False) as client,
         ):
@@ -108,8 +109,10 @@ def _client(distributed: ModuleType, scheduler: str, workers: int) -> Iterator[A
 class DaskEngine:
     """One pass on a Dask cluster: an :class:`~textvae.data.parallel.Engine`.
 
-    ``state`` is scattered to every worker once (``broadcast``) and handed to each task; tasks
-    are submitted in order with at most ``2 x`` the cluster's threads in flight, and named
+    ``state`` is sent once, as the result of a task that every task of the pass depends on
+    (a worker fetches it once from another), rather than scattered: should every worker that
+    holds it die, Dask computes it again, where scattered data would be lost. Tasks are
+    submitted in order with at most ``2 x`` the cluster's threads in flight, and named
     ``<function>-<build>-<n>`` on the dashboard.
     """
 
@@ -123,7 +126,7 @@ class DaskEngine:
 
     def __enter__(self) -> DaskEngine:
         try:
-            [self._shared] = self.client.scatter([self.state], broadcast=True, hash=False)
+            self._shared = self.client.submit(_state, self.state, key=f"state-{self._build}")
         except Exception as err:
             raise self._cluster_error(err) or err from err
         return self
@@ -173,12 +176,16 @@ class DaskEngine:
         again = "the store was not completed; run `textvae-ingest` again"
         if isinstance(err, TextVAEError):
             return None
-        lost = self.client.status != "running" or isinstance(err, CommClosedError)
-        if lost or isinstance(err, FutureCancelledError):
-            reason = getattr(err, "reason", None) or one_line(err) or type(err).__name__
+        reason = getattr(err, "reason", None) or one_line(err) or type(err).__name__
+        if self.client.status != "running" or isinstance(err, CommClosedError):
             return ClusterUnavailableError(
                 f"lost the Dask scheduler at {self.scheduler} during the ingest ({reason}): "
                 f"{again} once it is back (or with --scheduler {LOCAL_SCHEDULER})"
+            )
+        if isinstance(err, FutureCancelledError):
+            return ClusterError(
+                f"the Dask cluster at {self.scheduler} cancelled the ingest's task {err.key} "
+                f"({reason}): {again}, with no other client cancelling its tasks"
             )
         if isinstance(err, KilledWorker):
             return ClusterError(
@@ -201,6 +208,11 @@ class DaskEngine:
 _RUNNING: collections.Counter[str] = collections.Counter()
 _STOPPED: set[str] = set()
 _GUARD = threading.Lock()
+
+
+def _state(state: dict[str, Any]) -> dict[str, Any]:
+    """The pass's state, as a task's result (see :class:`DaskEngine`)."""
+    return state
 
 
 def _run_task(build: str, fn: Callable[..., Any], state: dict[str, Any], *task: Any) -> Any:
