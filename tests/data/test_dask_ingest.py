@@ -13,9 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")  # the test extra installs it: never skipped there
@@ -35,7 +37,7 @@ from textvae.errors import (  # noqa: E402
     MissingExtraError,
     TextVAEError,
 )
-from textvae.testing import random_reviews  # noqa: E402
+from textvae.testing import random_reviews, write_jsonl  # noqa: E402
 
 #: A task may be rerun once after its worker died (Dask's default is 3): the test that kills
 #: every worker running one task then fails after 2 deaths, not 4 (each restart costs seconds).
@@ -236,6 +238,41 @@ def test_a_task_that_kills_its_workers_is_one_cluster_error(where, tmp_path, cor
         assert not fs.exists(f"{bucket}/dask.zarr.lock")
     else:
         assert not Path(target).exists() and not _lock_left(target)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ctrl_c_in_a_terminal_with_dask_local_leaves_no_store_and_no_process(tmp_path):
+    # SIGINT to the whole process group, as a terminal sends it: the Dask workers ignore it
+    # (dask_setup), the build stops its tasks, removes the partial store and exits 130 with
+    # one line; a worker that died of it finished its chunk after the cleanup (a folder left)
+    root = tmp_path / "big"
+    write_jsonl(root / "x_train.jsonl", random_reviews(np.random.default_rng(2), 20000, 200))
+    target = tmp_path / "s.zarr"
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from textvae.cli import ingest_main; sys.exit(ingest_main())"
+    )
+    argv = [str(root), str(target), "--vocab", "12", "--chunk-rows", "64", "--workers", "2"]
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *argv, "--scheduler", "local"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a job in a terminal
+    ) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "vocab: ..." once the words are counted: encoding runs
+        assert first.startswith("vocab:"), first
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130
+    assert rest.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in rest
+    assert not target.exists() and not _lock_left(target)
+    time.sleep(3)  # multiprocessing's resource tracker ends a moment after its parent
+    with pytest.raises(ProcessLookupError):  # nobody is left in its process group
+        os.killpg(proc.pid, 0)
 
 
 # -- the scheduler gone ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -53,7 +54,7 @@ from textvae.data.location import one_line
 from textvae.data.parallel import IN_FLIGHT_PER_WORKER, LOCAL_SCHEDULER, Engines, map_in_order
 from textvae.errors import ClusterError, ClusterUnavailableError, TextVAEError
 
-__all__ = ["DaskEngine", "dask_engines"]
+__all__ = ["DaskEngine", "dask_engines", "dask_setup"]
 
 #: How long connecting to a scheduler, and waiting for its first worker, may take.
 CONNECT_TIMEOUT_S = 30.0
@@ -104,7 +105,11 @@ def _client(distributed: ModuleType, scheduler: str, workers: int) -> Iterator[A
         # 8787, may be taken (by another cluster), which is a warning and then a failure
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                preload=[__name__],  # dask_setup: the workers leave Ctrl-C to this process
             ) as cluster,
             distributed.Client(cluster, set_as_default=False) as client,
         ):
@@ -232,6 +237,15 @@ class DaskEngine:
 
 # --------------------------------------------------------------------------------------------
 # In a worker
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run in each worker of ``scheduler="local"`` as it starts: ignore
+    Ctrl-C, which a terminal sends to the whole process group. The build then stops its tasks
+    and closes the cluster, as with the pool's workers; a worker that died of it would finish
+    its task at exit, after the partial store was removed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 
 #: Builds whose tasks run in this worker now (how many each), and builds stopped.
 _RUNNING: collections.Counter[str] = collections.Counter()
