@@ -28,6 +28,7 @@ from textvae._compat import deprecated
 from textvae._options import build, flag, flatten, nested, option
 from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
+from textvae.data.parallel import LOCAL_SCHEDULER, check_scheduler
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
@@ -297,7 +298,9 @@ class IngestConfig:
     deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names a function
     ``"module:function"`` (text -> list of str tokens) used instead of
     :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs. ``workers``
-    processes ingest (``None``: all cores; 1: the plain in-process build).
+    processes ingest (``None``: all cores; 1: the plain in-process build). ``scheduler`` runs
+    them on Dask (:mod:`textvae.data.dask_ingest`): ``"local"`` for ``workers`` local Dask
+    processes, or a running scheduler's address, whose workers ingest (``workers`` unset).
     """
 
     source: str = option(
@@ -327,6 +330,14 @@ class IngestConfig:
         none="all cores",
         group="ingest",
     )
+    scheduler: str | None = option(
+        None,
+        help=f"ingest on a Dask cluster: its scheduler's address, or {LOCAL_SCHEDULER!r} for "
+        "--workers local Dask processes (needs textvae[dask])",
+        none="no Dask: textvae's own processes",
+        metavar="ADDRESS",
+        group="ingest",
+    )
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -341,6 +352,7 @@ class IngestConfig:
         int_at_least(
             "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
         )
+        check_scheduler(self.scheduler, self.workers)
         object.__setattr__(
             self, "storage_options", check_storage_options(self.storage_options, self.store)
         )
