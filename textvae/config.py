@@ -27,7 +27,7 @@ from textvae._checks import (
 from textvae._compat import deprecated
 from textvae._options import build, flag, flatten, nested, option
 from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY
-from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
+from textvae.data.format import AUTO_SHARD_ROWS, DEFAULT_CHUNK_ROWS, SHARD_ABOVE_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
@@ -66,6 +66,14 @@ _STORE_FLAGS = {
         group="data",
     ),
     "chunk_rows": flag(help="rows per zarr chunk", unit="rows", group="ingest"),
+    "shard_rows": flag(
+        help="rows per zarr shard, a multiple of --chunk-rows (one object holding whole chunks, "
+        "each with its checksum); 0: no shards",
+        unit="rows",
+        none=f"shards of about {AUTO_SHARD_ROWS:,} rows once the train split passes "
+        f"{SHARD_ABOVE_ROWS:,} rows",
+        group="ingest",
+    ),
 }
 _STORAGE_HELP = (
     "fsspec option for {}, repeatable (e.g. endpoint_url=http://host:9000, anon=true; a JSON "
@@ -286,10 +294,10 @@ class IngestConfig:
 
     ``store`` is a local path or a URL (``s3://...``; ``storage_options`` go to fsspec for it).
     ``spec`` is the store's shape (:class:`~textvae.data.format.StoreSpec`: vocabulary size,
-    ids per review, padding, truncation, rows per chunk); its fields are also readable here
-    (``config.vocab_size``), and the old flat keywords (``vocab_size=...``) still build one,
-    deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names a function
-    ``"module:function"`` (text -> list of str tokens) used instead of
+    ids per review, padding, truncation, rows per chunk and per shard); its fields are also
+    readable here (``config.vocab_size``), and the old flat keywords (``vocab_size=...``) still
+    build one, deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names
+    a function ``"module:function"`` (text -> list of str tokens) used instead of
     :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs. ``workers``
     processes ingest (``None``: all cores; 1: the plain in-process build).
     """
@@ -345,6 +353,7 @@ class IngestConfig:
     padding = property(lambda self: self.spec.padding)
     truncating = property(lambda self: self.spec.truncating)
     chunk_rows = property(lambda self: self.spec.chunk_rows)
+    shard_rows = property(lambda self: self.spec.shard_rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data, ``storage_options`` values redacted."""
