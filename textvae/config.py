@@ -32,6 +32,7 @@ from textvae.data.location import check_storage_options
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
+from textvae.training.devices import check_devices
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "StoreSpec", "TrainConfig"]
 
@@ -115,6 +116,8 @@ class TrainConfig:
     first (0 turns either off; README "Stopping and resuming" says why the defaults).
     ``run_eagerly`` runs Keras' steps without tracing them (same results, slower steps; for
     debugging and for tiny models, whose graphs take longer to trace than to train).
+    ``devices`` (an int, ``"all"``, or None for one device) trains under Keras'
+    ``DataParallel`` distribution on the JAX backend (:mod:`textvae.training.devices`).
 
     Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
     beside its default, with :func:`textvae._options.option`.
@@ -199,6 +202,16 @@ class TrainConfig:
         group="checkpoints",
     )
     overwrite: bool = option(False, help="replace the run in --out", group="output")
+    devices: str | int | None = option(
+        None,
+        help="train on N devices (or all) with Keras' DataParallel distribution, each step's "
+        "batch split evenly among them (JAX backend: KERAS_BACKEND=jax); the last partial "
+        "batch of an epoch is left out",
+        unit="devices, or 'all'",
+        none="one device, no distribution",
+        metavar="N|all",
+        group="training",
+    )
     run_eagerly: bool = option(
         False,
         help="run Keras' steps eagerly, without tracing them into a graph (Keras' run_eagerly): "
@@ -249,6 +262,7 @@ class TrainConfig:
             "storage_options",
             check_storage_options(self.storage_options, self.data, self.store),
         )
+        object.__setattr__(self, "devices", check_devices(self.devices, self.batch_size))
         if self.resume and self.overwrite:
             raise InvalidArgumentError(
                 "`resume` and `overwrite` exclude each other: pass one of them"
