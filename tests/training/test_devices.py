@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,49 @@ def test_two_devices_train_and_resume_as_one(store_path, tmp_path):
     assert two["metrics"]["epochs"] == 2 and two["metrics"]["processes"] == 1
     files = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == files
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_two_processes_each_serve_their_shard(store_path, tmp_path):
+    """Two processes on loopback (jax.distributed through Keras' KERAS_DISTRIBUTION_*
+    variables, gloo collectives on CPU), one device each: each serves its half of every epoch
+    (4 rows of each batch of 8), process 0 alone writes the run folder and evaluates."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "run"
+    args = ("--devices", "all", "--epochs", "1", "--val-fraction", "0", "--verbose", "0")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), store_path, str(out), *args],
+            env=_env(
+                XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+                KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                KERAS_DISTRIBUTION_PROCESS_ID=str(index),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in (0, 1)
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-4000:]
+    chief, other = (_result(stdout) for stdout, _ in outputs)
+    assert (chief["process"], other["process"]) == (0, 1)
+    assert chief["devices"] == other["devices"] == 2
+    assert chief["codes"] == other["codes"] == [0]
+    for stdout, _ in outputs:  # 64 training rows: 32 a process, 8 steps of 4 rows each
+        assert "32 reviews/epoch, 8 steps of 8 split among 2 devices in 2 processes" in stdout
+    assert "worker finished; the chief writes the results" in outputs[1][0]
+    assert chief["metrics"]["epochs"] == 1 and chief["metrics"]["processes"] == 2
+    assert [row["epoch"] for row in chief["history"]] == ["0"]
+    assert np.isfinite(float(chief["history"][0]["loss"]))
+    assert {p.name for p in out.iterdir()} >= {"last.keras", "metrics.json", "history.csv"}
 
 
 @pytest.mark.timeout(300)

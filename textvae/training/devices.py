@@ -30,7 +30,7 @@ from typing import Any
 
 from textvae.errors import InvalidArgumentError
 
-__all__ = ["ALL", "DataParallelPlan", "check_devices", "data_parallel"]
+__all__ = ["ALL", "DataParallelPlan", "check_devices", "data_parallel", "undistributed"]
 
 #: ``devices="all"``: every device JAX sees (in every process).
 ALL = "all"
@@ -87,6 +87,55 @@ class DataParallelPlan:
     def local_batch(self, batch_size: int) -> int:
         """Rows of each batch this process serves: its share of ``batch_size``."""
         return batch_size // self.process_count
+
+    def chief_callback(self, callback: Any) -> Any:
+        """``callback`` for the chief of several processes (the other processes run none):
+        its hooks run :func:`undistributed`, so that what it saves needs no other process.
+        For one process, ``callback`` itself."""
+        if self.process_count == 1:
+            return callback
+        return _undistributed_callback(callback)
+
+
+@contextlib.contextmanager
+def undistributed() -> Iterator[None]:
+    """Within: no Keras distribution. Saving a model (Keras 3.15's ``model.save``) creates a
+    throwaway optimizer, whose variable a multi-process distribution would place with a
+    collective that only the saving process joins (it hung: measured); the model's own
+    variables are replicated, so each process reads them whole without the others."""
+    import keras
+
+    before = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(before)
+
+
+def _undistributed_callback(callback: Any) -> Any:
+    import keras
+
+    class Undistributed(keras.callbacks.Callback):
+        """``callback`` with every hook run :func:`undistributed`."""
+
+        def set_model(self, model: Any) -> None:
+            super().set_model(model)
+            callback.set_model(model)
+
+        def set_params(self, params: Any) -> None:
+            super().set_params(params)
+            callback.set_params(params)
+
+    for name in dir(keras.callbacks.Callback):
+        if name.startswith("on_"):
+
+            def hook(self: Any, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+                with undistributed():
+                    return getattr(callback, _name)(*args, **kwargs)
+
+            setattr(Undistributed, name, hook)
+    return Undistributed()
 
 
 def _processes() -> int:

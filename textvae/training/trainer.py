@@ -390,12 +390,19 @@ def _fit_one_process(
             validation_data=val_seq,
             epochs=until,
             initial_epoch=epoch,
-            callbacks=[EpochSync(seq), kl, checkpoint],
+            callbacks=[EpochSync(seq), kl, *_run_callbacks(checkpoint, plan)],
             verbose=config.verbose,
             shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
         )
         epoch = until
     return model
+
+
+def _run_callbacks(checkpoint: RunCheckpoint, plan: DataParallelPlan | None) -> list[Any]:
+    """The callbacks that write the run folder: of several processes, the chief's alone."""
+    if plan is None:
+        return [checkpoint]
+    return [plan.chief_callback(checkpoint)] if plan.is_chief else []
 
 
 def _on_devices(plan: DataParallelPlan | None) -> str:
