@@ -94,9 +94,9 @@ DEFAULT_CHUNK_ROWS = 1024
 #: ``shard_rows=None`` (automatic) shards a store whose train split has more rows than this
 #: (1,024 chunks of 1,024 rows): below it every array is about a thousand objects at most
 #: already, and sharding slows random reads where requests wait: zarr 3.1 fetches each touched
-#: shard's index, then its chunks one after another. A random batch of 64 rows
-#: (benchmarks/test_bench_shards.py, 128 chunks a shard) took 2.9x as long sharded with 20 ms
-#: a request, the same on local disk, and 0.6x on moto (whose requests cost CPU, not waiting).
+#: shard's index, then its chunks one after another. A random batch of 64 rows of 262,144 x 300
+#: ids (benchmarks/test_bench_shards.py --full: chunks of 1,024, shards of 131,072) took 3.9x as
+#: long sharded with 20 ms a request, 2.6x on moto and 1.08x on local disk.
 SHARD_ABOVE_ROWS = 1024 * 1024
 #: Rows per shard that ``shard_rows=None`` chooses above :data:`SHARD_ABOVE_ROWS`, rounded up to
 #: whole chunks: 128 chunks of 1,024 rows, so a billion rows are 7,630 objects per array
