@@ -1,14 +1,12 @@
 """Building a token store: :func:`build_store`, its lock, its errors and its one write loop.
 
-A build checks its arguments and the path, takes the path's lock
-(:mod:`textvae.data.lock`), builds the vocabulary from the training split, writes ``vocab``,
-then each split through :func:`_write_split`, and writes ``complete`` last. The write loop is
-the same with one process or several: the rows are cut into chunks of ``chunk_rows`` records,
-a :class:`ChunkEncoder` encodes, pads and writes each chunk of ``tokens`` (here, or in a worker
-of :mod:`textvae.data.parallel` or of a Dask cluster), and this process writes ``labels`` and
-``lengths`` in row order and gives ``tokens`` its final shape. So a build with several workers
-is byte for byte the one of a single process (tested). An overwrite writes the new store beside
-the old one and swaps it in when complete (:mod:`textvae.data.swap`).
+A build takes the path's lock (:mod:`textvae.data.lock`), builds the vocabulary from the train
+split, writes ``vocab``, each split (:func:`_write_split`) and ``complete`` last. The rows are
+cut into chunks of ``chunk_rows`` (``shard_rows`` when sharded: one writer per object); a
+:class:`ChunkEncoder` encodes, pads and writes each of ``tokens`` (here, in a worker of
+:mod:`textvae.data.parallel` or on a Dask cluster), and this process writes ``labels`` and
+``lengths`` in row order: byte for byte one process's store (tested). An overwrite builds
+beside the old store and swaps it in when complete (:mod:`textvae.data.swap`).
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from textvae.data.format import (
     StoreSpec,
     compressors,
     label_dtype,
+    shard_rows_for,
 )
 from textvae.data.location import (
     StoreLocation,
@@ -54,7 +53,7 @@ from textvae.errors import (
     StoreWriteError,
     TextVAEError,
 )
-from textvae.progress import ProgressFn
+from textvae.progress import VOCAB_STAGE, ProgressFn
 
 __all__ = ["ChunkEncoder", "Log", "StoreSource", "build_store", "spec_of"]
 
@@ -223,7 +222,7 @@ def build_store(
         check_remote(path, storage_options)  # a missing bucket: one clear error, no lock
     else:
         _check_writable(path)  # before counting words: that can take minutes
-    log = log if log is not None else _stderr
+    log = log if log is not None else functools.partial(print, file=sys.stderr)
     with parallel.engines(workers, scheduler) as pass_engines:
         lock = store_lock(path, storage_options, log=log)
         try:
@@ -238,10 +237,6 @@ def build_store(
         finally:
             lock.release()
     return TokenStore.open(path, storage_options=storage_options)
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def _write_error(path: str, reason: str) -> StoreWriteError:
@@ -337,11 +332,18 @@ def _build_locked(
     # the new one is built at a sibling, so a build that fails leaves the old one as it was.
     beside = swap.sibling(path if location.is_url else os.path.abspath(path))
     target = StoreLocation(beside, options) if existed else location
+    train_rows = [0]  # the vocabulary pass reads the train split: its rows choose the shards
+
+    def counting(stage: str, n: int) -> None:
+        train_rows[0] = max(train_rows[0], n) if stage == VOCAB_STAGE else train_rows[0]
+        return None if progress is None else progress(stage, n)
+
     try:
         # counting tasks of two chunks: 2,048 reviews by default, several in a small test
         vocab = parallel.parallel_vocabulary(
-            corpus, spec.vocab_size, pass_engines, progress, batch_rows=2 * spec.chunk_rows
+            corpus, spec.vocab_size, pass_engines, counting, batch_rows=2 * spec.chunk_rows
         )
+        spec = dataclasses.replace(spec, shard_rows=shard_rows_for(spec, train_rows[0] or None))
         if vocab.size > spec.vocab_size:
             raise InvalidArgumentError(
                 f"corpus vocabulary has {vocab.size} ids, more than vocab_size={spec.vocab_size}"
@@ -388,6 +390,7 @@ def _write_store(
         "splits": list(corpus.splits),
         "source": corpus.source,
         "num_classes": corpus.num_classes,
+        "shard_rows": spec.shard_rows,
         "complete": False,
     }
     group.attrs[ATTR] = meta
@@ -527,15 +530,17 @@ def _write_split(
     map_chunks: MapChunks,
     progress: ProgressFn | None,
 ) -> None:
-    """Write ``split``: chunks of ``tokens`` through ``map_chunks`` (here or in workers),
+    """Write ``split``: chunks (shards) of ``tokens`` through ``map_chunks`` (here or in workers),
     then ``labels`` and ``lengths`` here in row order; ``progress(split, rows_done)``."""
     spec = encoder.spec
     codecs = compressors()
+    shard = spec.shard_rows  # 0 (resolved by the build): every chunk is its own object
     tokens = group.create_array(
         f"{split}/tokens",
         shape=(0, spec.max_len),
         dtype=spec.token_dtype,
         chunks=(spec.chunk_rows, spec.max_len),
+        shards=(shard, spec.max_len) if shard else None,
         compressors=codecs,
         fill_value=encoder.vocab.pad_id,
         config=ARRAY_CONFIG,
@@ -550,6 +555,7 @@ def _write_split(
             shape=(0,),
             dtype=dtype,
             chunks=(spec.chunk_rows * _VECTOR_CHUNKS,),
+            shards=(shard * _VECTOR_CHUNKS,) if shard else None,
             compressors=codecs,
             fill_value=fill,
             config=ARRAY_CONFIG,
@@ -559,7 +565,7 @@ def _write_split(
     # labels and lengths are written a whole chunk of theirs at a time: a chunk's bytes are its
     # values and the fill value past the array's end, however many writes built it, and one
     # write per chunk spares the parent (which also reads the corpus) most of zarr's work.
-    span = spec.chunk_rows * _VECTOR_CHUNKS
+    span = (shard or spec.chunk_rows) * _VECTOR_CHUNKS
     held = {name: np.empty(span, dtype=array.dtype) for name, array in arrays.items()}
     n_rows = 0  # rows done (chunks of tokens written)
     n_written = 0  # rows of labels and lengths written
@@ -585,8 +591,8 @@ def _write_split(
             progress(split, n_rows)
 
     records = encoder.records(split)
-    chunk = spec.chunk_rows
-    tasks = ((split, i * chunk, batch) for i, batch in enumerate(parallel.batches(records, chunk)))
+    unit = shard or spec.chunk_rows
+    tasks = ((split, i * unit, batch) for i, batch in enumerate(parallel.batches(records, unit)))
     map_chunks(tasks, consume)
     if n_rows > n_written:
         write_vectors()
