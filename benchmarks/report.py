@@ -33,6 +33,7 @@ that ran), or 1 when no results came out at all.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -736,6 +737,53 @@ def build_report(data: dict, *, command: str, machine_info: dict[str, str]) -> s
 
 # -- plots ---------------------------------------------------------------------------------------
 
+#: (marker, linestyle) of the i-th line of a plot: no two alike, so a line that runs on top of
+#: another (the kernel under the memset floor) still shows; later lines are drawn thinner, with
+#: smaller, hollow markers, on top of the earlier ones.
+LINE_STYLES = (
+    ("o", "-"),
+    ("s", "--"),
+    ("^", "-."),
+    ("D", ":"),
+    ("v", (0, (5, 2, 1, 2))),
+    ("X", (0, (1, 1))),
+    ("P", (0, (8, 3))),
+)
+
+
+def line_style(index: int) -> dict:
+    """``ax.plot`` keywords of the ``index``-th line of a plot (see :data:`LINE_STYLES`)."""
+    marker, linestyle = LINE_STYLES[index % len(LINE_STYLES)]
+    return {
+        "marker": marker,
+        "linestyle": linestyle,
+        "markersize": max(4.0, 10.0 - 1.5 * index),
+        "linewidth": max(1.0, 2.4 - 0.3 * index),
+        "markerfacecolor": "none" if index % 2 else None,
+        "zorder": 2 + index,
+    }
+
+
+def stamp_text(data: dict, machine_info: dict[str, str]) -> str:
+    """The machine and the date a plot's numbers come from: the results JSON's own record
+    (pytest-benchmark's ``machine_info`` and ``datetime``) where it has one, else
+    ``machine_info`` and today."""
+    recorded = data.get("machine_info") or {}
+    cpu = recorded.get("cpu") or {}
+    system = " ".join(
+        str(recorded[k]) for k in ("system", "release", "machine") if recorded.get(k)
+    ) or machine_info.get("platform", "")
+    model = cpu.get("brand_raw") or machine_info.get("CPU", "")
+    cores = cpu.get("count") or machine_info.get("cores (os.cpu_count)")
+    when = str(data.get("datetime") or datetime.date.today().isoformat())[:10]
+    parts = [system, model, f"{cores} cores" if cores else "", when]
+    return " | ".join(part for part in parts if part)
+
+
+def _stamp(fig, text: str) -> None:
+    if text:
+        fig.text(0.005, 0.005, text, fontsize=7, color="dimgray", ha="left", va="bottom")
+
 
 def _pyplot():
     import matplotlib
@@ -746,9 +794,12 @@ def _pyplot():
     return plt
 
 
-def plot_throughput(cases: Sequence[Case], path: str | os.PathLike[str]) -> Path:
+def plot_throughput(
+    cases: Sequence[Case], path: str | os.PathLike[str], *, stamp: str = ""
+) -> Path:
     """One-hot batches per second (1 / mean) against vocab size, one panel per dtype and one
-    line per method, from the kernel groups."""
+    line per method (each its own marker and dashes), from the kernel groups; ``stamp`` (the
+    machine and date: :func:`stamp_text`) is written at the bottom."""
     plt = _pyplot()
     groups = kernel_groups(cases)
     dtypes = sorted({dtype for _, dtype in groups}, key=_order)
@@ -757,8 +808,8 @@ def plot_throughput(cases: Sequence[Case], path: str | os.PathLike[str]) -> Path
     )
     for ax, dtype in zip(axes[0], dtypes, strict=False):
         prefixes = {shape[:2] for shape, d in groups if d == dtype}
-        for test, label in KERNEL_METHODS.items():
-            for prefix in sorted(prefixes):
+        for m, (test, label) in enumerate(KERNEL_METHODS.items()):
+            for p, prefix in enumerate(sorted(prefixes)):
                 points = sorted(
                     (shape[2], 1 / methods[test].mean)
                     for (shape, d), methods in groups.items()
@@ -767,7 +818,8 @@ def plot_throughput(cases: Sequence[Case], path: str | os.PathLike[str]) -> Path
                 if not points:
                     continue
                 name = label if len(prefixes) == 1 else f"{label} ({prefix[0]}x{prefix[1]})"
-                ax.plot(*zip(*points, strict=True), marker="o", label=name)
+                # one style per method (and batch shape) in every panel
+                ax.plot(*zip(*points, strict=True), label=name, **line_style(m * len(prefixes) + p))
         batch = ", ".join(f"batch {b} x {n}" for b, n in sorted(prefixes))
         ax.set_title(f"{dtype} ({batch})")
         ax.set_xscale("log")
@@ -777,12 +829,23 @@ def plot_throughput(cases: Sequence[Case], path: str | os.PathLike[str]) -> Path
         ax.set_yscale("log")
         ax.set_xlabel("vocab size")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
     axes[0][0].set_ylabel("one-hot batches per second (1 / mean)")
     if not dtypes:
         axes[0][0].text(0.5, 0.5, NOT_MEASURED, ha="center", va="center")
+    # One legend for the figure, below the panels: inside a panel it covered lines.
+    legend = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    columns = min(len(legend), 4) or 1
+    rows = -(-len(legend) // columns)
+    fig.set_figheight(4.2 + 0.25 * rows)
+    bottom = (0.3 + 0.25 * rows) / fig.get_figheight()
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=columns, fontsize=8)
     fig.suptitle("One-hot batch throughput against vocab size (higher is better)")
-    fig.tight_layout()
+    _stamp(fig, stamp)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -790,10 +853,15 @@ def plot_throughput(cases: Sequence[Case], path: str | os.PathLike[str]) -> Path
 
 
 def plot_rss(
-    cases: Sequence[Case], path: str | os.PathLike[str], *, memory_bytes: float | None = None
+    cases: Sequence[Case],
+    path: str | os.PathLike[str],
+    *,
+    memory_bytes: float | None = None,
+    stamp: str = "",
 ) -> Path:
     """Peak RSS of one epoch against corpus rows (measured) beside the seed's approach
-    (computed), log-log; ``memory_bytes`` draws this machine's memory as a line."""
+    (computed), log-log; ``memory_bytes`` draws this machine's memory as a line; ``stamp`` as
+    for :func:`plot_throughput`."""
     plt = _pyplot()
     epochs, vocab, max_len = rss_epochs(cases)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -838,7 +906,8 @@ def plot_rss(
     ax.set_title("Memory of one epoch against corpus size (lower is better)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    _stamp(fig, stamp)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -852,14 +921,15 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cases = load_cases(data)
-    plot_throughput(cases, out / "throughput_vs_vocab.png")
+    stamp = stamp_text(data, machine_info)
+    plot_throughput(cases, out / "throughput_vs_vocab.png", stamp=stamp)
     try:
         import psutil
 
         memory = psutil.virtual_memory().total
     except ImportError:
         memory = None
-    plot_rss(cases, out / "rss_vs_rows.png", memory_bytes=memory)
+    plot_rss(cases, out / "rss_vs_rows.png", memory_bytes=memory, stamp=stamp)
     report = out / "report.md"
     report.write_text(build_report(data, command=command, machine_info=machine_info))
     return report

@@ -250,3 +250,41 @@ def test_layout_targets_and_table(report):
     text = report.build_report(data, command="c", machine_info=MACHINE)
     assert "| 64 x 300 x 20,000 | next_onehot | textvae-w2 | 2.00 | 2.00 | 30.00x |" in text
     assert "### layout via" not in text  # not repeated among the other cases
+
+
+def test_stamp_names_the_machine_and_the_date(report):
+    recorded = {
+        "datetime": "2026-12-01T10:11:12.000001",
+        "machine_info": {
+            "system": "Linux",
+            "release": "6.1",
+            "machine": "x86_64",
+            "cpu": {"brand_raw": "Some CPU 9000", "count": 2},
+        },
+    }
+    assert (
+        report.stamp_text(recorded, MACHINE)
+        == "Linux 6.1 x86_64 | Some CPU 9000 | 2 cores | 2026-12-01"
+    )
+    # --from-json of a file without its own record: this machine, today
+    bare = report.stamp_text({}, {**MACHINE, "platform": "Linux-6.1-x86_64"})
+    assert bare.startswith("Linux-6.1-x86_64 | test CPU | 2 cores | 20")
+
+
+def test_no_two_lines_alike_and_the_stamp_is_drawn(report, data, tmp_path, monkeypatch):
+    """The kernel's line ran under the memset floor's, both drawn as "-o" lines: every line of
+    a panel now has its own marker and dashes, and the machine and date are on the figure."""
+    styles = [report.line_style(i) for i in range(len(report.KERNEL_METHODS))]
+    assert len({s["marker"] for s in styles}) == len(styles)
+    assert len({str(s["linestyle"]) for s in styles}) == len(styles)
+    plt = report._pyplot()
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    report.plot_throughput(report.load_cases(data), tmp_path / "t.png", stamp="Linux | CPU | 2026")
+    (fig,) = figures
+    for ax in fig.axes:
+        drawn = [(line.get_marker(), str(line.get_linestyle())) for line in ax.get_lines()]
+        assert len(drawn) >= 2 and len(set(drawn)) == len(drawn), drawn
+    assert "Linux | CPU | 2026" in [text.get_text() for text in fig.texts]
+    monkeypatch.undo()
+    plt.close(fig)

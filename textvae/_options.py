@@ -176,14 +176,19 @@ def add_flag(container: Any, flag: Flag) -> argparse.Action:
     return action
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> list[Flag]:
-    """Add a flag for every field of ``cls`` to ``parser``, in :data:`GROUPS` sections."""
+def add_flags(parser: argparse.ArgumentParser, cls: type, extra: Iterable[Flag] = ()) -> list[Flag]:
+    """Add a flag for every field of ``cls`` to ``parser``, in :data:`GROUPS` sections.
+
+    ``extra`` flags belong to the command, not to the config (``--show-backend-log``): they
+    join their sections and keep argparse's own default handling. Returns ``cls``'s flags.
+    """
     flags = flags_of(cls)
-    used = {flag.meta["group"] for flag in flags}
+    extra = list(extra)
+    used = {flag.meta["group"] for flag in [*flags, *extra]}
     groups = {
         name: parser.add_argument_group(title) for name, title in GROUPS.items() if name in used
     }
-    for flag in flags:
+    for flag in [*flags, *extra]:
         add_flag(parser if flag.meta["group"] == "positional" else groups[flag.meta["group"]], flag)
     return flags
 

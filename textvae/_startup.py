@@ -7,10 +7,17 @@ Could not find cuda drivers`` and ``cpu_feature_guard.cc`` notices, and the firs
 logs ``E0000 ... failed call to cuInit`` on a machine without a GPU. Tried here (TensorFlow 2.21):
 ``TF_CPP_MIN_LOG_LEVEL=3`` silences the ``cpu_feature_guard`` and ``cuInit`` lines but not the
 first two, which absl writes to file descriptor 2 before its logging is initialised, whatever
-the environment says (``GLOG_minloglevel`` and ``TF_ENABLE_ONEDNN_OPTS`` change nothing). So the
-commands import Keras with descriptor 2 pointed at ``/dev/null``, then put it back.
+the environment says (``GLOG_minloglevel`` and ``TF_ENABLE_ONEDNN_OPTS`` change nothing), and
+``TF_CPP_MIN_LOG_LEVEL=2`` still lets the ``cuInit`` error through at the first device query. So
+the commands import Keras, and make that first device query, with descriptor 2 pointed at
+``/dev/null``, then put it back.
 
-A user who set ``TF_CPP_MIN_LOG_LEVEL``, or asked for ``--verbose 2``, sees everything.
+Showing these lines is its own switch (``--show-backend-log``), apart from ``--verbose`` (how
+much progress a command prints): a user who wants one line per epoch in a log file does not want
+TensorFlow's start-up in it. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is kept: 2 or 3 keeps the
+start-up quiet as well (it used to turn the hiding off, so every line came back), and so does
+1, which TensorFlow itself sets when it is imported (a child of such a process inherits it);
+0 asks for every notice and shows everything.
 
 Missing extras: the core install (keras, numpy, numba, zarr) has no Keras backend and no
 matplotlib or s3fs. Keras 3.15 imports its configured backend's package inside ``import keras``
@@ -36,7 +43,8 @@ from textvae.errors import MissingExtraError
 __all__ = [
     "BACKEND_EXTRAS",
     "LOG_LEVEL_ENV",
-    "SHOW_LOGS_VERBOSITY",
+    "SHOW_BACKEND_LOG_HELP",
+    "backend_log_hidden",
     "import_extra",
     "import_keras",
     "missing_extra",
@@ -45,8 +53,14 @@ __all__ = [
 
 #: TensorFlow's C++ log threshold (0 all ... 3 fatal only); a value the user set is kept.
 LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
-#: ``--verbose`` at which the commands leave TensorFlow's start-up lines alone.
-SHOW_LOGS_VERBOSITY = 2
+#: Values of ``TF_CPP_MIN_LOG_LEVEL`` with which a user asks to see TensorFlow's notices (not
+#: 1: ``import tensorflow`` sets 1 where nothing is set, and child processes inherit it).
+_SHOWING_LEVELS = ("0",)
+#: The help of ``--show-backend-log``, the same in every command that imports Keras.
+SHOW_BACKEND_LOG_HELP = (
+    "show TensorFlow's start-up log lines on stderr (CUDA, oneDNN, CPU features), hidden "
+    f"otherwise; {LOG_LEVEL_ENV}=0 shows them too, 1, 2 or 3 keeps them hidden"
+)
 #: Keras backend -> (the top-level package Keras imports for it, the textvae extra installing it).
 BACKEND_EXTRAS: dict[str, tuple[str, str]] = {
     "tensorflow": ("tensorflow", "tensorflow"),
@@ -165,11 +179,27 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def import_keras(verbose: int = 1) -> None:
+def backend_log_hidden(show_backend_log: bool = False) -> bool:
+    """Whether a command hides the Keras backend's start-up lines: unless ``show_backend_log``
+    or the user set ``TF_CPP_MIN_LOG_LEVEL`` to 0 (1, 2 or 3 keeps them hidden)."""
+    return not show_backend_log and os.environ.get(LOG_LEVEL_ENV) not in _SHOWING_LEVELS
+
+
+def _first_device_query() -> None:
+    """TensorFlow's first device query (it logs the ``cuInit`` failure on a machine without a
+    GPU, at error level); nothing under another backend, or when TensorFlow is not loaded."""
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and _configured_backend() == "tensorflow":
+        with contextlib.suppress(Exception):  # a broken install fails later, with its traceback
+            tf.config.list_physical_devices()
+
+
+def import_keras(*, show_backend_log: bool = False) -> None:
     """Import Keras (and its backend) for a command, without the backend's start-up lines.
 
-    Below ``verbose`` 2 and unless the user set ``TF_CPP_MIN_LOG_LEVEL``, TensorFlow's C++
-    logging is limited to fatal errors and the import runs with stderr's file descriptor
+    Unless :func:`backend_log_hidden` says otherwise, TensorFlow's C++ logging is limited to
+    fatal errors (when the user set no ``TF_CPP_MIN_LOG_LEVEL``; a level the user set is kept)
+    and the import and TensorFlow's first device query run with stderr's file descriptor
     silenced. A failed import still raises its Python exception (printed after stderr is
     restored). Does nothing once Keras is imported: the lines were printed then, if at all.
 
@@ -181,12 +211,15 @@ def import_keras(verbose: int = 1) -> None:
     """
     if "keras" in sys.modules:
         return
-    quiet = verbose < SHOW_LOGS_VERBOSITY and LOG_LEVEL_ENV not in os.environ
+    quiet = backend_log_hidden(show_backend_log)
     if quiet:
-        os.environ[LOG_LEVEL_ENV] = "3"
+        os.environ.setdefault(LOG_LEVEL_ENV, "3")
     try:
         with _stderr_silenced() if quiet else contextlib.nullcontext():
             import keras  # noqa: F401
+
+            if quiet:
+                _first_device_query()
     except ImportError as err:
         backend = _configured_backend()
         if backend in BACKEND_EXTRAS and _top(err.name) == BACKEND_EXTRAS[backend][0]:

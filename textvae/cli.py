@@ -8,21 +8,17 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import textvae
-from textvae._options import Flag, add_flag, add_flags, build, flatten, parse_given
-from textvae._startup import import_keras
-from textvae.config import (
-    QUICK,
-    STARTUP_LOGS_HELP,
-    IngestConfig,
-    TrainConfig,
-    storage_options_flag,
-)
+from textvae._options import Flag, add_flag, add_flags, build, flag, flatten, parse_given
+from textvae._startup import SHOW_BACKEND_LOG_HELP, import_keras
+from textvae.config import QUICK, IngestConfig, TrainConfig, storage_options_flag
 from textvae.data.location import check_storage_options
 from textvae.errors import TrainingInterrupted, unwrap
 from textvae.progress import ConsoleProgress
@@ -36,9 +32,23 @@ MAX_SAMPLE_LINES = 100_000
 
 T = TypeVar("T")
 
+#: ``--show-backend-log``: a flag of the commands that import Keras, not a training setting.
+SHOW_BACKEND_LOG = Flag(
+    "show_backend_log", False, flag(help=SHOW_BACKEND_LOG_HELP, group="output"), bool
+)
+
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def _lines_as_they_come() -> None:
+    """Make stdout line-buffered, also into a file or a pipe: a log followed with ``tail -f``
+    shows each progress line when it is printed (not 8 kB later), in order with stderr's."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # a closed or unusual stream: leave it
+            reconfigure(line_buffering=True)
 
 
 def _run(fn: Callable[[], int]) -> int:
@@ -92,7 +102,9 @@ def _ingest_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         description="Build a token store (chunked zarr v3) from a labelled review corpus.",
     )
     flags = add_flags(parser, IngestConfig)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output (default off: progress shown)"
+    )
     return parser, flags
 
 
@@ -132,6 +144,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 progress=progress,
                 storage_options=config.storage_options,
                 workers=config.workers,
+                scheduler=config.scheduler,
             )
         finally:
             if progress is not None:
@@ -181,19 +194,24 @@ def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         "--config",
         metavar="FILE",
         help="start from the settings in FILE, a run's config.json (storage option values are "
-        "not saved there: give them again)",
+        "not saved there: give them again) (default none: the defaults below)",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="small preset that finishes in minutes on a 2-core CPU: "
-        + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
+        + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+        + " (default off)",
     )
-    return parser, add_flags(parser, TrainConfig)
+    return parser, add_flags(parser, TrainConfig, extra=[SHOW_BACKEND_LOG])
 
 
 def train_config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """The :class:`~textvae.config.TrainConfig` that ``textvae-train ARGS`` runs."""
+    return _parse_train(argv)[0]
+
+
+def _parse_train(argv: Sequence[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser, flags = _train_parser()
     args, given = parse_given(parser, flags, argv)
     values = {} if args.config is None else _read_config_file(parser, args.config)
@@ -201,20 +219,43 @@ def train_config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         values.update(QUICK)
     options = {**(values.get("storage_options") or {}), **given.pop("storage_options", {})}
     values.update(given, storage_options=options or None)
-    return _or_usage_error(parser, lambda: TrainConfig.from_dict(values))
+    return _or_usage_error(parser, lambda: TrainConfig.from_dict(values)), args
+
+
+def _check_before_keras(config: TrainConfig) -> None:
+    """What ``train`` would refuse that needs no Keras, refused before Keras is imported (a
+    few seconds with TensorFlow): the run folder (in use, holding a run, nothing to resume)
+    and a local --data (a missing or mismatched store, a missing corpus)."""
+    from textvae.training.cluster import worker_info
+    from textvae.training.run import RunDir
+
+    if worker_info()[2]:  # the chief's folder; train() takes the lock and decides
+        run = RunDir(config.out)
+        run.check_unlocked()
+        run.check_startable(config)
+    if config.data is not None:  # zarr (about 0.3 s) only for a --data to look at
+        from textvae.data.resolve import check_data
+
+        check_data(config.data, vocab_size=config.vocab_size, max_len=config.max_len)
+
+
+def _next_steps(out: str) -> str:
+    """The last line of ``textvae-train``: the picture to look at and the command to try."""
+    from textvae.training.run import LATENTS, RunDir
+
+    picture = RunDir(out).file(LATENTS)
+    look = f"see {picture}" if picture.exists() else f"{LATENTS} not drawn (see above)"
+    return f"done: {look}; next, try: textvae-sample prior {shlex.quote(out)} --n 5"
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``textvae-train``: see ``textvae-train --help``."""
-    config = train_config_from_args(argv)
+    config, args = _parse_train(argv)
+    _lines_as_they_come()
 
     def run() -> int:
-        from textvae.training.cluster import worker_info
-        from textvae.training.run import RunDir
-
-        if worker_info()[2]:  # a run folder in use: one line before Keras loads (train() locks)
-            RunDir(config.out).check_unlocked()
-        import_keras(config.verbose)
+        _check_before_keras(config)
+        import_keras(show_backend_log=args.show_backend_log)
         from textvae.training import train
 
         metrics = train(config, progress=ConsoleProgress())
@@ -234,6 +275,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             f"{metrics['kl']:.2f} nats, {metrics['active_units']}/{metrics['latent']} active "
             f"units, token accuracy {metrics['token_accuracy']:.3f} -> {config.out}/metrics.json"
         )
+        print(_next_steps(config.out))
         return 0
 
     return _run(run)
@@ -250,33 +292,50 @@ def _sample_parser() -> argparse.ArgumentParser:
     r.add_argument("texts", nargs="+", help="review texts")
     pr = sub.add_parser("prior", help="decode random draws from the prior N(0, I)")
     pr.add_argument("out", help="the --out folder of a textvae-train run")
-    pr.add_argument("--n", type=int, default=5, help="how many draws (default 5)")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--n", type=int, default=5, help="how many draws (lines; default 5)")
+    pr.add_argument(
+        "--seed", type=int, default=0, help="seed of the draws (integer >= 0; default 0)"
+    )
     i = sub.add_parser("interpolate", help="decode points between two reviews' latent codes")
     i.add_argument("out", help="the --out folder of a textvae-train run")
     i.add_argument("text_a")
     i.add_argument("text_b")
-    i.add_argument("--steps", type=int, default=5, help="points on the line (default 5)")
+    i.add_argument(
+        "--steps",
+        type=int,
+        default=5,
+        help="points on the line, both ends included (points; default 5)",
+    )
     for parser in (r, pr, i):
         parser.add_argument(
-            "--checkpoint", default="best.keras", help="which model of the run (default best.keras)"
+            "--checkpoint",
+            default="best.keras",
+            help="which model of the run: a file in it (default best.keras)",
         )
         parser.add_argument(
             "--temperature",
             type=float,
+            metavar="X",
             default=0.0,
-            help="0 (default): greedy decoding; above 0: sample, sharper below 1, flatter above",
+            help="0: greedy decoding; above 0: sample, sharper below 1, flatter above "
+            "(softmax temperature; default 0.0)",
         )
         parser.add_argument(
-            "--top-k", type=int, default=None, help="sample among the k most probable ids only"
+            "--top-k",
+            type=int,
+            metavar="K",
+            default=None,
+            help="sample among the K most probable ids only (ids; default none: all)",
         )
         parser.add_argument(
             "--verbose",
             type=int,
             choices=(0, 1, 2),
             default=1,
-            help=f"0 or 1 (default): the decoded text only; {STARTUP_LOGS_HELP}",
+            help="kept for scripts: every level prints the decoded text only; TensorFlow's "
+            "start-up lines are --show-backend-log's (level; default 1)",
         )
+        add_flag(parser, SHOW_BACKEND_LOG)
     return p
 
 
@@ -304,7 +363,10 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     _check_sample_args(parser, args)
 
     def run() -> int:
-        import_keras(args.verbose)
+        from textvae.training.run import RunDir
+
+        RunDir(args.out).check_model_files(args.checkpoint)  # before Keras: seconds sooner
+        import_keras(show_backend_log=args.show_backend_log)
         from textvae.training import sample
 
         model, vocab, padding, truncating = sample.load_run(args.out, args.checkpoint)
@@ -344,7 +406,9 @@ def _verify_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
     p.add_argument("store", help="the store: a local path or an s3:// URL")
     options = Flag("storage_options", None, storage_options_flag("an s3:// STORE"), None)
     add_flag(p, options)
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress output (default off: progress shown)"
+    )
     return p, [options]
 
 

@@ -26,9 +26,9 @@ from textvae._checks import (
 )
 from textvae._compat import deprecated
 from textvae._options import build, flag, flatten, nested, option
-from textvae._startup import LOG_LEVEL_ENV, SHOW_LOGS_VERBOSITY
 from textvae.data.format import AUTO_SHARD_ROWS, DEFAULT_CHUNK_ROWS, SHARD_ABOVE_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
+from textvae.data.parallel import LOCAL_SCHEDULER, check_scheduler
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
@@ -43,11 +43,8 @@ MAX_SEED = 2**32 - 1
 #: The most batch-building threads ``workers`` may ask for.
 MAX_WORKERS = 256
 
-#: What ``--verbose`` also changes in every command that imports Keras.
-STARTUP_LOGS_HELP = (
-    f"at {SHOW_LOGS_VERBOSITY} also TensorFlow's start-up log lines, which are hidden otherwise "
-    f"unless {LOG_LEVEL_ENV} is set"
-)
+#: Seconds between two progress lines in an epoch when stdout is not a terminal.
+LOG_SECONDS = 60.0
 
 # The flags of the store's shape, shared by textvae-ingest (a StoreSpec) and textvae-train.
 _STORE_FLAGS = {
@@ -220,9 +217,18 @@ class TrainConfig:
     )
     verbose: int = option(
         1,
-        help=f"Keras' verbosity: 0 silent, 1 progress bar, 2 a line per epoch; {STARTUP_LOGS_HELP}",
+        help="progress while training and evaluating: 0 none; 1 Keras' progress bar on a "
+        "terminal, plain lines elsewhere (a log file, a pipe: one per epoch and one every "
+        "--log-seconds); 2 one plain line per epoch only",
         unit="level",
         choices=(0, 1, 2),
+        group="output",
+    )
+    log_seconds: float = option(
+        LOG_SECONDS,
+        help="at --verbose 1 with stdout not a terminal, a progress line every this many seconds "
+        "within an epoch or an evaluation; 0: at the end of each only",
+        unit="seconds",
         group="output",
     )
     model: ModelConfig = field(default_factory=ModelConfig, metadata=nested())
@@ -253,6 +259,7 @@ class TrainConfig:
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
         non_negative("checkpoint_minutes", self.checkpoint_minutes)
         int_in_range("verbose", self.verbose, 0, 3)
+        non_negative("log_seconds", self.log_seconds)
         if not isinstance(self.model, ModelConfig):
             raise InvalidArgumentError(
                 f"`model` must be a ModelConfig. Received: model={self.model!r}"
@@ -313,7 +320,9 @@ class IngestConfig:
     build one, deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names
     a function ``"module:function"`` (text -> list of str tokens) used instead of
     :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs. ``workers``
-    processes ingest (``None``: all cores; 1: the plain in-process build).
+    processes ingest (``None``: all cores; 1: the plain in-process build). ``scheduler`` runs
+    them on Dask (:mod:`textvae.data.dask_ingest`): ``"local"`` for ``workers`` local Dask
+    processes, or a running scheduler's address, whose workers ingest (``workers`` unset).
     """
 
     source: str = option(
@@ -343,6 +352,14 @@ class IngestConfig:
         none="all cores",
         group="ingest",
     )
+    scheduler: str | None = option(
+        None,
+        help=f"ingest on a Dask cluster: its scheduler's address, or {LOCAL_SCHEDULER!r} for "
+        "--workers local Dask processes (needs textvae[dask])",
+        none="no Dask: textvae's own processes",
+        metavar="ADDRESS",
+        group="ingest",
+    )
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -357,6 +374,7 @@ class IngestConfig:
         int_at_least(
             "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
         )
+        check_scheduler(self.scheduler, self.workers)
         object.__setattr__(
             self, "storage_options", check_storage_options(self.storage_options, self.store)
         )

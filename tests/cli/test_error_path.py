@@ -212,7 +212,7 @@ import sys
 from pathlib import Path
 from textvae._startup import import_keras
 
-import_keras(0)  # as the command does first: TensorFlow's start-up lines silenced
+import_keras()  # as the command does first: TensorFlow's start-up lines silenced
 import textvae.training.trainer as trainer
 from textvae.cli import train_main
 from textvae.training.callbacks import EpochSync

@@ -212,3 +212,49 @@ def test_version_on_every_command(main, capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out == f"textvae {textvae.__version__}\n"
+
+
+def _all_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, textvae-sample's subcommands each on their own."""
+    from textvae.cli import _sample_parser, _verify_parser
+
+    parsers = {
+        "train": _train_parser()[0],
+        "ingest": _ingest_parser()[0],
+        "verify": _verify_parser()[0],
+    }
+    sample = _sample_parser()
+    (sub,) = [a for a in sample._actions if isinstance(a, argparse._SubParsersAction)]
+    parsers.update({f"sample {name}": p for name, p in sub.choices.items()})
+    return parsers
+
+
+@pytest.mark.parametrize("command", list(_all_parsers()))
+def test_every_flags_help_names_its_default(command):
+    """Every optional flag but --help and --version says its default as "default X)", X
+    being what argparse really uses (a bool flag: on/off)."""
+    parser = _all_parsers()[command]
+    checked = 0
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        shown = _default_in_help(" ".join(action.help.split()))
+        default = action.default
+        if isinstance(default, bool) or action.nargs == 0:  # store_true, --x/--no-x
+            assert shown.startswith("on" if default else "off"), (action.dest, shown)
+        elif default is None:  # what None means: "none", "all", "a cache folder", ...
+            assert shown.strip(), action.dest
+        elif isinstance(default, int | float):
+            assert float(shown.split()[0].rstrip(":")) == default, (action.dest, shown)
+        else:
+            assert shown.startswith(str(default)), (action.dest, shown)
+        checked += 1
+    assert checked >= 2, command
+
+
+def test_help_output_group_holds_the_console_switches():
+    parser, _ = _train_parser()
+    output = next(g for g in parser._action_groups if g.title.startswith("output"))
+    names = _group_flags(output)
+    assert {"--verbose", "--log-seconds", "--show-backend-log", "--out"} <= names
+    assert train_config_from_args(["--show-backend-log"]) == TrainConfig()  # not a setting

@@ -62,7 +62,13 @@ def test_train_without_tensorflow_names_the_extra(tmp_path: Path):
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_sample_with_a_missing_chosen_backend_names_its_extra(tmp_path: Path, backend: str):
     package, extra = BACKEND_EXTRAS[backend]
-    code, lines = _run(tmp_path, "sample", package, "prior", str(tmp_path), backend=backend)
+    # A folder that passes the checks made before Keras is imported (a run's files).
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in (("vocab.json", '["<pad>", "<start>", "<oov>"]'), ("config.json", "{}")):
+        (run / name).write_text(text)
+    (run / "best.keras").write_bytes(b"PK")
+    code, lines = _run(tmp_path, "sample", package, "prior", str(run), backend=backend)
     assert code == 2, lines
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: textvae-sample needs a Keras backend"), lines

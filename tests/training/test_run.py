@@ -132,16 +132,32 @@ def test_kill_after_the_first_commit_still_deletes_the_old_run(run):
     assert not (run.path / REPLACED).exists() and run.file(STATE).exists()
 
 
-def test_train_overwrite_that_fails_keeps_the_old_run(run, capsys):
+def test_train_overwrite_that_fails_keeps_the_old_run(run, capsys, monkeypatch):
+    import textvae.data.resolve
     from textvae.cli import EXIT_USER_ERROR, train_main
 
     before = _old_run(run)
     argv = ["--data", str(run.path / "no-such-store.zarr"), "--out", str(run.path)]
+    # The missing store is found before anything is touched (next test); here it is found
+    # only once the run folder is prepared, as a failure later in the run would be.
+    monkeypatch.setattr(textvae.data.resolve, "check_data", lambda *a, **k: None)
     assert train_main([*argv, "--overwrite"]) == EXIT_USER_ERROR
     assert "Traceback" not in capsys.readouterr().err
     assert (run.path / REPLACED).is_dir()  # it failed after setting the old run aside
     with pytest.raises(OutputDirError, match="already holds a run"):
         run.prepare()
+    assert _checksums(run.path) == before
+
+
+def test_train_overwrite_with_missing_data_touches_nothing(run, capsys):
+    from textvae.cli import EXIT_USER_ERROR, train_main
+
+    before = _old_run(run)
+    argv = ["--data", str(run.path / "no-such-store.zarr"), "--out", str(run.path)]
+    assert train_main([*argv, "--overwrite"]) == EXIT_USER_ERROR
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and "no-such-store.zarr" in line
+    assert not (run.path / REPLACED).exists()
     assert _checksums(run.path) == before
 
 

@@ -144,13 +144,16 @@ class BatchLayout:
 
     @property
     def needs_labels(self) -> bool:
+        """Whether an output reads the store's labels (``"binary"`` or ``"classes"``)."""
         return any(kind in LABEL_KINDS for kind in self.output_kinds)
 
     @property
     def needs_lengths(self) -> bool:
+        """Whether the batch needs the stored lengths (a padding mask, as input or weight)."""
         return self.sample_weight is not None or "mask" in self.input_kinds
 
     def label_kinds(self) -> tuple[str, ...]:
+        """The label kinds among the outputs, in output order."""
         return tuple(kind for kind in self.output_kinds if kind in LABEL_KINDS)
 
     def check_labels(self, store: Any, split: str) -> None:

@@ -166,6 +166,8 @@ class OneHotSequence(keras.utils.PyDataset):
         ``pool_size``, ``memory_budget``, ``max_rows``) still work until 0.3, with a
         :class:`~textvae.errors.TextVAEDeprecationWarning`: they fold into the options above.
 
+    Notes
+    -----
     Epochs follow ``model.fit``'s on their own: the sequence serves its ``epoch`` (0 at
     first), and advances when Keras ends an epoch it began and read to its last batch (see
     :meth:`on_epoch_end`), so ``model.fit(seq, epochs=3)`` trains on epochs 0, 1 and 2's

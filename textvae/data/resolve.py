@@ -21,6 +21,7 @@ from textvae.progress import ProgressFn
 
 __all__ = [
     "CACHE_ENV_VAR",
+    "check_data",
     "corpus_fingerprint",
     "default_store_path",
     "is_store",
@@ -87,6 +88,25 @@ def _stale_stores(source: str, vocab_size: int, max_len: int, target: Path) -> l
     """Cached stores of the same corpus path and sizes as ``target``, built from older files."""
     pattern = _store_name(source, "?" * 8, vocab_size, max_len)
     return sorted(p for p in target.parent.glob(pattern) if p != target)
+
+
+def check_data(data: str | os.PathLike[str] | None, *, vocab_size: int, max_len: int) -> None:
+    """Refuse now what :func:`resolve_store` would refuse about a local ``data``: a store that
+    is incomplete, damaged or of other sizes (:meth:`TokenStore.open`), or a corpus path that is
+    missing or of no known layout (:func:`~textvae.data.discover.open_corpus`).
+
+    Reads no rows, ingests nothing, needs neither the network nor Keras: the commands call it
+    before they import Keras (seconds), so such a mistake is one line at once. A URL and
+    ``None`` (IMDB) are left to :func:`resolve_store`.
+    """
+    if data is None or is_url(data):
+        return
+    if is_store(data):
+        TokenStore.open(local_path(data), vocab_size=vocab_size, max_len=max_len)
+        return
+    from textvae.data.discover import open_corpus
+
+    open_corpus(local_path(data))
 
 
 def resolve_store(

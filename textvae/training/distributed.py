@@ -50,9 +50,11 @@ import tensorflow as tf
 
 from textvae._compat import deprecated
 from textvae.batching.sequence import OneHotSequence
+from textvae.config import LOG_SECONDS
 from textvae.model import TextVAE
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint
 from textvae.training.cluster import worker_info
+from textvae.training.console import progress_bar
 from textvae.training.run import RunDir
 
 # `worker_info` lives in textvae.training.cluster (no TensorFlow); it stays importable from here.
@@ -256,6 +258,7 @@ def fit_distributed(
     out: str | os.PathLike[str] | RunDir | None = None,
     log: Log | None = print,
     verbose: int = 1,
+    log_seconds: float = LOG_SECONDS,
     kl_warmup_steps: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
@@ -293,8 +296,9 @@ def fit_distributed(
         ``initial_epoch > 0``). ``None``: no files.
     log
         Receives one line per epoch on the chief (``None``: silent).
-    verbose
-        1 shows a ``keras.utils.Progbar`` per epoch on the chief; 0 none.
+    verbose, log_seconds
+        1 shows a ``keras.utils.Progbar`` per epoch on the chief when stdout is a terminal,
+        else a plain line every ``log_seconds``; 0 and 2 none (``log`` has the epoch's line).
     kl_warmup_steps, checkpoint_dir, on_epoch_end
         Deprecated (one release): ``callbacks=[KLAnnealing(kl_warmup_steps)]``, ``out=`` and a
         callback's ``on_epoch_end``.
@@ -370,7 +374,17 @@ def fit_distributed(
             started = time.perf_counter()
             hooks.on_epoch_begin(epoch)
             model.reset_metrics()
-            bar = keras.utils.Progbar(steps) if (verbose and is_chief) else None
+            bar = (
+                progress_bar(
+                    steps,
+                    label=f"epoch {epoch + 1}/{epochs}",
+                    log_seconds=log_seconds,
+                    log=say,
+                    end_line=False,  # `say` prints the epoch's line
+                )
+                if (verbose == 1 and is_chief)
+                else None
+            )
             total, rows = 0.0, 0
             pending = prefetch.submit(seq.__getitem__, 0)
             for i in range(steps):

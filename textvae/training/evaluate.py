@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -10,9 +11,11 @@ from keras import ops
 
 from textvae._checks import int_at_least, positive_int
 from textvae.batching.sequence import OneHotSequence
+from textvae.config import LOG_SECONDS
 from textvae.data.vocab import pad_row
 from textvae.model import generate, kl_divergence
 from textvae.model.metrics import EvalTotals, bleu, text_ids, unigram_f1
+from textvae.training.console import progress_bar
 
 __all__ = [
     "RECONSTRUCT_ROWS",
@@ -48,6 +51,8 @@ def evaluate_vae(
     *,
     reconstruct_rows: int = RECONSTRUCT_ROWS,
     verbose: int = 1,
+    log_seconds: float = LOG_SECONDS,
+    log: Callable[[str], None] = print,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Test metrics of ``model`` over every batch of ``sequence`` (sparse targets suffice).
 
@@ -69,12 +74,15 @@ def evaluate_vae(
     - the free-running scores of :func:`reconstruction_scores` on ``reconstruct_rows`` fixed
       reviews of the same split (``reconstruct_*``; none when ``reconstruct_rows=0``).
 
-    ``verbose=1`` shows a Keras progress bar.
+    ``verbose`` 1 shows Keras' progress bar on a terminal, and elsewhere a plain line every
+    ``log_seconds`` and at the end; 2 the end line only; 0 nothing
+    (:func:`textvae.training.console.progress_bar`). ``log`` receives the plain lines.
     """
     int_at_least("reconstruct_rows", reconstruct_rows, 0)
     evaluator = _eval_model(model)
     totals = EvalTotals()
-    bar = keras.utils.Progbar(len(sequence), unit_name="batch") if verbose else None
+    shown = {"verbose": verbose, "log_seconds": log_seconds, "log": log}
+    bar = progress_bar(len(sequence), label="evaluating", unit_name="batch", **shown)
     for i in range(len(sequence)):
         ids, outputs = sequence[i]
         z_mean, kl, p_true, predicted, p_true_z0, sentiment = evaluator.predict_on_batch(ids)
@@ -84,24 +92,39 @@ def evaluate_vae(
             bar.update(i + 1)
     metrics = totals.result()
     if reconstruct_rows:
-        metrics.update(reconstruction_scores(model, sequence, reconstruct_rows, verbose=verbose))
+        metrics.update(reconstruction_scores(model, sequence, reconstruct_rows, **shown))
     return metrics, totals.z_means, totals.labels
 
 
 def split_sentiment_accuracy(
-    model: Any, store: Any, split: str, *, batch_size: int = 256, verbose: int = 1
+    model: Any,
+    store: Any,
+    split: str,
+    *,
+    batch_size: int = 256,
+    verbose: int = 1,
+    log_seconds: float = LOG_SECONDS,
+    log: Callable[[str], None] = print,
 ) -> dict[str, float | int | None]:
     """Sentiment accuracy from the latent mean over every labelled review of ``split``.
 
     The encoder alone runs (no decoder, no softmax), so this costs a small share of
     :func:`evaluate_vae` and can cover a whole test split when the token metrics use a subset.
     Returns ``split_sentiment_accuracy`` (``None`` for a split with no labelled review) and
-    ``split_sentiment_reviews`` (unlabelled rows, label -1, are left out).
+    ``split_sentiment_reviews`` (unlabelled rows, label -1, are left out). ``verbose``,
+    ``log_seconds`` and ``log`` as for :func:`evaluate_vae`.
     """
     num_rows = store.num_rows(split)
     batch_size = positive_int("batch_size", batch_size)
     correct = counted = 0
-    bar = keras.utils.Progbar(num_rows, unit_name="review") if verbose else None
+    bar = progress_bar(
+        num_rows,
+        label=f"sentiment on {split}",
+        unit_name="review",
+        verbose=verbose,
+        log_seconds=log_seconds,
+        log=log,
+    )
     for start in range(0, num_rows, batch_size):
         rows = slice(start, min(start + batch_size, num_rows))
         labels = np.asarray(store.labels(split, rows)).ravel()
@@ -128,7 +151,13 @@ def _fixed_rows(num_rows: int, count: int) -> np.ndarray:
 
 
 def reconstruction_scores(
-    model: Any, sequence: OneHotSequence, rows: int = RECONSTRUCT_ROWS, *, verbose: int = 1
+    model: Any,
+    sequence: OneHotSequence,
+    rows: int = RECONSTRUCT_ROWS,
+    *,
+    verbose: int = 1,
+    log_seconds: float = LOG_SECONDS,
+    log: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Free-running reconstruction of a fixed subset of ``sequence``'s split, scored.
 
@@ -141,6 +170,8 @@ def reconstruction_scores(
     - ``reconstruct_sentiment_kept``: share of reconstructions that the model's own sentiment
       head, reading them back, classifies as it classifies the input;
     - ``reconstruct_reviews``: how many were decoded (``rows``, or fewer in a small split).
+
+    ``verbose``, ``log_seconds`` and ``log`` as for :func:`evaluate_vae`.
     """
     store = sequence.store
     subset = _fixed_rows(store.num_rows(sequence.split), positive_int("rows", rows))
@@ -148,7 +179,14 @@ def reconstruction_scores(
     hypotheses: list[np.ndarray] = []
     references: list[np.ndarray] = []
     kept = 0
-    bar = keras.utils.Progbar(len(subset), unit_name="review") if verbose else None
+    bar = progress_bar(
+        len(subset),
+        label="reconstructing",
+        unit_name="review",
+        verbose=verbose,
+        log_seconds=log_seconds,
+        log=log,
+    )
     for start in range(0, len(subset), batch):
         ids = store.read(sequence.split, subset[start : start + batch]).astype(np.int32)
         z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])

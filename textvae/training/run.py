@@ -47,9 +47,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textvae.data.lock import LockOwner, StoreLock, lock_owner
-from textvae.errors import CheckpointError, OutputDirError, RunLockedError, TextVAEError
+from textvae.data.lock import LockOwner, lock_owner
+from textvae.errors import CheckpointError, OutputDirError
 from textvae.training import replaced
+from textvae.training.run_lock import RunLock
 from textvae.training.state import CHECKPOINT as _CHECKPOINT
 from textvae.training.state import LAST, TrainingState, checkpoint_name
 from textvae.training.state import compact as _compact
@@ -112,63 +113,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.write_text(text)
     _fsync(tmp)
     os.replace(tmp, path)
-
-
-class RunLock(StoreLock):
-    """The lock of a run folder, ``<out>.lock`` beside it: held by the process that writes the
-    folder (``textvae-train``, the chief of a multi-worker run), for the whole run.
-
-    The store lock's machinery (:class:`textvae.data.lock.StoreLock`: created complete or not
-    at all, the lock of a process gone from this host taken over with a note), with the run
-    folder's lines; a lock that cannot be created is an :class:`OutputDirError`.
-    """
-
-    record_key = "run"
-
-    def held_error(self, holder: LockOwner) -> Exception:
-        return RunLockedError(
-            f"--out {self.path} is in use by another textvae-train ({holder}): wait for it to "
-            f"finish or stop it; if it is no longer running, delete {self.lock_path} and run "
-            "again"
-        )
-
-    def foreign_error(self) -> Exception:
-        return RunLockedError(
-            f"{self.lock_path} exists but is not a textvae lock: if no textvae-train on --out "
-            f"{self.path} is running, delete it and run again"
-        )
-
-    def contended_error(self) -> Exception:
-        return RunLockedError(
-            f"could not take the lock {self.lock_path}: other textvae-train commands on --out "
-            f"{self.path} keep taking it; run one at a time"
-        )
-
-    def takeover_note(self, holder: LockOwner) -> str:
-        return (
-            f"note: took over the lock {self.lock_path} of a textvae-train that is no longer "
-            f"running ({holder})"
-        )
-
-    def acquire(self) -> None:
-        """Take the lock.
-
-        Raises
-        ------
-        RunLockedError
-            Another process holds it (running, or on another host), or it is not a textvae lock.
-        OutputDirError
-            The lock file cannot be created beside the folder.
-        """
-        try:
-            super().acquire()
-        except TextVAEError:
-            raise
-        except OSError as err:
-            raise OutputDirError(
-                f"cannot write to --out {self.path} (its lock {self.lock_path}: "
-                f"{err.strerror or err}): choose a writable directory"
-            ) from None
 
 
 class RunDir:
@@ -274,12 +218,52 @@ class RunDir:
         replaced.settle(self.path, committed=self.file(STATE).exists(), current=self.existing())
         existing = self.existing()
         if existing and not (resume or overwrite):
-            raise OutputDirError(
-                f"--out {self.path} already holds a run ({', '.join(existing)}): pass --resume "
-                "to continue it, --overwrite to replace it, or choose another --out"
-            )
+            raise self._holds_a_run(existing)
         if overwrite and existing:
             replaced.set_aside(self.path, existing, first=STATE)
+
+    def check_startable(self, config: TrainConfig) -> None:
+        """The refusals of :meth:`prepare` and :meth:`check_resumable` that read and write
+        nothing, for a command to give before it imports Keras (seconds): ``--out`` is not a
+        folder; it holds a run and ``config`` neither resumes nor overwrites it; ``--resume``
+        finds no checkpoint that ``config`` can continue. :meth:`prepare` still decides.
+
+        Raises
+        ------
+        OutputDirError, CheckpointError
+            As :meth:`prepare` and :meth:`check_resumable` would.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputDirError(
+                f"cannot write to --out {self.path} (it is a file, not a folder): choose a "
+                "writable directory"
+            )
+        existing = self.existing()
+        if existing and not (config.resume or config.overwrite):
+            raise self._holds_a_run(existing)
+        # An overwrite stopped early leaves the old run aside: prepare() puts it back first.
+        if config.resume and not (self.path / replaced.REPLACED).exists():
+            self.check_resumable(config)
+
+    def _holds_a_run(self, existing: list[str]) -> OutputDirError:
+        return OutputDirError(
+            f"--out {self.path} already holds a run ({', '.join(existing)}): pass --resume "
+            "to continue it, --overwrite to replace it, or choose another --out"
+        )
+
+    def check_model_files(self, name: str = BEST) -> None:
+        """Refuse a folder that is no run, or lacks the model ``name``, before Keras is
+        imported: the files :func:`textvae.training.sample.load_run` reads (``vocab.json``,
+        ``config.json``, the model file) are there and the two JSON files parse.
+
+        Raises
+        ------
+        CheckpointError
+            A file missing or damaged, in :func:`~textvae.training.sample.load_run`'s words.
+        """
+        self.read_vocab()
+        self.read_config()
+        self._existing_file(name)
 
     def check_resumable(self, config: TrainConfig) -> int:
         """Epochs already done by this run, after checking that ``config`` can continue it.

@@ -35,6 +35,7 @@ from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.training.cluster import worker_info
+from textvae.training.console import fit_callbacks
 from textvae.training.devices import DataParallelPlan, data_parallel
 from textvae.training.evaluate import RECONSTRUCT_ROWS, evaluate_vae, split_sentiment_accuracy
 from textvae.training.plots import plot_latents_if_possible
@@ -317,6 +318,7 @@ def _fit_multi_worker(
         out=run,
         log=log,
         verbose=config.verbose,
+        log_seconds=config.log_seconds,
     )
 
 
@@ -378,6 +380,7 @@ def _fit_one_process(
     parts = [(train_seq.from_batch(first_batch), initial_epoch + 1)] if first_batch else []
     parts.append((train_seq, config.epochs))
     kl = _kl_annealing(config, steps)
+    verbose, shown = fit_callbacks(config.verbose, config.log_seconds, log)
     epoch = initial_epoch
     for seq, until in parts:
         if epoch >= until:
@@ -390,8 +393,8 @@ def _fit_one_process(
             validation_data=val_seq,
             epochs=until,
             initial_epoch=epoch,
-            callbacks=[EpochSync(seq), kl, *_run_callbacks(checkpoint, plan)],
-            verbose=config.verbose,
+            callbacks=[EpochSync(seq), kl, *_run_callbacks(checkpoint, plan), *shown],
+            verbose=verbose,
             shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
         )
         epoch = until
@@ -538,13 +541,22 @@ def _train(
         model,
         eval_seq,
         reconstruct_rows=min(RECONSTRUCT_ROWS, eval_seq.rows_per_shard),
-        verbose=min(config.verbose, 1),
+        verbose=config.verbose,
+        log_seconds=config.log_seconds,
+        log=log,
     )
     if eval_seq.rows_per_shard < store.num_rows(split):
         # The encoder alone is cheap: sentiment over the whole split, beside the subset's.
         log(f"sentiment accuracy on all {store.num_rows(split):,} {split} reviews")
         metrics.update(
-            split_sentiment_accuracy(model, store, split, verbose=min(config.verbose, 1))
+            split_sentiment_accuracy(
+                model,
+                store,
+                split,
+                verbose=config.verbose,
+                log_seconds=config.log_seconds,
+                log=log,
+            )
         )
     metrics.update(
         split=split,
@@ -557,5 +569,13 @@ def _train(
     )
     metrics.update({old: metrics[new] for old, new in _OLD_METRIC_KEYS.items()})
     run.write_metrics(metrics)
-    plot_latents_if_possible(z_means, labels, run.file(LATENTS), log)
+    plot_latents_if_possible(
+        z_means,
+        labels,
+        run.file(LATENTS),
+        log,
+        run=str(run.path),
+        split=split,
+        accuracy=metrics.get("sentiment_accuracy"),
+    )
     return metrics
