@@ -9,6 +9,7 @@ they kill the scheduler."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -105,6 +106,15 @@ def test_a_dask_cluster_writes_the_same_bytes_as_one_process(tmp_path, address, 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
+def test_a_sharded_store_on_dask_is_the_one_of_one_process(tmp_path, address, corpus):
+    # Each task is a whole shard (three chunks of two rows): one writer per object.
+    spec = dataclasses.replace(SPEC, shard_rows=6)
+    one = build_store(tmp_path / "one.zarr", open_corpus(corpus), spec, workers=1)
+    dask_store = build_store(tmp_path / "dask.zarr", open_corpus(corpus), spec, scheduler=address)
+    assert dask_store.shard_rows == 6
+    assert_same_bytes(Path(one.path), Path(dask_store.path))
+
+
 def test_cli_scheduler_local_starts_dask_processes(tmp_path, corpus, capsys):
     # --scheduler local: a LocalCluster of --workers processes for this ingest alone
     args = [str(corpus), "--vocab", "12", "--max-len", "9", "--chunk-rows", "2", "--quiet"]

@@ -1,12 +1,15 @@
 """Building a token store: :func:`build_store`, its lock, its errors and its one write loop.
 
-A build takes the path's lock (:mod:`textvae.data.lock`), builds the vocabulary from the train
-split, writes ``vocab``, each split (:func:`_write_split`) and ``complete`` last. The rows are
-cut into chunks of ``chunk_rows`` (``shard_rows`` when sharded: one writer per object); a
-:class:`ChunkEncoder` encodes, pads and writes each of ``tokens`` (here, in a worker of
-:mod:`textvae.data.parallel` or on a Dask cluster), and this process writes ``labels`` and
-``lengths`` in row order: byte for byte one process's store (tested). An overwrite builds
-beside the old store and swaps it in when complete (:mod:`textvae.data.swap`).
+A build checks its arguments and the path, takes the path's lock
+(:mod:`textvae.data.lock`), builds the vocabulary from the training split, writes ``vocab``,
+then each split through :func:`_write_split`, and writes ``complete`` last. The write loop is
+the same with one process or several: the rows are cut into chunks of ``chunk_rows`` records
+(``shard_rows`` when sharded: one writer per object), a :class:`ChunkEncoder` encodes, pads and
+writes each of ``tokens`` (here, or in a worker of :mod:`textvae.data.parallel` or of Dask), and
+this process writes ``labels`` and ``lengths`` in row order and gives ``tokens`` its final
+shape. So a build with several workers is byte for byte the one of a single process (tested).
+An overwrite writes the new store beside the old one and swaps it in when complete
+(:mod:`textvae.data.swap`).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from textvae.errors import (
     StoreWriteError,
     TextVAEError,
 )
-from textvae.progress import VOCAB_STAGE, ProgressFn
+from textvae.progress import ProgressFn, VocabRows
 
 __all__ = ["ChunkEncoder", "Log", "StoreSource", "build_store", "spec_of"]
 
@@ -332,18 +335,13 @@ def _build_locked(
     # the new one is built at a sibling, so a build that fails leaves the old one as it was.
     beside = swap.sibling(path if location.is_url else os.path.abspath(path))
     target = StoreLocation(beside, options) if existed else location
-    train_rows = [0]  # the vocabulary pass reads the train split: its rows choose the shards
-
-    def counting(stage: str, n: int) -> None:
-        train_rows[0] = max(train_rows[0], n) if stage == VOCAB_STAGE else train_rows[0]
-        return None if progress is None else progress(stage, n)
-
+    counting = VocabRows(progress)  # the train split's rows, which choose the shards
     try:
         # counting tasks of two chunks: 2,048 reviews by default, several in a small test
         vocab = parallel.parallel_vocabulary(
             corpus, spec.vocab_size, pass_engines, counting, batch_rows=2 * spec.chunk_rows
         )
-        spec = dataclasses.replace(spec, shard_rows=shard_rows_for(spec, train_rows[0] or None))
+        spec = dataclasses.replace(spec, shard_rows=shard_rows_for(spec, counting.rows or None))
         if vocab.size > spec.vocab_size:
             raise InvalidArgumentError(
                 f"corpus vocabulary has {vocab.size} ids, more than vocab_size={spec.vocab_size}"
