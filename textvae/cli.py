@@ -148,6 +148,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 progress=progress,
                 storage_options=config.storage_options,
                 workers=config.workers,
+                scheduler=config.scheduler,
             )
         finally:
             if progress is not None:

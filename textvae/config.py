@@ -26,11 +26,13 @@ from textvae._checks import (
 )
 from textvae._compat import deprecated
 from textvae._options import build, flag, flatten, nested, option
-from textvae.data.format import DEFAULT_CHUNK_ROWS, StoreSpec
+from textvae.data.format import AUTO_SHARD_ROWS, DEFAULT_CHUNK_ROWS, SHARD_ABOVE_ROWS, StoreSpec
 from textvae.data.location import check_storage_options
+from textvae.data.parallel import LOCAL_SCHEDULER, check_scheduler
 from textvae.data.vocab import check_vocab_size
 from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
+from textvae.training.devices import check_devices
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "StoreSpec", "TrainConfig"]
 
@@ -62,6 +64,14 @@ _STORE_FLAGS = {
         group="data",
     ),
     "chunk_rows": flag(help="rows per zarr chunk", unit="rows", group="ingest"),
+    "shard_rows": flag(
+        help="rows per zarr shard, a multiple of --chunk-rows (one object holding whole chunks, "
+        "each with its checksum); 0: no shards",
+        unit="rows",
+        none=f"shards of about {AUTO_SHARD_ROWS:,} rows once the train split passes "
+        f"{SHARD_ABOVE_ROWS:,} rows",
+        group="ingest",
+    ),
 }
 _STORAGE_HELP = (
     "fsspec option for {}, repeatable (e.g. endpoint_url=http://host:9000, anon=true; a JSON "
@@ -103,6 +113,8 @@ class TrainConfig:
     first (0 turns either off; README "Stopping and resuming" says why the defaults).
     ``run_eagerly`` runs Keras' steps without tracing them (same results, slower steps; for
     debugging and for tiny models, whose graphs take longer to trace than to train).
+    ``devices`` (an int, ``"all"``, or None for one device) trains under Keras'
+    ``DataParallel`` distribution on the JAX backend (:mod:`textvae.training.devices`).
 
     Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
     beside its default, with :func:`textvae._options.option`.
@@ -187,6 +199,16 @@ class TrainConfig:
         group="checkpoints",
     )
     overwrite: bool = option(False, help="replace the run in --out", group="output")
+    devices: str | int | None = option(
+        None,
+        help="train on N devices (or all) with Keras' DataParallel distribution, each step's "
+        "batch split evenly among them (JAX backend: KERAS_BACKEND=jax); the last partial "
+        "batch of an epoch is left out",
+        unit="devices, or 'all'",
+        none="one device, no distribution",
+        metavar="N|all",
+        group="training",
+    )
     run_eagerly: bool = option(
         False,
         help="run Keras' steps eagerly, without tracing them into a graph (Keras' run_eagerly): "
@@ -247,6 +269,7 @@ class TrainConfig:
             "storage_options",
             check_storage_options(self.storage_options, self.data, self.store),
         )
+        object.__setattr__(self, "devices", check_devices(self.devices, self.batch_size))
         if self.resume and self.overwrite:
             raise InvalidArgumentError(
                 "`resume` and `overwrite` exclude each other: pass one of them"
@@ -292,12 +315,14 @@ class IngestConfig:
 
     ``store`` is a local path or a URL (``s3://...``; ``storage_options`` go to fsspec for it).
     ``spec`` is the store's shape (:class:`~textvae.data.format.StoreSpec`: vocabulary size,
-    ids per review, padding, truncation, rows per chunk); its fields are also readable here
-    (``config.vocab_size``), and the old flat keywords (``vocab_size=...``) still build one,
-    deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names a function
-    ``"module:function"`` (text -> list of str tokens) used instead of
+    ids per review, padding, truncation, rows per chunk and per shard); its fields are also
+    readable here (``config.vocab_size``), and the old flat keywords (``vocab_size=...``) still
+    build one, deprecated. ``overwrite`` replaces whatever is at ``store``. ``tokenizer`` names
+    a function ``"module:function"`` (text -> list of str tokens) used instead of
     :func:`~textvae.data.vocab.tokenize`; it is imported when the ingest runs. ``workers``
-    processes ingest (``None``: all cores; 1: the plain in-process build).
+    processes ingest (``None``: all cores; 1: the plain in-process build). ``scheduler`` runs
+    them on Dask (:mod:`textvae.data.dask_ingest`): ``"local"`` for ``workers`` local Dask
+    processes, or a running scheduler's address, whose workers ingest (``workers`` unset).
     """
 
     source: str = option(
@@ -327,6 +352,14 @@ class IngestConfig:
         none="all cores",
         group="ingest",
     )
+    scheduler: str | None = option(
+        None,
+        help=f"ingest on a Dask cluster: its scheduler's address, or {LOCAL_SCHEDULER!r} for "
+        "--workers local Dask processes (needs textvae[dask])",
+        none="no Dask: textvae's own processes",
+        metavar="ADDRESS",
+        group="ingest",
+    )
 
     def __post_init__(self) -> None:
         path("source", self.source)
@@ -341,6 +374,7 @@ class IngestConfig:
         int_at_least(
             "workers", self.workers, 1, allow_none=True, reason="it counts the ingest processes"
         )
+        check_scheduler(self.scheduler, self.workers)
         object.__setattr__(
             self, "storage_options", check_storage_options(self.storage_options, self.store)
         )
@@ -351,6 +385,7 @@ class IngestConfig:
     padding = property(lambda self: self.spec.padding)
     truncating = property(lambda self: self.spec.truncating)
     chunk_rows = property(lambda self: self.spec.chunk_rows)
+    shard_rows = property(lambda self: self.spec.shard_rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data, ``storage_options`` values redacted."""

@@ -11,6 +11,8 @@ import re
 
 __all__ = [
     "CheckpointError",
+    "ClusterError",
+    "ClusterUnavailableError",
     "CorpusError",
     "CorpusNotFoundError",
     "DatasetUnavailableError",
@@ -85,6 +87,15 @@ class StoreWriteError(TextVAEError, OSError):
 class StoreUnavailableError(TextVAEError, ConnectionError):
     """Object storage did not answer (connection refused or reset, timeouts) within the retry
     time: the network, the endpoint or the server is down."""
+
+
+class ClusterError(TextVAEError, RuntimeError):
+    """The Dask cluster of an ingest (``--scheduler``) failed it: its workers kept dying on a
+    task, or could not run textvae's tasks at all. The store is not completed."""
+
+
+class ClusterUnavailableError(ClusterError, ConnectionError):
+    """The Dask scheduler of an ingest cannot be reached, or went away during the ingest."""
 
 
 class StoreCorruptError(TextVAEError, OSError):

@@ -13,13 +13,29 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["VOCAB_STAGE", "ConsoleProgress", "ProgressFn"]
+__all__ = ["VOCAB_STAGE", "ConsoleProgress", "ProgressFn", "VocabRows"]
 
 #: ``progress(stage, count)``: ``count`` reviews of ``stage`` done so far.
 ProgressFn = Callable[[str, int], None]
 
 #: The stage reported while the training split's words are counted.
 VOCAB_STAGE = "vocab"
+
+
+class VocabRows:
+    """A :data:`ProgressFn` that passes every report on to ``progress`` (if any) and keeps in
+    ``rows`` the largest count of :data:`VOCAB_STAGE`: the training reviews the vocabulary pass
+    read (0 when it reported none), which a build uses to choose its shards."""
+
+    def __init__(self, progress: ProgressFn | None = None) -> None:
+        self.progress = progress
+        self.rows = 0
+
+    def __call__(self, stage: str, count: int) -> None:
+        if stage == VOCAB_STAGE:
+            self.rows = max(self.rows, count)
+        if self.progress is not None:
+            self.progress(stage, count)
 
 
 class ConsoleProgress:

@@ -118,6 +118,7 @@ def make_store(
     chunk_rows: int = 8,
     padding: str = "pre",
     seed: int = 0,
+    shard_rows: int | None = None,
 ) -> Any:
     """A small store of random ids, built with :func:`textvae.build_store_from_ids`.
 
@@ -127,9 +128,9 @@ def make_store(
         Where to build it (it must not exist).
     rows
         Rows of a ``"train"`` split, or split name -> rows.
-    vocab_size, max_len, chunk_rows, padding
-        As for the build function. Rows hold 1 to ``max_len + 4`` ids in ``[3, vocab_size)``,
-        so some are padded and some truncated.
+    vocab_size, max_len, chunk_rows, padding, shard_rows
+        As for the build function (:class:`~textvae.data.format.StoreSpec`). Rows hold 1 to
+        ``max_len + 4`` ids in ``[3, vocab_size)``, so some are padded and some truncated.
     num_classes
         Random labels in ``[0, num_classes)`` (2: binary), or ``None`` for a store without.
     seed
@@ -142,7 +143,7 @@ def make_store(
     """
     from textvae.data import StoreSpec, build_store_from_ids
 
-    spec = StoreSpec(vocab_size, max_len, padding, padding, chunk_rows)
+    spec = StoreSpec(vocab_size, max_len, padding, padding, chunk_rows, shard_rows)
     splits = {"train": rows} if isinstance(rows, int) else dict(rows)
     rng = np.random.default_rng(seed)
     ids = {

@@ -30,6 +30,7 @@ def test_store_spec_defaults_and_fields():
         "padding": "pre",
         "truncating": "pre",
         "chunk_rows": DEFAULT_CHUNK_ROWS,
+        "shard_rows": None,
     }
     assert StoreSpec(**spec.to_dict()) == spec
     assert spec.token_dtype == np.uint16 and StoreSpec(70_000, 8).token_dtype == np.uint32

@@ -19,7 +19,17 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 CORE = {"keras", "numpy", "numba", "zarr"}
 #: Packages that must never be in the core install: backends and what only one command uses.
-OPTIONAL = {"tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "matplotlib", "s3fs"}
+OPTIONAL = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "jax",
+    "jaxlib",
+    "torch",
+    "matplotlib",
+    "s3fs",
+    "dask",
+    "distributed",
+}
 #: ``import_extra("module", "extra", ...)`` and its siblings: the extra is the second argument.
 _HELPER_CALL = r'(?:import|require|missing)_extra\(\s*"[^"]+",\s*"([^"]+)"'
 
@@ -55,6 +65,7 @@ def test_core_dependencies_are_keras_numpy_numba_zarr_only():
         ("torch", "torch"),
         ("plot", "matplotlib"),
         ("s3", "s3fs"),
+        ("dask", "dask"),
     ],
 )
 def test_each_optional_package_has_its_extra(extra: str, package: str):
@@ -73,12 +84,12 @@ def test_every_extra_a_message_names_exists():
 
 
 def test_test_extra_installs_every_backend_but_torch():
-    """CI runs ``pip install -e ".[test]"``: TensorFlow, JAX, matplotlib and s3fs come with it,
-    each as its extra asks for it; torch does not (PyPI's default torch wheel is several GB of
-    CUDA libraries)."""
+    """CI runs ``pip install -e ".[test]"``: TensorFlow, JAX, matplotlib, s3fs and Dask come with
+    it, each as its extra asks for it; torch does not (PyPI's default torch wheel is several GB
+    of CUDA libraries)."""
     extras = PROJECT["optional-dependencies"]
     test = extras["test"]
-    for extra in ("tensorflow", "jax", "plot", "s3"):
+    for extra in ("tensorflow", "jax", "plot", "s3", "dask"):
         assert set(extras[extra]) <= set(test), extra
     installed = {_name(r) for r in test}
     assert {"tensorflow", "jax", "matplotlib", "s3fs", "moto", "pytest-xdist"} <= installed

@@ -1,5 +1,8 @@
 """Chunk keys, and the check under every read of a store that a chunk's file exists.
 
+A sharded array (zarr v3's sharding codec) stores whole chunks in one object per shard: its
+keys name shards (:func:`object_rows` rows each), and a missing shard is reported as such.
+
 zarr (3.1) reads a chunk that has no file as the array's fill value, with no option to refuse:
 a deleted ``labels`` chunk reads as -1 (unlabelled) and a deleted ``tokens`` chunk as padding.
 A textvae store writes every chunk (``write_empty_chunks``), so a missing one is damage.
@@ -18,11 +21,25 @@ from typing import Any
 import zarr
 from zarr.storage import StorePath, WrapperStore
 
-__all__ = ["CHUNK_KEY", "ChunkCheckingStore", "MissingChunkError", "checking", "chunk_key"]
+__all__ = [
+    "CHUNK_KEY",
+    "ChunkCheckingStore",
+    "MissingChunkError",
+    "checking",
+    "chunk_key",
+    "object_rows",
+]
+
+
+def object_rows(array: zarr.Array) -> int:
+    """Rows of ``array`` per stored object: its shard's rows when it is sharded (zarr v3's
+    sharding codec: one object holds whole chunks), else its chunk's."""
+    return int((array.shards or array.chunks)[0])
 
 
 def chunk_key(array: zarr.Array, k: int) -> str:
-    """The store key of chunk ``k`` (along the rows) of ``array``."""
+    """The store key of object ``k`` (along the rows) of ``array``: its chunk ``k``, or its
+    shard ``k`` when it is sharded (rows ``k * object_rows(array)`` on)."""
     coords = (k,) + (0,) * (array.ndim - 1)
     return f"{array.async_array.store_path.path}/{array.metadata.encode_chunk_key(coords)}"
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from textvae._checks import PADDINGS, one_of, positive_int
+from textvae._checks import PADDINGS, int_at_least, one_of, positive_int
 from textvae.data.vocab import MAX_VOCAB_SIZE, OOV_ID, PAD_ID, START_ID, check_vocab_size
 from textvae.errors import InvalidArgumentError
 
@@ -49,11 +49,13 @@ __all__ = [
     "MAX_CLASSES",
     "READ_FORMATS",
     "REQUIRED_ATTRS",
+    "SHARD_ABOVE_ROWS",
     "SPLIT_ARRAYS",
     "TEXTVAE_IDS",
     "ZSTD_LEVEL",
     "StoreSpec",
     "array_codecs",
+    "auto_shard_rows",
     "check_chunk_bytes",
     "chunk_problem",
     "compressors",
@@ -61,6 +63,7 @@ __all__ = [
     "has_checksum",
     "label_dtype",
     "metadata_problem",
+    "shard_rows_for",
     "token_dtype",
 ]
 
@@ -88,6 +91,20 @@ SPLIT_ARRAYS = ("tokens", "labels", "lengths")
 #: Rows per stored chunk (``chunk_rows``). 1024 rows x 300 ids is 600 kB raw, about 150 kB
 #: compressed for IMDB.
 DEFAULT_CHUNK_ROWS = 1024
+#: ``shard_rows=None`` (automatic) shards a store whose train split has more rows than this
+#: (1,024 chunks of 1,024 rows): below it every array is about a thousand objects at most
+#: already, and sharding slows random reads where requests wait: zarr 3.1 fetches each touched
+#: shard's index, then its chunks one after another. A random batch of 64 rows of 262,144 x 300
+#: ids (benchmarks/test_bench_shards.py --full: chunks of 1,024, shards of 131,072) took 3.9x as
+#: long sharded with 20 ms a request, 2.6x on moto and 1.08x on local disk.
+SHARD_ABOVE_ROWS = 1024 * 1024
+#: Rows per shard that ``shard_rows=None`` chooses above :data:`SHARD_ABOVE_ROWS`, rounded up to
+#: whole chunks: 128 chunks of 1,024 rows, so a billion rows are 7,630 objects per array
+#: (about 20-40 MB each at 300 ids a row) where unsharded they would be 976,563.
+AUTO_SHARD_ROWS = 128 * 1024
+#: The most ids' bytes an automatic shard holds raw: ingest holds a shard's rows in memory
+#: (every task of a parallel build is one shard).
+AUTO_SHARD_BYTES = 2**28
 #: The largest chunk a build writes (``chunk_rows x max_len`` ids), in bytes.
 MAX_CHUNK_BYTES = 2**30
 #: The largest ``num_classes`` (labels are stored as int32 beyond int8's range).
@@ -144,6 +161,26 @@ def check_chunk_bytes(chunk_rows: int, max_len: int, dtype: np.dtype) -> None:
             f"(ingest holds one in memory; every read decompresses whole chunks). Received: "
             f"chunk_rows={chunk_rows}, max_len={max_len} ({size:,} bytes): lower --chunk-rows"
         )
+
+
+def auto_shard_rows(chunk_rows: int, max_len: int, dtype: np.dtype) -> int:
+    """Rows per shard of ``shard_rows=None`` above :data:`SHARD_ABOVE_ROWS`: about
+    :data:`AUTO_SHARD_ROWS` in whole chunks, at most :data:`AUTO_SHARD_BYTES` of raw ids (and
+    at least one chunk)."""
+    chunk_bytes = chunk_rows * max_len * dtype.itemsize
+    chunks = min(-(-AUTO_SHARD_ROWS // chunk_rows), AUTO_SHARD_BYTES // chunk_bytes)
+    return chunk_rows * max(1, chunks)
+
+
+def shard_rows_for(spec: StoreSpec, train_rows: int | None) -> int:
+    """The rows per shard a build of ``spec`` writes, 0 for none: ``spec.shard_rows`` when
+    given, else (automatic) :func:`auto_shard_rows` when the train split is known to hold more
+    than :data:`SHARD_ABOVE_ROWS` rows (``train_rows``; None: not known, no shards)."""
+    if spec.shard_rows is not None:
+        return spec.shard_rows
+    if train_rows is None or train_rows <= SHARD_ABOVE_ROWS:
+        return 0
+    return auto_shard_rows(spec.chunk_rows, spec.max_len, spec.token_dtype)
 
 
 def compressors() -> list[Any]:
@@ -213,6 +250,8 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
         checks["pad_id"] = (
             _is_int(meta["pad_id"]) and vocab_ok and 0 <= meta["pad_id"] < meta["vocab_size"]
         )
+    if "shard_rows" in meta:  # absent: written before shards, none
+        checks["shard_rows"] = _is_int(meta["shard_rows"]) and meta["shard_rows"] >= 0
     if fmt >= 2:
         classes = meta["num_classes"]
         checks["num_classes"] = classes is None or (
@@ -224,6 +263,9 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
     return None
 
 
+_SHARD_RULE = "0 stores every chunk as its own object, None chooses by the train split's size"
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """The shape of a token store to build.
@@ -232,7 +274,11 @@ class StoreSpec:
     each review is padded or truncated to ``max_len`` ids, at the start (``"pre"``, Keras'
     ``pad_sequences`` default, which keeps a long review's end) or the end (``"post"``);
     ``chunk_rows`` rows are stored per chunk (the unit of compression and of reading), at most
-    :data:`MAX_CHUNK_BYTES` of ids.
+    :data:`MAX_CHUNK_BYTES` of ids. ``shard_rows`` rows (whole chunks) are stored per object
+    with zarr v3's sharding codec, each chunk inside keeping its own crc32c: ``None``
+    (automatic) shards a store whose train split is known to hold more than
+    :data:`SHARD_ABOVE_ROWS` rows (:func:`shard_rows_for`), ``0`` never shards. The rows per
+    shard written are recorded in the store's metadata (``shard_rows``, 0: none).
 
     Examples
     --------
@@ -245,12 +291,19 @@ class StoreSpec:
     padding: str = "pre"
     truncating: str = "pre"
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    shard_rows: int | None = None
 
     def __post_init__(self) -> None:
         check_vocab_size(self.vocab_size)
         positive_int("max_len", self.max_len)
         positive_int("chunk_rows", self.chunk_rows)
         check_chunk_bytes(self.chunk_rows, self.max_len, self.token_dtype)
+        int_at_least("shard_rows", self.shard_rows, 0, allow_none=True, reason=_SHARD_RULE)
+        if self.shard_rows and self.shard_rows % self.chunk_rows:
+            raise InvalidArgumentError(
+                f"`shard_rows` must be a multiple of `chunk_rows` ({self.chunk_rows}): a shard "
+                f"holds whole chunks. Received: shard_rows={self.shard_rows}"
+            )
         one_of("padding", self.padding, PADDINGS)
         one_of("truncating", self.truncating, PADDINGS)
 

@@ -3,12 +3,13 @@
 A build checks its arguments and the path, takes the path's lock
 (:mod:`textvae.data.lock`), builds the vocabulary from the training split, writes ``vocab``,
 then each split through :func:`_write_split`, and writes ``complete`` last. The write loop is
-the same with one process or several: the rows are cut into chunks of ``chunk_rows`` records,
-a :class:`ChunkEncoder` encodes, pads and writes each chunk of ``tokens`` (here, or in a worker
-of :mod:`textvae.data.parallel`), and this process writes ``labels`` and ``lengths`` in row order
-and gives ``tokens`` its final shape. So a build with several workers is byte for byte the one
-of a single process (tested). An overwrite writes the new store beside the old one and swaps
-it in when complete (:mod:`textvae.data.swap`).
+the same with one process or several: the rows are cut into chunks of ``chunk_rows`` records
+(``shard_rows`` when sharded: one writer per object), a :class:`ChunkEncoder` encodes, pads and
+writes each of ``tokens`` (here, or in a worker of :mod:`textvae.data.parallel` or of Dask), and
+this process writes ``labels`` and ``lengths`` in row order and gives ``tokens`` its final
+shape. So a build with several workers is byte for byte the one of a single process (tested).
+An overwrite writes the new store beside the old one and swaps it in when complete
+(:mod:`textvae.data.swap`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import zarr
 
 from textvae._compat import deprecated
-from textvae.data import swap
+from textvae.data import parallel, swap
 from textvae.data.format import (
     ARRAY_CONFIG,
     ATTR,
@@ -36,6 +37,7 @@ from textvae.data.format import (
     StoreSpec,
     compressors,
     label_dtype,
+    shard_rows_for,
 )
 from textvae.data.location import (
     StoreLocation,
@@ -44,7 +46,6 @@ from textvae.data.location import (
     one_line,
 )
 from textvae.data.lock import store_lock
-from textvae.data.parallel import Pool, batches, check_workers, parallel_vocabulary, run_encoder
 from textvae.data.retry import is_transient
 from textvae.data.store import TokenStore
 from textvae.data.vocab import pad_row, tokenize
@@ -55,7 +56,7 @@ from textvae.errors import (
     StoreWriteError,
     TextVAEError,
 )
-from textvae.progress import ProgressFn
+from textvae.progress import ProgressFn, VocabRows
 
 __all__ = ["ChunkEncoder", "Log", "StoreSource", "build_store", "spec_of"]
 
@@ -143,6 +144,7 @@ def build_store(
     storage_options: Mapping[str, Any] | None = None,
     log: Log | None = None,
     workers: int | None = 1,
+    scheduler: str | None = None,
     **legacy: Any,
 ) -> TokenStore:
     """Build a token store (format 2) from ``corpus``, streaming, and return it opened.
@@ -185,6 +187,9 @@ def build_store(
         Processes that ingest (``None``: all cores). With more than 1, workers count the words
         and encode and write chunks while this process reads the corpus
         (:mod:`textvae.data.parallel`); the store is byte for byte the one ``workers=1`` writes.
+    scheduler
+        Workers on Dask instead (:mod:`textvae.data.dask_ingest`): ``"local"`` (``workers``
+        Dask processes) or a scheduler's address, ``workers`` unset. The same store.
     **legacy
         Deprecated: ``vocab_size``, ``max_len``, ``padding``, ``truncating``, ``chunk_rows``;
         pass ``spec=StoreSpec(...)``.
@@ -205,11 +210,14 @@ def build_store(
         filled during the build (the partial store is removed).
     StoreUnavailableError
         Object storage stopped answering during the build.
+    ClusterError
+        The Dask scheduler is unreachable or gone, or its workers died.
     ValueError
         An argument out of range (see :mod:`textvae._checks` for the wording).
     """
     spec = spec_of(spec, "build_store", legacy)
-    workers = check_workers(workers)
+    scheduler = parallel.check_scheduler(scheduler, workers)
+    workers = parallel.check_workers(workers)
     # storage options for a local path are refused before any work
     location = StoreLocation.parse(path, storage_options)
     path, storage_options = location.path, location.storage_options
@@ -217,24 +225,21 @@ def build_store(
         check_remote(path, storage_options)  # a missing bucket: one clear error, no lock
     else:
         _check_writable(path)  # before counting words: that can take minutes
-    log = log if log is not None else _stderr
-    lock = store_lock(path, storage_options, log=log)
-    try:
-        lock.acquire()
-    except OSError as err:  # a parent that cannot hold the lock file (e.g. under /proc)
-        if location.is_url or isinstance(err, TextVAEError):
-            raise
-        reason = err.strerror or one_line(err)
-        raise _write_error(path, f"cannot create {lock.lock_path}: {reason}") from err
-    try:
-        _build_locked(location, corpus, spec, overwrite, progress, workers, log)
-    finally:
-        lock.release()
+    log = log if log is not None else functools.partial(print, file=sys.stderr)
+    with parallel.engines(workers, scheduler) as pass_engines:
+        lock = store_lock(path, storage_options, log=log)
+        try:
+            lock.acquire()
+        except OSError as err:  # a parent that cannot hold the lock file (e.g. under /proc)
+            if location.is_url or isinstance(err, TextVAEError):
+                raise
+            reason = err.strerror or one_line(err)
+            raise _write_error(path, f"cannot create {lock.lock_path}: {reason}") from err
+        try:
+            _build_locked(location, corpus, spec, overwrite, progress, pass_engines, log)
+        finally:
+            lock.release()
     return TokenStore.open(path, storage_options=storage_options)
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def _write_error(path: str, reason: str) -> StoreWriteError:
@@ -311,7 +316,7 @@ def _build_locked(
     spec: StoreSpec,
     overwrite: bool,
     progress: ProgressFn | None,
-    workers: int,
+    pass_engines: parallel.Engines | None,
     log: Log,
 ) -> None:
     path, options, local = location.path, location.storage_options, not location.is_url
@@ -330,19 +335,18 @@ def _build_locked(
     # the new one is built at a sibling, so a build that fails leaves the old one as it was.
     beside = swap.sibling(path if location.is_url else os.path.abspath(path))
     target = StoreLocation(beside, options) if existed else location
+    counting = VocabRows(progress)  # the train split's rows, which choose the shards
     try:
-        if workers == 1:
-            vocab = corpus.vocabulary(spec.vocab_size, progress=progress)
-        else:
-            # counting tasks of two chunks: 2,048 reviews by default, several in a small test
-            vocab = parallel_vocabulary(
-                corpus, spec.vocab_size, workers, progress, batch_rows=2 * spec.chunk_rows
-            )
+        # counting tasks of two chunks: 2,048 reviews by default, several in a small test
+        vocab = parallel.parallel_vocabulary(
+            corpus, spec.vocab_size, pass_engines, counting, batch_rows=2 * spec.chunk_rows
+        )
+        spec = dataclasses.replace(spec, shard_rows=shard_rows_for(spec, counting.rows or None))
         if vocab.size > spec.vocab_size:
             raise InvalidArgumentError(
                 f"corpus vocabulary has {vocab.size} ids, more than vocab_size={spec.vocab_size}"
             )
-        _write_store(target, corpus, spec, vocab, progress, workers)
+        _write_store(target, corpus, spec, vocab, progress, pass_engines)
     except BaseException as err:
         if local and Path(target.path).exists():
             shutil.rmtree(target.path, ignore_errors=True)
@@ -362,7 +366,7 @@ def _write_store(
     spec: StoreSpec,
     vocab: Any,
     progress: ProgressFn | None,
-    workers: int,
+    pass_engines: parallel.Engines | None,
 ) -> None:
     """Write the whole store at ``location`` (nothing there), ``complete`` last."""
     path, options, local = location.path, location.storage_options, not location.is_url
@@ -384,6 +388,7 @@ def _write_store(
         "splits": list(corpus.splits),
         "source": corpus.source,
         "num_classes": corpus.num_classes,
+        "shard_rows": spec.shard_rows,
         "complete": False,
     }
     group.attrs[ATTR] = meta
@@ -396,14 +401,14 @@ def _write_store(
         config=ARRAY_CONFIG,
     )
     vocab_array[:] = np.array(vocab.padded(spec.vocab_size).tokens, dtype=object)
-    encoder = ChunkEncoder(location, spec, _mode(corpus, workers), vocab, corpus)
-    if workers == 1:
+    encoder = ChunkEncoder(location, spec, _mode(corpus, pass_engines), vocab, corpus)
+    if pass_engines is None:
         for split in corpus.splits:
             _write_split(group, split, corpus, encoder, _map_here(encoder), progress)
     else:
-        # on an error, the pool stops its workers before the caller's cleanup
-        with Pool(workers, {"encoder": encoder.for_workers()}) as pool:
-            map_chunks = functools.partial(pool.map, run_encoder)
+        # on an error, the engine stops its tasks before the caller's cleanup
+        with pass_engines({"encoder": encoder.for_workers()}) as engine:
+            map_chunks = functools.partial(engine.run, parallel.encode_chunk)
             for split in corpus.splits:
                 _write_split(group, split, corpus, encoder, map_chunks, progress)
     group.attrs[ATTR] = {**meta, "complete": True}
@@ -413,13 +418,13 @@ def _write_store(
 # The write loop
 
 
-def _mode(corpus: StoreSource, workers: int) -> str:
+def _mode(corpus: StoreSource, pass_engines: parallel.Engines | None) -> str:
     """How chunks are encoded: ``"ids"`` (the parent runs ``corpus.encoded``; always with one
     process), ``"texts"`` (workers tokenise ``reviews``) or ``"raw"`` (workers run
     ``encode_raw`` on ``raw_reviews``)."""
-    if workers > 1 and _says(corpus, "tokenizes_in_workers"):
+    if pass_engines is not None and _says(corpus, "tokenizes_in_workers"):
         return "texts"
-    if workers > 1 and _says(corpus, "encodes_raw_in_workers"):
+    if pass_engines is not None and _says(corpus, "encodes_raw_in_workers"):
         return "raw"
     return "ids"
 
@@ -523,15 +528,17 @@ def _write_split(
     map_chunks: MapChunks,
     progress: ProgressFn | None,
 ) -> None:
-    """Write ``split``: chunks of ``tokens`` through ``map_chunks`` (here or in workers),
+    """Write ``split``: chunks (shards) of ``tokens`` through ``map_chunks`` (here or in workers),
     then ``labels`` and ``lengths`` here in row order; ``progress(split, rows_done)``."""
     spec = encoder.spec
     codecs = compressors()
+    shard = spec.shard_rows  # 0 (resolved by the build): every chunk is its own object
     tokens = group.create_array(
         f"{split}/tokens",
         shape=(0, spec.max_len),
         dtype=spec.token_dtype,
         chunks=(spec.chunk_rows, spec.max_len),
+        shards=(shard, spec.max_len) if shard else None,
         compressors=codecs,
         fill_value=encoder.vocab.pad_id,
         config=ARRAY_CONFIG,
@@ -546,6 +553,7 @@ def _write_split(
             shape=(0,),
             dtype=dtype,
             chunks=(spec.chunk_rows * _VECTOR_CHUNKS,),
+            shards=(shard * _VECTOR_CHUNKS,) if shard else None,
             compressors=codecs,
             fill_value=fill,
             config=ARRAY_CONFIG,
@@ -555,7 +563,7 @@ def _write_split(
     # labels and lengths are written a whole chunk of theirs at a time: a chunk's bytes are its
     # values and the fill value past the array's end, however many writes built it, and one
     # write per chunk spares the parent (which also reads the corpus) most of zarr's work.
-    span = spec.chunk_rows * _VECTOR_CHUNKS
+    span = (shard or spec.chunk_rows) * _VECTOR_CHUNKS
     held = {name: np.empty(span, dtype=array.dtype) for name, array in arrays.items()}
     n_rows = 0  # rows done (chunks of tokens written)
     n_written = 0  # rows of labels and lengths written
@@ -581,8 +589,8 @@ def _write_split(
             progress(split, n_rows)
 
     records = encoder.records(split)
-    chunk = spec.chunk_rows
-    tasks = ((split, i * chunk, batch) for i, batch in enumerate(batches(records, chunk)))
+    unit = shard or spec.chunk_rows
+    tasks = ((split, i * unit, batch) for i, batch in enumerate(parallel.batches(records, unit)))
     map_chunks(tasks, consume)
     if n_rows > n_written:
         write_vectors()

@@ -12,7 +12,7 @@ chunks. So:
   reviews and the parent adds the counts (the vocabulary is the one a single process builds:
   :meth:`~textvae.data.vocab.Vocabulary.from_counts` does not depend on the order of counting);
   in the encoding pass each task is one chunk of rows, which a worker encodes, pads and writes
-  with the build's :class:`~textvae.data.ingest.ChunkEncoder` (:func:`run_encoder`): the write
+  with the build's :class:`~textvae.data.ingest.ChunkEncoder` (:func:`encode_chunk`): the write
   loop is :mod:`textvae.data.ingest`'s, the same with one process or several.
 
 A corpus says itself whether workers may tokenise its texts
@@ -28,11 +28,18 @@ about a second of CPU per worker. Otherwise they come from a ``forkserver`` (a c
 that imports this module once). Workers ignore Ctrl-C (the parent stops them) and exit when the
 parent dies. On any failure the parent cancels the queued tasks and waits for the running ones
 (one chunk each) before the build's cleanup removes the partial store.
+
+The two passes run on an *engine* (:data:`Engines`): this module's :class:`Pool`, or a Dask
+cluster (:mod:`textvae.data.dask_ingest`, ``scheduler=``). Both run the same per-partition
+functions, :func:`count_words` and :func:`encode_chunk`, so the store is the same whichever
+engine writes it; :func:`engines` picks one for a build.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import multiprocessing
 import os
 import pickle
@@ -42,24 +49,33 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
-from typing import Any
+from typing import Any, Protocol
 
 from textvae._checks import int_at_least
 from textvae.data.vocab import Vocabulary, tokenize
+from textvae.errors import InvalidArgumentError
 from textvae.progress import VOCAB_STAGE, ProgressFn
 
 __all__ = [
+    "IN_FLIGHT_PER_WORKER",
+    "LOCAL_SCHEDULER",
+    "Engine",
+    "Engines",
     "Pool",
     "batches",
+    "check_scheduler",
     "check_workers",
+    "count_words",
     "default_workers",
+    "encode_chunk",
+    "engines",
+    "map_in_order",
     "parallel_vocabulary",
-    "run_encoder",
 ]
 
 #: Tasks in flight per worker: one being worked on, one queued, so no worker waits for the
 #: parent between tasks, and at most ``2 x workers`` chunks of reviews are held in memory.
-_IN_FLIGHT_PER_WORKER = 2
+IN_FLIGHT_PER_WORKER = 2
 #: Modules whose threads make fork() unsafe (thread pools a fork child inherits half of).
 _FORK_UNSAFE_MODULES = ("tensorflow", "torch", "jax")
 #: Threads a fork child can do without: zarr's and fsspec's event-loop threads and their
@@ -89,6 +105,36 @@ def check_workers(workers: Any) -> int:
     return int_at_least("workers", workers, 1, reason="it counts the ingest processes")
 
 
+#: ``scheduler=`` value that starts Dask's own local processes (``workers`` of them).
+LOCAL_SCHEDULER = "local"
+
+
+def check_scheduler(scheduler: Any, workers: Any) -> str | None:
+    """``scheduler`` checked: None (this module's processes), :data:`LOCAL_SCHEDULER` or a Dask
+    scheduler's address (``tcp://host:8786``), with which ``workers`` must be None or 1: the
+    cluster's own workers run the ingest.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not a string without spaces, or ``workers`` given with an address.
+    """
+    if scheduler is None:
+        return None
+    if not isinstance(scheduler, str) or not scheduler or scheduler.split() != [scheduler]:
+        raise InvalidArgumentError(
+            f"`scheduler` must be a Dask scheduler's address (e.g. tcp://10.0.0.5:8786) or "
+            f"{LOCAL_SCHEDULER!r}. Received: scheduler={scheduler!r}"
+        )
+    if scheduler != LOCAL_SCHEDULER and workers not in (None, 1):
+        raise InvalidArgumentError(
+            f"`workers` counts local processes: with scheduler={scheduler!r} the cluster's own "
+            f"workers run the ingest; leave `workers` unset, or use scheduler={LOCAL_SCHEDULER!r}"
+            f". Received: workers={workers!r}"
+        )
+    return scheduler
+
+
 def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     """``items`` in lists of ``size`` (the last one shorter)."""
     batch: list[Any] = []
@@ -99,6 +145,81 @@ def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# --------------------------------------------------------------------------------------------
+# Engines
+
+
+class Engine(Protocol):
+    """One pass's tasks on some workers (:class:`Pool`, or a Dask cluster's)."""
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        tasks: Iterator[tuple[Any, ...]],
+        consume: Callable[[Any], None],
+    ) -> None:
+        """``consume(fn(state, *task))`` for every task, in the order of ``tasks`` (iterated
+        here), ``state`` being the dict the engine was opened with; at most ``2 x workers``
+        tasks in flight. On any failure, queued tasks are cancelled and running ones awaited
+        before it raises: nothing writes to the store once it has returned or raised."""
+        ...
+
+
+#: ``engines(state)``: a context manager giving the :class:`Engine` of one pass, its tasks
+#: sharing ``state`` (sent to each worker once).
+Engines = Callable[[dict[str, Any]], contextlib.AbstractContextManager[Engine]]
+
+
+def map_in_order(
+    submit: Callable[[tuple[Any, ...]], Any],
+    tasks: Iterator[tuple[Any, ...]],
+    consume: Callable[[Any], None],
+    window: int,
+    stop: Callable[[collections.deque[Any]], None],
+) -> None:
+    """``consume(submit(task).result())`` for every task, in order, at most ``window`` futures
+    in flight: the loop of every :class:`Engine`.
+
+    ``tasks`` is iterated here (the parent's reading); if it raises, the results of the tasks
+    before are consumed first, so a worker's error on an earlier record is the one raised, as in
+    one process. On any failure (Ctrl-C included) ``stop(pending)`` gets the futures not
+    consumed before the error is raised.
+    """
+    pending: collections.deque[Any] = collections.deque()
+    try:
+        while True:
+            try:
+                task = next(tasks, None)
+            except Exception:
+                while pending:
+                    consume(pending.popleft().result())
+                raise
+            if task is None:
+                break
+            pending.append(submit(task))
+            if len(pending) >= window:
+                consume(pending.popleft().result())
+        while pending:
+            consume(pending.popleft().result())
+    except BaseException:
+        stop(pending)
+        raise
+
+
+@contextlib.contextmanager
+def engines(workers: int, scheduler: str | None = None) -> Iterator[Engines | None]:
+    """The engines of one build: None (``workers=1``, no scheduler: everything in this
+    process), a :class:`Pool` per pass, or a Dask cluster for the whole build (connected here,
+    closed on exit; importing Dask only then)."""
+    if scheduler is None:
+        yield functools.partial(Pool, workers) if workers > 1 else None
+        return
+    from textvae.data.dask_ingest import dask_engines
+
+    with dask_engines(scheduler, workers) as opened:
+        yield opened
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +293,10 @@ def _sendable(err: BaseException) -> BaseException:
         return RuntimeError(f"{type(err).__name__}: {err}")
 
 
+def _with_state(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(_STATE, *args)
+
+
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a task in a worker; an error that would not unpickle in the parent is sent as a
     RuntimeError naming it."""
@@ -203,6 +328,15 @@ class Pool:
     def __exit__(self, *exc: Any) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def run(
+        self,
+        fn: Callable[..., Any],
+        tasks: Iterator[tuple[Any, ...]],
+        consume: Callable[[Any], None],
+    ) -> None:
+        """:meth:`Engine.run`: ``fn(state, *task)`` in the workers, ``state`` the pool's."""
+        self.map(functools.partial(_with_state, fn), tasks, consume)
+
     def map(
         self,
         fn: Callable[..., Any],
@@ -215,26 +349,8 @@ class Pool:
         tasks before are consumed first, so a worker's error on an earlier record is the one
         raised, as in one process.
         """
-        window = self.workers * _IN_FLIGHT_PER_WORKER
-        pending: collections.deque[futures.Future[Any]] = collections.deque()
-        try:
-            while True:
-                try:
-                    task = next(tasks, None)
-                except Exception:
-                    while pending:
-                        consume(pending.popleft().result())
-                    raise
-                if task is None:
-                    break
-                pending.append(self._submit(fn, task))
-                if len(pending) >= window:
-                    consume(pending.popleft().result())
-            while pending:
-                consume(pending.popleft().result())
-        except BaseException:
-            self._stop(pending)
-            raise
+        window = self.workers * IN_FLIGHT_PER_WORKER
+        map_in_order(functools.partial(self._submit, fn), tasks, consume, window, self._stop)
 
     def _submit(self, fn: Callable[..., Any], task: tuple[Any, ...]) -> futures.Future[Any]:
         with warnings.catch_warnings():
@@ -262,36 +378,43 @@ class Pool:
 
 
 # --------------------------------------------------------------------------------------------
-# The vocabulary pass
+# The two passes: the per-partition functions every engine runs
 
 
-def _count(texts: list[str]) -> collections.Counter[str]:
+def count_words(state: dict[str, Any], texts: list[str]) -> tuple[int, collections.Counter[str]]:
+    """In a worker, the vocabulary pass: how many ``texts`` and the count of each token."""
     counts: collections.Counter[str] = collections.Counter()
     update = counts.update
     for text in texts:
         update(tokenize(text))
-    return counts
+    return len(texts), counts
+
+
+def encode_chunk(state: dict[str, Any], split: str, start: int, records: list[Any]) -> Any:
+    """In a worker, the encoding pass: the build's :class:`~textvae.data.ingest.ChunkEncoder`
+    (``state["encoder"]``, sent once) encodes, pads and writes the chunk of rows from
+    ``start``; returns its (labels, lengths)."""
+    return state["encoder"](split, start, records)
 
 
 def parallel_vocabulary(
     corpus: Any,
     vocab_size: int,
-    workers: int,
+    engines: Engines | None,
     progress: ProgressFn | None = None,
     *,
     batch_rows: int = 2048,
 ) -> Vocabulary:
-    """``corpus.vocabulary(vocab_size, progress)``, its words counted by ``workers`` processes.
+    """``corpus.vocabulary(vocab_size, progress)``, its words counted by ``engines``' workers.
 
     The same vocabulary as one process (counts are added; ties are broken by the token). A
-    corpus whose words workers may not count (``corpus.tokenizes_in_workers()`` is false) is
-    counted in
-    this process. ``progress(VOCAB_STAGE, n)`` is called as batches are counted and at the end.
-    Each task counts ``batch_rows`` reviews: the parent adds every task's counts, in Python, so
-    fewer, larger batches cost it less.
+    corpus whose words workers may not count (``corpus.tokenizes_in_workers()`` is false), or
+    ``engines=None``, is counted in this process. ``progress(VOCAB_STAGE, n)`` is called as
+    batches are counted and at the end. Each task counts ``batch_rows`` reviews: the parent
+    adds every task's counts, in Python, so fewer, larger batches cost it less.
     """
     asks = getattr(corpus, "tokenizes_in_workers", None)
-    if workers < 2 or not (callable(asks) and asks()):
+    if engines is None or not (callable(asks) and asks()):
         return corpus.vocabulary(vocab_size, progress=progress)
     counts: collections.Counter[str] = collections.Counter()
     done = 0
@@ -306,18 +429,8 @@ def parallel_vocabulary(
 
     texts = (text for text, _ in corpus.reviews("train"))
     tasks = ((batch,) for batch in batches(texts, batch_rows))
-    with Pool(workers, {}) as pool:
-        pool.map(_count_task, tasks, add)
+    with engines({}) as engine:
+        engine.run(count_words, tasks, add)
     if progress is not None and done == 0:
         progress(VOCAB_STAGE, 0)
     return Vocabulary.from_counts(counts, vocab_size)
-
-
-def _count_task(texts: list[str]) -> tuple[int, collections.Counter[str]]:
-    return len(texts), _count(texts)
-
-
-def run_encoder(split: str, start: int, records: list[Any]) -> Any:
-    """In a worker: the build's :class:`~textvae.data.ingest.ChunkEncoder` (sent once, as the
-    pool's state ``"encoder"``) on one chunk of records."""
-    return _STATE["encoder"](split, start, records)

@@ -26,6 +26,7 @@ from textvae.data.chunks import (
     MissingChunkError,
     checking,
     chunk_key,
+    object_rows,
 )
 from textvae.data.format import (
     ATTR,
@@ -358,6 +359,11 @@ class TokenStore:
         return int(self._array(split, "tokens").chunks[0])
 
     @property
+    def shard_rows(self) -> int:
+        """Rows per shard (objects of whole chunks) of every split's arrays; 0: not sharded."""
+        return int(self.attrs.get("shard_rows") or 0)
+
+    @property
     def token_strings(self) -> tuple[str, ...]:
         """The token of every id (``vocab_size`` strings), for every store; read once, then
         cached. A store built from token ids without a token list holds placeholders
@@ -470,18 +476,18 @@ class TokenStore:
             raise self._corrupt(split, name, damage) from err
 
     def _missing(self, array: zarr.Array, key: str) -> tuple[int, int, str]:
-        """(first row, end row, problem) of the chunk at ``key`` of ``array``, which is missing."""
+        """(first row, end row, problem) of the object at ``key`` of ``array``, missing."""
         match = CHUNK_KEY.match(key)
-        n, c = array.shape[0], array.chunks[0]
+        n, c = array.shape[0], object_rows(array)
         k = int(match["coords"].split("/")[1]) if match is not None else 0
         return k * c, min((k + 1) * c, n), f"its file {key} is missing"
 
     def _missing_chunks(
         self, split: str | None, name: str, rows: slice | np.ndarray
     ) -> list[tuple[int, int, str]]:
-        """Each chunk under ``rows`` whose file is missing (asked only once a read met one)."""
+        """Each object under ``rows`` whose file is missing (asked once a read met one)."""
         array = self._array(split, name)
-        c = array.chunks[0]
+        c = object_rows(array)
         return [
             self._missing(array, chunk_key(array, int(k)))
             for k in np.unique(np.arange(array.shape[0])[rows] // c)
@@ -489,7 +495,7 @@ class TokenStore:
         ]
 
     def _chunk_exists(self, array: zarr.Array, k: int) -> bool:
-        """Whether the file of chunk ``k`` (along the rows) of ``array`` exists."""
+        """Whether object ``k`` (chunk or shard, along the rows) of ``array`` exists."""
         store = array.async_array.store_path.store
         key = chunk_key(array, k)
         return self._call(lambda timeout: run_with_timeout(lambda: store.exists(key), timeout))
@@ -522,7 +528,7 @@ class TokenStore:
 
     def chunk_keys(self, split: str | None, name: str) -> tuple[set[str], Callable[[int], str]]:
         """The keys of the chunk files of ``split/name`` that exist (one listing), and the
-        function giving the key of chunk ``k`` along the rows."""
+        function giving the key of object ``k`` (chunk or shard) along the rows."""
         array = self._array(split, name)
         store_path = array.async_array.store_path
 

@@ -7,6 +7,11 @@ in an older store a missing chunk of ``labels`` may be a legitimate run of -1 la
 reported: :meth:`TokenStore.holes_allowed`, the rule every read follows too). Arrays written
 before checksums are listed in ``unchecked``: in them a changed byte that still decodes cannot
 be found. ``textvae-verify STORE`` prints the report.
+
+A sharded array (zarr v3's sharding codec) is checked chunk by chunk all the same: each chunk
+inside a shard keeps its own crc32c, so a damaged one is named with its rows; a missing shard
+reports each of its chunks missing, and a chunk absent from its shard's index (which zarr
+would read as fill value) is reported too.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import zarr
+from zarr.abc.store import SuffixByteRequest
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import StorePath
+
+from textvae.data.chunks import object_rows
 from textvae.data.format import SPLIT_ARRAYS, has_checksum
 from textvae.data.store import TokenStore
 from textvae.progress import ProgressFn
@@ -92,13 +105,14 @@ def _check_array(
     array = store.zarr_array(split, name)
     checked = has_checksum(array)
     keys, key_of = store.chunk_keys(split, name)
-    n, c = array.shape[0], array.chunks[0]
+    n, c, per = array.shape[0], array.chunks[0], object_rows(array)
+    indexes: dict[str, np.ndarray] = {}  # a sharded array's shard indexes, read once each
     damaged = []
     count = 0
     for start in range(0, n, c):
         stop = min(start + c, n)
         count += 1
-        key = key_of(start // c)
+        key = key_of(start // per)
         if key not in keys:
             # Old stores skipped chunks that were all fill value: only labels can be (all -1).
             if not store.holes_allowed(split, name):
@@ -106,11 +120,32 @@ def _check_array(
                 damaged.append(DamagedChunk(split, name, start, stop, problem))
         else:
             problem = store.chunk_damage(split, name, start, stop)
+            if problem is None and array.shards is not None:
+                if key not in indexes:
+                    indexes[key] = _shard_index(array, key, per // c)
+                if indexes[key][(start % per) // c] == _ABSENT:
+                    problem = f"it is missing from the index of its shard {key}"
             if problem is not None:
                 damaged.append(DamagedChunk(split, name, start, stop, problem))
         if progress is not None and split is not None:
             progress(f"verify {split}/{name}", stop)
     return count, damaged, checked
+
+
+#: A shard index's offset of a chunk it does not hold (zarr v3's sharding codec).
+_ABSENT = 2**64 - 1
+
+
+def _shard_index(array: zarr.Array, key: str, chunks: int) -> np.ndarray:
+    """The offset of each of the ``chunks`` chunks of the shard at ``key`` of ``array``, from
+    its index (at the shard's end: an (offset, length) pair of little-endian uint64 per chunk,
+    then a crc32c; asked only once a chunk of the shard decoded, so the index is intact)."""
+    store = array.async_array.store_path.store
+    size = 16 * chunks + 4
+    path = StorePath(store, key)
+    data = sync(path.get(prototype=default_buffer_prototype(), byte_range=SuffixByteRequest(size)))
+    pairs = np.frombuffer(data.to_bytes()[:-4], dtype="<u8").reshape(-1, 2)
+    return pairs[:, 0]
 
 
 def verify_store(

@@ -36,6 +36,7 @@ from textvae.progress import ProgressFn
 from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
 from textvae.training.cluster import worker_info
 from textvae.training.console import fit_callbacks
+from textvae.training.devices import DataParallelPlan, data_parallel
 from textvae.training.evaluate import RECONSTRUCT_ROWS, evaluate_vae, split_sentiment_accuracy
 from textvae.training.plots import plot_latents_if_possible
 from textvae.training.preemption import StopOnSignal
@@ -112,14 +113,18 @@ def _sequence(
     store: TokenStore,
     row_subset: np.ndarray,
     limit: int | None = None,
+    plan: DataParallelPlan | None = None,
     **kwargs: Any,
 ) -> OneHotSequence:
     """A sequence over ``row_subset`` of the train split (``limit`` rows of it an epoch), in
-    the training targets' form."""
+    the training targets' form; under a :class:`DataParallelPlan`, this process's share of
+    every batch, whole batches only (each device takes an equal share)."""
+    if plan is not None:
+        kwargs.update(drop_remainder=True)
     return OneHotSequence(
         store,
         "train",
-        config.batch_size,
+        config.batch_size if plan is None else plan.local_batch(config.batch_size),
         targets=config.targets,
         dtype=config.dtype,
         seed=config.seed,
@@ -136,29 +141,37 @@ def _train_sequence(
     rows: _TrainRows | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
+    plan: DataParallelPlan | None = None,
 ) -> OneHotSequence:
     """Shard ``shard_index`` of ``num_shards`` of the training rows, shuffled per epoch
-    (``rows``: the run's :class:`_TrainRows`, drawn here when not given)."""
+    (``rows``: the run's :class:`_TrainRows`, drawn here when not given); under ``plan``,
+    this process's shard."""
     if rows is None:
         rows = _TrainRows.of(config, store)
+    if plan is not None:
+        shard_index, num_shards = plan.process_index, plan.process_count
     return _sequence(
         config,
         store,
         rows.kept,
         rows.limit,
+        plan,
         shuffle=True,
         shards=ShardOptions(shard_index, num_shards),
     )
 
 
 def _val_sequence(
-    config: TrainConfig, store: TokenStore, rows: _TrainRows
+    config: TrainConfig, store: TokenStore, rows: _TrainRows, plan: DataParallelPlan | None = None
 ) -> OneHotSequence | None:
-    """The held-out part of the train split (``None`` without one), in the training targets'
-    form: ``val_loss`` is the training loss on reviews the model never trained on."""
+    """The held-out part of the train split (``None`` without one, or too small for one whole
+    batch under ``plan``), in the training targets' form: ``val_loss`` is the training loss on
+    reviews the model never trained on."""
     if not len(rows.held_out):
         return None
-    return _sequence(config, store, rows.held_out, shuffle=False)
+    shards = ShardOptions(*(plan.process_index, plan.process_count) if plan else (0, 1))
+    seq = _sequence(config, store, rows.held_out, None, plan, shuffle=False, shards=shards)
+    return seq if len(seq) else None
 
 
 def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHotSequence:
@@ -321,12 +334,14 @@ def _fit_one_process(
     state: TrainingState | None,
     log: Log,
     stop: StopOnSignal | None = None,
+    plan: DataParallelPlan | None = None,
 ) -> TextVAE:
     """``model.fit`` from scratch, or from ``state``: a state saved mid-epoch first finishes
     its epoch on ``train_seq.from_batch(batches_done)`` (the batches an uninterrupted run
-    would read next, in order), then trains the other epochs on the whole sequence."""
-    train_seq = _train_sequence(config, store, rows)
-    val_seq = _val_sequence(config, store, rows)
+    would read next, in order), then trains the other epochs on the whole sequence. Under
+    ``plan`` (Keras' ``DataParallel``, already set) each batch is split among the devices."""
+    train_seq = _train_sequence(config, store, rows, plan=plan)
+    val_seq = _val_sequence(config, store, rows, plan)
     steps = len(train_seq)
     initial_epoch, first_batch = (state.epochs_done, state.batches_done) if state else (0, 0)
     if first_batch and state.steps_per_epoch not in (None, steps):
@@ -361,7 +376,8 @@ def _fit_one_process(
     at = f" (epoch {initial_epoch + 1} from batch {first_batch + 1})" if first_batch else ""
     log(
         f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
-        f"of {config.batch_size}, epochs {initial_epoch + 1}-{config.epochs}{at}, "
+        f"of {config.batch_size}{_on_devices(plan)}, "
+        f"epochs {initial_epoch + 1}-{config.epochs}{at}, "
         f"decoder={config.model.decoder}, targets={config.targets}"
     )
     # (sequence, last epoch + 1): the rest of a stopped epoch first, then whole epochs.
@@ -381,12 +397,26 @@ def _fit_one_process(
             validation_data=val_seq,
             epochs=until,
             initial_epoch=epoch,
-            callbacks=[EpochSync(seq), kl, checkpoint, *shown],
+            callbacks=[EpochSync(seq), kl, *_run_callbacks(checkpoint, plan), *shown],
             verbose=verbose,
             shuffle=False,  # the Sequence shuffles, chunk-aware and keyed on (seed, epoch)
         )
         epoch = until
     return model
+
+
+def _run_callbacks(checkpoint: RunCheckpoint, plan: DataParallelPlan | None) -> list[Any]:
+    """The callbacks that write the run folder: of several processes, the chief's alone."""
+    if plan is None:
+        return [checkpoint]
+    return [plan.chief_callback(checkpoint)] if plan.is_chief else []
+
+
+def _on_devices(plan: DataParallelPlan | None) -> str:
+    if plan is None:
+        return ""
+    processes = f" in {plan.process_count} processes" if plan.process_count > 1 else ""
+    return f" split among {plan.devices} devices{processes}"
 
 
 def train(
@@ -429,17 +459,27 @@ def train(
         of a multi-worker run only read the folder and take none.
     """
     run = RunDir(config.out)
-    with run.lock(log=log) if worker_info()[2] else contextlib.nullcontext():
-        return _train(config, run, log, progress)
+    # Before any model or JAX computation: a multi-process run starts jax.distributed here.
+    with data_parallel(config.devices, config.batch_size) as plan:
+        chief = worker_info()[2] if plan is None else plan.is_chief
+        with run.lock(log=log) if chief else contextlib.nullcontext():
+            return _train(config, run, log, progress, plan)
 
 
 def _train(
-    config: TrainConfig, run: RunDir, log: Log, progress: ProgressFn | None
+    config: TrainConfig,
+    run: RunDir,
+    log: Log,
+    progress: ProgressFn | None,
+    plan: DataParallelPlan | None,
 ) -> dict[str, Any]:
     """:func:`train`, run while the chief holds the run folder's lock."""
     started = time.perf_counter()
-    _, num_workers, is_chief = worker_info()
-    strategy = _strategy(num_workers)  # before any other TensorFlow work
+    if plan is None:
+        _, num_workers, is_chief = worker_info()
+        strategy = _strategy(num_workers)  # before any other TensorFlow work
+    else:
+        num_workers, is_chief, strategy = plan.process_count, plan.is_chief, None
     if num_workers > 1 and not (config.data and is_store(config.data)):
         raise OutputDirError(
             "multi-worker training reads an existing store: build it once with `textvae-ingest` "
@@ -482,7 +522,14 @@ def _train(
         model = run.load_model(LAST)
     elif strategy is None:
         with StopOnSignal() as stop:
-            model = _fit_one_process(config, store, rows, run, state, log, stop)
+            model = _fit_one_process(config, store, rows, run, state, log, stop, plan)
+        if plan is not None:
+            # Evaluation takes every row (a last partial batch too): on one device, outside
+            # the distribution, from the checkpoint of the last epoch.
+            keras.distribution.set_distribution(None)
+            if not is_chief:
+                return {}
+            model = run.load_model(LAST)
     else:
         _fit_multi_worker(config, strategy, store, rows, run, state, log)
         if not is_chief:
