@@ -364,13 +364,3 @@ def test_the_top_level_names_build_stores(tmp_path):
     texts = textvae.build_store_from_texts(tmp_path / "texts.zarr", {"train": ["a b", "b"]}, spec)
     assert texts.vocab.decode(texts.read("train", [0])[0]) == ["a", "b"]
     assert {"build_store_from_ids", "build_store_from_texts"} <= set(textvae.__all__)
-
-
-def test_readme_example_runs_as_written(tmp_path, monkeypatch):
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Stores from your own data", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md (Stores from your own data)", "exec"), {})
-    assert TokenStore.open(tmp_path / "my_ids.zarr").num_classes == 3
-    assert TokenStore.open(tmp_path / "my_texts.zarr").splits == ("train", "test")

@@ -84,9 +84,33 @@ def dask_engines(scheduler: str, workers: int) -> Iterator[Engines]:
     logger.addFilter(quiet)
     try:
         with _client(distributed, scheduler, workers) as client:
-            yield functools.partial(DaskEngine, client, scheduler)
+            try:
+                yield functools.partial(DaskEngine, client, scheduler)
+            except BaseException:
+                # The build fails with one line of its own (or "interrupted"): what Dask and
+                # tornado log while the cluster is torn down under it is noise, tracebacks of
+                # callbacks cancelled mid-shutdown included (seen under load on Ctrl-C).
+                _silence_teardown()
+                raise
     finally:
         logger.removeFilter(quiet)
+        _silence_teardown(undo=True)
+
+
+_TEARDOWN_LOGGERS = ("distributed", "tornado")
+_saved_levels: dict[str, int] = {}
+
+
+def _silence_teardown(*, undo: bool = False) -> None:
+    """Raise (or restore) the level of Dask's and tornado's loggers in this process."""
+    for name in _TEARDOWN_LOGGERS:
+        log = logging.getLogger(name)
+        if undo:
+            if name in _saved_levels:
+                log.setLevel(_saved_levels.pop(name))
+        elif name not in _saved_levels:
+            _saved_levels[name] = log.level
+            log.setLevel(logging.CRITICAL + 1)
 
 
 class _QuietReconnect(logging.Filter):
