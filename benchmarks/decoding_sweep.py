@@ -5,18 +5,16 @@
 
 RUN is a ``textvae-train --out`` folder. For each decoding it prints, as JSON lines, the
 generation scores (:mod:`textvae.model.generation_metrics`) of ``--samples`` draws from the
-prior, and of ``--reviews`` reviews of the IMDB test split (the first ones, read from
-``$TEXTVAE_IMDB`` or ``/work/shared/data/imdb``) encoded to their latent mean and decoded back,
-with unigram F1 and BLEU-4 against their own text. Everything is seeded.
+prior, and of ``--reviews`` reviews of the IMDB test split (the first ones; IMDB found as the
+CLI finds it: ``$TEXTVAE_IMDB``, ``shared/data/imdb`` or ``../shared/data/imdb``) encoded to
+their latent mean and decoded back, with unigram F1 and BLEU-4 against their own text.
+Everything is seeded.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -33,13 +31,17 @@ DECODINGS = {
 
 
 def _reviews(count: int) -> list[str]:
-    root = Path(os.environ.get("TEXTVAE_IMDB", "/work/shared/data/imdb"))
+    from synthetic import IMDB_DIR  # the CLI's search, from the repository's root
+
+    from textvae.data.discover import open_corpus
+
+    if IMDB_DIR is None:
+        raise SystemExit("IMDB not found: set TEXTVAE_IMDB to a folder of IMDB's JSONL files")
     texts = []
-    with gzip.open(root / "imdb_test.jsonl.gz", "rt", encoding="utf-8") as lines:
-        for line in lines:
-            texts.append(json.loads(line)["text"])
-            if len(texts) == count:
-                break
+    for text, _ in open_corpus(IMDB_DIR).reviews("test"):
+        texts.append(text)
+        if len(texts) == count:
+            break
     return texts
 
 
