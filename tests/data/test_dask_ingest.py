@@ -25,8 +25,8 @@ distributed = pytest.importorskip("distributed")  # the test extra installs it: 
 
 import dask  # noqa: E402  (after the importorskip above)
 import s3fs  # noqa: E402
+from s3_server import free_port  # noqa: E402
 from test_parallel import FORMATS, SPEC, _TrappedCorpus, assert_same_bytes  # noqa: E402
-from test_s3 import _free_port, bucket, s3_endpoint, s3_env  # noqa: E402,F401
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main  # noqa: E402
 from textvae.data import TokenStore, build_store, dask_ingest, open_corpus  # noqa: E402
@@ -126,7 +126,7 @@ def test_cli_scheduler_local_starts_dask_processes(tmp_path, corpus, capsys):
 
 
 @pytest.mark.timeout(120)
-def test_an_s3_store_on_dask_has_the_same_objects(bucket, s3_env, corpus, address):  # noqa: F811
+def test_an_s3_store_on_dask_has_the_same_objects(bucket, s3_env, corpus, address):
     # The cluster's workers started before this test's AWS_* variables: they reach the bucket
     # through the build's storage_options alone, as a remote cluster's workers would.
     options = {"endpoint_url": s3_env, "key": "testing", "secret": "testing"}
@@ -289,7 +289,7 @@ def test_ctrl_c_in_a_terminal_with_dask_local_leaves_no_store_and_no_process(tmp
 @contextlib.contextmanager
 def _cluster_in_subprocesses(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A scheduler and one worker, each its own process: yields the address and the scheduler."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
     python = [sys.executable, "-m"]
     started = []
@@ -364,7 +364,7 @@ def test_an_unreachable_scheduler_is_one_line_and_takes_no_lock(
     tmp_path, corpus, capsys, monkeypatch
 ):
     monkeypatch.setattr(dask_ingest, "CONNECT_TIMEOUT_S", 0.5)
-    address = f"tcp://127.0.0.1:{_free_port()}"  # nobody listens there
+    address = f"tcp://127.0.0.1:{free_port()}"  # nobody listens there
     target = tmp_path / "s.zarr"
     argv = [str(corpus), str(target), "--vocab", "12", "--quiet", "--scheduler", address]
     assert ingest_main(argv) == EXIT_USER_ERROR

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import s3fs
 from test_lock import LIMITED_INGEST  # an ingest under a file-size limit (a disk that fills)
-from test_s3 import bucket, s3_endpoint, s3_env  # noqa: F401  (the local moto S3 server)
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main, sample_main, train_main, verify_main
 from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
@@ -208,7 +207,7 @@ def _siblings(fs: s3fs.S3FileSystem, bucket_name: str) -> list[str]:
 
 
 @pytest.mark.timeout(90)
-def test_s3_failed_overwrite_keeps_the_old_store(bucket, s3_env, corpus, bad_corpus, capsys):  # noqa: F811
+def test_s3_failed_overwrite_keeps_the_old_store(bucket, s3_env, corpus, bad_corpus, capsys):
     fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
     url = f"s3://{bucket}/x.zarr"
     assert ingest_main([str(corpus), url, *ARGS]) == 0
@@ -222,8 +221,8 @@ def test_s3_failed_overwrite_keeps_the_old_store(bucket, s3_env, corpus, bad_cor
 
 @pytest.mark.timeout(90)
 def test_s3_overwrite_replaces_and_finishes_an_interrupted_copy(
-    bucket,  # noqa: F811
-    s3_env,  # noqa: F811
+    bucket,
+    s3_env,
     corpus,
     other_corpus,
     tmp_path,

@@ -1,5 +1,6 @@
 """s3:// stores against a session-scoped moto server on 127.0.0.1 (fake credentials in AWS_*,
-so nothing reaches the internet); moto and s3fs come with the ``test`` extra: never skipped."""
+so nothing reaches the internet; ``s3_server.py`` and the fixtures of ``conftest.py``); moto and
+s3fs come with the ``test`` extra: never skipped."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import contextlib
 import os
 import pickle
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import s3fs  # a missing s3fs fails this module: the test extra installs it
+from s3_server import free_port, isolate_aws, moto_server
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
 from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
@@ -33,92 +31,7 @@ from textvae.errors import (
 )
 from textvae.testing import random_reviews, write_jsonl
 
-SERVER_START_S = 30
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 INGEST_ARGS = ["--vocab", "12", "--max-len", "16", "--chunk-rows", "8", "--quiet"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _moto_server(log: Path, **env: str) -> Iterator[str]:
-    """Run ``python -m moto.server`` on a free local port; yield its endpoint URL."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **FAKE_CREDENTIALS, **env},
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"moto server exited with code {proc.returncode} (is moto[server] installed? "
-                    f"pip install -e '.[test]'):\n{log.read_text(errors='replace')[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except urllib.error.HTTPError:  # an HTTP answer of any status: it is up
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not answer on {endpoint} in {SERVER_START_S} s")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory) -> Iterator[str]:
-    """A local S3-compatible server for the whole session (no authentication)."""
-    with _moto_server(tmp_path_factory.mktemp("moto") / "server.log") as endpoint:
-        yield endpoint
-
-
-def _isolate_aws(monkeypatch, tmp_path: Path) -> None:
-    """Fake credentials only: no profile, config file or instance metadata from the machine."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, monkeypatch, tmp_path) -> str:
-    """The test's environment points at the local server through AWS_ENDPOINT_URL."""
-    _isolate_aws(monkeypatch, tmp_path)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    return s3_endpoint
-
-
-@pytest.fixture
-def bucket(s3_env) -> str:
-    """A fresh, empty bucket of its own for each test."""
-    name = f"textvae-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True).mkdir(name)
-    return name
 
 
 def _build(path: str | Path, corpus: Path, **kwargs) -> TokenStore:
@@ -351,8 +264,8 @@ def test_interrupted_build_is_refused(bucket, corpus, capsys):
 def test_denied_access(monkeypatch, tmp_path, corpus, capsys):
     # A moto server with authentication on knows no access key, so it denies every request,
     # as S3 does for wrong credentials (403 InvalidAccessKeyId / Forbidden).
-    _isolate_aws(monkeypatch, tmp_path)
-    with _moto_server(tmp_path / "auth.log", INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
+    isolate_aws(monkeypatch, tmp_path)
+    with moto_server(tmp_path / "auth.log", INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         url = "s3://textvae-private/x.zarr"
         options = {"endpoint_url": endpoint}  # its own fsspec instance, not a cached one
@@ -413,7 +326,7 @@ class _Proxy:
     """
 
     def __init__(self, target_port: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._target = target_port
         self._sockets: set[socket.socket] = set()
@@ -490,7 +403,7 @@ def served(s3_endpoint, tmp_path_factory) -> tuple[str, np.ndarray]:
     write_jsonl(root / "c" / "c_train.jsonl", random_reviews(rng, 37))
     write_jsonl(root / "c" / "c_test.jsonl", random_reviews(rng, 11))
     with pytest.MonkeyPatch.context() as patch:
-        _isolate_aws(patch, root)
+        isolate_aws(patch, root)
         name = f"textvae-{uuid.uuid4().hex[:12]}"
         s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True).mkdir(name)
         url = f"s3://{name}/served.zarr"
