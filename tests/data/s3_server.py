@@ -79,3 +79,12 @@ def isolate_aws(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def objects(endpoint: str, url: str) -> dict[str, bytes]:
+    """Every object under ``url`` on the server at ``endpoint``: key (below ``url``) -> bytes."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    root = url.removeprefix("s3://")
+    return {key.removeprefix(root): fs.cat_file(key) for key in fs.find(root)}

@@ -25,7 +25,7 @@ distributed = pytest.importorskip("distributed")  # the test extra installs it: 
 
 import dask  # noqa: E402  (after the importorskip above)
 import s3fs  # noqa: E402
-from s3_server import free_port  # noqa: E402
+from s3_server import free_port, objects  # noqa: E402
 from test_parallel import FORMATS, SPEC, _TrappedCorpus, assert_same_bytes  # noqa: E402
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main  # noqa: E402
@@ -134,13 +134,8 @@ def test_an_s3_store_on_dask_has_the_same_objects(bucket, s3_env, corpus, addres
     build_store(one, open_corpus(corpus), SPEC, workers=1, storage_options=options)
     build_store(two, open_corpus(corpus), SPEC, scheduler=address, storage_options=options)
     fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
-
-    def objects(url: str) -> dict[str, bytes]:
-        root = url.removeprefix("s3://")
-        return {key.removeprefix(root): fs.cat_file(key) for key in fs.find(root)}
-
-    written = objects(one)
-    assert len(written) > 10 and written == objects(two)
+    written = objects(s3_env, one)
+    assert len(written) > 10 and written == objects(s3_env, two)
     assert not fs.exists(f"{bucket}/dask.zarr.lock")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import s3fs  # a missing s3fs fails this module: the test extra installs it
-from s3_server import free_port, isolate_aws, moto_server
+from s3_server import free_port, isolate_aws, moto_server, objects
 
 from textvae.cli import EXIT_USER_ERROR, ingest_main
 from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
@@ -521,11 +521,6 @@ def test_parallel_ingest_to_s3_writes_the_same_objects(bucket, s3_env, corpus):
     _build(one, corpus, workers=1)
     _build(two, corpus, workers=2)
     fs = s3fs.S3FileSystem(endpoint_url=s3_env, skip_instance_cache=True)
-
-    def objects(url: str) -> dict[str, bytes]:
-        root = url.removeprefix("s3://")
-        return {key.removeprefix(root): fs.cat_file(key) for key in fs.find(root)}
-
-    written = objects(one)
-    assert len(written) > 10 and written == objects(two)
+    written = objects(s3_env, one)
+    assert len(written) > 10 and written == objects(s3_env, two)
     assert not fs.exists(f"{bucket}/two.zarr.lock")
