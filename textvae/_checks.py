@@ -23,6 +23,7 @@ from textvae.errors import InvalidArgumentError
 
 __all__ = [
     "DECODERS",
+    "DECODER_CELLS",
     "DTYPES",
     "FLOAT32_MAX",
     "INPUT_KINDS",
@@ -55,6 +56,8 @@ SAMPLE_WEIGHTS = ("mask",)
 DTYPES = ("float32", "float16", "uint8")
 #: The text VAE's decoders: autoregressive (reads the review so far and z) or the seed's repeat.
 DECODERS = ("autoregressive", "repeat")
+#: The decoders' recurrence: GRU (the seed's) or LSTM (cuDNN's kernel on a GPU under JAX).
+DECODER_CELLS = ("gru", "lstm")
 #: Where padding goes and which end of a long review is cut (Keras' ``pad_sequences``).
 PADDINGS = ("pre", "post")
 

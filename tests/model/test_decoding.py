@@ -14,19 +14,34 @@ VOCAB, MAX_LEN = 40, 10
 TINY = {"embedding_dim": 8, "hidden": 16, "dense": 16, "latent": 4}
 
 
-@pytest.fixture(scope="module")
-def model():
+def _trained(decoder_cell: str):
+    """A tiny model of ``decoder_cell`` trained for a few steps."""
     keras.utils.set_random_seed(0)
-    m = build_vae(VOCAB, MAX_LEN, targets="sparse", seed=0, **TINY)
-    m.run_eagerly = True  # tracing the tiny model takes longer than its one epoch
+    m = build_vae(VOCAB, MAX_LEN, targets="sparse", seed=0, decoder_cell=decoder_cell, **TINY)
+    m.run_eagerly = True  # tracing the tiny model takes longer than its few steps
     rng = np.random.default_rng(0)
     ids = rng.integers(3, VOCAB, size=(32, MAX_LEN)).astype(np.int32)
     ids[:, 0] = START_ID
-    m.fit(ids, {"reconstruction": ids, "sentiment": np.ones((32, 1), "float32")}, verbose=0)
+    y = {"reconstruction": ids, "sentiment": np.ones((32, 1), "float32")}
+    m.fit(ids, y, batch_size=8, verbose=0)  # 4 steps
     return m
 
 
-def test_greedy_generation_is_what_the_teacher_forced_decoder_predicts(model, rng):
+@pytest.fixture(scope="module")
+def model():
+    return _trained("gru")
+
+
+@pytest.fixture(scope="module")
+def lstm_model():
+    """An LSTM decoder: two state tensors (h, c) where a GRU has one."""
+    return _trained("lstm")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_greedy_generation_is_what_the_teacher_forced_decoder_predicts(cell, request, rng):
+    model = request.getfixturevalue({"gru": "model", "lstm": "lstm_model"}[cell])
+    assert model.decoder_cell == cell
     z = rng.standard_normal((5, TINY["latent"])).astype(np.float32)
     out = generate(model, z)
     assert out.shape == (5, MAX_LEN) and (out[:, 0] == START_ID).all()
@@ -99,6 +114,14 @@ def test_temperature_applies_before_the_nucleus():
     z = np.zeros((400, 1), np.float32)
     assert set(generate(model, z, temperature=0.5, top_p=0.6)[:, 1]) == {3}
     assert set(generate(model, z, temperature=2.0, top_p=0.6)[:, 1]) == {3, 4}
+
+
+def test_an_lstm_decoder_samples_and_ends(lstm_model, rng):
+    z = rng.standard_normal((20, TINY["latent"])).astype(np.float32)
+    out = generate(lstm_model, z, temperature=1.0, top_p=0.9, seed=3)
+    assert out.shape == (20, MAX_LEN) and (out[:, 0] == START_ID).all()
+    assert ((out[:, 1:] >= 3) | (out[:, 1:] == PAD_ID)).all()
+    np.testing.assert_array_equal(out, generate(lstm_model, z, temperature=1.0, top_p=0.9, seed=3))
 
 
 def test_sampling_is_seeded_and_respects_top_k(model, rng):

@@ -191,8 +191,14 @@ def test_check_resumable_without_a_checkpoint(run):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("vocab_size", 30), ("targets", "sparse"), ("hidden", 16), ("decoder", "repeat")],
-    ids=["vocab_size", "targets", "model-size", "decoder"],
+    [
+        ("vocab_size", 30),
+        ("targets", "sparse"),
+        ("hidden", 16),
+        ("decoder", "repeat"),
+        ("decoder_cell", "lstm"),
+    ],
+    ids=["vocab_size", "targets", "model-size", "decoder", "decoder_cell"],
 )
 def test_check_resumable_refuses_another_shape(run, field, value):
     _resumable(run, TrainConfig())
@@ -210,6 +216,16 @@ def test_run_of_textvae_0_1_resumes_as_the_seeds_decoder(run):
     assert run.check_resumable(old) == 1
     with pytest.raises(CheckpointError, match="this run asks decoder=autoregressive"):
         run.check_resumable(TrainConfig())
+
+
+def test_run_saved_before_decoder_cell_resumes_as_gru(run):
+    _resumable(run, TrainConfig())
+    saved = json.loads(run.file("config.json").read_text())
+    del saved["model"]["decoder_cell"]
+    run.file("config.json").write_text(json.dumps(saved))
+    assert run.check_resumable(TrainConfig()) == 1
+    with pytest.raises(CheckpointError, match="this run asks decoder_cell=lstm"):
+        run.check_resumable(TrainConfig().replace(decoder_cell="lstm"))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textvae._checks import (
+    DECODER_CELLS,
     DECODERS,
     fraction,
     in_float32,
@@ -46,9 +47,11 @@ class ModelConfig:
     summed over time steps; 200 is the value DESIGN.md measured to reach 0.85+ test accuracy.
     ``epsilon_std`` is the sampling noise (the seed used 0.01, nearly a plain autoencoder).
     ``decoder`` is ``"autoregressive"`` (reads the review so far and z; README "The model") or
-    the seed's ``"repeat"``; ``word_dropout`` is the share of the autoregressive decoder's input
-    words replaced by ``<oov>`` in training; ``encoder_pooling`` adds a mean-pooled embedding
-    branch beside the encoder's BiLSTM; ``bow_weight`` weighs a bag-of-words loss from z
+    the seed's ``"repeat"``; ``decoder_cell`` is either decoder's recurrence, ``"gru"`` (the
+    seed's) or ``"lstm"`` (cuDNN's kernel on a GPU under the JAX backend); ``word_dropout`` is
+    the share of the autoregressive decoder's input words replaced by ``<oov>`` in training;
+    ``encoder_pooling`` adds a mean-pooled embedding branch beside the encoder's BiLSTM;
+    ``bow_weight`` weighs a bag-of-words loss from z
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
     """
 
@@ -70,6 +73,13 @@ class ModelConfig:
         "autoregressive",
         help="autoregressive: reads the review so far and z; repeat: the seed's decoder",
         choices=DECODERS,
+        group="model",
+    )
+    decoder_cell: str = option(
+        "gru",
+        help="the decoder's recurrence: gru (the seed's) or lstm (on a GPU under "
+        "KERAS_BACKEND=jax one cuDNN kernel, which Keras has for an LSTM only)",
+        choices=DECODER_CELLS,
         group="model",
     )
     word_dropout: float = option(
@@ -107,6 +117,7 @@ class ModelConfig:
         for name in ("embedding_dim", "hidden", "dense", "latent"):
             positive_int(name, getattr(self, name))
         one_of("decoder", self.decoder, DECODERS)
+        one_of("decoder_cell", self.decoder_cell, DECODER_CELLS)
         fraction("word_dropout", self.word_dropout)
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))

@@ -166,11 +166,13 @@ def _generate_batch(model, z, steps, choice) -> np.ndarray:
                 break
         return out
     z_t = ops.convert_to_tensor(z)
-    state = model.decoder_init(z_t)
+    # A list either way: [h] for a GRU, [h, c] for an LSTM; the cell returns it in that form.
+    state = model.decoder_initial_state(z_t)
+    cell = model.decoder_rnn.cell
     token = ops.convert_to_tensor(out[:, 0])
     for s in range(1, steps + 1):
         embedded = model.decoder_embedding(token)
-        h, state = model.decoder_gru.cell(ops.concatenate([embedded, z_t], axis=-1), state)
+        h, state = cell(ops.concatenate([embedded, z_t], axis=-1), state)
         features = model.decoder_projection(ops.concatenate([h, embedded, z_t], axis=-1))
         probs = keras.ops.convert_to_numpy(model.reconstruction_head(features))
         ended = _record(out, s, _choose(probs, **choice), ended)

@@ -11,11 +11,13 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
     decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
       text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
       -> Embedding(vocab_size, embedding_dim) ++ z at every step
-      -> GRU(hidden), initial state Dense(hidden, tanh)(z)
-      -> Dense(hidden, tanh) of [GRU output, input embedding, z]   (a direct path to the softmax)
+      -> GRU(hidden), initial state Dense(hidden, tanh)(z)          (decoder_cell="gru")
+         or LSTM(hidden), initial states h, c: Dense(hidden, tanh)(z) each  (decoder_cell="lstm")
+      -> Dense(hidden, tanh) of [RNN output, input embedding, z]   (a direct path to the softmax)
       -> moved back to the store's positions -> Dense(vocab_size, softmax)   "reconstruction"
     decoder="repeat" (the seed's): z -> RepeatVector(max_len) -> GRU(hidden) -> GRU(hidden)
       -> Dense(vocab_size, softmax)                                         "reconstruction"
+      (two LSTM(hidden) with decoder_cell="lstm")
     z_mean -> Dense(1, sigmoid)                                             "sentiment"
 
 The seed's decoder sees no previous id (Bowman et al. 2016 call it inputless): it can only learn
@@ -66,7 +68,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, positive_int
+from textvae._checks import (
+    DECODER_CELLS,
+    DECODERS,
+    TARGETS,
+    fraction,
+    non_negative,
+    one_of,
+    positive_int,
+)
 from textvae.data.vocab import START_ID
 from textvae.errors import CheckpointError
 from textvae.model.config import ModelConfig
@@ -192,6 +202,14 @@ def _bidirectional_lstm(units: int, return_sequences: bool, name: str) -> keras.
     )
 
 
+def _recurrent(cell: str, units: int, name: str) -> keras.layers.Layer:
+    """A decoder's recurrent layer of ``cell`` (``"gru"`` or ``"lstm"``), whole sequences out.
+    Keras' defaults (tanh, sigmoid, a bias, no mask) are what its JAX backend needs to run an
+    LSTM as one cuDNN kernel on a GPU; it has no such path for a GRU."""
+    layer = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+    return layer(units, return_sequences=True, name=name)
+
+
 @keras.saving.register_keras_serializable(package="textvae")
 class TextVAE(keras.Model):
     """The seed tutorial's text VAE with a sentiment head on the latent code.
@@ -208,6 +226,10 @@ class TextVAE(keras.Model):
     decoder
         ``"autoregressive"`` (default: reads the review so far and ``z``) or ``"repeat"`` (the
         seed's decoder: ``z`` repeated at every step, no previous ids).
+    decoder_cell
+        The decoder's recurrence, either decoder: ``"gru"`` (default, the seed's) or
+        ``"lstm"`` (on a GPU under the JAX backend Keras runs an LSTM as one cuDNN kernel, a
+        GRU step by step).
     word_dropout
         Autoregressive decoder only: the fraction of word ids of its input replaced by
         ``<oov>`` in training (Bowman et al. 2016: 0.25), so that it has to use ``z``.
@@ -260,6 +282,7 @@ class TextVAE(keras.Model):
         latent: int = 200,
         epsilon_std: float = 1.0,
         decoder: str = ModelConfig.decoder,
+        decoder_cell: str = ModelConfig.decoder_cell,
         word_dropout: float = ModelConfig.word_dropout,
         encoder_pooling: bool = ModelConfig.encoder_pooling,
         sentiment_weight: float = ModelConfig.sentiment_weight,
@@ -282,6 +305,7 @@ class TextVAE(keras.Model):
         self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
+        self.decoder_cell = one_of("decoder_cell", decoder_cell, DECODER_CELLS)
         self.word_dropout = fraction("word_dropout", word_dropout)
         self.encoder_pooling = bool(encoder_pooling)
         self.epsilon_std = epsilon_std
@@ -340,8 +364,8 @@ class TextVAE(keras.Model):
     def _build_repeat_decoder(self) -> None:
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
         y = keras.layers.RepeatVector(self.max_len, name="repeat")(z_in)
-        y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_1")(y)
-        y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_2")(y)
+        for k in (1, 2):
+            y = _recurrent(self.decoder_cell, self.hidden, f"{self.decoder_cell}_{k}")(y)
         y = keras.layers.Dense(
             self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
         )(y)
@@ -353,7 +377,14 @@ class TextVAE(keras.Model):
             self.vocab_size, self.embedding_dim, name="decoder_embedding"
         )
         self.decoder_init = keras.layers.Dense(self.hidden, activation="tanh", name="decoder_init")
-        self.decoder_gru = keras.layers.GRU(self.hidden, return_sequences=True, name="decoder_gru")
+        # One attribute per cell, named after it: a GRU model saves and loads as it always did.
+        if self.decoder_cell == "lstm":
+            self.decoder_init_c = keras.layers.Dense(
+                self.hidden, activation="tanh", name="decoder_init_c"
+            )
+            self.decoder_lstm = _recurrent("lstm", self.hidden, "decoder_lstm")
+        else:
+            self.decoder_gru = _recurrent("gru", self.hidden, "decoder_gru")
         self.decoder_projection = keras.layers.Dense(
             self.hidden, activation="tanh", name="decoder_projection"
         )
@@ -369,9 +400,9 @@ class TextVAE(keras.Model):
         )
         embedded = self.decoder_embedding(text)
         z_steps = keras.layers.RepeatVector(self.max_len, name="z_steps")(z_in)
-        h = self.decoder_gru(
+        h = self.decoder_rnn(
             keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
-            initial_state=[self.decoder_init(z_in)],
+            initial_state=self.decoder_initial_state(z_in),
         )
         # The input id's embedding and z also reach the softmax directly: without such a path
         # a GRU language model sat at the unigram entropy for hundreds of updates (DESIGN.md).
@@ -380,6 +411,19 @@ class TextVAE(keras.Model):
         )
         y = self.reconstruction_head(AlignToStore(name="align")([features, offsets]))
         self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
+
+    @property
+    def decoder_rnn(self) -> keras.layers.Layer:
+        """The autoregressive decoder's recurrent layer (``decoder_gru`` or ``decoder_lstm``);
+        :func:`textvae.model.decoding.generate` steps its ``cell``."""
+        return self.decoder_lstm if self.decoder_cell == "lstm" else self.decoder_gru
+
+    def decoder_initial_state(self, z) -> list:
+        """The autoregressive decoder's initial state from ``z``: ``[h]`` for a GRU, ``[h, c]``
+        for an LSTM."""
+        if self.decoder_cell == "lstm":
+            return [self.decoder_init(z), self.decoder_init_c(z)]
+        return [self.decoder_init(z)]
 
     def decoder_inputs(self, z, ids) -> Any:
         """What :attr:`decoder` takes to reconstruct ``ids`` from ``z``: ``[z, ids]``, or ``z``
@@ -464,6 +508,7 @@ class TextVAE(keras.Model):
             "latent": self.latent,
             "epsilon_std": self.epsilon_std,
             "decoder": self.decoder_type,
+            "decoder_cell": self.decoder_cell,
             "word_dropout": self.word_dropout,
             "encoder_pooling": self.encoder_pooling,
             "sentiment_weight": self.sentiment_weight,
@@ -479,6 +524,7 @@ class TextVAE(keras.Model):
         # Checkpoints of textvae 0.1 predate these options: they hold the seed's decoder.
         config = {
             "decoder": "repeat",
+            "decoder_cell": "gru",  # checkpoints without the key predate the LSTM decoder
             "word_dropout": 0.0,
             "encoder_pooling": False,
             "bow_weight": 0.0,  # checkpoints without the key predate the bag-of-words head

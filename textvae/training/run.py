@@ -93,9 +93,22 @@ _ORDER_FIELDS = ("seed", "batch_size", "train_rows", "val_fraction")
 #: Run settings a checkpoint is built or compiled for: they must match on ``--resume``.
 _RUN_FIELDS = ("vocab_size", "max_len", "targets")
 #: Model sizes that must match between a checkpoint and the configuration resuming it.
-_SHAPE_FIELDS = ("embedding_dim", "hidden", "dense", "latent", "decoder", "encoder_pooling")
-#: What runs of textvae 0.1, whose config.json predates these fields, trained.
-_SAVED_BEFORE_0_2 = {"decoder": "repeat", "encoder_pooling": False}
+_SHAPE_FIELDS = (
+    "embedding_dim",
+    "hidden",
+    "dense",
+    "latent",
+    "decoder",
+    "decoder_cell",
+    "encoder_pooling",
+)
+#: What runs whose config.json predates these fields trained: textvae 0.1's decoder, a GRU
+#: before ``decoder_cell``.
+_SAVED_BEFORE_0_2 = {
+    "decoder": "repeat",
+    "encoder_pooling": False,
+    "decoder_cell": "gru",
+}
 #: Where to look for a run, said in every "missing file" message.
 _POINT_AT_A_RUN = "point at the --out folder of a `textvae-train` run"
 
@@ -272,9 +285,9 @@ class RunDir:
         ----------
         config
             The configuration of the run that resumes: its ``vocab_size``, ``max_len``,
-            ``targets`` and model sizes must be the checkpoint's; a run stopped mid-epoch also
-            needs the same ``seed``, ``batch_size``, ``train_rows`` and ``val_fraction`` (they
-            decide which rows the remaining batches hold).
+            ``targets``, model sizes and decoder must be the checkpoint's; a
+            run stopped mid-epoch also needs the same ``seed``, ``batch_size``, ``train_rows``
+            and ``val_fraction`` (they decide which rows the remaining batches hold).
 
         Returns
         -------
@@ -313,7 +326,7 @@ class RunDir:
             if saved_model.get(key) != ours["model"][key]:
                 raise CheckpointError(
                     f"--resume: the checkpoint in {self.path} has {key}={saved_model.get(key)}, "
-                    f"this run asks {key}={ours['model'][key]}: use the checkpoint's sizes or "
+                    f"this run asks {key}={ours['model'][key]}: use the checkpoint's settings or "
                     "another --out"
                 )
         if state.batches_done:

@@ -261,6 +261,7 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         latent=m.latent,
         epsilon_std=m.epsilon_std,
         decoder=m.decoder,
+        decoder_cell=m.decoder_cell,
         word_dropout=m.word_dropout,
         encoder_pooling=m.encoder_pooling,
         sentiment_weight=m.sentiment_weight,
@@ -378,7 +379,8 @@ def _fit_one_process(
         f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
         f"of {config.batch_size}{_on_devices(plan)}, "
         f"epochs {initial_epoch + 1}-{config.epochs}{at}, "
-        f"decoder={config.model.decoder}, targets={config.targets}"
+        f"decoder={config.model.decoder} ({config.model.decoder_cell}), "
+        f"targets={config.targets}"
     )
     # (sequence, last epoch + 1): the rest of a stopped epoch first, then whole epochs.
     parts = [(train_seq.from_batch(first_batch), initial_epoch + 1)] if first_batch else []
