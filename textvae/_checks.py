@@ -27,6 +27,7 @@ __all__ = [
     "DTYPES",
     "FLOAT32_MAX",
     "INPUT_KINDS",
+    "LR_SCHEDULES",
     "OUTPUT_KINDS",
     "PADDINGS",
     "SAMPLE_WEIGHTS",
@@ -58,6 +59,8 @@ DTYPES = ("float32", "float16", "uint8")
 DECODERS = ("autoregressive", "repeat")
 #: The decoders' recurrence: GRU (the seed's) or LSTM (cuDNN's kernel on a GPU under JAX).
 DECODER_CELLS = ("gru", "lstm")
+#: Adam's learning rate over a run: constant, or a linear decay to 0 over the run's steps.
+LR_SCHEDULES = ("constant", "linear")
 #: Where padding goes and which end of a long review is cut (Keras' ``pad_sequences``).
 PADDINGS = ("pre", "post")
 

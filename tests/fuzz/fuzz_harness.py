@@ -72,7 +72,7 @@ class Reached(Exception):
     """Raised where textvae-train would build the model: the fuzz stops there."""
 
 
-def _first_batches_then_stop(config, store):
+def _first_batches_then_stop(config, store, steps_per_epoch):
     """Stands in for ``textvae.training.trainer._new_model``: the training Sequence serves its
     first and last batches as the run configured them (batch size, targets, dtype), then the
     fuzz stops before any model is built."""

@@ -197,8 +197,9 @@ def test_check_resumable_without_a_checkpoint(run):
         ("hidden", 16),
         ("decoder", "repeat"),
         ("decoder_cell", "lstm"),
+        ("lr_schedule", "linear"),  # the optimizer holds a rate or a schedule: not both
     ],
-    ids=["vocab_size", "targets", "model-size", "decoder", "decoder_cell"],
+    ids=["vocab_size", "targets", "model-size", "decoder", "decoder_cell", "lr_schedule"],
 )
 def test_check_resumable_refuses_another_shape(run, field, value):
     _resumable(run, TrainConfig())
@@ -218,10 +219,11 @@ def test_run_of_textvae_0_1_resumes_as_the_seeds_decoder(run):
         run.check_resumable(TrainConfig())
 
 
-def test_run_saved_before_decoder_cell_resumes_as_gru(run):
+def test_run_saved_before_decoder_cell_and_lr_schedule_resumes_as_gru_and_constant(run):
     _resumable(run, TrainConfig())
     saved = json.loads(run.file("config.json").read_text())
-    del saved["model"]["decoder_cell"]
+    for key in ("decoder_cell", "lr_schedule"):
+        del saved["model"][key]
     run.file("config.json").write_text(json.dumps(saved))
     assert run.check_resumable(TrainConfig()) == 1
     with pytest.raises(CheckpointError, match="this run asks decoder_cell=lstm"):

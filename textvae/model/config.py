@@ -14,6 +14,7 @@ from typing import Any
 from textvae._checks import (
     DECODER_CELLS,
     DECODERS,
+    LR_SCHEDULES,
     fraction,
     in_float32,
     non_negative,
@@ -53,6 +54,8 @@ class ModelConfig:
     ``encoder_pooling`` adds a mean-pooled embedding branch beside the encoder's BiLSTM;
     ``bow_weight`` weighs a bag-of-words loss from z
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
+    ``lr_schedule`` is Adam's learning rate over the run: ``"constant"``, or ``"linear"`` from
+    ``learning_rate`` down to 0 at the run's last planned step (``epochs`` x steps per epoch).
     """
 
     embedding_dim: int = option(
@@ -112,12 +115,21 @@ class ModelConfig:
     learning_rate: float = option(
         1e-3, help="Adam's learning rate", unit="step size", group="training"
     )
+    lr_schedule: str = option(
+        "constant",
+        help="Adam's learning rate over the run: constant, or linear from --learning-rate down "
+        "to 0 at the last planned step (--epochs x the steps of an epoch; a --resume continues "
+        "the same decay)",
+        choices=LR_SCHEDULES,
+        group="training",
+    )
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "hidden", "dense", "latent"):
             positive_int(name, getattr(self, name))
         one_of("decoder", self.decoder, DECODERS)
         one_of("decoder_cell", self.decoder_cell, DECODER_CELLS)
+        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         fraction("word_dropout", self.word_dropout)
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))

@@ -101,13 +101,17 @@ _SHAPE_FIELDS = (
     "decoder",
     "decoder_cell",
     "encoder_pooling",
+    # Not a size, but the checkpoint's optimizer holds either a constant learning rate or a
+    # schedule of it (a variable or none): the other kind cannot take over its state.
+    "lr_schedule",
 )
 #: What runs whose config.json predates these fields trained: textvae 0.1's decoder, a GRU
-#: before ``decoder_cell``.
+#: before ``decoder_cell``, a constant learning rate before ``lr_schedule``.
 _SAVED_BEFORE_0_2 = {
     "decoder": "repeat",
     "encoder_pooling": False,
     "decoder_cell": "gru",
+    "lr_schedule": "constant",
 }
 #: Where to look for a run, said in every "missing file" message.
 _POINT_AT_A_RUN = "point at the --out folder of a `textvae-train` run"
@@ -285,7 +289,7 @@ class RunDir:
         ----------
         config
             The configuration of the run that resumes: its ``vocab_size``, ``max_len``,
-            ``targets``, model sizes and decoder must be the checkpoint's; a
+            ``targets``, model sizes, decoder and ``lr_schedule`` must be the checkpoint's; a
             run stopped mid-epoch also needs the same ``seed``, ``batch_size``, ``train_rows``
             and ``val_fraction`` (they decide which rows the remaining batches hold).
 

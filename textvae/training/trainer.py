@@ -249,12 +249,46 @@ def _kl_annealing(config: TrainConfig, steps_per_epoch: int) -> KLAnnealing:
     return KLAnnealing(round(config.kl_warmup_epochs * steps_per_epoch))
 
 
-def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
+def _learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
+    """Adam's learning rate for ``config.model.lr_schedule``: ``learning_rate`` itself, or a
+    linear decay from it to 0 at the run's last planned step (``epochs`` x ``steps_per_epoch``),
+    read off the optimizer's ``iterations`` (saved in checkpoints: a resume continues it)."""
+    m = config.model
+    if m.lr_schedule == "constant":
+        return m.learning_rate
+    return keras.optimizers.schedules.PolynomialDecay(
+        m.learning_rate,
+        decay_steps=config.epochs * steps_per_epoch,
+        end_learning_rate=0.0,
+        power=1.0,
+    )
+
+
+def _continue_schedule(model: TextVAE, config: TrainConfig, steps_per_epoch: int, log: Log) -> None:
+    """Give a resumed model's optimizer this run's learning-rate schedule where it differs
+    from the checkpoint's (another ``--epochs``: the decay is stretched to end at this run's
+    last step, from the step the checkpoint reached). A constant rate is left as saved, and
+    ``check_resumable`` refused a checkpoint of the other ``lr_schedule``."""
+    wanted = _learning_rate(config, steps_per_epoch)
+    if not isinstance(wanted, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    saved = model.optimizer.get_config()["learning_rate"]
+    if isinstance(saved, dict) and saved.get("config") == wanted.get_config():
+        return
+    model.optimizer.learning_rate = wanted
+    log(
+        f"learning rate: linear from {config.model.learning_rate:g} to 0 over "
+        f"{wanted.decay_steps} steps, this run's ({config.epochs} epochs of "
+        f"{steps_per_epoch}), in place of the checkpoint's schedule"
+    )
+
+
+def _new_model(config: TrainConfig, store: TokenStore, steps_per_epoch: int) -> TextVAE:
     m = config.model
     return build_vae(
         store.vocab_size,
         store.max_len,
-        learning_rate=m.learning_rate,
+        learning_rate=_learning_rate(config, steps_per_epoch),
         embedding_dim=m.embedding_dim,
         hidden=m.hidden,
         dense=m.dense,
@@ -298,14 +332,17 @@ def _fit_multi_worker(
             f"batches of epoch {initial_epoch + 1} done before the stop are trained again"
         )
 
+    # This worker's shard, built once: its length sets the KL warm-up and the learning-rate
+    # schedule, and fit_distributed asks for the same shard (the strategy reads the same
+    # TF_CONFIG).
+    seq = _train_sequence(config, store, rows, task_index, num_workers)
+
     def build_model() -> TextVAE:
         if state is None or (state.batches_done and initial_epoch == 0):
-            return _new_model(config, store)
-        return run.load_model(LAST if state.batches_done else state.checkpoint)
-
-    # This worker's shard, built once: its length sets the KL warm-up, and fit_distributed
-    # asks for the same shard (the strategy reads the same TF_CONFIG).
-    seq = _train_sequence(config, store, rows, task_index, num_workers)
+            return _new_model(config, store, len(seq))
+        model = run.load_model(LAST if state.batches_done else state.checkpoint)
+        _continue_schedule(model, config, len(seq), log)
+        return model
 
     def make_sequence(index: int, count: int) -> OneHotSequence:
         if (index, count) == (task_index, num_workers):
@@ -353,13 +390,14 @@ def _fit_one_process(
         )
     if state is not None:
         model = run.load_model(state.checkpoint)
+        _continue_schedule(model, config, steps, log)
         if state.seed_states:
             try:
                 restore_seed_states(model, state.seed_states)
             except ValueError as err:
                 raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
-        model = _new_model(config, store)
+        model = _new_model(config, store, steps)
         model.init_output_bias(_unigram_counts(store, rows.kept))
     model.run_eagerly = config.run_eagerly
     # best.keras is chosen on the held-out part of the train split, never on the test split.
@@ -380,7 +418,7 @@ def _fit_one_process(
         f"of {config.batch_size}{_on_devices(plan)}, "
         f"epochs {initial_epoch + 1}-{config.epochs}{at}, "
         f"decoder={config.model.decoder} ({config.model.decoder_cell}), "
-        f"targets={config.targets}"
+        f"targets={config.targets}, lr_schedule={config.model.lr_schedule}"
     )
     # (sequence, last epoch + 1): the rest of a stopped epoch first, then whole epochs.
     parts = [(train_seq.from_batch(first_batch), initial_epoch + 1)] if first_batch else []
