@@ -1,6 +1,7 @@
 """GPU check: the seed's full-size text VAE trained for a few hundred steps, one table.
 
     KERAS_BACKEND=jax python benchmarks/gpu_check.py --store STORE --size seed --steps 300
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --size gpu --cases sparse "onehot on device"
 
 For each way of feeding the reconstruction targets it trains a fresh model and prints: the
 median step time, the share of a step spent waiting for data (the step fed by
@@ -13,9 +14,11 @@ the device per step, the peak host RSS and the peak device memory:
   (``keras.ops.one_hot``): the same expansion, done on the device instead of the host.
 
 It imports no TensorFlow on the JAX or torch backends (the lent GPU machines have JAX and
-PyTorch but no TensorFlow). ``--size tiny`` runs in seconds on a CPU (CI runs it that way,
-``benchmarks/test_gpu_check.py``). Without ``--store`` a synthetic store is built (cached under
-``$TEXTVAE_BENCH_DIR``).
+PyTorch but no TensorFlow). ``--size gpu`` is ``textvae-train --preset gpu``'s model, batch,
+decoder cell and batch-building threads, read from :data:`textvae.config.GPU` (one source of
+truth); ``--decoder-cell`` overrides a size's cell (the GPU preset's LSTM against a GRU).
+``--size tiny`` runs in seconds on a CPU (CI runs it that way, ``benchmarks/test_gpu_check.py``).
+Without ``--store`` a synthetic store is built (cached under ``$TEXTVAE_BENCH_DIR``).
 """
 
 from __future__ import annotations
@@ -33,12 +36,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import step_timer
 
+from textvae.config import GPU
+
+#: The model arguments a preset may set, passed to build_vae as they are.
+_MODEL_KEYS = ("embedding_dim", "hidden", "dense", "latent", "decoder_cell")
+
+
+def _from_preset(preset: dict[str, Any]) -> tuple[int, int, dict[str, Any], int]:
+    """A preset's (vocab, max_len, model kwargs, batch), as :data:`SIZES` holds them."""
+    model = {k: preset[k] for k in _MODEL_KEYS if k in preset}
+    return preset["vocab_size"], preset["max_len"], model, preset["batch_size"]
+
+
 #: name: (vocab, max_len, model kwargs, batch)
-SIZES: dict[str, tuple[int, int, dict[str, int], int]] = {
+SIZES: dict[str, tuple[int, int, dict[str, Any], int]] = {
     "tiny": (500, 20, {"embedding_dim": 8, "hidden": 8, "dense": 8, "latent": 4}, 8),
     "quick": (20000, 100, {"embedding_dim": 64, "hidden": 64, "dense": 64, "latent": 32}, 16),
     "seed": (20000, 300, {"embedding_dim": 64, "hidden": 500, "dense": 435, "latent": 200}, 32),
+    "gpu": _from_preset(GPU),
 }
+#: Batch-building threads and batches kept ready per size (the preset's for ``gpu``).
+FEED: dict[str, tuple[int, int]] = {"gpu": (GPU["workers"], GPU["max_queue_size"])}
 CASES = ("onehot float32", "onehot uint8", "sparse", "onehot on device")
 
 
@@ -103,14 +121,20 @@ def _device_onehot_loss(vocab_size: int) -> Any:
     return DeviceOneHot(sparse=False)
 
 
-def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[str, Any]:
-    """Train a fresh model ``steps`` steps fed as ``case`` says; its row of the table."""
+def run_case(
+    case: str, store: Any, size: str, steps: int, warmup: int, decoder_cell: str | None = None
+) -> dict[str, Any]:
+    """Train a fresh model ``steps`` steps fed as ``case`` says; its row of the table.
+    ``decoder_cell`` overrides the size's (``None``: the size's, else the model's default)."""
     import keras
 
     from textvae.batching.sequence import OneHotSequence
     from textvae.model.vae import build_vae
 
     vocab, max_len, model_kwargs, batch = SIZES[size]
+    if decoder_cell is not None:
+        model_kwargs = {**model_kwargs, "decoder_cell": decoder_cell}
+    workers, queue = FEED.get(size, (2, 2))
     targets = "onehot" if case.startswith("onehot") and case != "onehot on device" else "sparse"
     dtype = "uint8" if case == "onehot uint8" else "float32"
     keras.utils.set_random_seed(0)
@@ -122,7 +146,7 @@ def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[
             optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=losses, loss_weights=weights
         )
     seq = OneHotSequence(
-        store, "train", batch, targets=targets, dtype=dtype, workers=2, max_queue_size=2
+        store, "train", batch, targets=targets, dtype=dtype, workers=workers, max_queue_size=queue
     )
     model.fit(seq, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)  # trace, warm up
     x, y = seq[0]
@@ -142,6 +166,7 @@ def run_case(case: str, store: Any, size: str, steps: int, warmup: int) -> dict[
         "peak_rss_gb": _peak_rss_bytes() / 1e9,
         "peak_device_gb": (lambda b: None if b is None else b / 1e9)(_device_memory_peak()),
         "device": _device_name(),  # the child's: its backend is KERAS_BACKEND's
+        "decoder_cell": model.decoder_cell,
     }
 
 
@@ -189,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (tracing)")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument(
+        "--decoder-cell",
+        choices=("gru", "lstm"),
+        help="the decoder's recurrence (default: the size's; gpu: lstm, the others gru)",
+    )
     parser.add_argument("--one-case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1:
@@ -204,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         rows_needed = (args.steps + args.warmup + 1) * SIZES[args.size][3]
         store = cached_synthetic_store(max(2000, rows_needed), vocab_size=vocab, max_len=max_len)
     if args.one_case:  # a child process: one case, one JSON line (its own peak RSS)
-        row = run_case(args.one_case, store, args.size, args.steps, args.warmup)
+        row = run_case(args.one_case, store, args.size, args.steps, args.warmup, args.decoder_cell)
         print("ROW " + json.dumps(row))
         return 0
     rows = []
@@ -222,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
             print(done.stderr[-3000:], file=sys.stderr)
             return done.returncode or 1
         rows.append(json.loads(lines[-1][4:]))
-    print(format_table(rows, f"{rows[0]['device']}, size {args.size}, {args.steps} steps per case"))
+    header = (
+        f"{rows[0]['device']}, size {args.size}, {rows[0]['decoder_cell']} decoder, "
+        f"{args.steps} steps per case"
+    )
+    print(format_table(rows, header))
     return 0
 
 

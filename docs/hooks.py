@@ -49,7 +49,7 @@ FRAMEWORK_HOOKS = re.compile(
 )
 #: Names that are values, not code: documented in the prose of their page, not by a docstring.
 VALUES = {"__version__", "DEFAULT_CHUNK_ROWS", "QUICK", "ALIGNMENT", "VOCAB_STAGE", "WORDS"}
-VALUES |= {"TINY_TRAIN_ARGS", "ProgressFn"}
+VALUES |= {"TINY_TRAIN_ARGS", "ProgressFn", "GPU", "PRESETS"}
 
 _documented: set[str] = set()
 

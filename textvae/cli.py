@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import textvae
 from textvae._options import Flag, add_flag, add_flags, build, flag, flatten, parse_given
 from textvae._startup import SHOW_BACKEND_LOG_HELP, import_keras
-from textvae.config import QUICK, IngestConfig, TrainConfig, storage_options_flag
+from textvae.config import PRESETS, IngestConfig, TrainConfig, storage_options_flag
 from textvae.data.location import check_storage_options
 from textvae.errors import TrainingInterrupted, unwrap
 from textvae.model.config import RECONSTRUCTION, SAMPLED
@@ -185,6 +185,10 @@ def _read_config_file(parser: argparse.ArgumentParser, file: str) -> dict[str, A
     return values
 
 
+def _shown(preset: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in preset.items())
+
+
 def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
     parser = _Parser(
         prog="textvae-train",
@@ -192,7 +196,7 @@ def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         epilog="Without --data, IMDB is taken from $TEXTVAE_IMDB, shared/data/imdb or "
         "../shared/data/imdb, or Keras' cache, else downloaded through keras.datasets. "
         "Settings apply in this order, each over the one before: the defaults, --config, "
-        "--quick, the other flags.",
+        "--preset (or --quick), the other flags.",
     )
     parser.add_argument(
         "--config",
@@ -200,12 +204,23 @@ def _train_parser() -> tuple[argparse.ArgumentParser, list[Flag]]:
         help="start from the settings in FILE, a run's config.json (storage option values are "
         "not saved there: give them again) (default none: the defaults below)",
     )
-    parser.add_argument(
+    presets = parser.add_mutually_exclusive_group()
+    presets.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a preset's settings; quick: small, finishes in minutes on a 2-core "
+        "CPU: "
+        + _shown(PRESETS["quick"])
+        + "; gpu: the seed's full size for one H100 under KERAS_BACKEND=jax: "
+        + _shown(PRESETS["gpu"])
+        + " (default none)",
+    )
+    presets.add_argument(
         "--quick",
-        action="store_true",
-        help="small preset that finishes in minutes on a 2-core CPU: "
-        + ", ".join(f"{k}={v}" for k, v in QUICK.items())
-        + " (default off)",
+        dest="preset",
+        action="store_const",
+        const="quick",
+        help="the same as --preset quick (default off)",
     )
     return parser, add_flags(parser, TrainConfig, extra=[SHOW_BACKEND_LOG])
 
@@ -219,8 +234,8 @@ def _parse_train(argv: Sequence[str] | None) -> tuple[TrainConfig, argparse.Name
     parser, flags = _train_parser()
     args, given = parse_given(parser, flags, argv)
     values = {} if args.config is None else _read_config_file(parser, args.config)
-    if args.quick:
-        values.update(QUICK)
+    if args.preset is not None:
+        values.update(PRESETS[args.preset])
     options = {**(values.get("storage_options") or {}), **given.pop("storage_options", {})}
     values.update(given, storage_options=options or None)
     return _or_usage_error(parser, lambda: TrainConfig.from_dict(values)), args

@@ -34,7 +34,16 @@ from textvae.errors import InvalidArgumentError
 from textvae.model.config import ModelConfig
 from textvae.training.devices import check_devices
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "QUICK", "IngestConfig", "ModelConfig", "StoreSpec", "TrainConfig"]
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "GPU",
+    "PRESETS",
+    "QUICK",
+    "IngestConfig",
+    "ModelConfig",
+    "StoreSpec",
+    "TrainConfig",
+]
 
 #: What :meth:`TrainConfig.to_dict` writes in place of each storage option's value.
 REDACTED = "***"
@@ -437,3 +446,42 @@ QUICK: dict[str, Any] = {
     "dense": 64,
     "latent": 32,
 }
+
+#: ``textvae-train --preset gpu``: the seed's full-size VAE for one H100 (80 GB) under
+#: ``KERAS_BACKEND=jax``; ``benchmarks/gpu_check.py --size gpu`` times the same sizes. Not yet
+#: run on a GPU (none has been lent to this project): each choice below is reasoned, not
+#: measured. Explicit flags override it.
+GPU: dict[str, Any] = {
+    # The seed's sizes (gpu_check.py's "seed"): vocab 20,000, 300 ids a review, the seed's
+    # layers. All of the train split each epoch, all of the test split evaluated.
+    "vocab_size": 20000,
+    "max_len": 300,
+    "embedding_dim": 64,
+    "hidden": 500,
+    "dense": 435,
+    "latent": 200,
+    # 128 reviews a step: the softmax's output is 128 x 300 x 20,000 float32 = 3.1 GB, a few
+    # such tensors (probabilities, their gradient) fit 80 GB with room; 256 would double
+    # them and halve the updates per epoch (185 at 128), which a language model needs more
+    # than a bigger batch (the quick preset's batch 16 note).
+    "batch_size": 128,
+    # 10 epochs: about 1,850 updates, more than the quick preset's 512 (which its batch note
+    # says a language model needs to leave the unigram plateau); the learning rate decays
+    # linearly to 0 over them (lr_schedule).
+    "epochs": 10,
+    "lr_schedule": "linear",
+    # An LSTM decoder: Keras' JAX backend runs an LSTM as one cuDNN kernel on a GPU and a GRU
+    # as a scan of small steps (the encoder's BiLSTMs already take the cuDNN path).
+    "decoder_cell": "lstm",
+    # Sparse targets: host one-hot batches would be 128 x 300 x 20,000 x 4 bytes = 3.1 GB a
+    # step to build and send; the ids are 154 kB. gpu_check.py measures both ways (and one-hot
+    # built on the device): switch if it finds one-hot faster.
+    "targets": "sparse",
+    # Of the GPU machine's 16 cores, 8 build batches (ids from zarr, cheap with sparse
+    # targets) and 8 batches are kept ready; the rest serve JAX's host threads.
+    "workers": 8,
+    "max_queue_size": 8,
+}
+
+#: ``textvae-train --preset NAME``'s settings (``--quick`` is ``--preset quick``).
+PRESETS: dict[str, dict[str, Any]] = {"quick": QUICK, "gpu": GPU}

@@ -22,7 +22,7 @@ from textvae.cli import (
     train_main,
     verify_main,
 )
-from textvae.config import QUICK, IngestConfig, ModelConfig, StoreSpec, TrainConfig
+from textvae.config import GPU, QUICK, IngestConfig, ModelConfig, StoreSpec, TrainConfig
 from textvae.training.run import RunDir
 
 PARSERS = {"train": (_train_parser, TrainConfig), "ingest": (_ingest_parser, IngestConfig)}
@@ -128,6 +128,56 @@ def test_flags_not_given_keep_the_preset_and_given_ones_win():
     assert config == TrainConfig().replace(**{**QUICK, "hidden": 32, "encoder_pooling": False})
 
 
+def test_preset_gpu_is_the_seeds_size_with_an_lstm_decoder_and_a_linear_decay():
+    config = train_config_from_args(["--preset", "gpu"])
+    assert config == TrainConfig().replace(**GPU)
+    assert (config.vocab_size, config.max_len, config.model.hidden, config.model.latent) == (
+        20000,
+        300,
+        500,
+        200,
+    )
+    assert 128 <= config.batch_size <= 256 and config.targets == "sparse"
+    assert config.model.decoder_cell == "lstm" and config.model.lr_schedule == "linear"
+    assert config.workers <= 16
+
+
+def test_explicit_flags_override_the_gpu_preset():
+    argv = ["--preset", "gpu", "--batch-size", "64", "--decoder-cell", "gru", "--workers", "2"]
+    config = train_config_from_args(argv)
+    assert config == TrainConfig().replace(
+        **{**GPU, "batch_size": 64, "decoder_cell": "gru", "workers": 2}
+    )
+
+
+def test_quick_is_preset_quick():
+    assert train_config_from_args(["--quick"]) == train_config_from_args(["--preset", "quick"])
+    assert train_config_from_args(["--quick"]) == TrainConfig().replace(**QUICK)
+
+
+@pytest.mark.parametrize("argv", [["--quick", "--preset", "gpu"], ["--preset", "gpu", "--quick"]])
+def test_quick_and_preset_together_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(argv)
+    assert exc.value.code == EXIT_USER_ERROR
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--preset" in line and "not allowed with" in line and "--quick" in line
+
+
+def test_an_unknown_preset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_config_from_args(["--preset", "huge"])
+    assert exc.value.code == EXIT_USER_ERROR
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_bad_decoder_cell_and_lr_schedule_are_refused():
+    with pytest.raises(ValueError, match="decoder_cell"):
+        ModelConfig(decoder_cell="rnn")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ModelConfig(lr_schedule="cosine")
+
+
 # -- --config FILE ---------------------------------------------------------------------------
 def _saved_run(tmp_path, config: TrainConfig) -> str:
     run = RunDir(tmp_path / "run")
@@ -150,9 +200,11 @@ def test_config_file_round_trip_with_an_override(tmp_path):
     again = train_config_from_args(["--config", file, "--batch-size", "4", "--latent", "8"])
     assert again == saved.replace(batch_size=4, latent=8)
     assert train_config_from_args(["--config", file, "--no-run-eagerly"]).run_eagerly is False
-    # the order: the defaults, --config, --quick, the other flags
+    # the order: the defaults, --config, --quick / --preset, the other flags
     quick = train_config_from_args(["--config", file, "--quick", "--epochs", "3"])
     assert quick == saved.replace(**{**QUICK, "epochs": 3})
+    gpu = train_config_from_args(["--config", file, "--preset", "gpu", "--epochs", "3"])
+    assert gpu == saved.replace(**{**GPU, "epochs": 3})
 
 
 def test_config_file_asks_for_redacted_storage_options(tmp_path, capsys):
