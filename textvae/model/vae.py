@@ -542,7 +542,7 @@ class TextVAE(keras.Model):
         return loss, loss_weights
 
 
-def build_vae(vocab_size: int, max_len: int, learning_rate: float = 1e-3, **kwargs) -> TextVAE:
+def build_vae(vocab_size: int, max_len: int, learning_rate: Any = 1e-3, **kwargs) -> TextVAE:
     """Build and compile a :class:`TextVAE` (Adam, ``clipnorm=1.0``).
 
     Parameters
@@ -550,7 +550,8 @@ def build_vae(vocab_size: int, max_len: int, learning_rate: float = 1e-3, **kwar
     vocab_size, max_len
         See :class:`TextVAE`.
     learning_rate
-        Adam's learning rate.
+        Adam's learning rate: a number, or a ``keras.optimizers.schedules`` schedule of the
+        step count (``textvae-train --lr-schedule linear`` gives a ``PolynomialDecay``).
     **kwargs
         Any other :class:`TextVAE` argument (``hidden``, ``latent``, ``targets``,
         ``sentiment_weight``, ...).
