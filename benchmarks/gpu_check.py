@@ -16,7 +16,9 @@ the device per step, the peak host RSS and the peak device memory:
 It imports no TensorFlow on the JAX or torch backends (the lent GPU machines have JAX and
 PyTorch but no TensorFlow). ``--size gpu`` is ``textvae-train --preset gpu``'s model, batch,
 decoder cell and batch-building threads, read from :data:`textvae.config.GPU` (one source of
-truth); ``--decoder-cell`` overrides a size's cell (the GPU preset's LSTM against a GRU).
+truth); ``--decoder-cell`` overrides a size's cell (the GPU preset's LSTM against a GRU). At
+``--size gpu`` a host one-hot float32 batch is 3.1 GB and up to workers + queue (16) of them
+are in host memory at once: run ``--cases sparse "onehot on device"`` first.
 ``--size tiny`` runs in seconds on a CPU (CI runs it that way, ``benchmarks/test_gpu_check.py``).
 Without ``--store`` a synthetic store is built (cached under ``$TEXTVAE_BENCH_DIR``).
 """
