@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from textvae._checks import fraction
+from textvae._checks import PADDINGS, fraction, one_of
 from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
 
 __all__ = ["AlignToStore", "DecoderInputs", "MaskedMean"]
@@ -78,7 +78,7 @@ class DecoderInputs(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="textvae")
 class AlignToStore(keras.layers.Layer):
-    """``(features, offsets) -> features`` at the store's positions.
+    """``(features, offsets[, text]) -> features`` at the store's positions.
 
     ``features[b, s]`` (from the decoder step that read ``text[s]``) predicts ``text[s + 1]``,
     which the store holds at position ``offsets[b] + s + 1``. The output puts it there. The
@@ -86,24 +86,43 @@ class AlignToStore(keras.layers.Layer):
     (:mod:`textvae.model.losses`): with ``padding="post"`` that is the position right after the
     text, where the rule above already puts it; with ``"pre"`` (the text ends the row, so
     ``offsets[b] > 0`` means the row has padding) it goes to the padding position right before
-    the text, ``offsets[b] - 1``. The other padding positions before the text and the row's
-    first text position (given, not predicted) get zeros.
+    the text, ``offsets[b] - 1``. Given ``text`` (:class:`DecoderInputs`' first output) and
+    ``truncating="pre"``, a row without padding has its end at position 0 (its given first id:
+    :func:`textvae.model.losses.full_row_ends`), and gets that step there. The other padding
+    positions and the row's first text position get zeros.
+
+    Parameters
+    ----------
+    truncating
+        How the store cut long reviews: ``"pre"`` (the end kept) or ``"post"``.
     """
 
+    def __init__(self, truncating: str = "pre", **kwargs):
+        super().__init__(**kwargs)
+        self.truncating = one_of("truncating", truncating, PADDINGS)
+
     def call(self, inputs):
-        features, offsets = inputs
+        features, offsets = inputs[0], inputs[1]
         length = ops.shape(features)[1]
         position = ops.arange(length, dtype="int32")[None, :]
         step = position - offsets[:, None] - 1
         # padding="pre": the text fills [offset, length), its last id is text[length - offset - 1]
         end_before = ops.equal(position, offsets[:, None] - 1)
         step = ops.where(end_before, length - 1 - offsets[:, None], step)
+        if len(inputs) > 2 and self.truncating == "pre":
+            full = ops.not_equal(inputs[2][:, -1:], PAD_ID)  # the text reaches the row's end
+            step = ops.where(ops.logical_and(full, ops.equal(position, 0)), length - 1, step)
         valid = ops.greater_equal(step, 0)
         gathered = ops.take_along_axis(features, ops.maximum(step, 0)[:, :, None], axis=1)
         return ops.where(valid[:, :, None], gathered, ops.zeros_like(gathered))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"truncating": self.truncating})
+        return config
 
 
 @keras.saving.register_keras_serializable(package="textvae")

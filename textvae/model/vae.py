@@ -66,7 +66,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from textvae._checks import DECODERS, TARGETS, fraction, non_negative, one_of, positive_int
+from textvae._checks import (
+    DECODERS,
+    PADDINGS,
+    TARGETS,
+    fraction,
+    non_negative,
+    one_of,
+    positive_int,
+)
 from textvae.data.vocab import START_ID
 from textvae.errors import CheckpointError
 from textvae.model.config import ModelConfig
@@ -230,6 +238,10 @@ class TextVAE(keras.Model):
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).
+    truncating
+        How the store cut reviews longer than ``max_len``: ``"pre"`` (Keras' default: each
+        row keeps its review's end, so the decoder learns to end rows without padding too) or
+        ``"post"`` (such rows have no end: :mod:`textvae.model.losses`).
     seed
         Seed of the sampling noise.
 
@@ -267,6 +279,7 @@ class TextVAE(keras.Model):
         free_bits: float = 0.0,
         bow_weight: float = ModelConfig.bow_weight,
         targets: str = "onehot",
+        truncating: str = "pre",
         seed: int | None = None,
         **kwargs,
     ):
@@ -281,6 +294,7 @@ class TextVAE(keras.Model):
         self.free_bits = non_negative("free_bits", free_bits)
         self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
+        self.truncating = one_of("truncating", truncating, PADDINGS)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
         self.word_dropout = fraction("word_dropout", word_dropout)
         self.encoder_pooling = bool(encoder_pooling)
@@ -378,7 +392,8 @@ class TextVAE(keras.Model):
         features = self.decoder_projection(
             keras.layers.Concatenate(name="output_inputs")([h, embedded, z_steps])
         )
-        y = self.reconstruction_head(AlignToStore(name="align")([features, offsets]))
+        aligned = AlignToStore(self.truncating, name="align")([features, offsets, text])
+        y = self.reconstruction_head(aligned)
         self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
 
     def decoder_inputs(self, z, ids) -> Any:
@@ -471,6 +486,7 @@ class TextVAE(keras.Model):
             "free_bits": self.free_bits,
             "bow_weight": self.bow_weight,
             "targets": self.targets,
+            "truncating": self.truncating,
             "seed": self.seed,
         }
 
@@ -489,7 +505,9 @@ class TextVAE(keras.Model):
     def losses_for_compile(self) -> tuple[dict, dict]:
         """The ``compile`` losses and loss weights for ``targets`` and ``sentiment_weight``."""
         loss = {
-            "reconstruction": ReconstructionLoss(sparse=self.targets == "sparse"),
+            "reconstruction": ReconstructionLoss(
+                sparse=self.targets == "sparse", truncating=self.truncating
+            ),
             "sentiment": LabelledBinaryCrossentropy(),
         }
         loss_weights = {"reconstruction": 1.0, "sentiment": self.sentiment_weight}

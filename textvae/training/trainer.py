@@ -191,14 +191,19 @@ def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHot
 
 def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
     """Occurrences of every id in ``rows`` of the train split, read chunk by chunk; the pad id
-    counts the rows with padding (each has one end position: :mod:`textvae.model.losses`)."""
+    counts the rows with an end position (:mod:`textvae.model.losses`): those with padding, and
+    with ``truncating="pre"`` every row."""
     counts = np.zeros(store.vocab_size, dtype=np.int64)
     ends = 0
     chunk = store.chunk_rows("train")
     for start in range(0, len(rows), chunk):
         ids = store.read("train", rows[start : start + chunk])
         counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
-        ends += int(np.count_nonzero((ids == store.pad_id).any(axis=1)))
+        ends += (
+            len(ids)
+            if store.truncating == "pre"
+            else int(np.count_nonzero((ids == store.pad_id).any(axis=1)))
+        )
     counts[store.pad_id] = ends
     return counts
 
@@ -267,6 +272,7 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         free_bits=m.free_bits,
         bow_weight=m.bow_weight,
         targets=config.targets,
+        truncating=store.truncating,
         seed=config.seed,
     )
 
