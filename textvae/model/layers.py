@@ -13,6 +13,9 @@ start, whatever the padding:
   loss leaves them out), except the end position next to the text, which gets the features
   of the step that read the text's last id (:mod:`textvae.model.losses`).
 
+The encoder's pooled branches read the whole row: :class:`MaskedMean` averages embeddings of
+non-padding ids, :class:`HashedBigrams` gives each pair of adjacent words a hashed id for them.
+
 All of it is ``keras.ops``: backend independent.
 """
 
@@ -21,10 +24,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from textvae._checks import PADDINGS, fraction, one_of
+from textvae._checks import PADDINGS, fraction, int_at_least, one_of
 from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
 
-__all__ = ["AlignToStore", "DecoderInputs", "MaskedMean"]
+__all__ = ["AlignToStore", "DecoderInputs", "HashedBigrams", "MaskedMean"]
 
 
 @keras.saving.register_keras_serializable(package="textvae")
@@ -137,3 +140,54 @@ class MaskedMean(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][2])
+
+
+#: The multiplier of the bigram hash, ``first * BIGRAM_PRIME + second``: a prime, so that
+#: adjacent word pairs spread over the buckets; ids stay in int32 while
+#: ``vocab_size * (BIGRAM_PRIME + 1) < 2**31`` (vocabularies up to 271,000 words).
+BIGRAM_PRIME = 7919
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class HashedBigrams(keras.layers.Layer):
+    """``ids (batch, max_len) -> (batch, max_len - 1)`` hashed ids of adjacent word pairs.
+
+    The pair ``(ids[:, s], ids[:, s + 1])`` of two words (ids ``>= 3``: not padding, the start
+    id nor ``<oov>``) gets ``1 + (first * 7919 + second) % (buckets - 1)``; any other pair gets
+    0, the pad id, which :class:`MaskedMean` leaves out. Embedded and mean-pooled, they are a
+    fastText-style bigram branch (Joulin et al. 2017) beside the encoder's recurrence.
+
+    Parameters
+    ----------
+    buckets
+        Hash buckets, at least 2 (bucket 0 means "no bigram").
+    vocab_size
+        Ids run over ``[0, vocab_size)``; checked so that the hash stays in int32.
+    """
+
+    def __init__(self, buckets: int, vocab_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.buckets = int_at_least("buckets", buckets, 2)
+        self.vocab_size = int_at_least("vocab_size", vocab_size, 1)
+        if self.vocab_size * (BIGRAM_PRIME + 1) >= 2**31:
+            raise ValueError(
+                f"`vocab_size` must be below {2**31 // (BIGRAM_PRIME + 1):,} for hashed bigrams "
+                f"(the hash is int32). Received: vocab_size={vocab_size}; use bigram_buckets=0"
+            )
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int32")
+        first, second = ids[:, :-1], ids[:, 1:]
+        words = ops.logical_and(
+            ops.greater_equal(first, FIRST_WORD_ID), ops.greater_equal(second, FIRST_WORD_ID)
+        )
+        hashed = 1 + ops.mod(first * BIGRAM_PRIME + second, self.buckets - 1)
+        return ops.where(words, hashed, ops.zeros_like(hashed))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None if input_shape[1] is None else input_shape[1] - 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"buckets": self.buckets, "vocab_size": self.vocab_size})
+        return config

@@ -71,6 +71,8 @@ from textvae._checks import (
     PADDINGS,
     TARGETS,
     fraction,
+    int_at_least,
+    int_in_range,
     non_negative,
     one_of,
     positive_int,
@@ -83,7 +85,7 @@ from textvae.model.labels import (
     LabelledBinaryCrossentropy,
     masked_sentiment,
 )
-from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.model.layers import AlignToStore, DecoderInputs, HashedBigrams, MaskedMean
 from textvae.model.losses import ReconstructionLoss
 
 __all__ = [
@@ -238,6 +240,15 @@ class TextVAE(keras.Model):
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).
+    decoder_window
+        The decoder reconstructs the last ``decoder_window`` ids of each row (``None``: all
+        ``max_len``), and the encoder's BiLSTM reads them; the pooled branches read the whole
+        row. With a ``padding="pre"`` store they hold each review's end.
+    bigram_buckets
+        Add the mean of hashed word-bigram embeddings (:class:`~textvae.model.layers.HashedBigrams`,
+        this many buckets) beside the BiLSTM's output; 0 (the default) adds none.
+    encoder_dropout
+        Dropout on the encoder's features before its dense layer, in training.
     truncating
         How the store cut reviews longer than ``max_len``: ``"pre"`` (Keras' default: each
         row keeps its review's end, so the decoder learns to end rows without padding too) or
@@ -250,8 +261,8 @@ class TextVAE(keras.Model):
     encoder
         ``ids -> [z_mean, z_log_var, z]``.
     decoder
-        ``[z, ids] -> reconstruction`` probabilities ``(batch, max_len, vocab_size)``
-        (teacher-forced on ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
+        ``[z, ids] -> reconstruction`` probabilities ``(batch, decoder_window, vocab_size)``
+        (teacher-forced on the window of ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
         :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.model.decoding.generate`
         decodes free-running.
     sentiment_predictor
@@ -280,6 +291,9 @@ class TextVAE(keras.Model):
         bow_weight: float = ModelConfig.bow_weight,
         targets: str = "onehot",
         truncating: str = "pre",
+        decoder_window: int | None = None,
+        bigram_buckets: int = 0,
+        encoder_dropout: float = 0.0,
         seed: int | None = None,
         **kwargs,
     ):
@@ -295,6 +309,14 @@ class TextVAE(keras.Model):
         self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
         self.truncating = one_of("truncating", truncating, PADDINGS)
+        window = self.max_len if decoder_window is None else decoder_window
+        self.decoder_window = int_in_range("decoder_window", window, 1, self.max_len + 1)
+        self.bigram_buckets = int_at_least("bigram_buckets", bigram_buckets, 0)
+        if self.bigram_buckets == 1:
+            raise ValueError(
+                "`bigram_buckets` must be 0 (off) or at least 2. Received: bigram_buckets=1"
+            )
+        self.encoder_dropout = fraction("encoder_dropout", encoder_dropout)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
         self.word_dropout = fraction("word_dropout", word_dropout)
         self.encoder_pooling = bool(encoder_pooling)
@@ -316,11 +338,23 @@ class TextVAE(keras.Model):
         embedded = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")(
             ids
         )
-        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(embedded)
+        # The recurrence reads the decoder's window (the whole row by default), the pooled
+        # branches the whole row.
+        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(self.window(embedded))
         x = _bidirectional_lstm(self.hidden, False, "bilstm_2")(x)
+        features = [x]
         if self.encoder_pooling:
-            pooled = MaskedMean(name="pooled_embedding")([embedded, ids])
-            x = keras.layers.Concatenate(name="encoder_features")([x, pooled])
+            features.append(MaskedMean(name="pooled_embedding")([embedded, ids]))
+        if self.bigram_buckets > 0:
+            bigrams = HashedBigrams(self.bigram_buckets, self.vocab_size, name="bigrams")(ids)
+            embedded_bigrams = keras.layers.Embedding(
+                self.bigram_buckets, self.embedding_dim, name="bigram_embedding"
+            )(bigrams)
+            features.append(MaskedMean(name="pooled_bigrams")([embedded_bigrams, bigrams]))
+        if len(features) > 1:
+            x = keras.layers.Concatenate(name="encoder_features")(features)
+        if self.encoder_dropout > 0:
+            x = keras.layers.Dropout(self.encoder_dropout, seed=seed, name="encoder_dropout")(x)
         x = keras.layers.Dense(self.dense, activation="relu", name="encoder_dense")(x)
         z_mean = keras.layers.Dense(self.latent, name="z_mean")(x)
         z_log_var = keras.layers.Dense(self.latent, name="z_log_var")(x)
@@ -353,7 +387,7 @@ class TextVAE(keras.Model):
 
     def _build_repeat_decoder(self) -> None:
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        y = keras.layers.RepeatVector(self.max_len, name="repeat")(z_in)
+        y = keras.layers.RepeatVector(self.decoder_window, name="repeat")(z_in)
         y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_1")(y)
         y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_2")(y)
         y = keras.layers.Dense(
@@ -375,14 +409,14 @@ class TextVAE(keras.Model):
             self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
         )
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        ids_in = keras.Input(shape=(self.max_len,), dtype="int32", name="decoder_ids")
+        ids_in = keras.Input(shape=(self.decoder_window,), dtype="int32", name="decoder_ids")
         # A stream of its own: the same seed as the sampling noise would correlate the two.
         dropout_seed = None if self.seed is None else self.seed + 1
         text, offsets = DecoderInputs(self.word_dropout, seed=dropout_seed, name="decoder_inputs")(
             ids_in
         )
         embedded = self.decoder_embedding(text)
-        z_steps = keras.layers.RepeatVector(self.max_len, name="z_steps")(z_in)
+        z_steps = keras.layers.RepeatVector(self.decoder_window, name="z_steps")(z_in)
         h = self.decoder_gru(
             keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
             initial_state=[self.decoder_init(z_in)],
@@ -396,10 +430,16 @@ class TextVAE(keras.Model):
         y = self.reconstruction_head(aligned)
         self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
 
+    def window(self, x) -> Any:
+        """The last :attr:`decoder_window` positions of ``x`` ``(batch, max_len, ...)``: what
+        the decoder reconstructs (all of ``x`` when the window is the whole row)."""
+        return x if self.decoder_window == self.max_len else x[:, -self.decoder_window :]
+
     def decoder_inputs(self, z, ids) -> Any:
-        """What :attr:`decoder` takes to reconstruct ``ids`` from ``z``: ``[z, ids]``, or ``z``
-        alone for the ``"repeat"`` decoder."""
-        return z if self.decoder_type == "repeat" else [z, ids]
+        """What :attr:`decoder` takes to reconstruct ``ids`` ``(batch, max_len)`` from ``z``:
+        ``[z, ids]`` (the window of ``ids``: :meth:`window`), or ``z`` alone for the
+        ``"repeat"`` decoder."""
+        return z if self.decoder_type == "repeat" else [z, self.window(ids)]
 
     def init_output_bias(self, counts: Any) -> None:
         """Start the softmax at the corpus' unigram distribution (log frequencies as its bias),
@@ -439,7 +479,7 @@ class TextVAE(keras.Model):
             penalty = ops.maximum(penalty, self.free_bits)
         self.add_loss(self.kl_weight * ops.sum(penalty))
         if self.bow_head is not None:
-            bow = bag_of_words_nll(self.bow_head(z), inputs)
+            bow = bag_of_words_nll(self.bow_head(z), self.window(inputs))
             updates.append((self.bow_tracker, bow))
             self.add_loss(self.bow_weight * ops.mean(bow))
         return {
@@ -487,6 +527,9 @@ class TextVAE(keras.Model):
             "bow_weight": self.bow_weight,
             "targets": self.targets,
             "truncating": self.truncating,
+            "decoder_window": self.decoder_window,
+            "bigram_buckets": self.bigram_buckets,
+            "encoder_dropout": self.encoder_dropout,
             "seed": self.seed,
         }
 

@@ -189,15 +189,17 @@ def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHot
     )
 
 
-def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
+def _unigram_counts(store: TokenStore, rows: np.ndarray, window: int | None = None) -> np.ndarray:
     """Occurrences of every id in ``rows`` of the train split, read chunk by chunk; the pad id
     counts the rows with an end position (:mod:`textvae.model.losses`): those with padding, and
-    with ``truncating="pre"`` every row."""
+    with ``truncating="pre"`` every row. ``window``: only the last that many ids of each row
+    (what the decoder reconstructs)."""
     counts = np.zeros(store.vocab_size, dtype=np.int64)
     ends = 0
     chunk = store.chunk_rows("train")
     for start in range(0, len(rows), chunk):
         ids = store.read("train", rows[start : start + chunk])
+        ids = ids if window is None else ids[:, ids.shape[1] - window :]
         counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
         ends += (
             len(ids)
@@ -208,9 +210,23 @@ def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _check_vae_store(store: TokenStore) -> None:
+def _check_vae_store(store: TokenStore, window: int | None = None) -> None:
     """Refuse a store the text VAE cannot train on: it needs textvae's ids (padding 0, start 1,
-    out-of-vocabulary 2; its word dropout and decoding use them) and binary labels."""
+    out-of-vocabulary 2; its word dropout and decoding use them) and binary labels; a decoder
+    ``window`` needs rows at least that long, padded at the start (their last ids: the text)."""
+    if window is not None and window > store.max_len:
+        raise StoreMismatchError(
+            f"decoder_window {window} is longer than the rows of the store at {store.path} "
+            f"(max_len {store.max_len}): give --decoder-window at most {store.max_len}, or "
+            "build a store with longer rows (--max-len)"
+        )
+    if window is not None and window < store.max_len and store.padding != "pre":
+        raise StoreMismatchError(
+            f"decoder_window {window} reconstructs the last {window} ids of each row, but the "
+            f"store at {store.path} is padded at the end (padding='post'): those are mostly "
+            "padding. Build the store with padding='pre' (the default), or leave "
+            "--decoder-window unset"
+        )
     ids = (store.pad_id, store.start_id, store.oov_id)
     if ids != (PAD_ID, START_ID, OOV_ID):
         raise StoreMismatchError(
@@ -273,6 +289,9 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         bow_weight=m.bow_weight,
         targets=config.targets,
         truncating=store.truncating,
+        decoder_window=m.decoder_window,
+        bigram_buckets=m.bigram_buckets,
+        encoder_dropout=m.encoder_dropout,
         seed=config.seed,
     )
 
@@ -365,7 +384,7 @@ def _fit_one_process(
                 raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
         model = _new_model(config, store)
-        model.init_output_bias(_unigram_counts(store, rows.kept))
+        model.init_output_bias(_unigram_counts(store, rows.kept, model.decoder_window))
     model.run_eagerly = config.run_eagerly
     # best.keras is chosen on the held-out part of the train split, never on the test split.
     monitor = "loss" if val_seq is None else "val_loss"
@@ -509,7 +528,7 @@ def _train(
     )
     if hasattr(progress, "close"):
         progress.close()
-    _check_vae_store(store)
+    _check_vae_store(store, config.model.decoder_window)
     rows = _TrainRows.of(config, store)
     _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
