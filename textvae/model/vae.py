@@ -262,9 +262,9 @@ class TextVAE(keras.Model):
         ``ids -> [z_mean, z_log_var, z]``.
     decoder
         ``[z, ids] -> reconstruction`` probabilities ``(batch, decoder_window, vocab_size)``
-        (teacher-forced on the window of ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
-        :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.model.decoding.generate`
-        decodes free-running.
+        (teacher-forced on the window of ``ids``); ``z -> reconstruction`` for the
+        ``"repeat"`` decoder. :meth:`decoder_inputs` builds its inputs either way;
+        :func:`textvae.model.decoding.generate` decodes free-running.
     sentiment_predictor
         ``ids -> sentiment`` probability ``(batch, 1)`` through ``z_mean``.
     kl_weight
