@@ -4,9 +4,13 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
 
     ids (batch, max_len) int32
       -> Embedding(vocab_size, embedding_dim)
+      -> the last decoder_window positions (all max_len by default)
       -> Bidirectional(LSTM(hidden, return_sequences=True)) -> Bidirectional(LSTM(hidden))
-         [+ the mean of the non-padding embeddings, encoder_pooling=True]
-      -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent) each
+         [+ the mean of the row's non-padding embeddings, encoder_pooling=True]
+         [+ the mean of the row's hashed-bigram embeddings, bigram_buckets > 0]
+      -> [Dropout(encoder_dropout)] -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent)
+      -> Sampling -> z
+    decoder input: the last decoder_window ids of the row (the review's end, padding="pre")
       -> Sampling -> z
     decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
       text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
@@ -14,7 +18,7 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
       -> GRU(hidden), initial state Dense(hidden, tanh)(z)
       -> Dense(hidden, tanh) of [GRU output, input embedding, z]   (a direct path to the softmax)
       -> moved back to the store's positions -> Dense(vocab_size, softmax)   "reconstruction"
-    decoder="repeat" (the seed's): z -> RepeatVector(max_len) -> GRU(hidden) -> GRU(hidden)
+    decoder="repeat" (the seed's): z -> RepeatVector(decoder_window) -> GRU(hidden) -> GRU(hidden)
       -> Dense(vocab_size, softmax)                                         "reconstruction"
     z_mean -> Dense(1, sigmoid)                                             "sentiment"
 
@@ -44,8 +48,9 @@ A review without a label (-1 in the store) weighs 0 in the sentiment loss and ac
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric, except
-the one padding position next to the text, where the target is the pad id read as "the review
-ends here" (:mod:`textvae.model.losses`; the token metrics count words only).
+the end position, where the target is the pad id read as "the review ends here": the padding
+position next to the text, or with ``truncating="pre"`` the first position of a row without
+padding (:mod:`textvae.model.losses`; the token metrics count words only).
 ``kl_weight`` is a non-trainable variable on the model (set per batch by
 :class:`~textvae.training.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
 :meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
