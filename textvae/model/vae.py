@@ -11,7 +11,6 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
       -> [Dropout(encoder_dropout)] -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent)
       -> Sampling -> z
     decoder input: the last decoder_window ids of the row (the review's end, padding="pre")
-      -> Sampling -> z
     decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
       text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
       -> Embedding(vocab_size, embedding_dim) ++ z at every step
