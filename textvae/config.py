@@ -19,6 +19,7 @@ from textvae._checks import (
     fraction,
     int_at_least,
     int_in_range,
+    int_up_to,
     non_negative,
     one_of,
     path,
@@ -115,6 +116,8 @@ class TrainConfig:
     debugging and for tiny models, whose graphs take longer to trace than to train).
     ``devices`` (an int, ``"all"``, or None for one device) trains under Keras'
     ``DataParallel`` distribution on the JAX backend (:mod:`textvae.training.devices`).
+    ``target_window`` (None: every position) is the training and validation Sequences'
+    ``target_window``: reconstruction targets for the last N of the ``max_len`` positions only.
 
     Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
     beside its default, with :func:`textvae._options.option`.
@@ -146,6 +149,14 @@ class TrainConfig:
         group="data",
     )
     dtype: str = option("float32", help="one-hot targets' dtype", choices=DTYPES, group="data")
+    target_window: int | None = option(
+        None,
+        help="build reconstruction targets for the last N positions of each review only (the "
+        "Sequence's target_window; the inputs stay --max-len ids)",
+        unit="positions, 1 to --max-len",
+        none="every position",
+        group="data",
+    )
     workers: int = option(2, help="threads that build batches", unit="threads", group="data")
     max_queue_size: int = option(2, help="batches prepared ahead", unit="batches", group="data")
     seed: int = option(
@@ -254,6 +265,9 @@ class TrainConfig:
             positive_int(name, getattr(self, name), allow_none=True)
         one_of("targets", self.targets, TARGETS)
         one_of("dtype", self.dtype, DTYPES)
+        int_up_to(
+            "target_window", self.target_window, self.max_len, bound="max_len", allow_none=True
+        )
         non_negative("kl_warmup_epochs", self.kl_warmup_epochs)
         fraction("val_fraction", self.val_fraction)
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)

@@ -127,6 +127,7 @@ def _sequence(
         config.batch_size if plan is None else plan.local_batch(config.batch_size),
         targets=config.targets,
         dtype=config.dtype,
+        target_window=config.target_window,
         seed=config.seed,
         sampling=SamplingOptions(rows=limit, row_subset=row_subset),
         workers=config.workers,
