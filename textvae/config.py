@@ -116,8 +116,8 @@ class TrainConfig:
     debugging and for tiny models, whose graphs take longer to trace than to train).
     ``devices`` (an int, ``"all"``, or None for one device) trains under Keras'
     ``DataParallel`` distribution on the JAX backend (:mod:`textvae.training.devices`).
-    ``target_window`` (None: every position) is the training and validation Sequences'
-    ``target_window``: reconstruction targets for the last N of the ``max_len`` positions only.
+    ``model.target_window`` (None: every position) is also the training and validation
+    Sequences' ``target_window``: reconstruction targets for the last N positions only.
 
     Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
     beside its default, with :func:`textvae._options.option`.
@@ -149,14 +149,6 @@ class TrainConfig:
         group="data",
     )
     dtype: str = option("float32", help="one-hot targets' dtype", choices=DTYPES, group="data")
-    target_window: int | None = option(
-        None,
-        help="build reconstruction targets for the last N positions of each review only (the "
-        "Sequence's target_window; the inputs stay --max-len ids)",
-        unit="positions, 1 to --max-len",
-        none="every position",
-        group="data",
-    )
     workers: int = option(2, help="threads that build batches", unit="threads", group="data")
     max_queue_size: int = option(2, help="batches prepared ahead", unit="batches", group="data")
     seed: int = option(
@@ -265,9 +257,6 @@ class TrainConfig:
             positive_int(name, getattr(self, name), allow_none=True)
         one_of("targets", self.targets, TARGETS)
         one_of("dtype", self.dtype, DTYPES)
-        int_up_to(
-            "target_window", self.target_window, self.max_len, bound="max_len", allow_none=True
-        )
         non_negative("kl_warmup_epochs", self.kl_warmup_epochs)
         fraction("val_fraction", self.val_fraction)
         int_at_least("checkpoint_steps", self.checkpoint_steps, 0)
@@ -278,6 +267,13 @@ class TrainConfig:
             raise InvalidArgumentError(
                 f"`model` must be a ModelConfig. Received: model={self.model!r}"
             )
+        int_up_to(
+            "target_window",
+            self.model.target_window,
+            self.max_len,
+            bound="max_len",
+            allow_none=True,
+        )
         object.__setattr__(
             self,
             "storage_options",

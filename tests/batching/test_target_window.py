@@ -301,7 +301,7 @@ def test_fit_a_model_that_predicts_the_window(small_store):
 def test_train_config_passes_the_window_to_the_sequences(small_store):
     from textvae.training.trainer import _sequence
 
-    config = TrainConfig(vocab_size=12, max_len=MAX_LEN, batch_size=4, target_window=WINDOW)
+    config = TrainConfig(vocab_size=12, max_len=MAX_LEN, batch_size=4).replace(target_window=WINDOW)
     assert TrainConfig.from_dict(config.to_dict()) == config
     seq = _sequence(config, small_store, np.arange(small_store.num_rows("train")))
     assert seq.target_window == WINDOW
@@ -309,5 +309,5 @@ def test_train_config_passes_the_window_to_the_sequences(small_store):
     whole = _sequence(config.replace(target_window=None), small_store, np.arange(8))
     assert whole.target_window is None
     for window in (0, MAX_LEN + 1, 2.5):
-        with pytest.raises(InvalidArgumentError, match=r"`target_window` must be an integer in"):
-            TrainConfig(max_len=MAX_LEN, target_window=window)
+        with pytest.raises(InvalidArgumentError, match=r"`target_window` must be"):
+            TrainConfig(max_len=MAX_LEN).replace(target_window=window)

@@ -1,4 +1,4 @@
-"""The encoder reads more than the decoder reconstructs: ``decoder_window``, hashed bigrams and
+"""The encoder reads more than the decoder reconstructs: ``target_window``, hashed bigrams and
 encoder dropout (issue 20, item 4), at tiny sizes (vocab 50, max_len 12, window 5)."""
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ def test_hashed_bigrams_refuse_what_overflows_or_means_nothing():
         HashedBigrams(buckets=1, vocab_size=VOCAB)
     with pytest.raises(ValueError, match="bigram_buckets"):
         build_vae(VOCAB, MAX_LEN, bigram_buckets=1, **TINY)
-    with pytest.raises(ValueError, match="decoder_window"):
-        build_vae(VOCAB, MAX_LEN, decoder_window=MAX_LEN + 1, **TINY)
+    with pytest.raises(ValueError, match="target_window"):
+        build_vae(VOCAB, MAX_LEN, target_window=MAX_LEN + 1, **TINY)
 
 
 def test_the_decoder_reconstructs_the_window_and_the_lstm_reads_only_it(rng):
-    model = build_vae(VOCAB, MAX_LEN, decoder_window=WINDOW, encoder_pooling=False, **TINY)
+    model = build_vae(VOCAB, MAX_LEN, target_window=WINDOW, encoder_pooling=False, **TINY)
     ids = _rows(rng)
     out = model(ids, training=False)
     assert tuple(out["reconstruction"].shape) == (len(ids), WINDOW, VOCAB)
@@ -68,7 +68,7 @@ def test_the_decoder_reconstructs_the_window_and_the_lstm_reads_only_it(rng):
 @pytest.mark.parametrize("branch", [{"encoder_pooling": True}, {"bigram_buckets": 64}])
 def test_the_pooled_branches_read_the_whole_row(rng, branch):
     settings = {"encoder_pooling": False, **branch}
-    model = build_vae(VOCAB, MAX_LEN, decoder_window=WINDOW, **settings, **TINY)
+    model = build_vae(VOCAB, MAX_LEN, target_window=WINDOW, **settings, **TINY)
     ids = _rows(rng)
     ids[:, :-WINDOW] = rng.integers(3, VOCAB, size=(len(ids), MAX_LEN - WINDOW))
     other = ids.copy()
@@ -82,7 +82,7 @@ def test_a_windowed_model_trains_on_window_targets_and_round_trips(tmp_path, rng
     model = build_vae(
         VOCAB,
         MAX_LEN,
-        decoder_window=WINDOW,
+        target_window=WINDOW,
         bigram_buckets=64,
         encoder_dropout=0.2,
         targets=targets,
@@ -98,7 +98,7 @@ def test_a_windowed_model_trains_on_window_targets_and_round_trips(tmp_path, rng
     assert after < before
     model.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
-    assert (loaded.decoder_window, loaded.bigram_buckets, loaded.encoder_dropout) == (
+    assert (loaded.target_window, loaded.bigram_buckets, loaded.encoder_dropout) == (
         WINDOW,
         64,
         0.2,

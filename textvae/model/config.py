@@ -51,8 +51,8 @@ class ModelConfig:
     words replaced by ``<oov>`` in training; ``encoder_pooling`` adds a mean-pooled embedding
     branch beside the encoder's BiLSTM; ``bow_weight`` weighs a bag-of-words loss from z
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
-    ``decoder_window`` lets the encoder read more of a review than the decoder reconstructs
-    (the last ``decoder_window`` ids of each row, the review's end in a ``padding="pre"``
+    ``target_window`` lets the encoder read more of a review than the decoder reconstructs
+    (the last ``target_window`` ids of each row, the review's end in a ``padding="pre"``
     store), ``bigram_buckets`` adds a pooled branch of hashed bigrams and ``encoder_dropout``
     drops encoder features in training (docs, "The model").
     """
@@ -86,7 +86,7 @@ class ModelConfig:
     encoder_pooling: bool = option(
         True, help="a mean-pooled embedding branch beside the encoder's BiLSTM", group="model"
     )
-    decoder_window: int | None = option(
+    target_window: int | None = option(
         None,
         help="the decoder reconstructs the last N ids of each row (and the encoder's BiLSTM "
         "reads them); the pooled branches read the whole row. Needs a padding='pre' store",
@@ -135,7 +135,7 @@ class ModelConfig:
         one_of("decoder", self.decoder, DECODERS)
         fraction("word_dropout", self.word_dropout)
         fraction("encoder_dropout", self.encoder_dropout)
-        positive_int("decoder_window", self.decoder_window, allow_none=True)
+        positive_int("target_window", self.target_window, allow_none=True)
         int_at_least("bigram_buckets", self.bigram_buckets, 0)
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))

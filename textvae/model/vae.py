@@ -4,20 +4,20 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
 
     ids (batch, max_len) int32
       -> Embedding(vocab_size, embedding_dim)
-      -> the last decoder_window positions (all max_len by default)
+      -> the last target_window positions (all max_len by default)
       -> Bidirectional(LSTM(hidden, return_sequences=True)) -> Bidirectional(LSTM(hidden))
          [+ the mean of the row's non-padding embeddings, encoder_pooling=True]
          [+ the mean of the row's hashed-bigram embeddings, bigram_buckets > 0]
       -> [Dropout(encoder_dropout)] -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent)
       -> Sampling -> z
-    decoder input: the last decoder_window ids of the row (the review's end, padding="pre")
+    decoder input: the last target_window ids of the row (the review's end, padding="pre")
     decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
       text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
       -> Embedding(vocab_size, embedding_dim) ++ z at every step
       -> GRU(hidden), initial state Dense(hidden, tanh)(z)
       -> Dense(hidden, tanh) of [GRU output, input embedding, z]   (a direct path to the softmax)
       -> moved back to the store's positions -> Dense(vocab_size, softmax)   "reconstruction"
-    decoder="repeat" (the seed's): z -> RepeatVector(decoder_window) -> GRU(hidden) -> GRU(hidden)
+    decoder="repeat" (the seed's): z -> RepeatVector(target_window) -> GRU(hidden) -> GRU(hidden)
       -> Dense(vocab_size, softmax)                                         "reconstruction"
     z_mean -> Dense(1, sigmoid)                                             "sentiment"
 
@@ -244,8 +244,8 @@ class TextVAE(keras.Model):
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).
-    decoder_window
-        The decoder reconstructs the last ``decoder_window`` ids of each row (``None``: all
+    target_window
+        The decoder reconstructs the last ``target_window`` ids of each row (``None``: all
         ``max_len``), and the encoder's BiLSTM reads them; the pooled branches read the whole
         row. With a ``padding="pre"`` store they hold each review's end.
     bigram_buckets
@@ -265,7 +265,7 @@ class TextVAE(keras.Model):
     encoder
         ``ids -> [z_mean, z_log_var, z]``.
     decoder
-        ``[z, ids] -> reconstruction`` probabilities ``(batch, decoder_window, vocab_size)``
+        ``[z, ids] -> reconstruction`` probabilities ``(batch, target_window, vocab_size)``
         (teacher-forced on the window of ``ids``); ``z -> reconstruction`` for the
         ``"repeat"`` decoder. :meth:`decoder_inputs` builds its inputs either way;
         :func:`textvae.model.decoding.generate` decodes free-running.
@@ -295,7 +295,7 @@ class TextVAE(keras.Model):
         bow_weight: float = ModelConfig.bow_weight,
         targets: str = "onehot",
         truncating: str = "pre",
-        decoder_window: int | None = None,
+        target_window: int | None = None,
         bigram_buckets: int = 0,
         encoder_dropout: float = 0.0,
         seed: int | None = None,
@@ -313,8 +313,8 @@ class TextVAE(keras.Model):
         self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
         self.truncating = one_of("truncating", truncating, PADDINGS)
-        window = self.max_len if decoder_window is None else decoder_window
-        self.decoder_window = int_in_range("decoder_window", window, 1, self.max_len + 1)
+        window = self.max_len if target_window is None else target_window
+        self.target_window = int_in_range("target_window", window, 1, self.max_len + 1)
         self.bigram_buckets = int_at_least("bigram_buckets", bigram_buckets, 0)
         if self.bigram_buckets == 1:
             raise ValueError(
@@ -391,7 +391,7 @@ class TextVAE(keras.Model):
 
     def _build_repeat_decoder(self) -> None:
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        y = keras.layers.RepeatVector(self.decoder_window, name="repeat")(z_in)
+        y = keras.layers.RepeatVector(self.target_window, name="repeat")(z_in)
         y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_1")(y)
         y = keras.layers.GRU(self.hidden, return_sequences=True, name="gru_2")(y)
         y = keras.layers.Dense(
@@ -413,14 +413,14 @@ class TextVAE(keras.Model):
             self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
         )
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        ids_in = keras.Input(shape=(self.decoder_window,), dtype="int32", name="decoder_ids")
+        ids_in = keras.Input(shape=(self.target_window,), dtype="int32", name="decoder_ids")
         # A stream of its own: the same seed as the sampling noise would correlate the two.
         dropout_seed = None if self.seed is None else self.seed + 1
         text, offsets = DecoderInputs(self.word_dropout, seed=dropout_seed, name="decoder_inputs")(
             ids_in
         )
         embedded = self.decoder_embedding(text)
-        z_steps = keras.layers.RepeatVector(self.decoder_window, name="z_steps")(z_in)
+        z_steps = keras.layers.RepeatVector(self.target_window, name="z_steps")(z_in)
         h = self.decoder_gru(
             keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
             initial_state=[self.decoder_init(z_in)],
@@ -435,9 +435,9 @@ class TextVAE(keras.Model):
         self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
 
     def window(self, x) -> Any:
-        """The last :attr:`decoder_window` positions of ``x`` ``(batch, max_len, ...)``: what
+        """The last :attr:`target_window` positions of ``x`` ``(batch, max_len, ...)``: what
         the decoder reconstructs (all of ``x`` when the window is the whole row)."""
-        return x if self.decoder_window == self.max_len else x[:, -self.decoder_window :]
+        return x if self.target_window == self.max_len else x[:, -self.target_window :]
 
     def decoder_inputs(self, z, ids) -> Any:
         """What :attr:`decoder` takes to reconstruct ``ids`` ``(batch, max_len)`` from ``z``:
@@ -531,7 +531,7 @@ class TextVAE(keras.Model):
             "bow_weight": self.bow_weight,
             "targets": self.targets,
             "truncating": self.truncating,
-            "decoder_window": self.decoder_window,
+            "target_window": self.target_window,
             "bigram_buckets": self.bigram_buckets,
             "encoder_dropout": self.encoder_dropout,
             "seed": self.seed,

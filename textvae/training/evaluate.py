@@ -98,7 +98,7 @@ def evaluate_vae(
         ids, outputs = sequence[i]
         z_mean, kl, p_true, predicted, p_true_z0, sentiment = evaluator.predict_on_batch(ids)
         label = outputs[sequence.sentiment_name]
-        window = ids[:, ids.shape[1] - model.decoder_window :]
+        window = ids[:, ids.shape[1] - model.target_window :]
         totals.update(window, p_true, predicted, kl, sentiment, label, z_mean, p_true_z0=p_true_z0)
         if bar is not None:
             bar.update(i + 1)
@@ -221,7 +221,7 @@ def reconstruction_scores(
     for start in range(0, len(subset), batch):
         ids = store.read(sequence.split, subset[start : start + batch]).astype(np.int32)
         z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
-        texts = [text_ids(row[len(row) - model.decoder_window :]) for row in ids]
+        texts = [text_ids(row[len(row) - model.target_window :]) for row in ids]
         generated = generate(model, z_mean, batch_size=batch, **RECONSTRUCTION)
         decoded.append(generated)
         again = np.zeros_like(ids)

@@ -127,7 +127,7 @@ def _sequence(
         config.batch_size if plan is None else plan.local_batch(config.batch_size),
         targets=config.targets,
         dtype=config.dtype,
-        target_window=config.target_window,
+        target_window=config.model.target_window,
         seed=config.seed,
         sampling=SamplingOptions(rows=limit, row_subset=row_subset),
         workers=config.workers,
@@ -217,16 +217,16 @@ def _check_vae_store(store: TokenStore, window: int | None = None) -> None:
     ``window`` needs rows at least that long, padded at the start (their last ids: the text)."""
     if window is not None and window > store.max_len:
         raise StoreMismatchError(
-            f"decoder_window {window} is longer than the rows of the store at {store.path} "
-            f"(max_len {store.max_len}): give --decoder-window at most {store.max_len}, or "
+            f"target_window {window} is longer than the rows of the store at {store.path} "
+            f"(max_len {store.max_len}): give --target-window at most {store.max_len}, or "
             "build a store with longer rows (--max-len)"
         )
     if window is not None and window < store.max_len and store.padding != "pre":
         raise StoreMismatchError(
-            f"decoder_window {window} reconstructs the last {window} ids of each row, but the "
+            f"target_window {window} reconstructs the last {window} ids of each row, but the "
             f"store at {store.path} is padded at the end (padding='post'): those are mostly "
             "padding. Build the store with padding='pre' (the default), or leave "
-            "--decoder-window unset"
+            "--target-window unset"
         )
     ids = (store.pad_id, store.start_id, store.oov_id)
     if ids != (PAD_ID, START_ID, OOV_ID):
@@ -290,7 +290,7 @@ def _new_model(config: TrainConfig, store: TokenStore) -> TextVAE:
         bow_weight=m.bow_weight,
         targets=config.targets,
         truncating=store.truncating,
-        decoder_window=m.decoder_window,
+        target_window=m.target_window,
         bigram_buckets=m.bigram_buckets,
         encoder_dropout=m.encoder_dropout,
         seed=config.seed,
@@ -385,7 +385,7 @@ def _fit_one_process(
                 raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
         model = _new_model(config, store)
-        model.init_output_bias(_unigram_counts(store, rows.kept, model.decoder_window))
+        model.init_output_bias(_unigram_counts(store, rows.kept, model.target_window))
     model.run_eagerly = config.run_eagerly
     # best.keras is chosen on the held-out part of the train split, never on the test split.
     monitor = "loss" if val_seq is None else "val_loss"
@@ -529,7 +529,7 @@ def _train(
     )
     if hasattr(progress, "close"):
         progress.close()
-    _check_vae_store(store, config.model.decoder_window)
+    _check_vae_store(store, config.model.target_window)
     rows = _TrainRows.of(config, store)
     _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
