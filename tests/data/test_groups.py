@@ -3,15 +3,13 @@ ingest, read and checked by TokenStore, checked by verify; stores without it as 
 
 from __future__ import annotations
 
-import io
-import json
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from imdb_like import imdb_like, movie_url, write_records
 
 from textvae.data import StoreSpec, TokenStore, build_store, open_corpus
 from textvae.data.corpus import IMDB_METADATA
@@ -22,47 +20,6 @@ from textvae.testing import random_reviews, write_jsonl
 SPEC = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
 
 
-def _write_records(path: Path, records: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def _movie_url(movie: int) -> str:
-    return f"http://www.imdb.com/title/tt{movie:07d}/usercomments"
-
-
-def _imdb_like(root: Path, rng: np.random.Generator, counts: dict[str, int]) -> dict[str, list]:
-    """IMDB's layout in small: ``imdb_<split>.jsonl`` with ``file`` fields (negative reviews,
-    then positive, each by id) and the metadata tarball of URL lists beside them. Returns the
-    movie (title id) of every row of each split."""
-    root.mkdir(parents=True, exist_ok=True)
-    movies_of: dict[str, list] = {}
-    members: dict[str, str] = {}
-    for split, n in counts.items():
-        records, movies = [], []
-        for sub in ("neg", "pos"):
-            listed = [int(m) for m in rng.integers(1, 6, size=n)]  # 5 movies: shared ones
-            members[f"aclImdb/{split}/urls_{sub}.txt"] = "".join(
-                _movie_url(m) + "\n" for m in listed
-            )
-            for i, (text, _) in enumerate(random_reviews(rng, n)):
-                label = int(sub == "pos")
-                records.append(
-                    {"text": text, "label": label, "id": i, "file": f"{split}/{sub}/{i}_7.txt"}
-                )
-                movies.append(f"tt{listed[i]:07d}")
-        _write_records(root / f"imdb_{split}.jsonl", records)
-        movies_of[split] = movies
-    with tarfile.open(root / IMDB_METADATA, "w:gz") as tar:
-        for name, text in members.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return movies_of
-
-
 def _dense(keys: list) -> np.ndarray:
     """The numbers ingest gives ``keys``: 0, 1, ... in order of first appearance."""
     numbers: dict = {}
@@ -70,7 +27,7 @@ def _dense(keys: list) -> np.ndarray:
 
 
 def test_imdb_reviews_are_grouped_by_movie_from_the_url_lists(tmp_path, rng):
-    movies = _imdb_like(tmp_path / "imdb", rng, {"train": 13, "test": 6})
+    movies = imdb_like(tmp_path / "imdb", rng, {"train": 13, "test": 6})
     corpus = open_corpus(tmp_path / "imdb")
     assert corpus.groups("train") == ("movie", movies["train"])
     store = build_store(tmp_path / "s.zarr", corpus, SPEC)
@@ -87,7 +44,7 @@ def test_imdb_reviews_are_grouped_by_movie_from_the_url_lists(tmp_path, rng):
 
 
 def test_verify_and_open_check_the_groups(tmp_path, rng):
-    _imdb_like(tmp_path / "imdb", rng, {"train": 9})
+    imdb_like(tmp_path / "imdb", rng, {"train": 9})
     store = build_store(tmp_path / "s.zarr", open_corpus(tmp_path / "imdb"), SPEC)
     chunk = Path(store.path) / "train" / "groups" / "c" / "0"
     data = bytearray(chunk.read_bytes())
@@ -108,7 +65,7 @@ def test_an_aclimdb_folder_is_grouped_by_its_own_url_lists(tmp_path, rng):
         folder.mkdir(parents=True)
         listed = [int(m) for m in rng.integers(1, 4, size=12)]
         (root / "train" / f"urls_{sub}.txt").write_text(
-            "".join(_movie_url(m) + "\n" for m in listed)
+            "".join(movie_url(m) + "\n" for m in listed)
         )
         for i in (0, 2, 10, 11):  # in id order, as the reader reads them (10 after 2)
             (folder / f"{i}_3.txt").write_text("a fine film")
@@ -124,7 +81,7 @@ def test_a_group_field_groups_a_users_jsonl(tmp_path, rng):
     records = [
         {"text": t, "label": y, "group": g} for (t, y), g in zip(reviews, names, strict=True)
     ]
-    path = _write_records(tmp_path / "mine_train.jsonl", records)
+    path = write_records(tmp_path / "mine_train.jsonl", records)
     store = build_store(tmp_path / "s.zarr", open_corpus(path), SPEC)
     assert store.group_by("train") == "group"
     np.testing.assert_array_equal(store.groups("train"), [0, 1, 2, 0, 3] * 4)
@@ -137,7 +94,7 @@ def test_a_group_field_must_be_given_for_every_review(tmp_path, groups):
     records = [{"text": "good", "label": 1, "group": groups[0]}, {"text": "bad", "label": 0}]
     if groups[1] is not None:
         records[1]["group"] = groups[1]
-    path = _write_records(tmp_path / "mine_train.jsonl", records)
+    path = write_records(tmp_path / "mine_train.jsonl", records)
     with pytest.raises(CorpusError, match=r"mine_train.jsonl:2: `group` is"):
         build_store(tmp_path / "s.zarr", open_corpus(path), SPEC)
     assert not (tmp_path / "s.zarr").exists()
@@ -155,14 +112,14 @@ def test_a_corpus_without_groups_gives_a_store_without_them(small_store):
 
 
 def test_imdb_jsonl_without_its_metadata_has_no_groups(tmp_path, rng):
-    _imdb_like(tmp_path / "imdb", rng, {"train": 5})
+    imdb_like(tmp_path / "imdb", rng, {"train": 5})
     (tmp_path / "imdb" / IMDB_METADATA).unlink()
     assert open_corpus(tmp_path / "imdb").groups("train") is None
 
 
 def test_a_grouped_store_without_its_groups_opens_as_an_old_one(tmp_path, rng):
     """A store of textvae before groups is one without the array and the attribute."""
-    _imdb_like(tmp_path / "imdb", rng, {"train": 9})
+    imdb_like(tmp_path / "imdb", rng, {"train": 9})
     store = build_store(tmp_path / "s.zarr", open_corpus(tmp_path / "imdb"), SPEC)
     group = zarr.open_group(store.path)
     attrs = dict(group.attrs["textvae"])
@@ -176,7 +133,7 @@ def test_a_grouped_store_without_its_groups_opens_as_an_old_one(tmp_path, rng):
 
 
 def test_groups_of_the_wrong_dtype_are_damage(tmp_path, rng):
-    _imdb_like(tmp_path / "imdb", rng, {"train": 9})
+    imdb_like(tmp_path / "imdb", rng, {"train": 9})
     store = build_store(tmp_path / "s.zarr", open_corpus(tmp_path / "imdb"), SPEC)
     group = zarr.open_group(store.path)
     del group["train/groups"]
@@ -186,7 +143,7 @@ def test_groups_of_the_wrong_dtype_are_damage(tmp_path, rng):
 
 
 def test_groups_are_the_same_when_workers_ingest(tmp_path, rng):
-    _imdb_like(tmp_path / "imdb", rng, {"train": 21})
+    imdb_like(tmp_path / "imdb", rng, {"train": 21})
     corpus = open_corpus(tmp_path / "imdb")
     one = build_store(tmp_path / "one.zarr", corpus, SPEC)
     two = build_store(tmp_path / "two.zarr", corpus, SPEC, workers=2)

@@ -210,6 +210,11 @@ class Corpus(abc.ABC):
         self._check_split(split)
         return None
 
+    def offers_groups(self) -> bool:
+        """Whether :meth:`groups` may name groups for the train split, told without reading the
+        corpus (a store cached before groups existed is ingested again only then)."""
+        return False
+
     def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
         """(ids, label) of every review of ``split`` in source order; ids start with
         ``START_ID``, unknown words are ``OOV_ID``."""
@@ -311,6 +316,9 @@ class AclImdbCorpus(Corpus):
                 names = [e.name for e in entries if e.name.endswith(".txt") and e.is_file()]
             names.sort(key=_acl_file_key)
             yield label, sub, names
+
+    def offers_groups(self) -> bool:
+        return any((self.root / "train" / f"urls_{sub}.txt").is_file() for sub in ("neg", "pos"))
 
     def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
         """The movie of every review, from ``<root>/<split>/urls_<neg|pos>.txt`` (the
@@ -471,6 +479,15 @@ class JsonlCorpus(_FileCorpus):
                 _check_no_surrogate(text, f"{path}:{lineno}")
             label = record.get("label", record.get("sentiment", MISSING))
             yield text, parse_label(label, f"{path}:{lineno}")
+
+    def offers_groups(self) -> bool:
+        first = next(self._records("train"), None)
+        if first is None:
+            return False
+        record = first[2]
+        return "group" in record or (
+            "file" in record and (self.paths["train"].parent / IMDB_METADATA).is_file()
+        )
 
     def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
         """The group of every review: its ``group`` field (a string or an integer) when the
