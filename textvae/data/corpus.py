@@ -318,6 +318,7 @@ class AclImdbCorpus(Corpus):
             yield label, sub, names
 
     def offers_groups(self) -> bool:
+        """Whether ``<root>/train`` holds a ``urls_neg.txt`` or ``urls_pos.txt``."""
         return any((self.root / "train" / f"urls_{sub}.txt").is_file() for sub in ("neg", "pos"))
 
     def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
@@ -481,6 +482,8 @@ class JsonlCorpus(_FileCorpus):
             yield text, parse_label(label, f"{path}:{lineno}")
 
     def offers_groups(self) -> bool:
+        """Whether the train file's first record has a ``group`` field, or a ``file`` field
+        with :data:`IMDB_METADATA` beside the file."""
         first = next(self._records("train"), None)
         if first is None:
             return False
