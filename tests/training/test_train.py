@@ -378,12 +378,8 @@ def test_store_the_vae_cannot_train_on_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "b" / "metrics.json").exists()
 
 
-def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path, capsys):
-    """Validation holds out whole groups (said in the log), best.keras is chosen by
-    ``val_selection`` (in history.csv and state.json), and a resumed run keeps both."""
-    import math
-
-    from textvae.data import build_store, open_corpus
+def _grouped_corpus(tmp_path: Path) -> Path:
+    """A JSONL train file of 60 reviews of 12 movies, named by a ``group`` field."""
     from textvae.testing import random_reviews
 
     rng = np.random.default_rng(2)
@@ -395,8 +391,20 @@ def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path,
             for (text, label), movie in zip(random_reviews(rng, 60), movies, strict=True)
         )
     )
+    return path
+
+
+def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path, capsys):
+    """Validation holds out whole groups (said in the log), best.keras is chosen by
+    ``val_selection`` (in history.csv and state.json), and a resumed run keeps both."""
+    import math
+
+    from textvae.data import build_store, open_corpus
+
     store = build_store(
-        tmp_path / "g.zarr", open_corpus(path), StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+        tmp_path / "g.zarr",
+        open_corpus(_grouped_corpus(tmp_path)),
+        StoreSpec(vocab_size=12, max_len=16, chunk_rows=8),
     )
     out = tmp_path / "run"
     assert _train(store.path, out, "--epochs", "1", "--val-fraction", "0.2") == 0
@@ -415,3 +423,24 @@ def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path,
     resumed = json.loads((out / "state.json").read_text())
     assert resumed["monitor"] == "val_selection"
     assert resumed["best"] == pytest.approx(min(float(r["val_selection"]) for r in rows))
+
+
+def test_a_run_resumed_on_a_store_rebuilt_with_groups_keeps_its_random_hold_out(tmp_path, capsys):
+    """Started on a store without groups (as built before them), resumed after the store was
+    built again with groups: the hold-out stays the run's first, at random."""
+    import shutil
+
+    from textvae.data import build_store, open_corpus
+
+    corpus = open_corpus(_grouped_corpus(tmp_path))
+    spec = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+    store = build_store(tmp_path / "g.zarr", corpus, spec)
+    group = zarr.open_group(store.path, mode="r+")  # as textvae before groups wrote it
+    group.attrs["textvae"] = {k: v for k, v in group.attrs["textvae"].items() if k != "group_by"}
+    shutil.rmtree(Path(store.path) / "train" / "groups")
+    out = tmp_path / "run"
+    assert _train(store.path, out, "--epochs", "1", "--val-fraction", "0.2") == 0
+    assert "held out for validation at random" in capsys.readouterr().out
+    assert build_store(store.path, corpus, spec, overwrite=True).has_groups("train")
+    assert _train(store.path, out, "--epochs", "2", "--val-fraction", "0.2", "--resume") == 0
+    assert "held out for validation at random" in capsys.readouterr().out

@@ -108,13 +108,14 @@ class _TrainRows:
     how: str = "at random"
 
     @classmethod
-    def of(cls, config: TrainConfig, store: TokenStore) -> _TrainRows:
+    def of(cls, config: TrainConfig, store: TokenStore, *, grouped: bool = True) -> _TrainRows:
         """The rows of ``store``'s train split for ``config`` (seeded: the same in every
-        process and every resume)."""
+        process and every resume); ``grouped=False`` holds out random rows even when the store
+        has groups (a run resumed that started on a store without them)."""
         num_rows = store.num_rows("train")
         if config.val_fraction == 0:
             return cls(np.arange(num_rows), np.arange(0), config.train_rows)
-        groups = store.groups("train")
+        groups = store.groups("train") if grouped else None
         if groups is None:
             kept, held_out = holdout_rows(num_rows, config.val_fraction, config.seed)
             return cls(kept, held_out, config.train_rows)
@@ -528,7 +529,10 @@ def _train(
     if hasattr(progress, "close"):
         progress.close()
     _check_vae_store(store)
-    rows = _TrainRows.of(config, store)
+    # A resumed run keeps the hold-out it started with: a store cached before groups existed
+    # and rebuilt with them since would otherwise move reviews between training and validation.
+    grouped = not config.resume or "group_by" in run.store_attrs()
+    rows = _TrainRows.of(config, store, grouped=grouped)
     _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
