@@ -7,7 +7,8 @@ the same with one process or several: the rows are cut into chunks of ``chunk_ro
 (``shard_rows`` when sharded: one writer per object), a :class:`ChunkEncoder` encodes, pads and
 writes each of ``tokens`` (here, or in a worker of :mod:`textvae.data.parallel` or of Dask), and
 this process writes ``labels`` and ``lengths`` in row order and gives ``tokens`` its final
-shape. So a build with several workers is byte for byte the one of a single process (tested).
+shape, then ``groups`` when the corpus names them (:func:`_write_groups`). So a build with
+several workers is byte for byte the one of a single process (tested).
 An overwrite writes the new store beside the old one and swaps it in when complete
 (:mod:`textvae.data.swap`).
 """
