@@ -26,14 +26,26 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae.batching import OneHotSequence, SamplingOptions, ShardOptions, holdout_rows
+from textvae.batching import (
+    OneHotSequence,
+    SamplingOptions,
+    ShardOptions,
+    holdout_groups,
+    holdout_rows,
+)
 from textvae.config import TrainConfig
 from textvae.data import TokenStore, is_store, resolve_store
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
 from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
-from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
+from textvae.training.callbacks import (
+    SELECTION,
+    EpochSync,
+    KLAnnealing,
+    RunCheckpoint,
+    restore_seed_states,
+)
 from textvae.training.cluster import worker_info
 from textvae.training.console import fit_callbacks
 from textvae.training.devices import DataParallelPlan, data_parallel
@@ -84,22 +96,34 @@ class _TrainRows:
         Sorted, disjoint row indices (``held_out`` empty when ``val_fraction`` is 0).
     limit
         ``config.train_rows``: the most rows of ``kept`` an epoch reads (``None``: all).
+    how
+        How ``held_out`` was drawn, for the log: ``"grouped by movie (173 movies)"`` when the
+        store groups the train split (whole groups held out: a movie's reviews are never on
+        both sides), else ``"at random"``.
     """
 
     kept: np.ndarray
     held_out: np.ndarray
     limit: int | None
+    how: str = "at random"
 
     @classmethod
-    def of(cls, config: TrainConfig, store: TokenStore) -> _TrainRows:
+    def of(cls, config: TrainConfig, store: TokenStore, *, grouped: bool = True) -> _TrainRows:
         """The rows of ``store``'s train split for ``config`` (seeded: the same in every
-        process and every resume)."""
+        process and every resume); ``grouped=False`` holds out random rows even when the store
+        has groups (a run resumed that started on a store without them)."""
         num_rows = store.num_rows("train")
         if config.val_fraction == 0:
-            kept, held_out = np.arange(num_rows), np.arange(0)
-        else:
+            return cls(np.arange(num_rows), np.arange(0), config.train_rows)
+        groups = store.groups("train") if grouped else None
+        if groups is None:
             kept, held_out = holdout_rows(num_rows, config.val_fraction, config.seed)
-        return cls(kept, held_out, config.train_rows)
+            return cls(kept, held_out, config.train_rows)
+        kept, held_out = holdout_groups(groups, config.val_fraction, config.seed)
+        count = len(np.unique(groups[held_out]))
+        name = store.group_by("train") or "group"
+        how = f"grouped by {name} ({count:,} {name}{'' if count == 1 else 's'})"
+        return cls(kept, held_out, config.train_rows, how)
 
     def per_epoch(self, num_shards: int) -> int:
         """Rows trained per epoch by ``num_shards`` processes together: every shard reads the
@@ -387,8 +411,9 @@ def _fit_one_process(
         model = _new_model(config, store)
         model.init_output_bias(_unigram_counts(store, rows.kept, model.target_window))
     model.run_eagerly = config.run_eagerly
-    # best.keras is chosen on the held-out part of the train split, never on the test split.
-    monitor = "loss" if val_seq is None else "val_loss"
+    # best.keras is chosen on the held-out part of the train split, never on the test split:
+    # its loss and sentiment accuracy together (selection_score), else the training loss.
+    monitor = "loss" if val_seq is None else SELECTION
     checkpoint = RunCheckpoint(
         run,
         monitor=monitor,
@@ -398,7 +423,7 @@ def _fit_one_process(
         resume=state,
         stop=stop,
     )
-    held = f", {val_seq.rows_per_shard:,} held out for validation" if val_seq else ""
+    held = f", {val_seq.rows_per_shard:,} held out for validation {rows.how}" if val_seq else ""
     at = f" (epoch {initial_epoch + 1} from batch {first_batch + 1})" if first_batch else ""
     log(
         f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
@@ -530,7 +555,10 @@ def _train(
     if hasattr(progress, "close"):
         progress.close()
     _check_vae_store(store, config.model.target_window)
-    rows = _TrainRows.of(config, store)
+    # A resumed run keeps the hold-out it started with: a store cached before groups existed
+    # and rebuilt with them since would otherwise move reviews between training and validation.
+    grouped = not config.resume or "group_by" in run.store_attrs()
+    rows = _TrainRows.of(config, store, grouped=grouped)
     _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
