@@ -5,12 +5,14 @@ peak belongs to this epoch alone)::
 
     python benchmarks/epoch_rss.py STORE [--batch-size 64] [--targets onehot] [--dtype float32]
         [--workers 2] [--max-queue-size 2|default] [--consumer-seconds 0] [--batches N]
-        [--rss-limit-mb MB]
+        [--rss-limit-mb MB] [--target-window W]
 
 ``--max-queue-size default`` leaves it to the sequence (its memory budget picks it);
 ``--consumer-seconds`` sleeps after each batch (a slow model); ``--batches`` stops after that
 many; ``--rss-limit-mb`` stops the process as soon as its RSS passes the limit (a watchdog
-thread, for configurations that would otherwise take the machine's memory) and reports it.
+thread, for configurations that would otherwise take the machine's memory) and reports it;
+``--target-window`` builds the targets for the last W positions only (the Sequence's
+``target_window``).
 
 Prints one JSON line: ``batches``, ``rows``, ``seconds``, ``peak_rss_mb`` (``VmHWM``: the
 peak of this process's own memory), ``maxrss_mb`` (``ru_maxrss``), ``rss_before_mb`` (after
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consumer-seconds", type=float, default=0.0)
     parser.add_argument("--batches", type=int, default=None)
     parser.add_argument("--rss-limit-mb", type=float, default=None)
+    parser.add_argument("--target-window", type=int, default=None)
     args = parser.parse_args(argv)
     queue = {} if args.max_queue_size == "default" else {"max_queue_size": int(args.max_queue_size)}
     consumed = [0]
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         shuffle=True,
         seed=0,
         workers=args.workers,
+        target_window=args.target_window,
         **queue,
     )
     adapter = PyDatasetAdapter(seq, shuffle=False)

@@ -1,6 +1,6 @@
 """End-to-end benchmarks of OneHotSequence beside the pipelines a Keras user would write instead.
 
-Three kinds of case, each kind grouped by target (one-hot float32, one-hot uint8, sparse ids)
+Four kinds of case, each kind grouped by target (one-hot float32, one-hot uint8, sparse ids)
 so that the table reads as ratios:
 
 - ``seq[i]`` alone: OneHotSequence over the shuffled, compressed store, beside a plain
@@ -12,6 +12,8 @@ so that the table reads as ratios:
   PyDataset (2 workers). One round is one batch pulled from the iterator and dropped, as ``fit``
   does; every pipeline is warmed up first (a cold ``tf.data`` pipeline spends its first ~10
   batches growing its allocator), so the mean is the steady-state time per batch;
+- ``seq[i]`` with a ``target_window`` of half the row beside whole-row targets (recycled and
+  fresh buffers): what building one-hot targets for the positions a model predicts saves;
 - peak RSS of a whole epoch (``epoch_rss.py`` in a fresh process) over synthetic stores of
   10k, 100k and 1M rows (``--full``; 1k and 20k otherwise): it must not grow with the corpus.
 
@@ -198,6 +200,50 @@ def test_getitem_store_read_reference(benchmark, train_store, shape, target, ful
 
     ids = benchmark.pedantic(read, rounds=30 if full else 3, warmup_rounds=1, iterations=1)
     np.testing.assert_array_equal(ids, all_ids[dataset.batch_rows(last["i"])])
+
+
+# -- target window: one-hot targets for the last positions only ------------------------------
+
+#: The case names of the target-window groups; the summary prints the window's ratio to whole rows.
+WINDOW_CASES = {"whole": "whole-row-targets", "half": "textvae-target-window"}
+
+
+@pytest.mark.parametrize("pool", ["pooled", "fresh"])
+@pytest.mark.parametrize("window", list(WINDOW_CASES))
+def test_getitem_target_window(benchmark, train_store, shape, window, pool, full, pipeline_results):
+    """``seq[i]`` with ``target_window=max_len // 2`` beside whole-row targets, same store, rows
+    and float32 one-hot: recycled buffers (the kernel clears and writes only the window's
+    cells) and fresh ones (``pool_size=0``: every batch allocates, zeroes and page-faults its
+    buffer, whose bytes the window halves)."""
+    positions = shape[1] // 2
+    benchmark.group = (
+        f"seq[i] {_name(shape)} float32, {pool} buffers: target_window={positions} vs whole rows"
+    )
+    seq = OneHotSequence(
+        train_store,
+        SPLIT,
+        shape[0],
+        shuffle=True,
+        seed=0,
+        target_window=None if window == "whole" else positions,
+        memory=MemoryOptions(
+            memory_budget=MEMORY_BUDGET, pool_size=None if pool == "pooled" else 0
+        ),
+    )
+    indices = itertools.cycle(range(len(seq)))
+    last = {}
+
+    def getitem():
+        i = last["i"] = next(indices)
+        batch = last["batch"] = seq[i]  # held while the next is made, as fit does
+        return batch
+
+    seq[0]  # compile, open the store, build the epoch plan
+    batch = benchmark.pedantic(getitem, rounds=30 if full else 5, warmup_rounds=2, iterations=1)
+    _record_mean(benchmark, pipeline_results, (benchmark.group, WINDOW_CASES[window]))
+    targets = batch[1]["reconstruction"]
+    assert targets.shape[1:] == (shape[1] if window == "whole" else positions, shape[2])
+    assert_batch_matches_store(seq, batch, seq.batch_rows(last["i"]), positions=(0, -1))
 
 
 # -- through Keras' PyDataset path ------------------------------------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "in_float32",
     "int_at_least",
     "int_in_range",
+    "int_up_to",
     "non_negative",
     "one_of",
     "path",
@@ -150,6 +151,34 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
     """
     if not _is_int(value) or not low <= value < high:
         raise _fail(name, f"an integer in [{low}, {high})", value)
+    return int(value)
+
+
+def int_up_to(
+    name: str,
+    value: Any,
+    high: int | None,
+    *,
+    bound: str,
+    allow_none: bool = False,
+) -> int | None:
+    """Check that ``value`` is an integer in ``[1, high]``, a bound named ``bound`` (or None,
+    with ``allow_none``); return it. ``high=None``: the bound is not known yet (a store not
+    opened), and only ``value >= 1`` is checked, in the same words.
+
+    Raises
+    ------
+    InvalidArgumentError
+        "`target_window` must be an integer in [1, max_len] (max_len is 16). Received:
+        target_window=17".
+    """
+    if value is None and allow_none:
+        return None
+    rule = f"an integer in [1, {bound}]" + (" or None" if allow_none else "")
+    if not _is_int(value) or value < 1:
+        raise _fail(name, rule, value, None if high is None else f"{bound} is {high}")
+    if high is not None and value > high:
+        raise _fail(name, rule, value, f"{bound} is {high}")
     return int(value)
 
 

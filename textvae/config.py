@@ -19,6 +19,7 @@ from textvae._checks import (
     fraction,
     int_at_least,
     int_in_range,
+    int_up_to,
     non_negative,
     one_of,
     path,
@@ -124,6 +125,8 @@ class TrainConfig:
     debugging and for tiny models, whose graphs take longer to trace than to train).
     ``devices`` (an int, ``"all"``, or None for one device) trains under Keras'
     ``DataParallel`` distribution on the JAX backend (:mod:`textvae.training.devices`).
+    ``model.target_window`` (None: every position) is also the training and validation
+    Sequences' ``target_window``: reconstruction targets for the last N positions only.
 
     Each field's flag of ``textvae-train`` (its help, unit and ``--help`` section) is declared
     beside its default, with :func:`textvae._options.option`.
@@ -273,6 +276,13 @@ class TrainConfig:
             raise InvalidArgumentError(
                 f"`model` must be a ModelConfig. Received: model={self.model!r}"
             )
+        int_up_to(
+            "target_window",
+            self.model.target_window,
+            self.max_len,
+            bound="max_len",
+            allow_none=True,
+        )
         object.__setattr__(
             self,
             "storage_options",

@@ -199,10 +199,12 @@ def assert_batch_matches_store(
     split, layout, dtype
         Override the sequence's; for a store they default to ``"train"``, the text VAE's
         layout (``{"reconstruction": "onehot", "sentiment": "binary"}``) and ``"float32"``.
+        A layout's ``target_window`` W is honoured: token outputs and their weights are the
+        whole rows' references cut to their last W columns.
     positions
         Check only these rows of the batch (e.g. ``(0, -1)`` for full-size batches).
     """
-    from textvae.batching.layout import BatchLayout
+    from textvae.batching.layout import TOKEN_KINDS, BatchLayout
     from textvae.data.store import TokenStore
 
     seq = source if hasattr(source, "batch_rows") else None
@@ -240,11 +242,15 @@ def assert_batch_matches_store(
     named = {None: layout.outputs} if isinstance(layout.outputs, str) else dict(layout.outputs)
     got_y = {None: y} if isinstance(layout.outputs, str) else y
     assert list(got_y) == list(named), f"outputs {list(got_y)}"
+    # The target window's columns of a token output (every column without a window).
+    window = slice(store.max_len - (layout.target_window or store.max_len), None)
     for name, kind in named.items():
         got = np.asarray(got_y[name])[pick]
         want_dtype = {"onehot": dtype, "next_onehot": dtype, "binary": "float32"}.get(kind, "int32")
         assert got.dtype == np.dtype(want_dtype), f"{name}: {got.dtype}, not {want_dtype}"
         want = _expected_output(kind, ids, labels, store, dtype)
+        if kind in TOKEN_KINDS:
+            want = want[:, window]
         np.testing.assert_array_equal(got, want, err_msg=f"output {name!r} ({kind})")
         if layout.sample_weight:
             weights = np.asarray(batch[2] if name is None else batch[2][name])[pick]
@@ -255,6 +261,8 @@ def assert_batch_matches_store(
                 want = mask
             else:
                 want = (labels >= 0).astype(np.float32)
+            if kind in TOKEN_KINDS:
+                want = want[:, window]
             np.testing.assert_array_equal(weights, want, err_msg=f"weights of {name!r}")
 
 

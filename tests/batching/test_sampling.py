@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from textvae.batching import EpochPlan, OneHotSequence, SamplingOptions, ShardOptions
-from textvae.batching.sampling import chunk_windows, holdout_rows
+from textvae.batching.sampling import chunk_windows, holdout_groups, holdout_rows
 from textvae.data import StoreSpec
 
 
@@ -220,3 +220,38 @@ def test_options_are_frozen_and_readable():
 def test_more_shards_than_rows_is_refused():
     with pytest.raises(ValueError, match="fewer than num_shards=4"):
         EpochPlan(3, 8, 1, shards=ShardOptions(num_shards=4))
+
+
+def _movie_groups(rng: np.random.Generator, movies: int = 300) -> np.ndarray:
+    """A group number per row: movies of 1 to 30 reviews (as IMDB's), rows sorted by label
+    rather than by movie, so one movie's rows are scattered."""
+    sizes = rng.integers(1, 31, size=movies)
+    return rng.permutation(np.repeat(np.arange(movies), sizes))
+
+
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.3])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_holdout_groups_never_splits_a_group(rng, share, seed):
+    groups = _movie_groups(rng)
+    kept, held = holdout_groups(groups, share, seed)
+    np.testing.assert_array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(groups)))
+    assert np.all(np.diff(kept) > 0) and np.all(np.diff(held) > 0)
+    assert not set(groups[kept]) & set(groups[held])
+    # close to the share: within half of the largest group (30 rows)
+    assert abs(len(held) - share * len(groups)) <= 15
+    again = holdout_groups(groups, share, seed)[1]
+    np.testing.assert_array_equal(held, again)
+    assert not np.array_equal(held, holdout_groups(groups, share, seed + 1)[1])
+
+
+def test_holdout_groups_takes_one_group_at_least_and_never_all():
+    groups = np.array([0, 0, 0, 1, 1, 2])
+    kept, held = holdout_groups(groups, 0.01, seed=0)
+    assert len(np.unique(groups[held])) == 1 and len(kept) >= 1
+    np.testing.assert_array_equal(holdout_groups(groups, 0.0)[1], [])
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        holdout_groups(np.zeros(5, dtype=np.int32), 0.2)
+    with pytest.raises(ValueError, match="leaves none to keep"):
+        holdout_groups(np.array([0, 0, 0, 0, 1]), 0.99)
+    with pytest.raises(ValueError, match="1-D array of integer group numbers"):
+        holdout_groups(np.array([0.5, 1.0]), 0.5)

@@ -141,3 +141,34 @@ def test_the_fingerprint_follows_size_and_modification_time(tmp_path):
     (folder / "train" / "b.txt").write_text("two")
     assert corpus_fingerprint(folder) != touched  # a file more
     assert corpus_fingerprint(folder / "train" / "a.txt") != corpus_fingerprint(folder)
+
+
+def test_a_cached_store_without_the_groups_the_corpus_gives_is_ingested_again(tmp_path, cache):
+    """A store cached before groups existed (no array, no attribute) is built again once when
+    its corpus now names groups (IMDB with its URL lists), then reused."""
+    import shutil
+
+    from imdb_like import imdb_like
+
+    imdb_like(tmp_path / "imdb", np.random.default_rng(3), {"train": 9, "test": 4})
+    first = resolve_store(tmp_path / "imdb", vocab_size=12, max_len=16, log=lambda line: None)
+    assert first.has_groups("train")
+    group = zarr.open_group(first.path, mode="r+")  # as textvae before groups wrote it
+    group.attrs["textvae"] = {k: v for k, v in group.attrs["textvae"].items() if k != "group_by"}
+    for split in ("train", "test"):
+        shutil.rmtree(Path(first.path) / split / "groups")
+    logs = []
+    again = resolve_store(tmp_path / "imdb", vocab_size=12, max_len=16, log=logs.append)
+    assert "has no groups, which" in logs[0] and "ingesting" in logs[-1]
+    assert again.path == first.path and again.group_by("train") == "movie"
+    logs.clear()
+    resolve_store(tmp_path / "imdb", vocab_size=12, max_len=16, log=logs.append)
+    assert logs[-1].startswith("using the store")
+
+
+def test_a_cached_store_of_a_corpus_without_groups_is_reused(corpus_dir, cache):
+    resolve_store(corpus_dir, vocab_size=12, max_len=16, log=lambda line: None)
+    logs = []
+    store = resolve_store(corpus_dir, vocab_size=12, max_len=16, log=logs.append)
+    assert logs == [f"using the store {store.path} (built from {store.attrs['source']})"]
+    assert not store.has_groups("train")

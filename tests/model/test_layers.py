@@ -76,6 +76,28 @@ def test_align_to_store_puts_the_end_next_to_the_text_by_hand():
     np.testing.assert_array_equal(out[1], [0, 0, 1, 2, 3])
 
 
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_align_to_store_puts_a_full_rows_end_at_its_first_position(truncating):
+    """A row without padding: with truncating="pre" its review ends at the row's end, and the
+    step that read its last id goes to position 0 (given, never scored otherwise)."""
+    features = np.arange(5, dtype=np.float32)[None, :, None].repeat(3, axis=0)
+    ids = np.array([[7, 5, 6, 8, 9], [0, 0, 1, 5, 6], [1, 5, 6, 0, 0]], dtype=np.int32)
+    text, offsets = DecoderInputs(0.0)(ids)
+    out = np.asarray(AlignToStore(truncating)([features, offsets, text]))[..., 0]
+    end = 4 if truncating == "pre" else 0  # step 4 read the last id, 9
+    np.testing.assert_array_equal(out[0], [end, 0, 1, 2, 3])
+    # rows with padding: as without `text`
+    np.testing.assert_array_equal(out[1], [0, 2, 0, 0, 1])
+    np.testing.assert_array_equal(out[2], [0, 0, 1, 2, 3])
+    layer = AlignToStore(truncating)
+    assert AlignToStore.from_config(layer.get_config()).truncating == truncating
+
+
+def test_align_to_store_refuses_an_unknown_truncating():
+    with pytest.raises(ValueError, match="truncating"):
+        AlignToStore("middle")
+
+
 def test_masked_mean_ignores_padding(rng):
     ids = rows(rng, 6, 8, "pre")
     embedded = rng.standard_normal((6, 8, 4)).astype(np.float32)

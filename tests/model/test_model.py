@@ -347,8 +347,9 @@ def test_mixed_float16_keeps_outputs_and_loss_in_float32(rng):
         keras.config.set_dtype_policy(previous)
 
 
-def _end_positions(ids: np.ndarray) -> np.ndarray:
-    """The padding position next to each row's text (none in a row without padding)."""
+def _end_positions(ids: np.ndarray, truncating: str = "post") -> np.ndarray:
+    """The padding position next to each row's text; in a row without padding, its first
+    position with truncating="pre" (the review's end kept), none with "post"."""
     end = np.zeros(ids.shape, dtype=bool)
     for b, row in enumerate(ids):
         text = np.flatnonzero(row)
@@ -356,6 +357,8 @@ def _end_positions(ids: np.ndarray) -> np.ndarray:
             end[b, text[-1] + 1] = True
         elif text[0] > 0:  # padding="pre"
             end[b, text[0] - 1] = True
+        elif truncating == "pre":
+            end[b, 0] = True
     return end
 
 
@@ -370,34 +373,41 @@ def test_scored_positions_by_hand():
             [0, 0, 0, 0, 1],  # an empty review: the end before its start id
         ]
     )
-    got = np.asarray(scored_positions(ids != 0))
+    got = np.asarray(scored_positions(ids != 0, truncating="post"))
     want = [[0, 1, 0, 1, 1], [0, 1, 1, 1, 0], [0, 1, 1, 1, 1], [0, 0, 0, 1, 0]]
     np.testing.assert_array_equal(got, np.array(want, dtype=bool))
+    # truncating="pre" (the default): the cut row ends too, at its first position
+    want[2][0] = 1
+    np.testing.assert_array_equal(np.asarray(scored_positions(ids != 0)), np.array(want, bool))
 
 
+@pytest.mark.parametrize("truncating", ["pre", "post"])
 @pytest.mark.parametrize("padding", ["pre", "post"])
-def test_reconstruction_loss_counts_predicted_positions_and_the_end_only(rng, padding):
+def test_reconstruction_loss_counts_predicted_positions_and_the_end_only(rng, padding, truncating):
     ids, _ = make_batch(rng, 4)
-    ids[0] = rng.integers(3, VOCAB, size=MAX_LEN)  # a review cut at max_len: no end
+    ids[0] = rng.integers(3, VOCAB, size=MAX_LEN)  # a review cut at max_len
     if padding == "post":
         ids = np.stack([np.concatenate([r[r != 0], r[r == 0]]) for r in ids])
     probs = rng.random((4, MAX_LEN, VOCAB)).astype(np.float32)
     probs /= probs.sum(axis=-1, keepdims=True)
-    keep = predicted_positions(ids) | _end_positions(ids)
-    assert _end_positions(ids).sum() == 3 and (ids[_end_positions(ids)] == 0).all()
-    p_true = np.take_along_axis(probs, ids[..., None], axis=-1)[..., 0]
+    ends = _end_positions(ids, truncating)
+    keep = predicted_positions(ids) | ends
+    assert ends.sum() == (4 if truncating == "pre" else 3) and ends[0, 0] == (truncating == "pre")
+    targets = np.where(ends, 0, ids)  # the end's target is the pad id
+    p_true = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
     want = -(np.log(p_true) * keep).sum(axis=1).mean()
     for sparse, y in (
         (True, ids),
         (False, onehot_reference(ids, VOCAB)),
         (False, onehot_reference(ids, VOCAB, np.uint8)),
     ):
-        got = float(ReconstructionLoss(sparse=sparse)(y, probs))
-        np.testing.assert_allclose(got, want, rtol=1e-5)
+        loss = ReconstructionLoss(sparse=sparse, truncating=truncating)
+        np.testing.assert_allclose(float(loss(y, probs)), want, rtol=1e-5)
     # Whatever the model predicts at padding and first-id positions does not count.
     noisy = probs.copy()
     noisy[~keep] = rng.random((int((~keep).sum()), VOCAB))
-    np.testing.assert_allclose(float(ReconstructionLoss(sparse=True)(ids, noisy)), want, rtol=1e-5)
+    loss = ReconstructionLoss(sparse=True, truncating=truncating)
+    np.testing.assert_allclose(float(loss(ids, noisy)), want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("padding", ["pre", "post"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -13,10 +14,12 @@ import pytest
 
 from textvae.errors import CheckpointError, TrainingInterrupted
 from textvae.training.callbacks import (
+    SELECTION,
     EpochSync,
     RunCheckpoint,
     restore_seed_states,
     seed_state_variables,
+    selection_score,
 )
 from textvae.training.preemption import StopOnSignal
 from textvae.training.run import BEST, HISTORY, LAST, STATE, RunDir
@@ -209,3 +212,89 @@ def test_seed_states_are_left_out_of_keras_files_and_restored(tmp_path, rng):
     assert [v.numpy().tolist() for v in seed_state_variables(loaded)] == states
     with pytest.raises(ValueError, match="another model"):
         restore_seed_states(loaded, states + states)
+
+
+#: (val_loss, val_sentiment_accuracy) of five epochs: epoch 2 has the lowest loss but loses 4
+#: points of accuracy for 1% of loss; epoch 3 is within 0.6% of its loss and the most accurate.
+_HISTORY = [(100.0, 0.80), (90.0, 0.88), (89.0, 0.84), (89.5, 0.885), (float("nan"), 0.99)]
+
+
+def _epoch_logs(val_loss: float, accuracy: float) -> dict[str, float]:
+    return {"loss": 2 * val_loss, "val_loss": val_loss, "val_sentiment_accuracy": accuracy}
+
+
+def test_selection_score_weighs_a_point_of_accuracy_as_one_percent_of_loss():
+    assert selection_score({"val_loss": 100.0, "val_sentiment_accuracy": 0.8}) == pytest.approx(
+        np.log(100.0) - 0.8
+    )
+    # 1% less loss is worth the same as one point more accuracy
+    worse_loss = selection_score({"val_loss": 101.0, "val_sentiment_accuracy": 0.81})
+    assert worse_loss == pytest.approx(np.log(100.0) - 0.8, abs=1e-4)
+    assert selection_score({"loss": 3.0}) is None  # no validation
+    assert np.isnan(selection_score({"val_loss": float("nan"), "val_sentiment_accuracy": 0.9}))
+    assert np.isnan(selection_score({"val_loss": 0.0}))
+    # no labelled validation review: the loss alone
+    nan_accuracy = {"val_loss": 50.0, "val_sentiment_accuracy": float("nan")}
+    assert selection_score(nan_accuracy) == pytest.approx(np.log(50.0))
+    scores = [selection_score(_epoch_logs(*epoch)) for epoch in _HISTORY]
+    assert int(np.nanargmin(scores)) == 3
+    assert int(np.nanargmin([loss for loss, _ in _HISTORY])) == 2  # what val_loss would choose
+
+
+def _bias(run: RunDir, name: str) -> float:
+    return float(keras.models.load_model(run.file(name)).get_layer("sentiment").bias[0])
+
+
+def _train_epochs(callback: RunCheckpoint, model: keras.Model, epochs: range) -> None:
+    for epoch in epochs:
+        model.get_layer("sentiment").bias.assign([float(epoch)])  # tells the saves apart
+        callback.on_epoch_end(epoch, _epoch_logs(*_HISTORY[epoch]))
+
+
+def test_best_keras_is_the_epoch_of_the_lowest_selection_score(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    model = _tiny_model()
+    callback = RunCheckpoint(run, monitor=SELECTION)
+    callback.set_model(model)
+    callback.on_train_begin()
+    _train_epochs(callback, model, range(5))
+    assert _bias(run, BEST) == 3.0
+    state = run.training_state()
+    assert state.monitor == SELECTION
+    assert state.best == pytest.approx(selection_score(_epoch_logs(*_HISTORY[3])))
+    rows = list(csv.DictReader(run.file(HISTORY).read_text().splitlines()))
+    assert [float(r[SELECTION]) for r in rows[:4]] == pytest.approx(
+        [selection_score(_epoch_logs(*epoch)) for epoch in _HISTORY[:4]]
+    )
+    assert rows[4][SELECTION] == "nan"
+
+
+def test_a_resumed_run_keeps_the_best_selection_score(tmp_path):
+    """Epochs 0-3 in one session, epoch 4 (worse) in the next: best.keras stays epoch 3's; a
+    state recorded under another monitor (a run of an older version: val_loss) starts afresh."""
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    model = _tiny_model()
+    first = RunCheckpoint(run, monitor=SELECTION)
+    first.set_model(model)
+    first.on_train_begin()
+    _train_epochs(first, model, range(4))
+    state = run.training_state()
+    assert state.epochs_done == 4 and _bias(run, BEST) == 3.0
+
+    resumed = RunCheckpoint(run, monitor=SELECTION, append=True, resume=state)
+    assert resumed.best == state.best
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    model.get_layer("sentiment").bias.assign([4.0])
+    resumed.on_epoch_end(4, _epoch_logs(95.0, 0.86))  # worse than epoch 3
+    assert _bias(run, BEST) == 3.0
+    assert run.training_state().best == state.best
+    rows = list(csv.DictReader(run.file(HISTORY).read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3", "4"]
+
+    older = RunCheckpoint(
+        run, monitor=SELECTION, append=True, resume=dataclasses.replace(state, monitor="val_loss")
+    )
+    assert older.best == float("inf")

@@ -376,3 +376,71 @@ def test_store_the_vae_cannot_train_on_is_one_error_line(tmp_path, capsys):
     assert _train(str(tmp_path / "3.zarr"), tmp_path / "b") == EXIT_USER_ERROR
     assert "has 3 classes" in _one_error_line(capsys)
     assert not (tmp_path / "b" / "metrics.json").exists()
+
+
+def _grouped_corpus(tmp_path: Path) -> Path:
+    """A JSONL train file of 60 reviews of 12 movies, named by a ``group`` field."""
+    from textvae.testing import random_reviews
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "g_train.jsonl"
+    movies = rng.integers(0, 12, size=60)
+    path.write_text(
+        "".join(
+            json.dumps({"text": text, "label": label, "group": f"tt{movie}"}) + "\n"
+            for (text, label), movie in zip(random_reviews(rng, 60), movies, strict=True)
+        )
+    )
+    return path
+
+
+def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path, capsys):
+    """Validation holds out whole groups (said in the log), best.keras is chosen by
+    ``val_selection`` (in history.csv and state.json), and a resumed run keeps both."""
+    import math
+
+    from textvae.data import build_store, open_corpus
+
+    store = build_store(
+        tmp_path / "g.zarr",
+        open_corpus(_grouped_corpus(tmp_path)),
+        StoreSpec(vocab_size=12, max_len=16, chunk_rows=8),
+    )
+    out = tmp_path / "run"
+    assert _train(store.path, out, "--epochs", "1", "--val-fraction", "0.2") == 0
+    logged = capsys.readouterr().out
+    assert "held out for validation grouped by group (" in logged
+    state = json.loads((out / "state.json").read_text())
+    assert state["monitor"] == "val_selection"
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    loss, accuracy = float(rows[0]["val_loss"]), float(rows[0]["val_sentiment_accuracy"])
+    assert float(rows[0]["val_selection"]) == pytest.approx(math.log(loss) - accuracy)
+    assert state["best"] == pytest.approx(float(rows[0]["val_selection"]))
+
+    assert _train(store.path, out, "--epochs", "2", "--val-fraction", "0.2", "--resume") == 0
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    resumed = json.loads((out / "state.json").read_text())
+    assert resumed["monitor"] == "val_selection"
+    assert resumed["best"] == pytest.approx(min(float(r["val_selection"]) for r in rows))
+
+
+def test_a_run_resumed_on_a_store_rebuilt_with_groups_keeps_its_random_hold_out(tmp_path, capsys):
+    """Started on a store without groups (as built before them), resumed after the store was
+    built again with groups: the hold-out stays the run's first, at random."""
+    import shutil
+
+    from textvae.data import build_store, open_corpus
+
+    corpus = open_corpus(_grouped_corpus(tmp_path))
+    spec = StoreSpec(vocab_size=12, max_len=16, chunk_rows=8)
+    store = build_store(tmp_path / "g.zarr", corpus, spec)
+    group = zarr.open_group(store.path, mode="r+")  # as textvae before groups wrote it
+    group.attrs["textvae"] = {k: v for k, v in group.attrs["textvae"].items() if k != "group_by"}
+    shutil.rmtree(Path(store.path) / "train" / "groups")
+    out = tmp_path / "run"
+    assert _train(store.path, out, "--epochs", "1", "--val-fraction", "0.2") == 0
+    assert "held out for validation at random" in capsys.readouterr().out
+    assert build_store(store.path, corpus, spec, overwrite=True).has_groups("train")
+    assert _train(store.path, out, "--epochs", "2", "--val-fraction", "0.2", "--resume") == 0
+    assert "held out for validation at random" in capsys.readouterr().out

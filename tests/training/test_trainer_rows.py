@@ -58,3 +58,49 @@ def test_train_sequence_draws_the_rows_when_not_given(small_store):
     given = _train_sequence(config, small_store, _TrainRows.of(config, small_store))
     drawn = _train_sequence(config, small_store)
     np.testing.assert_array_equal(given.batch_rows(0), drawn.batch_rows(0))
+
+
+@pytest.fixture
+def grouped_store(tmp_path, rng):
+    """A store of 60 train reviews whose JSONL names a group (6 movies of 4 to 16 reviews)."""
+    import json
+
+    from textvae.data import StoreSpec, build_store, open_corpus
+    from textvae.testing import random_reviews
+
+    sizes = [4, 16, 8, 12, 10, 10]
+    movies = rng.permutation(np.repeat([f"tt{m}" for m in range(6)], sizes))
+    path = tmp_path / "grouped_train.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"text": text, "label": label, "group": str(movie)}) + "\n"
+            for (text, label), movie in zip(random_reviews(rng, 60), movies, strict=True)
+        )
+    )
+    return build_store(
+        tmp_path / "grouped.zarr", open_corpus(path), StoreSpec(vocab_size=12, max_len=16)
+    )
+
+
+def test_a_grouped_store_holds_out_whole_groups(grouped_store):
+    config = TrainConfig(vocab_size=12, max_len=16, batch_size=4, val_fraction=0.2, seed=3)
+    rows = _TrainRows.of(config, grouped_store)
+    groups = grouped_store.groups("train")
+    assert not set(groups[rows.kept]) & set(groups[rows.held_out])
+    held_groups = len(np.unique(groups[rows.held_out]))
+    assert rows.how == f"grouped by group ({held_groups} group{'' if held_groups == 1 else 's'})"
+    assert abs(len(rows.held_out) - 12) <= 8  # 20% of 60, in whole groups of up to 16
+    again = _TrainRows.of(config, grouped_store)
+    np.testing.assert_array_equal(rows.held_out, again.held_out)
+    held = _val_sequence(config, grouped_store, rows)
+    validated = np.concatenate([held.batch_rows(i) for i in range(len(held))])
+    np.testing.assert_array_equal(np.sort(validated), rows.held_out)
+
+
+def test_a_store_without_groups_keeps_the_seeded_random_rows(small_store):
+    from textvae.batching import holdout_rows
+
+    config = TrainConfig(vocab_size=12, max_len=16, val_fraction=0.2, seed=3)
+    rows = _TrainRows.of(config, small_store)
+    assert rows.how == "at random"
+    np.testing.assert_array_equal(rows.held_out, holdout_rows(37, 0.2, 3)[1])

@@ -13,7 +13,13 @@ from textvae._lazy import attach
 from textvae.batching.adapters import as_numpy_iterator, as_tf_dataset, as_torch_dataloader
 from textvae.batching.layout import BatchLayout
 from textvae.batching.memory import MemoryOptions, default_memory_budget
-from textvae.batching.sampling import EpochPlan, SamplingOptions, ShardOptions, holdout_rows
+from textvae.batching.sampling import (
+    EpochPlan,
+    SamplingOptions,
+    ShardOptions,
+    holdout_groups,
+    holdout_rows,
+)
 
 if TYPE_CHECKING:
     from textvae.batching.sequence import OneHotSequence
@@ -29,6 +35,7 @@ __all__ = [
     "as_tf_dataset",
     "as_torch_dataloader",
     "default_memory_budget",
+    "holdout_groups",
     "holdout_rows",
 ]
 

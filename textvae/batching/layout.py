@@ -5,8 +5,10 @@ A batch is Keras' ``(x, y)`` or ``(x, y, sample_weight)``. ``x`` is the bare ids
 of named inputs; ``y`` one bare output or a dict of named outputs; ``sample_weight`` (when asked
 for) mirrors ``y``: a bare array, or a dict with the same keys. This module validates a layout
 and computes the small arrays a layout needs besides the ids (next-token ids, padding masks),
-then assembles a batch (:class:`BatchArrays`, :meth:`BatchLayout.assemble`). It imports NumPy
-only: the one-hot expansion is the Sequence's (kernel and buffer pool), handed in.
+then assembles a batch (:class:`BatchArrays`, :meth:`BatchLayout.assemble`). A
+``target_window`` cuts every token output (and its sample weight) to the last positions of each
+row, while the inputs stay whole rows. It imports NumPy only: the one-hot expansion is the
+Sequence's (kernel and buffer pool), handed in.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from textvae._checks import INPUT_KINDS, OUTPUT_KINDS, SAMPLE_WEIGHTS, TARGETS, one_of
+from textvae._checks import (
+    INPUT_KINDS,
+    OUTPUT_KINDS,
+    SAMPLE_WEIGHTS,
+    TARGETS,
+    int_up_to,
+    one_of,
+)
 from textvae.errors import InvalidArgumentError, StoreMismatchError
 
 __all__ = [
@@ -99,11 +108,20 @@ class BatchLayout:
         outputs get float32 (batch, max_len), 1.0 where the position holds a real token (for
         next-token outputs: where the position and its target both do); label outputs get
         float32 (batch,), 1.0 for a labelled row, 0.0 for an unlabelled one (label -1).
+    target_window
+        ``None`` (default): token outputs cover every position. An integer W in
+        ``[1, max_len]``: every token output (``"onehot"``, ``"sparse"``, ``"next_onehot"``,
+        ``"next_sparse"``) and its sample weight cover only the last W positions of each row,
+        columns ``[max_len - W, max_len)``: (batch, W[, vocab_size]), for a model that predicts
+        only those (the end of each review under the default ``"pre"`` padding and
+        truncation). Inputs stay whole rows. Refused without a token output; checked against
+        the store's ``max_len`` by :meth:`check_target_window`.
     """
 
     inputs: str | Mapping[str, str] | None = None
     outputs: str | Mapping[str, str] = "onehot"
     sample_weight: str | None = None
+    target_window: int | None = None
 
     def __post_init__(self) -> None:
         inputs = self.inputs
@@ -123,6 +141,16 @@ class BatchLayout:
             object.__setattr__(self, "outputs", _kinds("outputs", self.outputs, OUTPUT_KINDS))
         if self.sample_weight is not None:
             one_of("sample_weight", self.sample_weight, (*SAMPLE_WEIGHTS, None))
+        window = int_up_to(
+            "target_window", self.target_window, None, bound="max_len", allow_none=True
+        )
+        object.__setattr__(self, "target_window", window)
+        if window is not None and not self.token_outputs:
+            raise InvalidArgumentError(
+                "`target_window` cuts token outputs "
+                f"({', '.join(map(repr, TOKEN_KINDS))}) to their last positions; outputs "
+                f"{self.outputs!r} have none: leave it out. Received: target_window={window}"
+            )
 
     # -- what a layout needs ------------------------------------------------------------------
     @property
@@ -136,6 +164,12 @@ class BatchLayout:
         if isinstance(self.inputs, Mapping):
             return tuple(self.inputs.values())
         return ("ids",)
+
+    @property
+    def token_outputs(self) -> int:
+        """How many outputs have one value per token position (the ones ``target_window``
+        cuts)."""
+        return sum(kind in TOKEN_KINDS for kind in self.output_kinds)
 
     @property
     def onehot_outputs(self) -> int:
@@ -174,6 +208,14 @@ class BatchLayout:
                 "sparse_categorical_crossentropy)"
             )
 
+    def check_target_window(self, max_len: int) -> None:
+        """Refuse a ``target_window`` longer than the store's rows (``max_len``)."""
+        int_up_to("target_window", self.target_window, max_len, bound="max_len", allow_none=True)
+
+    def target_positions(self, max_len: int) -> int:
+        """Positions of every token output of a batch: ``target_window``, or ``max_len``."""
+        return max_len if self.target_window is None else self.target_window
+
     def assemble(self, arrays: BatchArrays) -> tuple:
         """Keras' ``(x, y)`` or ``(x, y, sample_weight)`` of one batch, from its arrays."""
         if isinstance(self.inputs, str):
@@ -199,6 +241,8 @@ class BatchLayout:
             parts.insert(0, f"inputs={self.inputs!r}")
         if self.sample_weight is not None:
             parts.append(f"sample_weight={self.sample_weight!r}")
+        if self.target_window is not None:
+            parts.append(f"target_window={self.target_window}")
         return ", ".join(parts)
 
 
@@ -245,6 +289,9 @@ class BatchArrays:
         Expands ids to a one-hot array (the Sequence's kernel and buffer pool).
     lengths, labels
         Read the batch's stored lengths and labels (only when a layout needs them).
+    target_window
+        ``None``: token outputs and their weights cover whole rows; W: only each row's last W
+        positions (a C-contiguous (rows, W) copy; the one-hot expansion gets those ids only).
     """
 
     def __init__(
@@ -256,13 +303,17 @@ class BatchArrays:
         lengths: Callable[[], np.ndarray],
         labels: Callable[[], np.ndarray],
         padding: str,
+        target_window: int | None = None,
     ) -> None:
         self.ids = ids
         self._pad_id, self._onehot, self._padding = pad_id, onehot, padding
         self._read_lengths, self._read_labels = lengths, labels
+        # First column of the token outputs: 0 (whole rows) without a window.
+        self._start = 0 if target_window is None else ids.shape[1] - target_window
         self._next_ids: np.ndarray | None = None
         self._mask: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._windowed: dict[str, np.ndarray] = {}
 
     def next_ids(self) -> np.ndarray:
         if self._next_ids is None:
@@ -279,27 +330,38 @@ class BatchArrays:
             self._labels = self._read_labels()
         return self._labels
 
+    def _window(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """``make()`` cut to the target window's columns (itself without a window), once per
+        batch: a contiguous copy, so the kernel reads just the window's ids and the arrays
+        hand over to TensorFlow without another copy."""
+        if self._start == 0:
+            return make()
+        if key not in self._windowed:
+            self._windowed[key] = np.ascontiguousarray(make()[:, self._start :])
+        return self._windowed[key]
+
     def input(self, kind: str) -> np.ndarray:
         return self.ids if kind == "ids" else self.mask()
 
     def output(self, kind: str) -> np.ndarray:
         if kind == "onehot":
-            return self._onehot(self.ids)
+            return self._onehot(self._window("ids", lambda: self.ids))
         if kind == "sparse":
-            return self.ids
+            return self._window("ids", lambda: self.ids)
         if kind == "next_onehot":
-            return self._onehot(self.next_ids())
+            return self._onehot(self._window("next_ids", self.next_ids))
         if kind == "next_sparse":
-            return self.next_ids()
+            return self._window("next_ids", self.next_ids)
         if kind == "binary":
             return self.labels().astype(np.float32).reshape(-1, 1)
         return self.labels().astype(np.int32)  # "classes"
 
     def weight(self, kind: str) -> np.ndarray:
         if kind in NEXT_KINDS:
-            return next_token_mask(self.mask())
+            # The next-token mask of whole rows, then cut: its last column needs the row's end.
+            return self._window("next_mask", lambda: next_token_mask(self.mask()))
         if kind in TOKEN_KINDS:
-            return self.mask()
+            return self._window("mask", self.mask)
         return (self.labels() >= 0).astype(np.float32)
 
 

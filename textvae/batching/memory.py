@@ -35,8 +35,8 @@ KERAS_MAX_QUEUE_SIZE = 10
 
 _FIXES = (
     "Use dtype='uint8' (a quarter of float32's bytes), sparse targets ('sparse' / "
-    "'next_sparse', --targets sparse), a smaller batch_size, fewer workers or a smaller "
-    "max_queue_size"
+    "'next_sparse', --targets sparse), a target_window (one-hot targets for the last positions "
+    "only), a smaller batch_size, fewer workers or a smaller max_queue_size"
 )
 
 
@@ -181,6 +181,9 @@ def onehot_queue_size(
 ) -> int:
     """The ``max_queue_size`` for batches of ``arrays`` one-hot arrays of ``shape`` and
     ``dtype``: ``queue`` when given, else :func:`default_queue_size` for ``budget``.
+
+    ``shape`` is (batch, positions, vocab) with the positions the targets cover: ``max_len``,
+    or a Sequence's ``target_window`` (a window of W costs ``W / max_len`` of the bytes).
 
     Raises
     ------

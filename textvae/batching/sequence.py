@@ -124,6 +124,17 @@ class OneHotSequence(keras.utils.PyDataset):
         truncation), for next-token outputs 1.0 where the position and its target both hold
         real tokens; for label outputs float32 (batch,), 0.0 for unlabelled rows (label -1).
         ``None`` (default): ``(x, y)``.
+    target_window
+        ``None`` (default): targets cover every position. An integer W in ``[1, max_len]``:
+        every token output (``"onehot"``, ``"sparse"``, ``"next_onehot"``, ``"next_sparse"``,
+        the ``targets`` of the default layout) and its ``sample_weight`` cover only the last W
+        positions of each row, columns ``[max_len - W, max_len)``: (batch, W, vocab_size)
+        one-hot, (batch, W) ids and masks; ``x`` stays whole rows (batch, max_len). For a model
+        whose encoder reads more of a review than its decoder reconstructs: under the default
+        ``"pre"`` padding and truncation the last positions hold the end of each review. Only
+        the window is expanded and the one-hot buffers (and the memory budget) are sized for W,
+        so one-hot memory shrinks by ``W / max_len``. A window longer than the store's
+        ``max_len``, or one without token outputs, is refused.
     targets
         ``"onehot"`` or ``"sparse"``: the reconstruction output's kind when ``outputs`` is not
         given (default ``"onehot"``).
@@ -188,6 +199,7 @@ class OneHotSequence(keras.utils.PyDataset):
         inputs: str | Mapping[str, str] | None = None,
         outputs: str | Mapping[str, str] | None = None,
         sample_weight: str | None = None,
+        target_window: int | None = None,
         targets: str = Default("onehot"),
         dtype: str = "float32",
         shuffle: bool = True,
@@ -211,7 +223,12 @@ class OneHotSequence(keras.utils.PyDataset):
         targets, reconstruction_name, sentiment_name, outputs = legacy_outputs(
             outputs, targets, reconstruction_name, sentiment_name
         )
-        self.layout = BatchLayout(inputs=inputs, outputs=outputs, sample_weight=sample_weight)
+        self.layout = BatchLayout(
+            inputs=inputs,
+            outputs=outputs,
+            sample_weight=sample_weight,
+            target_window=target_window,
+        )
         try:
             dtype = np.dtype(dtype).name
         except TypeError:
@@ -230,6 +247,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.inputs = self.layout.inputs
         self.outputs = self.layout.outputs
         self.sample_weight = sample_weight
+        self.target_window = self.layout.target_window
         self.targets = targets
         self.dtype = dtype
         self.shuffle = shuffle
@@ -255,6 +273,7 @@ class OneHotSequence(keras.utils.PyDataset):
         self.padding = opened.padding
         self.pad_id = opened.pad_id
         self.layout.check_labels(opened, split)
+        self.layout.check_target_window(self.max_len)
         self.plan = EpochPlan(
             self.num_rows,
             self.chunk_rows,
@@ -445,8 +464,11 @@ class OneHotSequence(keras.utils.PyDataset):
         return self._lengths[rows]
 
     def _batch_shape(self) -> tuple[int, int, int]:
+        """Shape of one one-hot output: (batch, positions, vocab), the positions being the
+        target window's (the pool's buffers and the memory budget are sized on it)."""
         # A batch never holds more rows than an epoch: a huge batch_size costs nothing extra.
-        return (min(self.batch_size, self.rows_per_shard), self.max_len, self.vocab_size)
+        rows = min(self.batch_size, self.rows_per_shard)
+        return (rows, self.layout.target_positions(self.max_len), self.vocab_size)
 
     def _in_flight(self) -> int:
         """One-hot batches that can be alive at once: Keras' queue, each worker's batch, the
@@ -480,6 +502,7 @@ class OneHotSequence(keras.utils.PyDataset):
             lengths=lambda: self._read_lengths(rows),
             labels=lambda: self._read_labels(rows),
             padding=self.padding,
+            target_window=self.target_window,
         )
         batch = self.layout.assemble(arrays)
         self._served_any = True
@@ -511,11 +534,10 @@ class OneHotSequence(keras.utils.PyDataset):
         return as_torch_dataloader(self, **kwargs)
 
     def __repr__(self) -> str:
-        what = (
-            f"targets={self.targets!r}"
-            if self.reconstruction_name is not None or self.sentiment_name is not None
-            else self.layout.describe()
-        )
+        legacy = self.reconstruction_name is not None or self.sentiment_name is not None
+        what = f"targets={self.targets!r}" if legacy else self.layout.describe()
+        if legacy and self.target_window is not None:
+            what += f", target_window={self.target_window}"
         return (
             f"OneHotSequence({self.store_path!r}, split={self.split!r}, "
             f"batch_size={self.batch_size}, {what}, dtype={self.dtype!r}, "

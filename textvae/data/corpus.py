@@ -27,8 +27,11 @@ import collections
 import copy
 import csv
 import gzip
+import itertools
 import json
 import os
+import re
+import tarfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -56,6 +59,7 @@ from textvae.progress import VOCAB_STAGE, ProgressFn
 __all__ = [
     "ACCEPTED_LAYOUTS",
     "ENV_VAR",
+    "IMDB_METADATA",
     "KERAS_WORD_INDEX",
     "PROGRESS_EVERY",
     "AclImdbCorpus",
@@ -74,6 +78,10 @@ PROGRESS_EVERY = 1000
 
 #: The word index that goes beside Keras' ``imdb.npz``.
 KERAS_WORD_INDEX = "imdb_word_index.json"
+
+#: IMDB's metadata tarball (``aclImdb/<split>/urls_<pos|neg>.txt`` inside, line i the URL of
+#: review i of that folder): beside IMDB's JSONL files, it groups their reviews by movie.
+IMDB_METADATA = "aclImdb_metadata.tar.gz"
 
 ACCEPTED_LAYOUTS = (
     "an aclImdb folder (train/pos, train/neg, ...), a .jsonl[.gz] or .csv[.gz] file or a folder "
@@ -194,6 +202,19 @@ class Corpus(abc.ABC):
         check_vocab_size(vocab_size)
         return Vocabulary.from_counts(self.count_words("train", progress), vocab_size)
 
+    def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
+        """``(what a group is, a key per review of split in source order)``, or None when the
+        corpus names no groups (here: none). Ingest stores them as ``<split>/groups``, and
+        training then holds out whole groups for validation: reviews of one movie are alike,
+        and a validation split that shares movies with training overstates accuracy."""
+        self._check_split(split)
+        return None
+
+    def offers_groups(self) -> bool:
+        """Whether :meth:`groups` may name groups for the train split, told without reading the
+        corpus (a store cached before groups existed is ingested again only then)."""
+        return False
+
     def encoded(self, split: str, vocab: Vocabulary) -> Iterator[tuple[list[int], int]]:
         """(ids, label) of every review of ``split`` in source order; ids start with
         ``START_ID``, unknown words are ``OOV_ID``."""
@@ -214,6 +235,45 @@ def _acl_file_key(name: str) -> tuple[int, int, str]:
     if head.isdigit():
         return (0, int(head), name)
     return (1, 0, name)
+
+
+_TITLE = re.compile(r"/title/(tt\d+)")
+
+
+def _movie_of(url: str) -> str:
+    """The IMDB title id (``tt0453418``) of a review's URL
+    (``http://www.imdb.com/title/tt0453418/usercomments``), else the URL itself."""
+    match = _TITLE.search(url)
+    return match.group(1) if match else url.strip()
+
+
+def _imdb_movies(tarball: Path) -> dict[tuple[str, str], list[str]] | None:
+    """``{(split, "neg" | "pos"): [movie of review 0, 1, ...]}`` from IMDB's metadata tarball
+    (:data:`IMDB_METADATA`), or None when it cannot be read."""
+    movies: dict[tuple[str, str], list[str]] = {}
+    pattern = re.compile(r"(?:.*/)?(\w+)/urls_(neg|pos)\.txt")
+    try:
+        with tarfile.open(tarball, "r:*") as tar:
+            for member in tar:
+                match = pattern.fullmatch(member.name)
+                f = tar.extractfile(member) if match and member.isfile() else None
+                if f is not None:
+                    lines = f.read().decode("utf-8").splitlines()
+                    movies[(match[1], match[2])] = [_movie_of(u) for u in lines]
+    except (OSError, tarfile.TarError, EOFError, UnicodeDecodeError):
+        return None
+    return movies or None
+
+
+def _imdb_file(file: Any) -> tuple[str, str, int] | None:
+    """(split, "neg" | "pos", review id) of an IMDB review's path (``train/pos/0_9.txt``)."""
+    if not isinstance(file, str):
+        return None
+    parts = file.split("/")
+    head = parts[-1].split("_", 1)[0]
+    if len(parts) < 3 or parts[-2] not in ("neg", "pos") or not head.isdigit():
+        return None
+    return parts[-3], parts[-2], int(head)
 
 
 class AclImdbCorpus(Corpus):
@@ -246,7 +306,8 @@ class AclImdbCorpus(Corpus):
     def _where(self, split: str) -> str:
         return str(self.root / split)
 
-    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+    def _names(self, split: str) -> Iterator[tuple[int, str, list[str]]]:
+        """(label, label folder, review file names in reading order) of ``split``."""
         for label, sub in ((0, "neg"), (1, "pos")):
             folder = self.root / split / sub
             if not folder.is_dir():
@@ -254,6 +315,33 @@ class AclImdbCorpus(Corpus):
             with os.scandir(folder) as entries:
                 names = [e.name for e in entries if e.name.endswith(".txt") and e.is_file()]
             names.sort(key=_acl_file_key)
+            yield label, sub, names
+
+    def offers_groups(self) -> bool:
+        """Whether ``<root>/train`` holds a ``urls_neg.txt`` or ``urls_pos.txt``."""
+        return any((self.root / "train" / f"urls_{sub}.txt").is_file() for sub in ("neg", "pos"))
+
+    def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
+        """The movie of every review, from ``<root>/<split>/urls_<neg|pos>.txt`` (the
+        dataset's own lists, line i the URL of review ``i_*.txt``); None without them, or when
+        a review's id has no line."""
+        self._check_split(split)
+        keys: list[Any] = []
+        for _, sub, names in self._names(split):
+            urls = self.root / split / f"urls_{sub}.txt"
+            if not urls.is_file():
+                return None
+            movies = [_movie_of(u) for u in urls.read_text(encoding="utf-8").splitlines()]
+            for name in names:
+                review_id = _acl_file_key(name)
+                if review_id[0] != 0 or review_id[1] >= len(movies):
+                    return None
+                keys.append(movies[review_id[1]])
+        return "movie", keys
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        for label, sub, names in self._names(split):
+            folder = self.root / split / sub
             for name in names:
                 path = folder / name
                 raw = path.read_bytes()
@@ -337,12 +425,14 @@ class _FileCorpus(Corpus):
 
 class JsonlCorpus(_FileCorpus):
     """JSON Lines (optionally gzipped): one object a line with ``text`` (or ``review``) and
-    ``label`` (or ``sentiment``) fields; other fields are ignored, blank lines skipped."""
+    ``label`` (or ``sentiment``) fields, and optionally a ``group`` field (:meth:`groups`);
+    other fields are ignored, blank lines skipped."""
 
     kind = "JSONL"
     suffixes = (".jsonl", ".jsonl.gz")
 
-    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+    def _records(self, split: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(line number, line, parsed object) of every non-blank line of ``split``'s file."""
         path = self.paths[split]
         loads = json.loads
         offset = 0
@@ -373,18 +463,74 @@ class JsonlCorpus(_FileCorpus):
                             f"{type(record).__name__}: write one object a line, like "
                             '{"text": "...", "label": 1}'
                         )
-                    text = record.get("text", record.get("review"))
-                    if not isinstance(text, str):
-                        raise CorpusError(
-                            f"{path}:{lineno}: no `text` string field: give every review a "
-                            '"text" (or "review") field'
-                        )
-                    if "\\u" in line:  # only an escape can make a lone surrogate
-                        _check_no_surrogate(text, f"{path}:{lineno}")
-                    label = record.get("label", record.get("sentiment", MISSING))
-                    yield text, parse_label(label, f"{path}:{lineno}")
+                    yield lineno, line, record
         except (gzip.BadGzipFile, EOFError, zipfile.BadZipFile) as e:
             raise CorpusError(f"{path} is not a valid gzip file ({e}): re-compress it") from None
+
+    def _reviews(self, split: str) -> Iterator[tuple[str, int]]:
+        path = self.paths[split]
+        for lineno, line, record in self._records(split):
+            text = record.get("text", record.get("review"))
+            if not isinstance(text, str):
+                raise CorpusError(
+                    f"{path}:{lineno}: no `text` string field: give every review a "
+                    '"text" (or "review") field'
+                )
+            if "\\u" in line:  # only an escape can make a lone surrogate
+                _check_no_surrogate(text, f"{path}:{lineno}")
+            label = record.get("label", record.get("sentiment", MISSING))
+            yield text, parse_label(label, f"{path}:{lineno}")
+
+    def offers_groups(self) -> bool:
+        """Whether the train file's first record has a ``group`` field, or a ``file`` field
+        with :data:`IMDB_METADATA` beside the file."""
+        first = next(self._records("train"), None)
+        if first is None:
+            return False
+        record = first[2]
+        return "group" in record or (
+            "file" in record and (self.paths["train"].parent / IMDB_METADATA).is_file()
+        )
+
+    def groups(self, split: str = "train") -> tuple[str, list[Any]] | None:
+        """The group of every review: its ``group`` field (a string or an integer) when the
+        file's records have one, which all must then have; else, for IMDB's JSONL files (a
+        ``file`` field such as ``"train/pos/0_9.txt"``) with :data:`IMDB_METADATA` beside them,
+        the movie it reviews, from the dataset's URL lists; else None."""
+        self._check_split(split)
+        path = self.paths[split]
+        records = self._records(split)
+        first = next(records, None)
+        if first is None:
+            return None
+        if "group" in first[2]:
+            keys = []
+            for lineno, _, record in itertools.chain([first], records):
+                group = record.get("group")
+                if isinstance(group, bool) or not isinstance(group, (str, int)):
+                    raise CorpusError(
+                        f"{path}:{lineno}: `group` is {group!r}: give every review a string or "
+                        'integer "group" field (e.g. the movie or author), or give none'
+                    )
+                keys.append(str(group))
+            return "group", keys
+        tarball = path.parent / IMDB_METADATA
+        movies = _imdb_movies(tarball) if tarball.is_file() else None
+        if movies is None:
+            return None
+        keys = []
+        for _, _, record in itertools.chain([first], records):
+            if "group" in record:
+                raise CorpusError(
+                    f"{path}: the first review has no `group` field but a later one has: give "
+                    "every review a group, or none"
+                )
+            where = _imdb_file(record.get("file"))
+            listed = movies.get(where[:2]) if where is not None else None
+            if listed is None or where[2] >= len(listed):
+                return None  # not the reviews the URL lists describe
+            keys.append(listed[where[2]])
+        return "movie", keys
 
 
 def _check_no_surrogate(text: str, where: str) -> None:

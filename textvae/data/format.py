@@ -9,11 +9,21 @@ Layout (see DESIGN.md, "The corpus store")::
     <store>/<split>/labels   (N,) class ids (int8 while C <= 127), -1 unlabelled; absent when
                              the store has no labels (num_classes null)
     <store>/<split>/lengths  (N,) int32: tokens before padding/truncation
+    <store>/<split>/groups   (N,) int32, optional: the group of every row (IMDB: the movie it
+                             reviews), numbered 0, 1, ... in order of first appearance within
+                             the split; written when the corpus names a group per review, and
+                             then the attribute "group_by" names the split and what its groups
+                             are: {"train": "movie", "test": "movie"}
 
 Format 2 adds ``num_classes`` (null: no labels) and lets a store built from a user's token ids
 (:mod:`textvae.data.from_ids`) have its own ``pad_id`` and no start or out-of-vocabulary id
 (``start_id`` and ``oov_id`` null). Format-1 stores (always binary labels, textvae's ids) are
 read as before. Every chunk of a new store carries a crc32c checksum after zstd.
+
+``groups`` and ``group_by`` are optional and need no new format number: a reader that knows
+nothing of them (textvae before them) reads the store as before, and a store without them (every
+older one) has no groups (:meth:`~textvae.data.store.TokenStore.groups` is None). Training holds
+out whole groups for validation when the train split has them.
 
 :class:`StoreSpec` is the shape of a store to build (vocabulary size, ids per row, padding and
 truncation, rows per chunk), a frozen, validated dataclass that
@@ -45,6 +55,8 @@ __all__ = [
     "DECODE_ERRORS",
     "DEFAULT_CHUNK_ROWS",
     "FORMAT",
+    "GROUPS",
+    "GROUP_DTYPE",
     "MAX_CHUNK_BYTES",
     "MAX_CLASSES",
     "READ_FORMATS",
@@ -88,6 +100,9 @@ REQUIRED_ATTRS = (
 TEXTVAE_IDS = {"pad_id": PAD_ID, "start_id": START_ID, "oov_id": OOV_ID}
 #: The arrays of each split (``labels`` only in a store with labels).
 SPLIT_ARRAYS = ("tokens", "labels", "lengths")
+#: The optional array of each split that names every row's group, and its dtype.
+GROUPS = "groups"
+GROUP_DTYPE = np.dtype(np.int32)
 #: Rows per stored chunk (``chunk_rows``). 1024 rows x 300 ids is 600 kB raw, about 150 kB
 #: compressed for IMDB.
 DEFAULT_CHUNK_ROWS = 1024
@@ -249,6 +264,13 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
     else:  # format 2 from a user's token ids: its own padding id, no start or OOV id
         checks["pad_id"] = (
             _is_int(meta["pad_id"]) and vocab_ok and 0 <= meta["pad_id"] < meta["vocab_size"]
+        )
+    if "group_by" in meta:  # absent: no split has groups
+        group_by = meta["group_by"]
+        checks["group_by"] = (
+            isinstance(group_by, dict)
+            and isinstance(meta["splits"], list)
+            and all(s in meta["splits"] and isinstance(k, str) and k for s, k in group_by.items())
         )
     if "shard_rows" in meta:  # absent: written before shards, none
         checks["shard_rows"] = _is_int(meta["shard_rows"]) and meta["shard_rows"] >= 0

@@ -7,7 +7,8 @@ the same with one process or several: the rows are cut into chunks of ``chunk_ro
 (``shard_rows`` when sharded: one writer per object), a :class:`ChunkEncoder` encodes, pads and
 writes each of ``tokens`` (here, or in a worker of :mod:`textvae.data.parallel` or of Dask), and
 this process writes ``labels`` and ``lengths`` in row order and gives ``tokens`` its final
-shape. So a build with several workers is byte for byte the one of a single process (tested).
+shape, then ``groups`` when the corpus names them (:func:`_write_groups`). So a build with
+several workers is byte for byte the one of a single process (tested).
 An overwrite writes the new store beside the old one and swaps it in when complete
 (:mod:`textvae.data.swap`).
 """
@@ -34,6 +35,8 @@ from textvae.data.format import (
     ARRAY_CONFIG,
     ATTR,
     FORMAT,
+    GROUP_DTYPE,
+    GROUPS,
     StoreSpec,
     compressors,
     label_dtype,
@@ -83,7 +86,10 @@ class StoreSource(Protocol):
     tokenise it (``tokenizes_in_workers()``, then ``reviews(split)`` gives its texts) or encode
     its raw records (``encodes_raw_in_workers()``, then ``raw_reviews``, ``check_vocab`` and
     ``encode_raw``), as :class:`~textvae.data.corpus.Corpus` does; without them the parent
-    encodes and workers only pad and write.
+    encodes and workers only pad and write. A source may name a group per row too
+    (``groups(split)``: ``(what a group is, a hashable key per row in row order)`` or None, as
+    :class:`~textvae.data.corpus.JsonlCorpus` does for IMDB's movies): the store then has a
+    ``groups`` array (:mod:`textvae.data.format`).
     """
 
     source: str
@@ -402,16 +408,59 @@ def _write_store(
     )
     vocab_array[:] = np.array(vocab.padded(spec.vocab_size).tokens, dtype=object)
     encoder = ChunkEncoder(location, spec, _mode(corpus, pass_engines), vocab, corpus)
+    grouped: dict[str, str] = {}  # what each split's groups are, for the splits that have them
     if pass_engines is None:
         for split in corpus.splits:
             _write_split(group, split, corpus, encoder, _map_here(encoder), progress)
+            grouped.update(_write_groups(group, split, corpus, spec))
     else:
         # on an error, the engine stops its tasks before the caller's cleanup
         with pass_engines({"encoder": encoder.for_workers()}) as engine:
             map_chunks = functools.partial(engine.run, parallel.encode_chunk)
             for split in corpus.splits:
                 _write_split(group, split, corpus, encoder, map_chunks, progress)
+                grouped.update(_write_groups(group, split, corpus, spec))
+    if grouped:
+        meta["group_by"] = grouped
     group.attrs[ATTR] = {**meta, "complete": True}
+
+
+def _write_groups(
+    group: zarr.Group, split: str, corpus: StoreSource, spec: StoreSpec
+) -> dict[str, str]:
+    """Write ``<split>/groups`` when the corpus names a group for every row of ``split``
+    (``corpus.groups(split)``: ``(what a group is, a key per row in row order)`` or None; a
+    source without the method has none); return ``{split: what a group is}``, or ``{}``.
+
+    Keys become dense int32 numbers in order of first appearance. Written here, after the
+    split's rows, from the corpus alone: a build with workers writes the same bytes.
+    """
+    ask = getattr(corpus, "groups", None)
+    found = ask(split) if callable(ask) else None
+    if found is None:
+        return {}
+    name, keys = found
+    numbers: dict[Any, int] = {}
+    values = np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys), dtype=GROUP_DTYPE)
+    rows = group[f"{split}/tokens"].shape[0]
+    if len(values) != rows:
+        raise InvalidArgumentError(
+            f"{corpus.source} names {len(values)} groups for the {rows} rows of split "
+            f"{split!r}: a group must be given for every row, or for none"
+        )
+    shard = spec.shard_rows
+    array = group.create_array(
+        f"{split}/{GROUPS}",
+        shape=(rows,),
+        dtype=GROUP_DTYPE,
+        chunks=(spec.chunk_rows * _VECTOR_CHUNKS,),
+        shards=(shard * _VECTOR_CHUNKS,) if shard else None,
+        compressors=compressors(),
+        fill_value=-1,
+        config=ARRAY_CONFIG,
+    )
+    array[:] = values
+    return {split: name}
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from textvae.data.format import StoreSpec
 from textvae.data.location import check_storage_options, is_url, local_path, url_options
 from textvae.data.store import TokenStore
-from textvae.errors import IncompleteStoreError, StoreNotFoundError
+from textvae.errors import IncompleteStoreError, StoreNotFoundError, TextVAEError
 from textvae.progress import ProgressFn
 
 __all__ = [
@@ -88,6 +88,18 @@ def _stale_stores(source: str, vocab_size: int, max_len: int, target: Path) -> l
     """Cached stores of the same corpus path and sizes as ``target``, built from older files."""
     pattern = _store_name(source, "?" * 8, vocab_size, max_len)
     return sorted(p for p in target.parent.glob(pattern) if p != target)
+
+
+def _groups_now(source: str) -> bool:
+    """Whether the corpus at ``source`` names groups for its train split (read in full only
+    when :meth:`~textvae.data.corpus.Corpus.offers_groups` says it may)."""
+    from textvae.data.discover import open_corpus
+
+    try:
+        corpus = open_corpus(source)
+        return bool(corpus.offers_groups()) and corpus.groups("train") is not None
+    except (TextVAEError, OSError):
+        return False  # the store is used as it is; a corpus problem is not this run's
 
 
 def check_data(data: str | os.PathLike[str] | None, *, vocab_size: int, max_len: int) -> None:
@@ -186,8 +198,13 @@ def resolve_store(
         interrupted = True
         log(f"{target} is an interrupted build: building it again")
     else:
-        log(f"using the store {target} (built from {store.attrs.get('source')})")
-        return store
+        if store_path is not None or store.has_groups("train") or not _groups_now(source):
+            log(f"using the store {target} (built from {store.attrs.get('source')})")
+            return store
+        # cached before groups were stored: ingested again once, so validation holds out
+        # whole groups (IMDB: movies) rather than reviews of movies trained on
+        interrupted = True
+        log(f"{target} has no groups, which {source} now gives: ingesting it again")
     corpus = open_corpus(source)  # a missing or unknown corpus is reported before "ingesting"
     stale = (
         [] if store_path is not None else _stale_stores(source, vocab_size, max_len, Path(target))

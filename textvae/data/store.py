@@ -31,6 +31,8 @@ from textvae.data.chunks import (
 from textvae.data.format import (
     ATTR,
     DECODE_ERRORS,
+    GROUP_DTYPE,
+    GROUPS,
     READ_FORMATS,
     SPLIT_ARRAYS,
     chunk_problem,
@@ -217,6 +219,10 @@ class TokenStore:
                 # of labels was all -1 (unlabelled, as a whole `unsup` split is). Tokens always
                 # hold a start id or words, lengths >= 1: their chunks were always written.
                 self._holes.add(f"{split}/labels")
+            if self.group_by(split) is not None:
+                groups = self._node(f"{split}/{GROUPS}", f"the {GROUPS!r} array of split {split!r}")
+                self._arrays[(split, GROUPS)] = groups
+                vectors.append((groups, GROUPS, GROUP_DTYPE))
             for array, name, dtype in vectors:
                 if array.shape != (n,) or np.dtype(array.dtype) != dtype:
                     raise self._damaged(
@@ -363,6 +369,18 @@ class TokenStore:
         """Rows per shard (objects of whole chunks) of every split's arrays; 0: not sharded."""
         return int(self.attrs.get("shard_rows") or 0)
 
+    def group_by(self, split: str) -> str | None:
+        """What the groups of ``split``'s rows are (``"movie"`` for IMDB, ``"group"`` for a
+        JSONL ``group`` field), or None when the split has none (a corpus that names none, or
+        a store built before groups existed)."""
+        self._check_split(split)
+        value = (self.attrs.get("group_by") or {}).get(split)
+        return None if value is None else str(value)
+
+    def has_groups(self, split: str) -> bool:
+        """Whether ``split`` has a ``groups`` array (:meth:`groups`)."""
+        return self.group_by(split) is not None
+
     @property
     def token_strings(self) -> tuple[str, ...]:
         """The token of every id (``vocab_size`` strings), for every store; read once, then
@@ -432,6 +450,14 @@ class TokenStore:
     def lengths(self, split: str, rows: RowSelection = slice(None)) -> np.ndarray:
         """Review lengths in ids (start id included) before padding/truncation."""
         return self._read(split, "lengths", rows)
+
+    def groups(self, split: str, rows: RowSelection = slice(None)) -> np.ndarray | None:
+        """The group of each of ``rows`` of ``split`` (int32, numbered from 0 within the split;
+        two rows share a group when their numbers are equal: for IMDB, reviews of one movie,
+        :meth:`group_by`), or None when the split has none (:meth:`has_groups`)."""
+        if not self.has_groups(split):
+            return None
+        return self._read(split, GROUPS, rows)
 
     def _read(self, split: str, name: str, rows: RowSelection) -> np.ndarray:
         known = isinstance(split, str) and split in self.splits  # not `in` on an array

@@ -6,7 +6,8 @@ checksum, cannot be decoded, or is missing (a store written with checksums write
 in an older store a missing chunk of ``labels`` may be a legitimate run of -1 labels, and is not
 reported: :meth:`TokenStore.holes_allowed`, the rule every read follows too). Arrays written
 before checksums are listed in ``unchecked``: in them a changed byte that still decodes cannot
-be found. ``textvae-verify STORE`` prints the report.
+be found. The optional ``groups`` arrays are checked like the others. ``textvae-verify STORE``
+prints the report.
 
 A sharded array (zarr v3's sharding codec) is checked chunk by chunk all the same: each chunk
 inside a shard keeps its own crc32c, so a damaged one is named with its rows; a missing shard
@@ -29,7 +30,7 @@ from zarr.core.sync import sync
 from zarr.storage import StorePath
 
 from textvae.data.chunks import object_rows
-from textvae.data.format import SPLIT_ARRAYS, has_checksum
+from textvae.data.format import GROUPS, SPLIT_ARRAYS, has_checksum
 from textvae.data.store import TokenStore
 from textvae.progress import ProgressFn
 
@@ -178,6 +179,7 @@ def verify_store(
         for name in SPLIT_ARRAYS
         if name != "labels" or store.has_labels
     ]
+    arrays += [(split, GROUPS) for split in store.splits if store.has_groups(split)]
     chunks = 0
     damaged: list[DamagedChunk] = []
     unchecked: list[str] = []

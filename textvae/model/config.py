@@ -17,6 +17,7 @@ from textvae._checks import (
     LR_SCHEDULES,
     fraction,
     in_float32,
+    int_at_least,
     non_negative,
     one_of,
     positive_int,
@@ -56,6 +57,10 @@ class ModelConfig:
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
     ``lr_schedule`` is Adam's learning rate over the run: ``"constant"``, or ``"linear"`` from
     ``learning_rate`` down to 0 at the run's last planned step (``epochs`` x steps per epoch).
+    ``target_window`` lets the encoder read more of a review than the decoder reconstructs
+    (the last ``target_window`` ids of each row, the review's end in a ``padding="pre"``
+    store), ``bigram_buckets`` adds a pooled branch of hashed bigrams and ``encoder_dropout``
+    drops encoder features in training (docs, "The model").
     """
 
     embedding_dim: int = option(
@@ -94,6 +99,27 @@ class ModelConfig:
     encoder_pooling: bool = option(
         True, help="a mean-pooled embedding branch beside the encoder's BiLSTM", group="model"
     )
+    target_window: int | None = option(
+        None,
+        help="the decoder reconstructs the last N ids of each row (and the encoder's BiLSTM "
+        "reads them); the pooled branches read the whole row. Needs a padding='pre' store",
+        unit="ids",
+        none="the whole row",
+        group="model",
+    )
+    bigram_buckets: int = option(
+        0,
+        help="a mean-pooled branch of hashed word bigrams beside the encoder's BiLSTM, "
+        "this many hash buckets; 0: off",
+        unit="buckets",
+        group="model",
+    )
+    encoder_dropout: float = option(
+        0.0,
+        help="dropout on the encoder's features before its dense layer",
+        unit="fraction of units",
+        group="model",
+    )
     sentiment_weight: float = option(
         200.0,
         help="weight of the sentiment loss against the reconstruction loss summed over time steps",
@@ -131,6 +157,9 @@ class ModelConfig:
         one_of("decoder_cell", self.decoder_cell, DECODER_CELLS)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         fraction("word_dropout", self.word_dropout)
+        fraction("encoder_dropout", self.encoder_dropout)
+        positive_int("target_window", self.target_window, allow_none=True)
+        int_at_least("bigram_buckets", self.bigram_buckets, 0)
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))
         for name in ("sentiment_weight", "free_bits", "bow_weight"):

@@ -57,7 +57,8 @@ def generate(
     z
         Latent codes, shape ``(n, model.latent)``.
     steps
-        Most ids to generate after the start id; default ``model.max_len - 1`` (a full row).
+        Most ids to generate after the start id; default ``model.target_window - 1`` (a full
+        window: ``max_len - 1`` unless the model decodes a window).
         A row ends earlier where the pad id (the end) is chosen.
     temperature
         0 (the default) takes the most probable id at each step (greedy); above 0 samples from
@@ -85,7 +86,7 @@ def generate(
         raise ValueError(
             f"`z` must have shape (n, {model.latent}) for this model. Received: shape={z.shape}"
         )
-    steps = model.max_len - 1 if steps is None else positive_int("steps", steps)
+    steps = model.target_window - 1 if steps is None else positive_int("steps", steps)
     choice = {
         "temperature": non_negative("temperature", temperature),
         "top_p": probability("top_p", top_p),
@@ -159,7 +160,7 @@ def _generate_batch(model, z, steps, choice) -> np.ndarray:
     if model.decoder_type == "repeat":
         probs = keras.ops.convert_to_numpy(model.decoder(z, training=False))
         for s in range(1, steps + 1):
-            position = min(s, model.max_len - 1)
+            position = min(s, model.target_window - 1)
             chosen = _choose(probs[:, position], **choice)
             ended = _record(out, s, chosen, ended)
             if ended.all():

@@ -13,6 +13,9 @@ start, whatever the padding:
   loss leaves them out), except the end position next to the text, which gets the features
   of the step that read the text's last id (:mod:`textvae.model.losses`).
 
+The encoder's pooled branches read the whole row: :class:`MaskedMean` averages embeddings of
+non-padding ids, :class:`HashedBigrams` gives each pair of adjacent words a hashed id for them.
+
 All of it is ``keras.ops``: backend independent.
 """
 
@@ -21,10 +24,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from textvae._checks import fraction
+from textvae._checks import PADDINGS, fraction, int_at_least, one_of
 from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
 
-__all__ = ["AlignToStore", "DecoderInputs", "MaskedMean"]
+__all__ = ["AlignToStore", "DecoderInputs", "HashedBigrams", "MaskedMean"]
 
 
 @keras.saving.register_keras_serializable(package="textvae")
@@ -78,7 +81,7 @@ class DecoderInputs(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="textvae")
 class AlignToStore(keras.layers.Layer):
-    """``(features, offsets) -> features`` at the store's positions.
+    """``(features, offsets[, text]) -> features`` at the store's positions.
 
     ``features[b, s]`` (from the decoder step that read ``text[s]``) predicts ``text[s + 1]``,
     which the store holds at position ``offsets[b] + s + 1``. The output puts it there. The
@@ -86,24 +89,43 @@ class AlignToStore(keras.layers.Layer):
     (:mod:`textvae.model.losses`): with ``padding="post"`` that is the position right after the
     text, where the rule above already puts it; with ``"pre"`` (the text ends the row, so
     ``offsets[b] > 0`` means the row has padding) it goes to the padding position right before
-    the text, ``offsets[b] - 1``. The other padding positions before the text and the row's
-    first text position (given, not predicted) get zeros.
+    the text, ``offsets[b] - 1``. Given ``text`` (:class:`DecoderInputs`' first output) and
+    ``truncating="pre"``, a row without padding has its end at position 0 (its given first id:
+    :func:`textvae.model.losses.full_row_ends`), and gets that step there. The other padding
+    positions and the row's first text position get zeros.
+
+    Parameters
+    ----------
+    truncating
+        How the store cut long reviews: ``"pre"`` (the end kept) or ``"post"``.
     """
 
+    def __init__(self, truncating: str = "pre", **kwargs):
+        super().__init__(**kwargs)
+        self.truncating = one_of("truncating", truncating, PADDINGS)
+
     def call(self, inputs):
-        features, offsets = inputs
+        features, offsets = inputs[0], inputs[1]
         length = ops.shape(features)[1]
         position = ops.arange(length, dtype="int32")[None, :]
         step = position - offsets[:, None] - 1
         # padding="pre": the text fills [offset, length), its last id is text[length - offset - 1]
         end_before = ops.equal(position, offsets[:, None] - 1)
         step = ops.where(end_before, length - 1 - offsets[:, None], step)
+        if len(inputs) > 2 and self.truncating == "pre":
+            full = ops.not_equal(inputs[2][:, -1:], PAD_ID)  # the text reaches the row's end
+            step = ops.where(ops.logical_and(full, ops.equal(position, 0)), length - 1, step)
         valid = ops.greater_equal(step, 0)
         gathered = ops.take_along_axis(features, ops.maximum(step, 0)[:, :, None], axis=1)
         return ops.where(valid[:, :, None], gathered, ops.zeros_like(gathered))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"truncating": self.truncating})
+        return config
 
 
 @keras.saving.register_keras_serializable(package="textvae")
@@ -118,3 +140,54 @@ class MaskedMean(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][2])
+
+
+#: The multiplier of the bigram hash, ``first * BIGRAM_PRIME + second``: a prime, so that
+#: adjacent word pairs spread over the buckets; ids stay in int32 while
+#: ``vocab_size * (BIGRAM_PRIME + 1) < 2**31`` (vocabularies up to 271,000 words).
+BIGRAM_PRIME = 7919
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class HashedBigrams(keras.layers.Layer):
+    """``ids (batch, max_len) -> (batch, max_len - 1)`` hashed ids of adjacent word pairs.
+
+    The pair ``(ids[:, s], ids[:, s + 1])`` of two words (ids ``>= 3``: not padding, the start
+    id nor ``<oov>``) gets ``1 + (first * 7919 + second) % (buckets - 1)``; any other pair gets
+    0, the pad id, which :class:`MaskedMean` leaves out. Embedded and mean-pooled, they are a
+    fastText-style bigram branch (Joulin et al. 2017) beside the encoder's recurrence.
+
+    Parameters
+    ----------
+    buckets
+        Hash buckets, at least 2 (bucket 0 means "no bigram").
+    vocab_size
+        Ids run over ``[0, vocab_size)``; checked so that the hash stays in int32.
+    """
+
+    def __init__(self, buckets: int, vocab_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.buckets = int_at_least("buckets", buckets, 2)
+        self.vocab_size = int_at_least("vocab_size", vocab_size, 1)
+        if self.vocab_size * (BIGRAM_PRIME + 1) >= 2**31:
+            raise ValueError(
+                f"`vocab_size` must be below {2**31 // (BIGRAM_PRIME + 1):,} for hashed bigrams "
+                f"(the hash is int32). Received: vocab_size={vocab_size}; use bigram_buckets=0"
+            )
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int32")
+        first, second = ids[:, :-1], ids[:, 1:]
+        words = ops.logical_and(
+            ops.greater_equal(first, FIRST_WORD_ID), ops.greater_equal(second, FIRST_WORD_ID)
+        )
+        hashed = 1 + ops.mod(first * BIGRAM_PRIME + second, self.buckets - 1)
+        return ops.where(words, hashed, ops.zeros_like(hashed))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None if input_shape[1] is None else input_shape[1] - 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"buckets": self.buckets, "vocab_size": self.vocab_size})
+        return config

@@ -4,10 +4,13 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
 
     ids (batch, max_len) int32
       -> Embedding(vocab_size, embedding_dim)
+      -> the last target_window positions (all max_len by default)
       -> Bidirectional(LSTM(hidden, return_sequences=True)) -> Bidirectional(LSTM(hidden))
-         [+ the mean of the non-padding embeddings, encoder_pooling=True]
-      -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent) each
+         [+ the mean of the row's non-padding embeddings, encoder_pooling=True]
+         [+ the mean of the row's hashed-bigram embeddings, bigram_buckets > 0]
+      -> [Dropout(encoder_dropout)] -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent)
       -> Sampling -> z
+    decoder input: the last target_window ids of the row (the review's end, padding="pre")
     decoder="autoregressive" (default): reads the review shifted by one (teacher forcing)
       text = the row's ids from its start id on, word ids dropped to <oov> at word_dropout
       -> Embedding(vocab_size, embedding_dim) ++ z at every step
@@ -15,7 +18,7 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
          or LSTM(hidden), initial states h, c: Dense(hidden, tanh)(z) each  (decoder_cell="lstm")
       -> Dense(hidden, tanh) of [RNN output, input embedding, z]   (a direct path to the softmax)
       -> moved back to the store's positions -> Dense(vocab_size, softmax)   "reconstruction"
-    decoder="repeat" (the seed's): z -> RepeatVector(max_len) -> GRU(hidden) -> GRU(hidden)
+    decoder="repeat" (the seed's): z -> RepeatVector(target_window) -> GRU(hidden) -> GRU(hidden)
       -> Dense(vocab_size, softmax)                                         "reconstruction"
       (two LSTM(hidden) with decoder_cell="lstm")
     z_mean -> Dense(1, sigmoid)                                             "sentiment"
@@ -46,8 +49,9 @@ A review without a label (-1 in the store) weighs 0 in the sentiment loss and ac
 
 Padding is not text: padding positions, and the first id of each row's text (the decoder is
 given it), are left out of the reconstruction loss and of every reconstruction metric, except
-the one padding position next to the text, where the target is the pad id read as "the review
-ends here" (:mod:`textvae.model.losses`; the token metrics count words only).
+the end position, where the target is the pad id read as "the review ends here": the padding
+position next to the text, or with ``truncating="pre"`` the first position of a row without
+padding (:mod:`textvae.model.losses`; the token metrics count words only).
 ``kl_weight`` is a non-trainable variable on the model (set per batch by
 :class:`~textvae.training.callbacks.KLAnnealing`); the KL term is added with ``add_loss`` inside
 :meth:`TextVAE.call`, so it counts in ``fit`` and ``evaluate`` alike, and the true KL (nats
@@ -71,8 +75,11 @@ from keras import ops
 from textvae._checks import (
     DECODER_CELLS,
     DECODERS,
+    PADDINGS,
     TARGETS,
     fraction,
+    int_at_least,
+    int_in_range,
     non_negative,
     one_of,
     positive_int,
@@ -85,7 +92,7 @@ from textvae.model.labels import (
     LabelledBinaryCrossentropy,
     masked_sentiment,
 )
-from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.model.layers import AlignToStore, DecoderInputs, HashedBigrams, MaskedMean
 from textvae.model.losses import ReconstructionLoss
 
 __all__ = [
@@ -252,6 +259,19 @@ class TextVAE(keras.Model):
     targets
         ``"onehot"`` or ``"sparse"``: the form of ``y["reconstruction"]`` the loss expects
         (used by :func:`build_vae`).
+    target_window
+        The decoder reconstructs the last ``target_window`` ids of each row (``None``: all
+        ``max_len``), and the encoder's BiLSTM reads them; the pooled branches read the whole
+        row. With a ``padding="pre"`` store they hold each review's end.
+    bigram_buckets
+        Add the mean of hashed word-bigram embeddings (:class:`~textvae.model.layers.HashedBigrams`,
+        this many buckets) beside the BiLSTM's output; 0 (the default) adds none.
+    encoder_dropout
+        Dropout on the encoder's features before its dense layer, in training.
+    truncating
+        How the store cut reviews longer than ``max_len``: ``"pre"`` (Keras' default: each
+        row keeps its review's end, so the decoder learns to end rows without padding too) or
+        ``"post"`` (such rows have no end: :mod:`textvae.model.losses`).
     seed
         Seed of the sampling noise.
 
@@ -260,10 +280,10 @@ class TextVAE(keras.Model):
     encoder
         ``ids -> [z_mean, z_log_var, z]``.
     decoder
-        ``[z, ids] -> reconstruction`` probabilities ``(batch, max_len, vocab_size)``
-        (teacher-forced on ``ids``); ``z -> reconstruction`` for the ``"repeat"`` decoder.
-        :meth:`decoder_inputs` builds its inputs either way; :func:`textvae.model.decoding.generate`
-        decodes free-running.
+        ``[z, ids] -> reconstruction`` probabilities ``(batch, target_window, vocab_size)``
+        (teacher-forced on the window of ``ids``); ``z -> reconstruction`` for the
+        ``"repeat"`` decoder. :meth:`decoder_inputs` builds its inputs either way;
+        :func:`textvae.model.decoding.generate` decodes free-running.
     sentiment_predictor
         ``ids -> sentiment`` probability ``(batch, 1)`` through ``z_mean``.
     kl_weight
@@ -290,6 +310,10 @@ class TextVAE(keras.Model):
         free_bits: float = 0.0,
         bow_weight: float = ModelConfig.bow_weight,
         targets: str = "onehot",
+        truncating: str = "pre",
+        target_window: int | None = None,
+        bigram_buckets: int = 0,
+        encoder_dropout: float = 0.0,
         seed: int | None = None,
         **kwargs,
     ):
@@ -304,6 +328,15 @@ class TextVAE(keras.Model):
         self.free_bits = non_negative("free_bits", free_bits)
         self.bow_weight = non_negative("bow_weight", bow_weight)
         self.targets = one_of("targets", targets, TARGETS)
+        self.truncating = one_of("truncating", truncating, PADDINGS)
+        window = self.max_len if target_window is None else target_window
+        self.target_window = int_in_range("target_window", window, 1, self.max_len + 1)
+        self.bigram_buckets = int_at_least("bigram_buckets", bigram_buckets, 0)
+        if self.bigram_buckets == 1:
+            raise ValueError(
+                "`bigram_buckets` must be 0 (off) or at least 2. Received: bigram_buckets=1"
+            )
+        self.encoder_dropout = fraction("encoder_dropout", encoder_dropout)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
         self.decoder_cell = one_of("decoder_cell", decoder_cell, DECODER_CELLS)
         self.word_dropout = fraction("word_dropout", word_dropout)
@@ -326,11 +359,23 @@ class TextVAE(keras.Model):
         embedded = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")(
             ids
         )
-        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(embedded)
+        # The recurrence reads the decoder's window (the whole row by default), the pooled
+        # branches the whole row.
+        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(self.window(embedded))
         x = _bidirectional_lstm(self.hidden, False, "bilstm_2")(x)
+        features = [x]
         if self.encoder_pooling:
-            pooled = MaskedMean(name="pooled_embedding")([embedded, ids])
-            x = keras.layers.Concatenate(name="encoder_features")([x, pooled])
+            features.append(MaskedMean(name="pooled_embedding")([embedded, ids]))
+        if self.bigram_buckets > 0:
+            bigrams = HashedBigrams(self.bigram_buckets, self.vocab_size, name="bigrams")(ids)
+            embedded_bigrams = keras.layers.Embedding(
+                self.bigram_buckets, self.embedding_dim, name="bigram_embedding"
+            )(bigrams)
+            features.append(MaskedMean(name="pooled_bigrams")([embedded_bigrams, bigrams]))
+        if len(features) > 1:
+            x = keras.layers.Concatenate(name="encoder_features")(features)
+        if self.encoder_dropout > 0:
+            x = keras.layers.Dropout(self.encoder_dropout, seed=seed, name="encoder_dropout")(x)
         x = keras.layers.Dense(self.dense, activation="relu", name="encoder_dense")(x)
         z_mean = keras.layers.Dense(self.latent, name="z_mean")(x)
         z_log_var = keras.layers.Dense(self.latent, name="z_log_var")(x)
@@ -363,7 +408,7 @@ class TextVAE(keras.Model):
 
     def _build_repeat_decoder(self) -> None:
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        y = keras.layers.RepeatVector(self.max_len, name="repeat")(z_in)
+        y = keras.layers.RepeatVector(self.target_window, name="repeat")(z_in)
         for k in (1, 2):
             y = _recurrent(self.decoder_cell, self.hidden, f"{self.decoder_cell}_{k}")(y)
         y = keras.layers.Dense(
@@ -392,14 +437,14 @@ class TextVAE(keras.Model):
             self.vocab_size, activation="softmax", dtype="float32", name="reconstruction"
         )
         z_in = keras.Input(shape=(self.latent,), name="latent_code")
-        ids_in = keras.Input(shape=(self.max_len,), dtype="int32", name="decoder_ids")
+        ids_in = keras.Input(shape=(self.target_window,), dtype="int32", name="decoder_ids")
         # A stream of its own: the same seed as the sampling noise would correlate the two.
         dropout_seed = None if self.seed is None else self.seed + 1
         text, offsets = DecoderInputs(self.word_dropout, seed=dropout_seed, name="decoder_inputs")(
             ids_in
         )
         embedded = self.decoder_embedding(text)
-        z_steps = keras.layers.RepeatVector(self.max_len, name="z_steps")(z_in)
+        z_steps = keras.layers.RepeatVector(self.target_window, name="z_steps")(z_in)
         h = self.decoder_rnn(
             keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
             initial_state=self.decoder_initial_state(z_in),
@@ -409,7 +454,8 @@ class TextVAE(keras.Model):
         features = self.decoder_projection(
             keras.layers.Concatenate(name="output_inputs")([h, embedded, z_steps])
         )
-        y = self.reconstruction_head(AlignToStore(name="align")([features, offsets]))
+        aligned = AlignToStore(self.truncating, name="align")([features, offsets, text])
+        y = self.reconstruction_head(aligned)
         self.decoder = keras.Model([z_in, ids_in], y, name="decoder")
 
     @property
@@ -425,10 +471,16 @@ class TextVAE(keras.Model):
             return [self.decoder_init(z), self.decoder_init_c(z)]
         return [self.decoder_init(z)]
 
+    def window(self, x) -> Any:
+        """The last :attr:`target_window` positions of ``x`` ``(batch, max_len, ...)``: what
+        the decoder reconstructs (all of ``x`` when the window is the whole row)."""
+        return x if self.target_window == self.max_len else x[:, -self.target_window :]
+
     def decoder_inputs(self, z, ids) -> Any:
-        """What :attr:`decoder` takes to reconstruct ``ids`` from ``z``: ``[z, ids]``, or ``z``
-        alone for the ``"repeat"`` decoder."""
-        return z if self.decoder_type == "repeat" else [z, ids]
+        """What :attr:`decoder` takes to reconstruct ``ids`` ``(batch, max_len)`` from ``z``:
+        ``[z, ids]`` (the window of ``ids``: :meth:`window`), or ``z`` alone for the
+        ``"repeat"`` decoder."""
+        return z if self.decoder_type == "repeat" else [z, self.window(ids)]
 
     def init_output_bias(self, counts: Any) -> None:
         """Start the softmax at the corpus' unigram distribution (log frequencies as its bias),
@@ -468,7 +520,7 @@ class TextVAE(keras.Model):
             penalty = ops.maximum(penalty, self.free_bits)
         self.add_loss(self.kl_weight * ops.sum(penalty))
         if self.bow_head is not None:
-            bow = bag_of_words_nll(self.bow_head(z), inputs)
+            bow = bag_of_words_nll(self.bow_head(z), self.window(inputs))
             updates.append((self.bow_tracker, bow))
             self.add_loss(self.bow_weight * ops.mean(bow))
         return {
@@ -516,6 +568,10 @@ class TextVAE(keras.Model):
             "free_bits": self.free_bits,
             "bow_weight": self.bow_weight,
             "targets": self.targets,
+            "truncating": self.truncating,
+            "target_window": self.target_window,
+            "bigram_buckets": self.bigram_buckets,
+            "encoder_dropout": self.encoder_dropout,
             "seed": self.seed,
         }
 
@@ -535,7 +591,9 @@ class TextVAE(keras.Model):
     def losses_for_compile(self) -> tuple[dict, dict]:
         """The ``compile`` losses and loss weights for ``targets`` and ``sentiment_weight``."""
         loss = {
-            "reconstruction": ReconstructionLoss(sparse=self.targets == "sparse"),
+            "reconstruction": ReconstructionLoss(
+                sparse=self.targets == "sparse", truncating=self.truncating
+            ),
             "sentiment": LabelledBinaryCrossentropy(),
         }
         loss_weights = {"reconstruction": 1.0, "sentiment": self.sentiment_weight}

@@ -29,12 +29,49 @@ from textvae.training.preemption import StopOnSignal
 from textvae.training.run import BEST, RunDir, TrainingState
 
 __all__ = [
+    "SELECTION",
+    "SENTIMENT_PER_LOG_LOSS",
     "EpochSync",
     "KLAnnealing",
     "RunCheckpoint",
     "restore_seed_states",
     "seed_state_variables",
+    "selection_score",
 ]
+
+#: The log that chooses ``best.keras`` in a run with validation rows: :func:`selection_score`.
+SELECTION = "val_selection"
+#: What a unit of validation sentiment accuracy is worth in :func:`selection_score`, against
+#: the natural log of ``val_loss``: 1.0 makes one point of accuracy (0.01) worth 1% of the loss.
+SENTIMENT_PER_LOG_LOSS = 1.0
+
+
+def selection_score(logs: dict[str, Any]) -> float | None:
+    """``ln(val_loss) - val_sentiment_accuracy``: the lower, the better; the value of
+    :data:`SELECTION`, by which ``textvae-train`` chooses ``best.keras``.
+
+    The validation loss alone is mostly reconstruction (the 20,000-way softmax over every
+    position), so it keeps falling while the sentiment head overfits; accuracy alone ignores
+    what the VAE is for. The log makes the loss term relative, whatever the loss's scale (the
+    review length, the loss weights): an epoch is preferred when its loss is lower by more than
+    1% per point of validation accuracy it loses (:data:`SENTIMENT_PER_LOG_LOSS`), and
+    preferred over a lower loss when it gains more than a point of accuracy per 1% of loss.
+
+    None without ``val_loss`` (no validation); NaN for a loss that is NaN or not positive (it
+    never counts as better); the loss term alone when the accuracy is missing or NaN (no
+    labelled validation review).
+    """
+    loss = logs.get("val_loss")
+    if loss is None:
+        return None
+    loss = float(loss)
+    if not loss > 0:
+        return math.nan
+    score = math.log(loss)
+    accuracy = logs.get("val_sentiment_accuracy")
+    if accuracy is not None and math.isfinite(float(accuracy)):
+        score -= SENTIMENT_PER_LOG_LOSS * float(accuracy)
+    return score
 
 
 def seed_state_variables(model: keras.Model) -> list[keras.Variable]:
@@ -158,7 +195,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     out
         The run folder (``--out``), a path or a :class:`~textvae.training.run.RunDir`.
     monitor
-        The log whose lowest value selects ``best.keras``.
+        The log whose lowest value selects ``best.keras``; :data:`SELECTION` is computed from
+        the epoch's logs (:func:`selection_score`) and written to ``history.csv`` with them.
     append
         Continue ``history.csv`` (a resumed run); otherwise it is started afresh at
         ``on_train_begin``.
@@ -237,6 +275,10 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
+        if self.monitor == SELECTION and SELECTION not in logs:
+            score = selection_score(logs)
+            if score is not None:
+                logs[SELECTION] = score
         value = logs.get(self.monitor)
         if value is not None and value < self.best:  # NaN never counts as better
             self.best = float(value)

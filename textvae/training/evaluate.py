@@ -42,7 +42,7 @@ def _eval_model(model: Any) -> keras.Model:
     ids = keras.Input((model.max_len,), dtype="int32")
     z_mean, z_log_var, _ = model.encoder(ids)
     kl = ops.sum(kl_divergence(z_mean, z_log_var), axis=-1)
-    true_ids = ops.expand_dims(ids, -1)
+    true_ids = ops.expand_dims(model.window(ids), -1)  # the ids the decoder reconstructs
     probs = model.decoder(model.decoder_inputs(z_mean, ids))
     p_true = ops.squeeze(ops.take_along_axis(probs, true_ids, axis=-1), -1)
     predicted = ops.argmax(probs, axis=-1)
@@ -98,7 +98,8 @@ def evaluate_vae(
         ids, outputs = sequence[i]
         z_mean, kl, p_true, predicted, p_true_z0, sentiment = evaluator.predict_on_batch(ids)
         label = outputs[sequence.sentiment_name]
-        totals.update(ids, p_true, predicted, kl, sentiment, label, z_mean, p_true_z0=p_true_z0)
+        window = ids[:, ids.shape[1] - model.target_window :]
+        totals.update(window, p_true, predicted, kl, sentiment, label, z_mean, p_true_z0=p_true_z0)
         if bar is not None:
             bar.update(i + 1)
     metrics = totals.result()
@@ -220,7 +221,7 @@ def reconstruction_scores(
     for start in range(0, len(subset), batch):
         ids = store.read(sequence.split, subset[start : start + batch]).astype(np.int32)
         z_mean = keras.ops.convert_to_numpy(model.encoder(ids, training=False)[0])
-        texts = [text_ids(row) for row in ids]
+        texts = [text_ids(row[len(row) - model.target_window :]) for row in ids]
         generated = generate(model, z_mean, batch_size=batch, **RECONSTRUCTION)
         decoded.append(generated)
         again = np.zeros_like(ids)

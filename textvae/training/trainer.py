@@ -26,14 +26,26 @@ from typing import Any
 import keras
 import numpy as np
 
-from textvae.batching import OneHotSequence, SamplingOptions, ShardOptions, holdout_rows
+from textvae.batching import (
+    OneHotSequence,
+    SamplingOptions,
+    ShardOptions,
+    holdout_groups,
+    holdout_rows,
+)
 from textvae.config import TrainConfig
 from textvae.data import TokenStore, is_store, resolve_store
 from textvae.data.vocab import OOV_ID, PAD_ID, START_ID
 from textvae.errors import CheckpointError, OutputDirError, StoreMismatchError
 from textvae.model import TextVAE, build_vae
 from textvae.progress import ProgressFn
-from textvae.training.callbacks import EpochSync, KLAnnealing, RunCheckpoint, restore_seed_states
+from textvae.training.callbacks import (
+    SELECTION,
+    EpochSync,
+    KLAnnealing,
+    RunCheckpoint,
+    restore_seed_states,
+)
 from textvae.training.cluster import worker_info
 from textvae.training.console import fit_callbacks
 from textvae.training.devices import DataParallelPlan, data_parallel
@@ -84,22 +96,34 @@ class _TrainRows:
         Sorted, disjoint row indices (``held_out`` empty when ``val_fraction`` is 0).
     limit
         ``config.train_rows``: the most rows of ``kept`` an epoch reads (``None``: all).
+    how
+        How ``held_out`` was drawn, for the log: ``"grouped by movie (173 movies)"`` when the
+        store groups the train split (whole groups held out: a movie's reviews are never on
+        both sides), else ``"at random"``.
     """
 
     kept: np.ndarray
     held_out: np.ndarray
     limit: int | None
+    how: str = "at random"
 
     @classmethod
-    def of(cls, config: TrainConfig, store: TokenStore) -> _TrainRows:
+    def of(cls, config: TrainConfig, store: TokenStore, *, grouped: bool = True) -> _TrainRows:
         """The rows of ``store``'s train split for ``config`` (seeded: the same in every
-        process and every resume)."""
+        process and every resume); ``grouped=False`` holds out random rows even when the store
+        has groups (a run resumed that started on a store without them)."""
         num_rows = store.num_rows("train")
         if config.val_fraction == 0:
-            kept, held_out = np.arange(num_rows), np.arange(0)
-        else:
+            return cls(np.arange(num_rows), np.arange(0), config.train_rows)
+        groups = store.groups("train") if grouped else None
+        if groups is None:
             kept, held_out = holdout_rows(num_rows, config.val_fraction, config.seed)
-        return cls(kept, held_out, config.train_rows)
+            return cls(kept, held_out, config.train_rows)
+        kept, held_out = holdout_groups(groups, config.val_fraction, config.seed)
+        count = len(np.unique(groups[held_out]))
+        name = store.group_by("train") or "group"
+        how = f"grouped by {name} ({count:,} {name}{'' if count == 1 else 's'})"
+        return cls(kept, held_out, config.train_rows, how)
 
     def per_epoch(self, num_shards: int) -> int:
         """Rows trained per epoch by ``num_shards`` processes together: every shard reads the
@@ -127,6 +151,7 @@ def _sequence(
         config.batch_size if plan is None else plan.local_batch(config.batch_size),
         targets=config.targets,
         dtype=config.dtype,
+        target_window=config.model.target_window,
         seed=config.seed,
         sampling=SamplingOptions(rows=limit, row_subset=row_subset),
         workers=config.workers,
@@ -189,23 +214,44 @@ def _eval_sequence(config: TrainConfig, store: TokenStore, split: str) -> OneHot
     )
 
 
-def _unigram_counts(store: TokenStore, rows: np.ndarray) -> np.ndarray:
+def _unigram_counts(store: TokenStore, rows: np.ndarray, window: int | None = None) -> np.ndarray:
     """Occurrences of every id in ``rows`` of the train split, read chunk by chunk; the pad id
-    counts the rows with padding (each has one end position: :mod:`textvae.model.losses`)."""
+    counts the rows with an end position (:mod:`textvae.model.losses`): those with padding, and
+    with ``truncating="pre"`` every row. ``window``: only the last that many ids of each row
+    (what the decoder reconstructs)."""
     counts = np.zeros(store.vocab_size, dtype=np.int64)
     ends = 0
     chunk = store.chunk_rows("train")
     for start in range(0, len(rows), chunk):
         ids = store.read("train", rows[start : start + chunk])
+        ids = ids if window is None else ids[:, ids.shape[1] - window :]
         counts += np.bincount(ids.ravel(), minlength=store.vocab_size)
-        ends += int(np.count_nonzero((ids == store.pad_id).any(axis=1)))
+        ends += (
+            len(ids)
+            if store.truncating == "pre"
+            else int(np.count_nonzero((ids == store.pad_id).any(axis=1)))
+        )
     counts[store.pad_id] = ends
     return counts
 
 
-def _check_vae_store(store: TokenStore) -> None:
+def _check_vae_store(store: TokenStore, window: int | None = None) -> None:
     """Refuse a store the text VAE cannot train on: it needs textvae's ids (padding 0, start 1,
-    out-of-vocabulary 2; its word dropout and decoding use them) and binary labels."""
+    out-of-vocabulary 2; its word dropout and decoding use them) and binary labels; a decoder
+    ``window`` needs rows at least that long, padded at the start (their last ids: the text)."""
+    if window is not None and window > store.max_len:
+        raise StoreMismatchError(
+            f"target_window {window} is longer than the rows of the store at {store.path} "
+            f"(max_len {store.max_len}): give --target-window at most {store.max_len}, or "
+            "build a store with longer rows (--max-len)"
+        )
+    if window is not None and window < store.max_len and store.padding != "pre":
+        raise StoreMismatchError(
+            f"target_window {window} reconstructs the last {window} ids of each row, but the "
+            f"store at {store.path} is padded at the end (padding='post'): those are mostly "
+            "padding. Build the store with padding='pre' (the default), or leave "
+            "--target-window unset"
+        )
     ids = (store.pad_id, store.start_id, store.oov_id)
     if ids != (PAD_ID, START_ID, OOV_ID):
         raise StoreMismatchError(
@@ -302,6 +348,10 @@ def _new_model(config: TrainConfig, store: TokenStore, steps_per_epoch: int) -> 
         free_bits=m.free_bits,
         bow_weight=m.bow_weight,
         targets=config.targets,
+        truncating=store.truncating,
+        target_window=m.target_window,
+        bigram_buckets=m.bigram_buckets,
+        encoder_dropout=m.encoder_dropout,
         seed=config.seed,
     )
 
@@ -398,10 +448,11 @@ def _fit_one_process(
                 raise CheckpointError(f"--resume: {run.path}/{state.checkpoint}: {err}") from None
     else:
         model = _new_model(config, store, steps)
-        model.init_output_bias(_unigram_counts(store, rows.kept))
+        model.init_output_bias(_unigram_counts(store, rows.kept, model.target_window))
     model.run_eagerly = config.run_eagerly
-    # best.keras is chosen on the held-out part of the train split, never on the test split.
-    monitor = "loss" if val_seq is None else "val_loss"
+    # best.keras is chosen on the held-out part of the train split, never on the test split:
+    # its loss and sentiment accuracy together (selection_score), else the training loss.
+    monitor = "loss" if val_seq is None else SELECTION
     checkpoint = RunCheckpoint(
         run,
         monitor=monitor,
@@ -411,7 +462,7 @@ def _fit_one_process(
         resume=state,
         stop=stop,
     )
-    held = f", {val_seq.rows_per_shard:,} held out for validation" if val_seq else ""
+    held = f", {val_seq.rows_per_shard:,} held out for validation {rows.how}" if val_seq else ""
     at = f" (epoch {initial_epoch + 1} from batch {first_batch + 1})" if first_batch else ""
     log(
         f"training: {train_seq.rows_per_shard:,} reviews/epoch{held}, {steps} steps "
@@ -543,8 +594,11 @@ def _train(
     )
     if hasattr(progress, "close"):
         progress.close()
-    _check_vae_store(store)
-    rows = _TrainRows.of(config, store)
+    _check_vae_store(store, config.model.target_window)
+    # A resumed run keeps the hold-out it started with: a store cached before groups existed
+    # and rebuilt with them since would otherwise move reviews between training and validation.
+    grouped = not config.resume or "group_by" in run.store_attrs()
+    rows = _TrainRows.of(config, store, grouped=grouped)
     _report_labels(store, rows, log)
     keras.utils.set_random_seed(config.seed)
     if is_chief and not config.resume:
