@@ -67,6 +67,7 @@ class _Fixed:
     def __init__(self, probs):
         self.probs = np.asarray(probs, dtype=np.float32)
         self.max_len, self.vocab_size = self.probs.shape
+        self.target_window = self.max_len
 
     def decoder(self, z, training=False):
         return np.repeat(self.probs[None], len(z), axis=0)
