@@ -107,6 +107,11 @@ class ModelConfig:
         none="the whole row",
         group="model",
     )
+    decoder_position: bool = option(
+        True,
+        help="the decoder reads each step's position in the row beside z, to learn where rows end",
+        group="model",
+    )
     bigram_buckets: int = option(
         0,
         help="a mean-pooled branch of hashed word bigrams beside the encoder's BiLSTM, "

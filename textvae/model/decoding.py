@@ -173,8 +173,12 @@ def _generate_batch(model, z, steps, choice) -> np.ndarray:
     token = ops.convert_to_tensor(out[:, 0])
     for s in range(1, steps + 1):
         embedded = model.decoder_embedding(token)
-        h, state = cell(ops.concatenate([embedded, z_t], axis=-1), state)
-        features = model.decoder_projection(ops.concatenate([h, embedded, z_t], axis=-1))
+        z_s = z_t
+        if getattr(model, "decoder_position", False):  # the step reading column s - 1
+            position = ops.full((n, 1), (s - 1) / model.target_window, dtype=z_t.dtype)
+            z_s = ops.concatenate([z_t, position], axis=-1)
+        h, state = cell(ops.concatenate([embedded, z_s], axis=-1), state)
+        features = model.decoder_projection(ops.concatenate([h, embedded, z_s], axis=-1))
         probs = keras.ops.convert_to_numpy(model.reconstruction_head(features))
         ended = _record(out, s, _choose(probs, **choice), ended)
         if ended.all():

@@ -25,9 +25,9 @@ import keras
 from keras import ops
 
 from textvae._checks import PADDINGS, fraction, int_at_least, one_of
-from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID
+from textvae.data.vocab import FIRST_WORD_ID, OOV_ID, PAD_ID, START_ID
 
-__all__ = ["AlignToStore", "DecoderInputs", "HashedBigrams", "MaskedMean"]
+__all__ = ["AlignToStore", "DecoderInputs", "HashedBigrams", "MaskedMean", "StepPositions"]
 
 
 @keras.saving.register_keras_serializable(package="textvae")
@@ -62,6 +62,11 @@ class DecoderInputs(keras.layers.Layer):
         inside = ops.less(source, length)
         text = ops.take_along_axis(ids, ops.minimum(source, length - 1), axis=1)
         text = ops.where(inside, text, ops.zeros_like(text))
+        # Every row's text reads from the start id, as generation does: a row cut at max_len
+        # (or a window) begins mid-review, and its first id is given, never predicted.
+        first = ops.equal(ops.arange(length, dtype="int32"), 0)[None, :]
+        starts = ops.logical_and(first, ops.not_equal(text, PAD_ID))
+        text = ops.where(starts, ops.full_like(text, START_ID), text)
         if training and self.word_dropout > 0:
             draw = keras.random.uniform(ops.shape(text), seed=self.seed_generator)
             drop = ops.logical_and(
@@ -191,3 +196,23 @@ class HashedBigrams(keras.layers.Layer):
         config = super().get_config()
         config.update({"buckets": self.buckets, "vocab_size": self.vocab_size})
         return config
+
+
+@keras.saving.register_keras_serializable(package="textvae")
+class StepPositions(keras.layers.Layer):
+    """``x (batch, steps, ...) -> (batch, steps, 1)``: each decoder step's position ``s / steps``.
+
+    Read beside each id, it tells the decoder how far into its row it is, so that it can learn
+    where rows end (a window cut from a longer review ends at the window's end).
+    :func:`textvae.model.decoding.generate` feeds the same value, ``s / target_window``.
+    """
+
+    def call(self, x):
+        steps = ops.shape(x)[1]
+        position = ops.cast(ops.arange(steps), self.compute_dtype) / ops.cast(
+            steps, self.compute_dtype
+        )
+        return ops.broadcast_to(position[None, :, None], (ops.shape(x)[0], steps, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], 1)

@@ -92,7 +92,13 @@ from textvae.model.labels import (
     LabelledBinaryCrossentropy,
     masked_sentiment,
 )
-from textvae.model.layers import AlignToStore, DecoderInputs, HashedBigrams, MaskedMean
+from textvae.model.layers import (
+    AlignToStore,
+    DecoderInputs,
+    HashedBigrams,
+    MaskedMean,
+    StepPositions,
+)
 from textvae.model.losses import ReconstructionLoss
 
 __all__ = [
@@ -268,6 +274,10 @@ class TextVAE(keras.Model):
         this many buckets) beside the BiLSTM's output; 0 (the default) adds none.
     encoder_dropout
         Dropout on the encoder's features before its dense layer, in training.
+    decoder_position
+        Autoregressive decoder only: beside z, each step also reads its position in the row,
+        ``s / target_window`` (:class:`~textvae.model.layers.StepPositions`), so it can learn
+        where rows end.
     truncating
         How the store cut reviews longer than ``max_len``: ``"pre"`` (Keras' default: each
         row keeps its review's end, so the decoder learns to end rows without padding too) or
@@ -314,6 +324,7 @@ class TextVAE(keras.Model):
         target_window: int | None = None,
         bigram_buckets: int = 0,
         encoder_dropout: float = 0.0,
+        decoder_position: bool = ModelConfig.decoder_position,
         seed: int | None = None,
         **kwargs,
     ):
@@ -337,6 +348,7 @@ class TextVAE(keras.Model):
                 "`bigram_buckets` must be 0 (off) or at least 2. Received: bigram_buckets=1"
             )
         self.encoder_dropout = fraction("encoder_dropout", encoder_dropout)
+        self.decoder_position = bool(decoder_position)
         self.decoder_type = one_of("decoder", decoder, DECODERS)
         self.decoder_cell = one_of("decoder_cell", decoder_cell, DECODER_CELLS)
         self.word_dropout = fraction("word_dropout", word_dropout)
@@ -445,6 +457,10 @@ class TextVAE(keras.Model):
         )
         embedded = self.decoder_embedding(text)
         z_steps = keras.layers.RepeatVector(self.target_window, name="z_steps")(z_in)
+        if self.decoder_position:  # how far into the row each step is, beside z
+            z_steps = keras.layers.Concatenate(name="z_and_position")(
+                [z_steps, StepPositions(name="positions")(z_steps)]
+            )
         h = self.decoder_rnn(
             keras.layers.Concatenate(name="gru_inputs")([embedded, z_steps]),
             initial_state=self.decoder_initial_state(z_in),
@@ -572,6 +588,7 @@ class TextVAE(keras.Model):
             "target_window": self.target_window,
             "bigram_buckets": self.bigram_buckets,
             "encoder_dropout": self.encoder_dropout,
+            "decoder_position": self.decoder_position,
             "seed": self.seed,
         }
 
@@ -584,6 +601,7 @@ class TextVAE(keras.Model):
             "word_dropout": 0.0,
             "encoder_pooling": False,
             "bow_weight": 0.0,  # checkpoints without the key predate the bag-of-words head
+            "decoder_position": False,  # nor the position input
             **config,
         }
         return cls(**config)

@@ -352,6 +352,7 @@ def _new_model(config: TrainConfig, store: TokenStore, steps_per_epoch: int) -> 
         target_window=m.target_window,
         bigram_buckets=m.bigram_buckets,
         encoder_dropout=m.encoder_dropout,
+        decoder_position=m.decoder_position,
         seed=config.seed,
     )
 
