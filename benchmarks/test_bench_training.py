@@ -28,7 +28,8 @@ from textvae.model.vae import build_vae
 SIZES = {
     # name: (vocab, max_len, model kwargs, batch, timed steps)
     "tiny": (2000, 50, {"embedding_dim": 16, "hidden": 16, "dense": 16, "latent": 8}, 32, 4),
-    # The quick preset as textvae-train --quick runs it (batch 16), over 100 timed steps.
+    # The quick preset's model (batch 16) on rows of 100 ids, as it ran before its target
+    # window (the preset now reads 400 and reconstructs 100), over 100 timed steps.
     "quick": (20000, 100, {"embedding_dim": 64, "hidden": 64, "dense": 64, "latent": 32}, 16, 100),
     "seed": (20000, 300, {}, 32, 3),
 }

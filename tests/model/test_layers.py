@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from textvae.data.vocab import OOV_ID, START_ID
-from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean
+from textvae.model.layers import AlignToStore, DecoderInputs, MaskedMean, StepPositions
 
 
 def rows(rng: np.random.Generator, n: int, max_len: int, padding: str) -> np.ndarray:
@@ -32,6 +32,24 @@ def test_decoder_inputs_move_text_to_the_front(rng, padding):
         assert offset == np.flatnonzero(row)[0]
         np.testing.assert_array_equal(got[: len(words)], words)
         assert not got[len(words) :].any()
+
+
+def test_decoder_inputs_read_a_cut_row_from_the_start_id():
+    """A row cut at max_len (or a window) begins mid-review: the decoder reads it from <start>
+    like every other row (its first id is given, never predicted); the rest is unchanged."""
+    ids = np.array([[7, 5, 6, 8, 9], [0, 0, 1, 5, 6], [0, 0, 0, 0, 0]], dtype=np.int32)
+    text, offsets = DecoderInputs(word_dropout=0.0)(ids)
+    np.testing.assert_array_equal(
+        np.asarray(text), [[START_ID, 5, 6, 8, 9], [START_ID, 5, 6, 0, 0], [0, 0, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(np.asarray(offsets), [0, 2, 0])
+
+
+def test_step_positions_count_the_steps_of_the_row():
+    x = np.zeros((3, 4, 7), dtype=np.float32)
+    got = np.asarray(StepPositions()(x))
+    assert got.shape == (3, 4, 1)
+    np.testing.assert_allclose(got[:, :, 0], [[0, 0.25, 0.5, 0.75]] * 3)
 
 
 def test_word_dropout_replaces_words_only_in_training(rng):

@@ -4,14 +4,17 @@ A store row is a review padded to ``max_len`` ids (padding ``pre`` or ``post``),
 contiguous block ``[START, w1, ..., wn]`` of non-zero ids. The decoder reads the text from its
 start, whatever the padding:
 
-- :class:`DecoderInputs` moves each row's text to the front (``[START, w1, ..., wn, 0, ...]``),
-  applies word dropout in training, and returns the per-row offset of the text in the row;
-- a recurrent decoder reads those ids (step ``s`` sees ``text[s]`` and predicts ``text[s + 1]``);
+- :class:`DecoderInputs` moves each row's text to the front (``[START, w1, ..., wn, 0, ...]``;
+  a row cut mid-review also starts with ``START``), applies word dropout in training, and
+  returns the per-row offset of the text in the row;
+- a recurrent decoder reads those ids (step ``s`` sees ``text[s]`` and predicts ``text[s + 1]``),
+  beside ``z`` and the step's position ``s / steps`` (:class:`StepPositions`);
 - :class:`AlignToStore` moves the decoder's features back to the store's positions, so the
   prediction for store position ``j`` sits at ``j``: targets from the store (one-hot or sparse)
   need no change, and padding and each row's first text position get zero features (the
-  loss leaves them out), except the end position next to the text, which gets the features
-  of the step that read the text's last id (:mod:`textvae.model.losses`).
+  loss leaves them out), except the row's end position (next to the text, or the first
+  position of a row without padding), which gets the features of the step that read the
+  text's last id (:mod:`textvae.model.losses`).
 
 The encoder's pooled branches read the whole row: :class:`MaskedMean` averages embeddings of
 non-padding ids, :class:`HashedBigrams` gives each pair of adjacent words a hashed id for them.
@@ -35,7 +38,10 @@ class DecoderInputs(keras.layers.Layer):
     """``ids (batch, max_len) -> (text, offsets)``: each row's text moved to the front.
 
     ``text[b, s]`` is ``ids[b, offsets[b] + s]`` (0 past the row's end) and ``offsets[b]`` the
-    position of the row's first non-padding id. In training, each word id of ``text`` (ids
+    position of the row's first non-padding id, except that every row's text starts with the
+    start id: a row cut at ``max_len`` (or the window of a longer row) begins mid-review, and
+    its first id, given to the decoder and never predicted, is read as ``<start>``, as
+    generation begins. In training, each word id of ``text`` (ids
     ``>= 3``: never padding nor the start id) is replaced by the out-of-vocabulary id with
     probability ``word_dropout`` (Bowman et al. 2016), so the decoder has to lean on ``z``.
 
