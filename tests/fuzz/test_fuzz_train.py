@@ -64,6 +64,10 @@ TRAIN_FLAGS = {
     "--overwrite": st.none(),
     "--quick": st.none(),
     "--no-encoder-pooling": st.none(),
+    "--no-decoder-position": st.none(),
+    "--target-window": mostly(st.sampled_from(["4", "16", "17"]), INT_TEXT),
+    "--bigram-buckets": mostly(st.sampled_from(["0", "1", "64"]), INT_TEXT),
+    "--encoder-dropout": mostly(UNIT, FLOAT_TEXT),
     "--storage-option": st.sampled_from(["anon=true", "x"]),
 }
 TF_CONFIGS = st.sampled_from(

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from textvae.model.config import ModelConfig
 from textvae.model.decoding import generate
 from textvae.model.layers import BIGRAM_PRIME, HashedBigrams
 from textvae.model.vae import build_vae, load_model
@@ -47,6 +48,8 @@ def test_hashed_bigrams_refuse_what_overflows_or_means_nothing():
         HashedBigrams(buckets=1, vocab_size=VOCAB)
     with pytest.raises(ValueError, match="bigram_buckets"):
         build_vae(VOCAB, MAX_LEN, bigram_buckets=1, **TINY)
+    with pytest.raises(ValueError, match="bigram_buckets"):
+        ModelConfig(bigram_buckets=1)
     with pytest.raises(ValueError, match="target_window"):
         build_vae(VOCAB, MAX_LEN, target_window=MAX_LEN + 1, **TINY)
 

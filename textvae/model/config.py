@@ -24,6 +24,7 @@ from textvae._checks import (
     positive_number,
 )
 from textvae._options import option
+from textvae.errors import InvalidArgumentError
 
 __all__ = ["RECONSTRUCTION", "SAMPLED", "ModelConfig"]
 
@@ -164,7 +165,11 @@ class ModelConfig:
         fraction("word_dropout", self.word_dropout)
         fraction("encoder_dropout", self.encoder_dropout)
         positive_int("target_window", self.target_window, allow_none=True)
-        int_at_least("bigram_buckets", self.bigram_buckets, 0)
+        if int_at_least("bigram_buckets", self.bigram_buckets, 0) == 1:
+            raise InvalidArgumentError(
+                "`bigram_buckets` must be 0 (off) or at least 2 (bucket 0 means no bigram). "
+                "Received: bigram_buckets=1"
+            )
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))
         for name in ("sentiment_weight", "free_bits", "bow_weight"):
