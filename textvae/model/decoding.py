@@ -174,7 +174,7 @@ def _generate_batch(model, z, steps, choice) -> np.ndarray:
     for s in range(1, steps + 1):
         embedded = model.decoder_embedding(token)
         z_s = z_t
-        if getattr(model, "decoder_position", False):  # the step reading column s - 1
+        if model.decoder_position:  # the step reading column s - 1
             position = ops.full((n, 1), (s - 1) / model.target_window, dtype=z_t.dtype)
             z_s = ops.concatenate([z_t, position], axis=-1)
         h, state = cell(ops.concatenate([embedded, z_s], axis=-1), state)
