@@ -299,7 +299,7 @@ def test_fit_a_model_that_predicts_the_window(small_store):
 
 
 def test_train_config_passes_the_window_to_the_sequences(small_store):
-    from textvae.training.trainer import _sequence
+    from textvae.training.run_data import _sequence
 
     config = TrainConfig(vocab_size=12, max_len=MAX_LEN, batch_size=4).replace(target_window=WINDOW)
     assert TrainConfig.from_dict(config.to_dict()) == config

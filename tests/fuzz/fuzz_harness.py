@@ -76,7 +76,7 @@ def _first_batches_then_stop(config, store, steps_per_epoch):
     """Stands in for ``textvae.training.trainer._new_model``: the training Sequence serves its
     first and last batches as the run configured them (batch size, targets, dtype), then the
     fuzz stops before any model is built."""
-    from textvae.training.trainer import _train_sequence
+    from textvae.training.run_data import _train_sequence
 
     seq = _train_sequence(config, store)
     seq[0]

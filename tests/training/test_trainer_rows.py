@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from textvae.config import TrainConfig
-from textvae.training.trainer import _train_sequence, _TrainRows, _val_sequence
+from textvae.training.run_data import _train_sequence, _TrainRows, _val_sequence
 
 
 def test_validation_rows_are_held_out_of_training(small_store):

@@ -49,13 +49,13 @@ _HOMES = {
     "MaskedMean": "textvae.model.layers",
     "ModelConfig": "textvae.model.config",
     "ReconstructionLoss": "textvae.model.losses",
-    "Sampling": "textvae.model.vae",
+    "Sampling": "textvae.model.latent",
     "StepPositions": "textvae.model.layers",
     "TextVAE": "textvae.model.vae",
-    "bag_of_words_nll": "textvae.model.vae",
+    "bag_of_words_nll": "textvae.model.latent",
     "build_vae": "textvae.model.vae",
     "generate": "textvae.model.decoding",
-    "kl_divergence": "textvae.model.vae",
+    "kl_divergence": "textvae.model.latent",
     "load_model": "textvae.model.vae",
 }
 
