@@ -124,7 +124,7 @@ RENAMED: dict[str, str] = {
 #: successor: reaching one raises AttributeError saying what to use instead.
 REMOVED: dict[str, str] = {
     "textvae.parallel_ingest.ParallelWriter": (
-        "build_store(..., workers=N) (the writer is textvae.data.ingest.ChunkEncoder over "
+        "build_store(..., workers=N) (the writer is textvae.data.chunk_encoder.ChunkEncoder over "
         "textvae.data.parallel.Pool)"
     ),
     "textvae.parallel_ingest.tokenizes_in_workers": (

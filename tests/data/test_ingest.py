@@ -15,7 +15,7 @@ from textvae.data import (
     build_store_from_texts,
     open_corpus,
 )
-from textvae.data.ingest import ChunkEncoder
+from textvae.data.chunk_encoder import ChunkEncoder
 from textvae.data.location import StoreLocation
 from textvae.errors import InvalidArgumentError, TextVAEDeprecationWarning
 

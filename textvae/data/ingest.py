@@ -21,8 +21,7 @@ import functools
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ import zarr
 
 from textvae._compat import deprecated
 from textvae.data import parallel, swap
+from textvae.data.chunk_encoder import ChunkEncoder
 from textvae.data.format import (
     ARRAY_CONFIG,
     ATTR,
@@ -51,7 +51,6 @@ from textvae.data.location import (
 from textvae.data.lock import store_lock
 from textvae.data.retry import is_transient
 from textvae.data.store import TokenStore
-from textvae.data.vocab import pad_row, tokenize
 from textvae.errors import (
     InvalidArgumentError,
     StoreExistsError,
@@ -476,81 +475,6 @@ def _mode(corpus: StoreSource, pass_engines: parallel.Engines | None) -> str:
     if pass_engines is not None and _says(corpus, "encodes_raw_in_workers"):
         return "raw"
     return "ids"
-
-
-@dataclass
-class ChunkEncoder:
-    """Encodes one chunk of a split's records, pads it into ``<split>/tokens`` and returns its
-    (labels, lengths): the same code in this process and in every worker (pickled to each once,
-    without the arrays it opened).
-
-    ``mode`` says what the records are: ``"ids"`` (``(ids, label)`` of ``corpus.encoded``),
-    ``"texts"`` (``(text, label)`` of ``corpus.reviews``, tokenised with the built-in
-    :func:`~textvae.data.vocab.tokenize`) or ``"raw"`` (``corpus.raw_reviews``).
-    """
-
-    location: StoreLocation
-    spec: StoreSpec
-    mode: str
-    vocab: Any
-    corpus: Any
-    arrays: dict[str, zarr.Array] = field(default_factory=dict, repr=False)
-
-    def for_workers(self) -> ChunkEncoder:
-        """The copy that worker processes get: without the arrays opened here, and without the
-        corpus (unless it encodes raw records) or the vocabulary (unless it encodes)."""
-        return dataclasses.replace(
-            self,
-            vocab=None if self.mode == "ids" else self.vocab,
-            corpus=self.corpus if self.mode == "raw" else None,
-            arrays={},
-        )
-
-    def records(self, split: str) -> Iterable[Any]:
-        """The records of ``split`` this encoder takes, read in this process."""
-        if self.mode == "texts":
-            return self.corpus.reviews(split)
-        if self.mode == "raw":
-            self.corpus.check_vocab(self.vocab)
-            return self.corpus.raw_reviews(split)
-        return self.corpus.encoded(split, self.vocab)
-
-    def __call__(self, split: str, start: int, records: list[Any]) -> tuple[list[Any], list[int]]:
-        if self.mode == "texts":
-            encode = self.vocab.encode
-            encoded = [(encode(tokenize(text)), label) for text, label in records]
-        elif self.mode == "raw":
-            encoded = self.corpus.encode_raw(split, start, records, self.vocab)
-        else:
-            encoded = records
-        spec = self.spec
-        view = self._tokens(split, start + len(encoded))
-        block = np.full((len(encoded), spec.max_len), view.fill_value, dtype=view.dtype)
-        lengths, labels = [], []
-        for row, (ids, label) in zip(block, encoded, strict=True):
-            pad_row(ids, spec.max_len, spec.padding, spec.truncating, row)
-            lengths.append(len(ids))
-            labels.append(label)
-        view[start : start + len(encoded)] = block
-        return labels, lengths
-
-    def _tokens(self, split: str, end: int) -> zarr.Array:
-        """``<split>/tokens`` with ``end`` rows: the parent sets the real shape at the end, so
-        the shape is widened here in memory only (no metadata is written)."""
-        opened = self.arrays.get(split)
-        if opened is None:
-            options = self.location.storage_options
-            opened = zarr.open_array(
-                store=self.location.path,
-                path=f"{split}/tokens",
-                mode="r+",
-                storage_options=dict(options) if options else None,
-                config=dict(ARRAY_CONFIG),
-            )
-            self.arrays[split] = opened
-        inner = opened.async_array
-        metadata = inner.metadata.update_shape((end, self.spec.max_len))
-        return zarr.Array(zarr.AsyncArray(metadata, inner.store_path, inner.config))
 
 
 #: ``map_chunks(tasks, consume)``: ``consume(encoder(*task))`` for every task, in order.

@@ -12,8 +12,8 @@ chunks. So:
   reviews and the parent adds the counts (the vocabulary is the one a single process builds:
   :meth:`~textvae.data.vocab.Vocabulary.from_counts` does not depend on the order of counting);
   in the encoding pass each task is one chunk of rows, which a worker encodes, pads and writes
-  with the build's :class:`~textvae.data.ingest.ChunkEncoder` (:func:`encode_chunk`): the write
-  loop is :mod:`textvae.data.ingest`'s, the same with one process or several.
+  with the build's :class:`~textvae.data.chunk_encoder.ChunkEncoder` (:func:`encode_chunk`):
+  the write loop is :mod:`textvae.data.ingest`'s, the same with one process or several.
 
 A corpus says itself whether workers may tokenise its texts
 (:meth:`~textvae.data.corpus.Corpus.tokenizes_in_workers`) or encode its raw records
@@ -250,9 +250,9 @@ def _context() -> multiprocessing.context.BaseContext:
     method = _start_method()
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        # The server imports this module and the ingest (whose ChunkEncoder workers run) once;
-        # each worker is then a fork of it.
-        context.set_forkserver_preload([__name__, "textvae.data.ingest"])
+        # The server imports this module and the chunk encoder (which workers run) once; each
+        # worker is then a fork of it.
+        context.set_forkserver_preload([__name__, "textvae.data.chunk_encoder"])
     return context
 
 
@@ -391,7 +391,7 @@ def count_words(state: dict[str, Any], texts: list[str]) -> tuple[int, collectio
 
 
 def encode_chunk(state: dict[str, Any], split: str, start: int, records: list[Any]) -> Any:
-    """In a worker, the encoding pass: the build's :class:`~textvae.data.ingest.ChunkEncoder`
+    """In a worker, the encoding pass: the build's :class:`~textvae.data.chunk_encoder.ChunkEncoder`
     (``state["encoder"]``, sent once) encodes, pads and writes the chunk of rows from
     ``start``; returns its (labels, lengths)."""
     return state["encoder"](split, start, records)
