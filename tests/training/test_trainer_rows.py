@@ -104,3 +104,19 @@ def test_a_store_without_groups_keeps_the_seeded_random_rows(small_store):
     rows = _TrainRows.of(config, small_store)
     assert rows.how == "at random"
     np.testing.assert_array_equal(rows.held_out, holdout_rows(37, 0.2, 3)[1])
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_unigram_counts_count_the_window_and_one_end_per_row(small_store, window):
+    """The counts the softmax starts from: the ids of the decoder's window of each row, and the
+    pad id once per row (every row ends: the store keeps each review's end)."""
+    from textvae.training.run_data import _unigram_counts
+
+    assert small_store.truncating == "pre"
+    rows = np.arange(0, small_store.num_rows("train"), 2)
+    counts = _unigram_counts(small_store, rows, window)
+    ids = small_store.read("train", rows)
+    ids = ids if window is None else ids[:, -window:]
+    want = np.bincount(ids.ravel(), minlength=small_store.vocab_size)
+    want[0] = len(rows)
+    np.testing.assert_array_equal(counts, want)
