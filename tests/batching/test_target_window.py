@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_layout import LAYOUTS as LAYOUT_CASES
 
 from textvae.batching import MemoryOptions, OneHotSequence, SamplingOptions, ShardOptions
 from textvae.batching.layout import TOKEN_KINDS, BatchLayout
@@ -23,21 +24,12 @@ from textvae.testing import assert_batch_matches_store, make_store, onehot_refer
 MAX_LEN = 16
 WINDOW = 5
 
+#: The default layout's forms, and test_layout's cases (its legacy spelling aside).
 LAYOUTS = {
     "vae-onehot": {},
     "vae-sparse": {"targets": "sparse"},
     "vae-onehot-masked": {"sample_weight": "mask"},
-    "lm-bare": {"outputs": "next_onehot"},
-    "lm-sparse-masked": {"outputs": "next_sparse", "sample_weight": "mask"},
-    "named-multi-masked": {
-        "inputs": "tokens",
-        "outputs": {"lm": "next_onehot", "recon": "onehot", "label": "classes"},
-        "sample_weight": "mask",
-    },
-    "mask-input": {
-        "inputs": {"tokens": "ids", "padding_mask": "mask"},
-        "outputs": {"sentiment": "binary", "ids": "sparse"},
-    },
+    **{name: kwargs for name, kwargs in LAYOUT_CASES.items() if name != "legacy-masked"},
 }
 OPTIONS = {
     "in-order": {"shuffle": False},

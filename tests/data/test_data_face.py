@@ -79,5 +79,8 @@ def test_reading_a_store_loads_no_ingest_lock_or_corpus_readers(small_store):
     )
     # (zarr itself imports multiprocessing: only textvae's own modules are checked)
     assert _run(code) == str(
-        [f"textvae.data.{m}" for m in ("chunks", "format", "location", "retry", "store", "vocab")]
+        [
+            f"textvae.data.{m}"
+            for m in ("chunks", "damage", "format", "location", "retry", "store", "vocab")
+        ]
     )
