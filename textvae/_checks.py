@@ -56,6 +56,8 @@ INPUT_KINDS = ("ids", "mask")
 SAMPLE_WEIGHTS = ("mask",)
 #: One-hot output dtypes the kernels write.
 DTYPES = ("float32", "float16", "uint8")
+#: ``TrainConfig.jit_compile``: Keras' own choice, or XLA on / off.
+JIT_COMPILE = ("auto", "on", "off")
 #: The text VAE's decoders: autoregressive (reads the review so far and z) or the seed's repeat.
 DECODERS = ("autoregressive", "repeat")
 #: The decoders' recurrence: GRU (the seed's) or LSTM (cuDNN's kernel on a GPU under JAX).

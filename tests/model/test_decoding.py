@@ -44,17 +44,25 @@ def test_greedy_generation_is_what_the_teacher_forced_decoder_predicts(cell, req
     assert model.decoder_cell == cell
     z = rng.standard_normal((5, TINY["latent"])).astype(np.float32)
     out = generate(model, z)
-    assert out.shape == (5, MAX_LEN) and (out[:, 0] == START_ID).all()
+    # A full row's MAX_LEN - 1 ids after the start id, and the step that may end it.
+    assert out.shape == (5, MAX_LEN + 1) and (out[:, 0] == START_ID).all()
     assert not np.isin(out[:, 1:], [START_ID, OOV_ID]).any()
-    # Read back with teacher forcing, each generated id up to the row's end is the decoder's
-    # arg-max there (the start id and <oov> excluded, as generation excludes them).
-    probs = np.asarray(model.decoder([z, out], training=False)).copy()
+    # Read back with teacher forcing (a row of MAX_LEN ids, as in training), each generated id
+    # up to the row's end is the decoder's arg-max there (the start id and <oov> excluded, as
+    # generation excludes them); a full row's last step, which predicts its end, is scored at
+    # its first position (truncating="pre").
+    probs = np.asarray(model.decoder([z, out[:, :MAX_LEN]], training=False)).copy()
     probs[..., [START_ID, OOV_ID]] = 0
+    full_rows = 0
     for row, ids in zip(probs.argmax(axis=-1), out, strict=True):
         ends = np.flatnonzero(ids == PAD_ID)
-        stop = ends[0] + 1 if len(ends) else MAX_LEN
-        np.testing.assert_array_equal(row[1:stop], ids[1:stop])
+        stop = ends[0] + 1 if len(ends) else MAX_LEN + 1
+        np.testing.assert_array_equal(row[1 : min(stop, MAX_LEN)], ids[1 : min(stop, MAX_LEN)])
+        if ids[MAX_LEN - 1] != PAD_ID:  # a full row: step MAX_LEN ran
+            full_rows += 1
+            assert row[0] == ids[MAX_LEN]
         assert not ids[stop:].any()  # padded after its end
+    assert full_rows  # the tiny model never ends early: the last step is checked
 
 
 class _Fixed:
@@ -120,7 +128,7 @@ def test_temperature_applies_before_the_nucleus():
 def test_an_lstm_decoder_samples_and_ends(lstm_model, rng):
     z = rng.standard_normal((20, TINY["latent"])).astype(np.float32)
     out = generate(lstm_model, z, temperature=1.0, top_p=0.9, seed=3)
-    assert out.shape == (20, MAX_LEN) and (out[:, 0] == START_ID).all()
+    assert out.shape == (20, MAX_LEN + 1) and (out[:, 0] == START_ID).all()
     assert ((out[:, 1:] >= 3) | (out[:, 1:] == PAD_ID)).all()
     np.testing.assert_array_equal(out, generate(lstm_model, z, temperature=1.0, top_p=0.9, seed=3))
 

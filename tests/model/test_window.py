@@ -113,7 +113,7 @@ def test_a_windowed_model_trains_on_window_targets_and_round_trips(tmp_path, rng
         atol=1e-6,
     )
     generated = generate(loaded, np.zeros((3, TINY["latent"]), "float32"), temperature=0.0)
-    assert generated.shape == (3, WINDOW)
+    assert generated.shape == (3, WINDOW + 1)  # the start id, a window's ids and its end
 
 
 def test_encoder_dropout_acts_in_training_only(rng):

@@ -89,7 +89,7 @@ def test_devices_values(given, kept):
         (0, r"`devices` must be a positive integer or 'all'.*Received: devices=0"),
         ("two", r"Received: devices='two'"),
         (True, r"Received: devices=True"),
-        (3, r"`batch_size` must divide by the number of devices \(3\).*batch_size=8"),
+        (3, r"`batch_size` must divide by the number of devices \(`devices`: 3\).*batch_size=8"),
     ],
     ids=["zero", "word", "bool", "uneven-batch"],
 )

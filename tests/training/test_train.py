@@ -81,7 +81,7 @@ def test_run_writes_every_artefact(finished_run):
         for score in ("rep4", "distinct2", "oov_share"):  # None: no text long enough
             value = metrics[f"{prefix}_{score}"]
             assert value is None or 0 <= value <= 1, (prefix, score)
-        assert 0 <= metrics[f"{prefix}_mean_length"] <= 15, prefix  # max_len - 1 words at most
+        assert 0 <= metrics[f"{prefix}_mean_length"] <= 16, prefix  # max_len ids at most
     rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["kl"]) > 0
     assert float(rows[0]["val_loss"]) > 0  # best.keras is chosen on it

@@ -57,8 +57,11 @@ def generate(
     z
         Latent codes, shape ``(n, model.latent)``.
     steps
-        Most ids to generate after the start id; default ``model.target_window - 1`` (a full
-        window: ``max_len - 1`` unless the model decodes a window).
+        Most ids to generate after the start id; default a full window and its end:
+        ``model.target_window`` (``max_len`` unless the model decodes a window). A training row
+        holds the start id and ``target_window - 1`` ids, and the step after them predicts its
+        end, so a text the length of a full row ends at step ``target_window``. (The
+        ``"repeat"`` decoder predicts the row's positions only: ``target_window - 1``.)
         A row ends earlier where the pad id (the end) is chosen.
     temperature
         0 (the default) takes the most probable id at each step (greedy); above 0 samples from
@@ -86,7 +89,9 @@ def generate(
         raise ValueError(
             f"`z` must have shape (n, {model.latent}) for this model. Received: shape={z.shape}"
         )
-    steps = model.target_window - 1 if steps is None else positive_int("steps", steps)
+    if steps is None:
+        steps = model.target_window - (model.decoder_type == "repeat")
+    steps = positive_int("steps", steps)
     choice = {
         "temperature": non_negative("temperature", temperature),
         "top_p": probability("top_p", top_p),

@@ -64,9 +64,9 @@ def check_devices(devices: Any, batch_size: int) -> int | str | None:
 def _check_split(batch_size: int, devices: int) -> None:
     if batch_size % devices:
         raise InvalidArgumentError(
-            f"`batch_size` must divide by the number of devices ({devices}): each device takes "
-            f"an equal share of every batch. Received: batch_size={batch_size}; choose e.g. "
-            f"--batch-size {max(devices, batch_size // devices * devices)}"
+            f"`batch_size` must divide by the number of devices (`devices`: {devices}): each "
+            f"device takes an equal share of every batch. Received: batch_size={batch_size}; "
+            f"choose e.g. --batch-size {max(devices, batch_size // devices * devices)}"
         )
 
 

@@ -121,6 +121,17 @@ def _continue_schedule(model: TextVAE, config: TrainConfig, steps_per_epoch: int
     )
 
 
+def _step_options(model: TextVAE, config: TrainConfig) -> None:
+    """How Keras runs ``model``'s steps: eagerly, or traced and, unless ``jit_compile`` is
+    ``"auto"`` (Keras' choice), compiled with XLA or not. Set before the first ``fit`` /
+    ``evaluate``, which build the step functions from these attributes."""
+    model.run_eagerly = config.run_eagerly
+    if config.run_eagerly:
+        model.jit_compile = False  # as Keras' compile(run_eagerly=True) does
+    elif config.jit_compile != "auto":
+        model.jit_compile = config.jit_compile == "on"
+
+
 def _new_model(config: TrainConfig, store: TokenStore, steps_per_epoch: int) -> TextVAE:
     m = config.model
     return build_vae(
@@ -242,7 +253,7 @@ def _fit_one_process(
     else:
         model = _new_model(config, store, steps)
         model.init_output_bias(_unigram_counts(store, rows.kept, model.target_window))
-    model.run_eagerly = config.run_eagerly
+    _step_options(model, config)
     # best.keras is chosen on the held-out part of the train split, never on the test split:
     # its loss and sentiment accuracy together (selection_score), else the training loss.
     monitor = "loss" if val_seq is None else SELECTION
@@ -426,7 +437,7 @@ def _train(
 
     split = _eval_split(store)
     eval_seq = _eval_sequence(config, store, split)
-    model.run_eagerly = config.run_eagerly
+    _step_options(model, config)
     log(f"evaluating on {eval_seq.rows_per_shard:,} {split} reviews")
     metrics, z_means, labels = evaluate_vae(
         model,
