@@ -51,9 +51,8 @@ def _median_step(config, store, data, jit: bool, steps: int) -> float:
     keras.utils.set_random_seed(0)
     model = _new_model(config, store, steps)
     model.jit_compile = jit
-    model.fit(
-        data, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False
-    )  # trace (and compile) first
+    # trace (and compile) first
+    model.fit(data, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
     timer = step_timer()
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
     return float(np.median(timer.times))
