@@ -298,6 +298,22 @@ def test_history_rows_append_under_one_header(run):
     assert not run.file(HISTORY).exists()
 
 
+def test_best_epoch_is_the_first_lowest_finite_value_of_the_monitor(run):
+    run.prepare()
+    assert run.best_epoch("val_selection") is None  # no history yet
+    for epoch, value in enumerate([3.0, 2.0, float("nan"), 2.0, 2.5]):
+        run.append_history(epoch, {"loss": 1.0 - epoch / 10, "val_selection": value})
+    assert run.best_epoch("val_selection") == 2  # epoch 1 (0-based): a tie keeps the first
+    assert run.best_epoch("loss") == 5
+    assert run.best_epoch("val_loss") is None  # not in the history
+
+
+def test_best_epoch_never_takes_nan(run):
+    run.prepare()
+    run.append_history(0, {"loss": float("nan")})
+    assert run.best_epoch("loss") is None
+
+
 # -- mid-epoch checkpoints ---------------------------------------------------------------------
 def _model():
     import keras

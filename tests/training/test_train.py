@@ -423,6 +423,12 @@ def test_a_grouped_store_trains_and_resumes_choosing_best_by_selection(tmp_path,
     resumed = json.loads((out / "state.json").read_text())
     assert resumed["monitor"] == "val_selection"
     assert resumed["best"] == pytest.approx(min(float(r["val_selection"]) for r in rows))
+    metrics = json.loads((out / "metrics.json").read_text())
+    scores = [float(r["val_selection"]) for r in rows]
+    assert metrics["evaluated"] == "last.keras"
+    assert metrics["best_epoch"] == scores.index(min(scores)) + 1
+    said = "best.keras is epoch 1's model" in capsys.readouterr().out
+    assert said == (metrics["best_epoch"] == 1)
 
 
 def test_a_run_resumed_on_a_store_rebuilt_with_groups_keeps_its_random_hold_out(tmp_path, capsys):

@@ -3,7 +3,8 @@
 ======================  ============================================================================
 ``config.json``         the run's configuration and the store's attributes (checked on ``--resume``)
 ``vocab.json``          the store's vocabulary, id -> token (for ``textvae-sample``)
-``best.keras``          the model with the lowest ``val_loss`` (or training loss) of the run
+``best.keras``          the model of the epoch with the lowest ``val_selection`` (validation loss
+                        and sentiment accuracy together), or training loss without validation
 ``last.keras``          the model after the last finished epoch, with its optimizer state
 ``checkpoint-N.keras``  mid-epoch: the model after training step N (``--checkpoint-steps``,
                         ``--checkpoint-minutes``, a signal), with its optimizer state
@@ -545,6 +546,22 @@ class RunDir:
         text = io.StringIO()
         csv.writer(text).writerows(kept)
         _write_atomic(path, text.getvalue())
+
+    def best_epoch(self, monitor: str) -> int | None:
+        """The epoch (1-based) whose ``best.keras`` this is: the first ``history.csv`` row with
+        the lowest finite ``monitor``, the rule that saves it. ``None`` when no row has one."""
+        path = self.file(HISTORY)
+        if not path.exists():
+            return None
+        best: tuple[float, int] | None = None
+        for row in csv.DictReader(path.read_text().splitlines()):
+            try:
+                value, epoch = float(row.get(monitor) or "nan"), int(row["epoch"])
+            except (KeyError, ValueError):
+                continue
+            if value == value and (best is None or value < best[0]):  # NaN never counts
+                best = (value, epoch + 1)
+        return None if best is None else best[1]
 
     def append_history(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Append epoch ``epoch``'s row (a header first if the file is new): ``epoch`` and the

@@ -121,6 +121,13 @@ def _continue_schedule(model: TextVAE, config: TrainConfig, steps_per_epoch: int
     )
 
 
+def _best_epoch(run: RunDir) -> int | None:
+    """The epoch of the run's ``best.keras`` (1-based), by the log ``state.json`` says chose
+    it; ``None`` when that is not known."""
+    monitor = run.training_state().monitor
+    return run.best_epoch(monitor) if monitor else None
+
+
 def _step_options(model: TextVAE, config: TrainConfig) -> None:
     """How Keras runs ``model``'s steps: eagerly, or traced and, unless ``jit_compile`` is
     ``"auto"`` (Keras' choice), compiled with XLA or not. Set before the first ``fit`` /
@@ -460,7 +467,15 @@ def _train(
                 log=log,
             )
         )
+    best_epoch = _best_epoch(run)
+    if best_epoch is not None and best_epoch != config.epochs:
+        log(
+            f"best.keras is epoch {best_epoch}'s model, which textvae-sample uses by default; "
+            f"these metrics are of last.keras (epoch {config.epochs})"
+        )
     metrics.update(
+        evaluated=LAST,
+        best_epoch=best_epoch,
         split=split,
         epochs=config.epochs,
         processes=num_workers,
