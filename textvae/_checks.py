@@ -25,6 +25,7 @@ __all__ = [
     "DECODERS",
     "DECODER_CELLS",
     "DTYPES",
+    "ENCODER_LAYERS",
     "FLOAT32_MAX",
     "INPUT_KINDS",
     "LR_SCHEDULES",
@@ -32,6 +33,7 @@ __all__ = [
     "PADDINGS",
     "SAMPLE_WEIGHTS",
     "TARGETS",
+    "encoder_branches",
     "fraction",
     "in_float32",
     "int_at_least",
@@ -267,6 +269,29 @@ def fraction(name: str, value: Any) -> float:
     if not _is_number(value) or not 0 <= value < 1:
         raise _fail(name, "a number in [0, 1)", value)
     return float(value)
+
+
+#: The most bidirectional LSTM layers the text VAE's encoder stacks (the seed's two).
+ENCODER_LAYERS = 2
+
+
+def encoder_branches(layers: Any, pooling: bool, bigram_buckets: int) -> int:
+    """Check the encoder's ``encoder_layers`` (an integer in [0, 2]) and that it has a branch
+    to read: without the recurrence (0 layers) a pooled one; return the layers.
+
+    Raises
+    ------
+    InvalidArgumentError
+        "`encoder_layers` must be an integer in [0, 3). Received: encoder_layers=3", or 0
+        layers with ``encoder_pooling`` off and no ``bigram_buckets``.
+    """
+    layers = int_in_range("encoder_layers", layers, 0, ENCODER_LAYERS + 1)
+    if layers == 0 and not pooling and not bigram_buckets:
+        raise InvalidArgumentError(
+            "`encoder_layers=0` leaves the encoder nothing to read: turn on encoder_pooling "
+            "(--encoder-pooling) or bigram_buckets (--bigram-buckets N), or use 1 or 2 layers"
+        )
+    return layers
 
 
 def probability(name: str, value: Any) -> float:

@@ -178,6 +178,23 @@ def test_bad_decoder_cell_and_lr_schedule_are_refused():
         ModelConfig(lr_schedule="cosine")
 
 
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        ({"encoder_layers": 3}, r"`encoder_layers` must be an integer in \[0, 3\)"),
+        ({"encoder_layers": -1}, r"`encoder_layers` must be an integer in \[0, 3\)"),
+        ({"encoder_layers": 0, "encoder_pooling": False}, "--encoder-pooling"),
+    ],
+)
+def test_bad_encoder_layers_are_refused(settings, why):
+    with pytest.raises(ValueError, match=why):
+        ModelConfig(**settings)
+    assert (
+        ModelConfig(encoder_layers=0, encoder_pooling=False, bigram_buckets=8).encoder_layers == 0
+    )
+    assert train_config_from_args(["--quick", "--encoder-layers", "1"]).model.encoder_layers == 1
+
+
 # -- --config FILE ---------------------------------------------------------------------------
 def _saved_run(tmp_path, config: TrainConfig) -> str:
     run = RunDir(tmp_path / "run")

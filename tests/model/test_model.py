@@ -318,6 +318,8 @@ def test_default_sentiment_weight_is_the_configs():
         ({"decoder_cell": "rnn"}, "decoder_cell"),
         ({"word_dropout": 1.0}, "word_dropout"),
         ({"bow_weight": -1.0}, "bow_weight"),
+        ({"encoder_layers": 3}, "encoder_layers"),
+        ({"encoder_layers": 0, "encoder_pooling": False}, "encoder_layers=0"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -485,6 +487,42 @@ def test_lstm_decoder_trains_and_round_trips(decoder, rng, tmp_path: Path):
         model.predict(ids, verbose=0)["reconstruction"],
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    ("layers", "branches"),
+    [(1, {}), (0, {}), (0, {"encoder_pooling": False, "bigram_buckets": 64})],
+    ids=["one-bilstm", "pooled-only", "bigrams-only"],
+)
+def test_a_lighter_encoder_trains_and_round_trips(layers, branches, rng, tmp_path: Path):
+    model = build_vae(
+        VOCAB, MAX_LEN, encoder_layers=layers, targets="sparse", seed=0, **branches, **TINY
+    )
+    model.run_eagerly = True  # tracing the tiny model takes longer than its one epoch
+    bilstms = [
+        layer for layer in model.encoder.layers if isinstance(layer, keras.layers.Bidirectional)
+    ]
+    assert len(bilstms) == layers
+    ids, labels = make_batch(rng, 8)
+    history = model.fit(ids, {"reconstruction": ids, "sentiment": labels}, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    model.save(tmp_path / "light.keras")
+    loaded = load_model(tmp_path / "light.keras")
+    assert loaded.encoder_layers == layers and loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(
+        loaded.encoder.predict(ids, verbose=0)[0], model.encoder.predict(ids, verbose=0)[0]
+    )
+
+
+def test_a_config_without_encoder_layers_has_the_seeds_two():
+    config = TextVAE(VOCAB, MAX_LEN, encoder_layers=1, **TINY).get_config()
+    del config["encoder_layers"]  # as saved before the option
+    model = TextVAE.from_config(config)
+    assert model.encoder_layers == 2
+    assert [layer.name for layer in model.encoder.layers if "bilstm" in layer.name] == [
+        "bilstm_1",
+        "bilstm_2",
+    ]
 
 
 def test_a_config_without_decoder_cell_is_a_gru():

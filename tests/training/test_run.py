@@ -198,8 +198,17 @@ def test_check_resumable_without_a_checkpoint(run):
         ("decoder", "repeat"),
         ("decoder_cell", "lstm"),
         ("lr_schedule", "linear"),  # the optimizer holds a rate or a schedule: not both
+        ("encoder_layers", 1),
     ],
-    ids=["vocab_size", "targets", "model-size", "decoder", "decoder_cell", "lr_schedule"],
+    ids=[
+        "vocab_size",
+        "targets",
+        "model-size",
+        "decoder",
+        "decoder_cell",
+        "lr_schedule",
+        "encoder_layers",
+    ],
 )
 def test_check_resumable_refuses_another_shape(run, field, value):
     _resumable(run, TrainConfig())
@@ -222,12 +231,14 @@ def test_run_of_textvae_0_1_resumes_as_the_seeds_decoder(run):
 def test_run_saved_before_decoder_cell_and_lr_schedule_resumes_as_gru_and_constant(run):
     _resumable(run, TrainConfig())
     saved = json.loads(run.file("config.json").read_text())
-    for key in ("decoder_cell", "lr_schedule"):
+    for key in ("decoder_cell", "lr_schedule", "encoder_layers"):
         del saved["model"][key]
     run.file("config.json").write_text(json.dumps(saved))
     assert run.check_resumable(TrainConfig()) == 1
     with pytest.raises(CheckpointError, match="this run asks decoder_cell=lstm"):
         run.check_resumable(TrainConfig().replace(decoder_cell="lstm"))
+    with pytest.raises(CheckpointError, match="this run asks encoder_layers=0"):
+        run.check_resumable(TrainConfig().replace(encoder_layers=0))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from textvae._checks import (
     DECODER_CELLS,
     DECODERS,
     LR_SCHEDULES,
+    encoder_branches,
     fraction,
     in_float32,
     int_at_least,
@@ -53,7 +54,9 @@ class ModelConfig:
     the seed's ``"repeat"``; ``decoder_cell`` is either decoder's recurrence, ``"gru"`` (the
     seed's) or ``"lstm"`` (cuDNN's kernel on a GPU under the JAX backend); ``word_dropout`` is
     the share of the autoregressive decoder's input words replaced by ``<oov>`` in training;
-    ``encoder_pooling`` adds a mean-pooled embedding branch beside the encoder's BiLSTM;
+    ``encoder_layers`` is the number of bidirectional LSTM layers in the encoder (the seed's
+    2; 0 leaves the pooled branches alone); ``encoder_pooling`` adds a mean-pooled embedding
+    branch beside the encoder's BiLSTM;
     ``bow_weight`` weighs a bag-of-words loss from z
     (Zhao et al. 2017; 0.5 measured best on the quick preset, README "Results").
     ``lr_schedule`` is Adam's learning rate over the run: ``"constant"``, or ``"linear"`` from
@@ -95,6 +98,13 @@ class ModelConfig:
         0.25,
         help="share of the decoder's input words replaced by <oov> in training",
         unit="fraction of words",
+        group="model",
+    )
+    encoder_layers: int = option(
+        2,
+        help="bidirectional LSTM layers in the encoder (the seed's 2); 0: the pooled branches "
+        "alone (needs --encoder-pooling or --bigram-buckets)",
+        unit="layers",
         group="model",
     )
     encoder_pooling: bool = option(
@@ -164,6 +174,7 @@ class ModelConfig:
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         fraction("word_dropout", self.word_dropout)
         fraction("encoder_dropout", self.encoder_dropout)
+        encoder_branches(self.encoder_layers, self.encoder_pooling, self.bigram_buckets)
         positive_int("target_window", self.target_window, allow_none=True)
         if int_at_least("bigram_buckets", self.bigram_buckets, 0) == 1:
             raise InvalidArgumentError(

@@ -6,6 +6,7 @@ The encoder is the seed tutorial's, with a pooled branch beside it, and two deco
       -> Embedding(vocab_size, embedding_dim)
       -> the last target_window positions (all max_len by default)
       -> Bidirectional(LSTM(hidden, return_sequences=True)) -> Bidirectional(LSTM(hidden))
+         (encoder_layers=2; one Bidirectional(LSTM(hidden)) with 1; none with 0)
          [+ the mean of the row's non-padding embeddings, encoder_pooling=True]
          [+ the mean of the row's hashed-bigram embeddings, bigram_buckets > 0]
       -> [Dropout(encoder_dropout)] -> Dense(dense, relu) -> z_mean, z_log_var: Dense(latent)
@@ -77,6 +78,7 @@ from textvae._checks import (
     DECODERS,
     PADDINGS,
     TARGETS,
+    encoder_branches,
     fraction,
     int_at_least,
     int_in_range,
@@ -150,6 +152,9 @@ class TextVAE(keras.Model):
     word_dropout
         Autoregressive decoder only: the fraction of word ids of its input replaced by
         ``<oov>`` in training (Bowman et al. 2016: 0.25), so that it has to use ``z``.
+    encoder_layers
+        Bidirectional LSTM layers over the window in the encoder: 2 (the seed's), 1, or 0
+        (the pooled branches alone: ``encoder_pooling`` or ``bigram_buckets`` needed).
     encoder_pooling
         Add the mean of the review's embeddings beside the BiLSTM's output in the encoder
         (a bag-of-words path for sentiment and wording).
@@ -219,6 +224,7 @@ class TextVAE(keras.Model):
         decoder_cell: str = ModelConfig.decoder_cell,
         word_dropout: float = ModelConfig.word_dropout,
         encoder_pooling: bool = ModelConfig.encoder_pooling,
+        encoder_layers: int = ModelConfig.encoder_layers,
         sentiment_weight: float = ModelConfig.sentiment_weight,
         kl_weight: float = 0.0,
         free_bits: float = 0.0,
@@ -257,6 +263,9 @@ class TextVAE(keras.Model):
         self.decoder_cell = one_of("decoder_cell", decoder_cell, DECODER_CELLS)
         self.word_dropout = fraction("word_dropout", word_dropout)
         self.encoder_pooling = bool(encoder_pooling)
+        self.encoder_layers = encoder_branches(
+            encoder_layers, self.encoder_pooling, self.bigram_buckets
+        )
         self.epsilon_std = epsilon_std
         self.seed = seed
 
@@ -277,9 +286,12 @@ class TextVAE(keras.Model):
         )
         # The recurrence reads the decoder's window (the whole row by default), the pooled
         # branches the whole row.
-        x = _bidirectional_lstm(self.hidden, True, "bilstm_1")(self.window(embedded))
-        x = _bidirectional_lstm(self.hidden, False, "bilstm_2")(x)
-        features = [x]
+        features = []
+        if self.encoder_layers:
+            x = self.window(embedded)
+            for k in range(1, self.encoder_layers + 1):
+                x = _bidirectional_lstm(self.hidden, k < self.encoder_layers, f"bilstm_{k}")(x)
+            features.append(x)
         if self.encoder_pooling:
             features.append(MaskedMean(name="pooled_embedding")([embedded, ids]))
         if self.bigram_buckets > 0:
@@ -290,6 +302,8 @@ class TextVAE(keras.Model):
             features.append(MaskedMean(name="pooled_bigrams")([embedded_bigrams, bigrams]))
         if len(features) > 1:
             x = keras.layers.Concatenate(name="encoder_features")(features)
+        else:
+            x = features[0]
         if self.encoder_dropout > 0:
             x = keras.layers.Dropout(self.encoder_dropout, seed=seed, name="encoder_dropout")(x)
         x = keras.layers.Dense(self.dense, activation="relu", name="encoder_dense")(x)
@@ -483,6 +497,7 @@ class TextVAE(keras.Model):
             "decoder_cell": self.decoder_cell,
             "word_dropout": self.word_dropout,
             "encoder_pooling": self.encoder_pooling,
+            "encoder_layers": self.encoder_layers,
             "sentiment_weight": self.sentiment_weight,
             "kl_weight": float(self.kl_weight.numpy()),
             "free_bits": self.free_bits,
@@ -506,6 +521,7 @@ class TextVAE(keras.Model):
             "encoder_pooling": False,
             "bow_weight": 0.0,  # checkpoints without the key predate the bag-of-words head
             "decoder_position": False,  # nor the position input
+            "encoder_layers": 2,  # nor a choice of the encoder's BiLSTM layers
             **config,
         }
         return cls(**config)

@@ -102,17 +102,20 @@ _SHAPE_FIELDS = (
     "decoder",
     "decoder_cell",
     "encoder_pooling",
+    "encoder_layers",
     # Not a size, but the checkpoint's optimizer holds either a constant learning rate or a
     # schedule of it (a variable or none): the other kind cannot take over its state.
     "lr_schedule",
 )
 #: What runs whose config.json predates these fields trained: textvae 0.1's decoder, a GRU
-#: before ``decoder_cell``, a constant learning rate before ``lr_schedule``.
+#: before ``decoder_cell``, a constant learning rate before ``lr_schedule``, two BiLSTM layers
+#: before ``encoder_layers``.
 _SAVED_BEFORE_0_2 = {
     "decoder": "repeat",
     "encoder_pooling": False,
     "decoder_cell": "gru",
     "lr_schedule": "constant",
+    "encoder_layers": 2,
 }
 #: Where to look for a run, said in every "missing file" message.
 _POINT_AT_A_RUN = "point at the --out folder of a `textvae-train` run"

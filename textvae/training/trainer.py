@@ -154,6 +154,7 @@ def _new_model(config: TrainConfig, store: TokenStore, steps_per_epoch: int) -> 
         decoder_cell=m.decoder_cell,
         word_dropout=m.word_dropout,
         encoder_pooling=m.encoder_pooling,
+        encoder_layers=m.encoder_layers,
         sentiment_weight=m.sentiment_weight,
         free_bits=m.free_bits,
         bow_weight=m.bow_weight,
