@@ -1,13 +1,17 @@
-"""XLA or not: the median ``fit`` step of the quick preset's model with Keras' steps traced
-into a graph (``jit_compile=False``, Keras' choice for TensorFlow on a CPU) and compiled with
-XLA (``textvae-train --jit-compile on``, the quick preset's setting).
+"""The quick preset's training step: XLA or not, and lighter encoders.
 
-Both time the same model from the same weights on one batch repeated (``tf.data``: no data
-work), so the ratio is the step's compute alone. Full size (``--full``): the quick preset
+``test_xla_step_against_graph_step``: the median ``fit`` step of the quick preset's model with
+Keras' steps traced into a graph (``jit_compile=False``, Keras' choice for TensorFlow on a CPU)
+and compiled with XLA (``textvae-train --jit-compile on``, the quick preset's setting).
+``test_encoder_layers_step``: the XLA step with the encoder's two BiLSTM layers (the default),
+one (``--encoder-layers 1``) and none (``--encoder-layers 0``: the pooled branches alone).
+
+Each times the same model from the same weights on one batch repeated (``tf.data``: no data
+work), so the ratios are the step's compute alone. Full size (``--full``): the quick preset
 (``textvae-train --quick``: IMDB, vocab 20,000, rows of 400 ids, a target window of 100, hashed
 bigrams, sparse targets, hidden 64, batch 16), 40 timed steps after 3 warm-up steps. Small
-otherwise (tiny sizes, 4 steps, only with ``--benchmark-only``): the harness runs, the ratio
-means little.
+otherwise (tiny sizes, 4 steps, only with ``--benchmark-only``): the harness runs, the ratios
+mean little.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def _median_step(config, store, data, jit: bool, steps: int) -> float:
     return float(np.median(timer.times))
 
 
-def test_xla_step_against_graph_step(benchmark, size):
+def _setup(size: str):
+    """The size's store, its quick-preset config and one batch repeated (``tf.data``)."""
     import tensorflow as tf
     from synthetic import cached_synthetic_store, imdb_store
 
@@ -81,7 +86,11 @@ def test_xla_step_against_graph_step(benchmark, size):
     )
     ids, outputs = seq[0]
     data = tf.data.Dataset.from_tensors((ids, {k: np.array(v) for k, v in outputs.items()}))
-    data = data.repeat()
+    return store, config, data.repeat(), steps
+
+
+def test_xla_step_against_graph_step(benchmark, size):
+    store, config, data, steps = _setup(size)
     benchmark.group = f"xla step {size}"
     result: dict[str, float] = {}
 
@@ -96,3 +105,21 @@ def test_xla_step_against_graph_step(benchmark, size):
         graph_over_xla=round(result["graph"] / result["xla"], 3),
     )
     assert result["graph"] > 0 and result["xla"] > 0
+
+
+def test_encoder_layers_step(benchmark, size):
+    store, config, data, steps = _setup(size)
+    benchmark.group = f"encoder layers step {size}"
+    result: dict[int, float] = {}
+
+    def run() -> None:
+        for layers in (2, 1, 0):
+            lighter = config.replace(encoder_layers=layers)
+            result[layers] = _median_step(lighter, store, data, True, steps)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update({f"step_s_layers_{k}": round(v, 4) for k, v in result.items()})
+    benchmark.extra_info.update(
+        {f"layers_{k}_over_2": round(result[k] / result[2], 3) for k in (1, 0)}
+    )
+    assert all(t > 0 for t in result.values())
