@@ -4,6 +4,7 @@
 :mod:`.trainer`            :func:`train`: store -> sequences -> ``fit`` -> the run folder
 :mod:`.run`                :class:`RunDir`: the run folder's files and rules, its lock
 :mod:`.state`              :class:`TrainingState`: where a run stands (``state.json``)
+:mod:`.history`            ``history.csv``: appending, trimming, the epoch of ``best.keras``
 :mod:`.replaced`           an overwritten run's files, kept until the new run's first checkpoint
 :mod:`.callbacks`          :class:`KLAnnealing`, :class:`EpochSync`, :class:`RunCheckpoint`
 :mod:`.preemption`         :class:`StopOnSignal`: SIGTERM/SIGINT stop after the step in progress

@@ -37,9 +37,7 @@ This module imports Keras only to load a model (:meth:`RunDir.load_model`).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import re
@@ -50,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from textvae.data.lock import LockOwner, lock_owner
 from textvae.errors import CheckpointError, OutputDirError
-from textvae.training import replaced
+from textvae.training import history, replaced
 from textvae.training.run_lock import RunLock
 from textvae.training.state import CHECKPOINT as _CHECKPOINT
 from textvae.training.state import LAST, TrainingState, checkpoint_name
@@ -540,43 +538,20 @@ class RunDir:
     def trim_history(self, epochs_done: int) -> None:
         """Keep only the rows of epochs ``< epochs_done`` in ``history.csv`` (atomically)."""
         path = self.file(HISTORY)
-        if not path.exists():
-            return
-        rows = list(csv.reader(path.read_text().splitlines()))
-        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs_done]
-        if len(kept) == len(rows):
-            return
-        text = io.StringIO()
-        csv.writer(text).writerows(kept)
-        _write_atomic(path, text.getvalue())
+        text = history.trimmed(path.read_text(), epochs_done) if path.exists() else None
+        if text is not None:
+            _write_atomic(path, text)
 
     def best_epoch(self, monitor: str) -> int | None:
         """The epoch (1-based) whose ``best.keras`` this is: the first ``history.csv`` row with
         the lowest finite ``monitor``, the rule that saves it. ``None`` when no row has one."""
         path = self.file(HISTORY)
-        if not path.exists():
-            return None
-        best: tuple[float, int] | None = None
-        for row in csv.DictReader(path.read_text().splitlines()):
-            try:
-                value, epoch = float(row.get(monitor) or "nan"), int(row["epoch"])
-            except (KeyError, ValueError):
-                continue
-            if value == value and (best is None or value < best[0]):  # NaN never counts
-                best = (value, epoch + 1)
-        return None if best is None else best[1]
+        return history.best_epoch(path.read_text(), monitor) if path.exists() else None
 
     def append_history(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Append epoch ``epoch``'s row (a header first if the file is new): ``epoch`` and the
         logs' keys in sorted order, as Keras' ``CSVLogger`` writes them."""
-        path = self.file(HISTORY)
-        keys = sorted(logs)
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", *keys])
-            writer.writerow([epoch, *(logs[k] for k in keys)])
+        history.append_row(self.file(HISTORY), epoch, logs)
 
     # -- helpers ------------------------------------------------------------------------------
     def _existing_file(self, name: str) -> Path:
