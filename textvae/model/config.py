@@ -174,13 +174,13 @@ class ModelConfig:
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         fraction("word_dropout", self.word_dropout)
         fraction("encoder_dropout", self.encoder_dropout)
-        encoder_branches(self.encoder_layers, self.encoder_pooling, self.bigram_buckets)
         positive_int("target_window", self.target_window, allow_none=True)
         if int_at_least("bigram_buckets", self.bigram_buckets, 0) == 1:
             raise InvalidArgumentError(
                 "`bigram_buckets` must be 0 (off) or at least 2 (bucket 0 means no bigram). "
                 "Received: bigram_buckets=1"
             )
+        encoder_branches(self.encoder_layers, self.encoder_pooling, self.bigram_buckets)
         for name in ("epsilon_std", "learning_rate"):
             in_float32(name, positive_number(name, getattr(self, name)))
         for name in ("sentiment_weight", "free_bits", "bow_weight"):
